@@ -1,0 +1,48 @@
+# Conveyor: one entry point. `make run` does everything on a fresh clone; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Re-install only when pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export GX_ANALYTICS_ENABLED := false
+export FEAST_USAGE := False
+
+.PHONY: install run test test-fast stop status lint bench clean-local
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+## run: venv + install + start the local stack (S3 + Prefect server) + run the pipeline end to end
+run: install
+	$(VENV)/bin/conveyor stack up
+	$(VENV)/bin/conveyor run
+
+## test: venv + install + the whole suite (it starts and stops its own servers on free ports)
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest tests/unit
+
+## stop: stop the local stack's processes (by the PIDs it recorded)
+stop:
+	@if [ -x $(VENV)/bin/conveyor ]; then $(VENV)/bin/conveyor stack down; fi
+
+status: install
+	$(VENV)/bin/conveyor stack status
+
+lint: install
+	$(VENV)/bin/ruff check flows tasks configs tests bench
+	$(VENV)/bin/mypy
+
+## clean-local: stop the stack and delete its data (.local/)
+clean-local: stop
+	rm -rf .local

@@ -1,0 +1,274 @@
+"""The local stack: a SeaweedFS S3 server and a Prefect server on 127.0.0.1, started and stopped by PID.
+
+`up()` is idempotent (a running, healthy service is left alone), `down()` stops only the processes whose PIDs
+it recorded. Everything lives under `local_stack.state_dir` (git-ignored): data, logs, PID files, and the
+generated S3 credentials (mode 0600, never printed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from configs.settings import TELEMETRY_OFF_ENV, Settings
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("s3", "prefect")
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    pid: int | None
+    healthy: bool
+    url: str
+
+
+def _bin(name: str) -> str:
+    # Executables installed next to this interpreter (the project's venv), not whatever is first on PATH.
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _http_status(url: str, timeout: float = 2.0) -> tuple[int, str] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+            return response.status, response.read(200).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) still answers kill(0); it is not running.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+class LocalStack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cfg = settings.local_stack
+        self.state_dir = self.cfg.state_dir
+        self.host = self.cfg.host
+        # Popen handles of the services started by this object, kept so they are reaped (no zombies).
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    # ---- layout ---------------------------------------------------------------------------------------
+    def _pid_file(self, service: str) -> Path:
+        return self.state_dir / "pids" / f"{service}.json"
+
+    def _log_file(self, service: str) -> Path:
+        return self.state_dir / "logs" / f"{service}.log"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.state_dir / "prefect"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://{self.host}:{self.cfg.s3_port}"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"http://{self.host}:{self.cfg.prefect_port}/api"
+
+    def _s3_ports(self) -> dict[str, int]:
+        # Every SeaweedFS port is pinned: a busy default port silently moves up by one otherwise.
+        base = self.cfg.s3_port
+        return {"s3.port": base, "master.port": base + 1, "volume.port": base + 2, "filer.port": base + 3,
+                "admin.port": base + 4}
+
+    def ports(self, service: str) -> list[int]:
+        if service == "s3":
+            http = list(self._s3_ports().values())
+            return http + [p + 10000 for p in http]  # SeaweedFS puts gRPC at http port + 10000
+        return [self.cfg.prefect_port]
+
+    # ---- credentials ----------------------------------------------------------------------------------
+    def s3_credentials(self) -> tuple[str, str]:
+        """The keys the S3 server enforces: configured ones, else generated once into the credentials file."""
+        configured = self.settings.storage.resolved_credentials()
+        if configured:
+            return configured
+        path = self.settings.storage.credentials_file or self.state_dir / "s3-credentials.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        creds = {"access_key_id": "conveyor-" + secrets.token_hex(6), "secret_access_key": secrets.token_hex(24)}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(creds, fh)
+        return creds["access_key_id"], creds["secret_access_key"]
+
+    # ---- health ---------------------------------------------------------------------------------------
+    def healthy(self, service: str) -> bool:
+        if service == "s3":
+            # Any S3 answer (403 for an unsigned request when auth is on) means the gateway is serving.
+            return _http_status(self.s3_url + "/") is not None
+        result = _http_status(self.prefect_api_url + "/health")
+        return result is not None and result[0] == 200 and result[1].strip() == "true"
+
+    def _recorded_pid(self, service: str) -> int | None:
+        path = self._pid_file(service)
+        if not path.exists():
+            return None
+        pid = int(json.loads(path.read_text())["pid"])
+        if _pid_alive(pid):
+            return pid
+        path.unlink()  # stale: the process is gone
+        return None
+
+    def status(self) -> list[ServiceState]:
+        urls = {"s3": self.s3_url, "prefect": self.prefect_api_url}
+        return [ServiceState(s, self._recorded_pid(s), self.healthy(s), urls[s]) for s in SERVICES]
+
+    # ---- start/stop -----------------------------------------------------------------------------------
+    def _command(self, service: str) -> tuple[list[str], dict[str, str]]:
+        env = {**os.environ, **TELEMETRY_OFF_ENV}
+        if service == "s3":
+            data_dir = self.state_dir / "seaweedfs"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            key, secret = self.s3_credentials()
+            env.update({"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret})
+            cmd = [_bin("weed"), "mini", f"-dir={data_dir}", f"-ip={self.host}", f"-ip.bind={self.host}",
+                   "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
+                   "-s3.port.iceberg=0", "-s3.port.lance=0"]
+            cmd += [f"-{flag}={port}" for flag, port in self._s3_ports().items()]
+            return cmd, env
+        self.prefect_home.mkdir(parents=True, exist_ok=True)
+        env["PREFECT_HOME"] = str(self.prefect_home)
+        env.pop("PREFECT_API_URL", None)  # the server must not think it is a client of another server
+        cmd = [_bin("prefect"), "server", "start", "--host", self.host, "--port", str(self.cfg.prefect_port),
+               "--analytics-off"]
+        return cmd, env
+
+    def _start(self, service: str) -> int:
+        busy = [p for p in self.ports(service) if not _port_free(self.host, p)]
+        if busy:
+            raise StackError(
+                f"{service}: port(s) {busy} on {self.host} are already in use by a process this stack did not "
+                f"start. Stop it, or choose other ports (CONVEYOR_LOCAL_STACK__S3_PORT / __PREFECT_PORT)."
+            )
+        cmd, env = self._command(service)
+        log_path = self._log_file(service)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log_fh:
+            process = subprocess.Popen(  # noqa: S603
+                cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                cwd=self.state_dir, start_new_session=True,  # own process group: stopped as one by its PID
+            )
+        self._processes[service] = process
+        pid_file = self._pid_file(service)
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(json.dumps({"pid": process.pid, "cmd": cmd[:3], "started_at": time.time()}))
+        return process.pid
+
+    def _wait(self, service: str, pid: int) -> None:
+        deadline = time.monotonic() + self.cfg.start_timeout_seconds
+        while time.monotonic() < deadline:
+            if self.healthy(service):
+                return
+            if not _pid_alive(pid):
+                raise StackError(f"{service} exited during start-up; see {self._log_file(service)}")
+            time.sleep(0.25)
+        raise StackError(
+            f"{service} was not healthy after {self.cfg.start_timeout_seconds:.0f}s; see {self._log_file(service)}"
+        )
+
+    def up(self, services: tuple[str, ...] = SERVICES) -> dict[str, float]:
+        """Start what is not running, wait for health; returns seconds spent per service."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        timings: dict[str, float] = {}
+        for service in services:
+            started = time.monotonic()
+            pid = self._recorded_pid(service)
+            if pid is None:
+                pid = self._start(service)
+                log.info("started %s (pid %d)", service, pid)
+            else:
+                log.info("%s already running (pid %d)", service, pid)
+            self._wait(service, pid)
+            timings[service] = time.monotonic() - started
+        return timings
+
+    def down(self, services: tuple[str, ...] = SERVICES, timeout: float = 30.0) -> list[str]:
+        """Stop the processes this stack started (by their recorded PIDs). Returns what was stopped."""
+        stopped = []
+        for service in services:
+            pid = self._recorded_pid(service)
+            if pid is None:
+                continue
+            _signal_group(pid, signal.SIGTERM)
+            process = self._processes.pop(service, None)
+            if process is not None:
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+            if not _wait_until(lambda pid=pid: not _pid_alive(pid), timeout):  # type: ignore[misc]
+                log.warning("%s (pid %d) ignored SIGTERM for %.0fs; sending SIGKILL", service, pid, timeout)
+                _signal_group(pid, signal.SIGKILL)
+                _wait_until(lambda pid=pid: not _pid_alive(pid), 10)  # type: ignore[misc]
+            # A restarted SeaweedFS silently moves to the next port if the old one is still bound.
+            _wait_until(lambda s=service: all(_port_free(self.host, p) for p in self.ports(s)), 15)  # type: ignore[misc]
+            self._pid_file(service).unlink(missing_ok=True)
+            stopped.append(service)
+        return stopped
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for processes that use this stack (flows, workers, the Prefect CLI)."""
+        return {**TELEMETRY_OFF_ENV, "PREFECT_API_URL": self.prefect_api_url, "PREFECT_HOME": str(self.prefect_home)}
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    # The service was started in its own session, so its process group id is its PID: this signals exactly
+    # the server and the children it spawned (uvicorn workers), nothing else.
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()

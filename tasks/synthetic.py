@@ -1,0 +1,243 @@
+"""Seeded synthetic customer-churn data: the default dataset, with knobs for drift and data-quality faults.
+
+Each day is generated independently from (seed, day), so any window can be regenerated exactly. Customers have
+static traits (drawn once from the seed); on a given day a random subset of them produces an event row whose
+features mix those traits with daily noise. The label (`churned` within 30 days) is a noisy logistic function
+of the features; `ConceptDrift` changes that function from a date, `CovariateDrift` shifts a feature's
+distribution from a date, `Fault` corrupts a share of rows in one of the ways real feeds break.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from configs.settings import DatasetConfig, GeneratorConfig
+
+# The columns this generator knows how to make, in its own vocabulary; dataset.yaml names the key columns.
+SYNTHETIC_FEATURES = (
+    "age", "tenure_months", "monthly_charges", "total_charges", "support_calls_30d", "avg_session_minutes",
+    "days_since_last_login", "num_products", "contract_type", "payment_method", "region",
+)
+CONTRACTS = ("month_to_month", "one_year", "two_year")
+PAYMENTS = ("card", "bank_transfer", "invoice", "wallet")
+REGIONS = ("north", "south", "east", "west")
+FIRST_ENTITY_ID = 100_000
+
+
+class CovariateDrift(BaseModel):
+    """From `start` on, shift `feature`: numeric by `shift` standard deviations; categorical by moving a
+    `shift` share of rows to the feature's last category."""
+
+    feature: str
+    start: dt.date
+    shift: float = Field(default=1.0, description="std units (numeric) or share of rows moved (categorical)")
+
+
+class ConceptDrift(BaseModel):
+    """From `start` on, the label depends on the features differently (blended in by `strength`)."""
+
+    start: dt.date
+    strength: float = Field(default=1.0, ge=0, le=1)
+
+
+FaultKind = Literal["nulls", "out_of_range", "wrong_type", "missing_column", "duplicate_keys"]
+
+
+class Fault(BaseModel):
+    """Corrupt `fraction` of the rows of `column` (on `day` only, or every day when None)."""
+
+    kind: FaultKind
+    column: str | None = None
+    fraction: float = Field(default=0.05, gt=0, le=1)
+    day: dt.date | None = None
+
+
+class Scenario(BaseModel):
+    """What to inject into the clean data. The default is clean, stationary data."""
+
+    covariate_drift: list[CovariateDrift] = Field(default_factory=list)
+    concept_drift: ConceptDrift | None = None
+    faults: list[Fault] = Field(default_factory=list)
+
+
+def check_dataset_matches(dataset: DatasetConfig) -> None:
+    """The synthetic source can only feed the features it knows; fail early and say which ones differ."""
+    unknown = sorted(set(dataset.feature_names) - set(SYNTHETIC_FEATURES))
+    if unknown:
+        raise ValueError(
+            f"dataset {dataset.name!r}: source.kind 'synthetic' cannot generate features {unknown}; "
+            f"it makes {list(SYNTHETIC_FEATURES)}. Use source.kind 'files' for your own data."
+        )
+
+
+def _population(seed: int, n_entities: int) -> dict[str, np.ndarray]:
+    """Static per-customer traits, identical for every day."""
+    rng = np.random.default_rng([seed, 0])
+    return {
+        "entity_id": np.arange(FIRST_ENTITY_ID, FIRST_ENTITY_ID + n_entities, dtype=np.int64),
+        "age": rng.integers(18, 86, n_entities),
+        "tenure0": rng.gamma(1.6, 14.0, n_entities),
+        "charge0": rng.uniform(18.0, 140.0, n_entities),
+        "support_rate": rng.lognormal(-0.3, 0.7, n_entities),
+        "engagement": rng.gamma(3.0, 12.0, n_entities),
+        "num_products": np.clip(rng.poisson(1.2, n_entities) + 1, 1, 10),
+        "contract": rng.choice(len(CONTRACTS), n_entities, p=[0.55, 0.25, 0.20]),
+        "payment": rng.choice(len(PAYMENTS), n_entities, p=[0.40, 0.30, 0.15, 0.15]),
+        "region": rng.choice(len(REGIONS), n_entities, p=[0.30, 0.25, 0.25, 0.20]),
+    }
+
+
+def churn_logit(features: pd.DataFrame, concept_drift_strength: float = 0.0) -> np.ndarray:
+    """The true label function (before noise). Concept drift blends in a different one."""
+    f = features
+    before = (
+        -1.0
+        + 1.1 * (f["contract_type"] == "month_to_month")
+        - 0.7 * (f["contract_type"] == "two_year")
+        + 0.30 * f["support_calls_30d"]
+        - 0.035 * f["tenure_months"]
+        + 0.012 * (f["monthly_charges"] - 70.0)
+        + 0.045 * f["days_since_last_login"]
+        - 0.30 * (f["num_products"] - 1)
+        - 0.015 * (f["avg_session_minutes"] - 35.0)
+        + 0.45 * (f["payment_method"] == "invoice")
+    ).to_numpy(dtype=float)
+    if concept_drift_strength <= 0:
+        return before
+    after = (
+        -1.0
+        + 1.2 * (f["region"] == "south")
+        - 0.25 * f["support_calls_30d"]
+        + 0.03 * f["tenure_months"]
+        - 0.012 * (f["monthly_charges"] - 70.0)
+        + 0.6 * (f["payment_method"] == "wallet")
+    ).to_numpy(dtype=float)
+    return (1 - concept_drift_strength) * before + concept_drift_strength * after
+
+
+def generate_day(
+    day: dt.date,
+    dataset: DatasetConfig,
+    generator: GeneratorConfig,
+    scenario: Scenario | None = None,
+    snapshot: bool = False,
+    n_entities: int | None = None,
+) -> pd.DataFrame:
+    """One day of raw rows. `snapshot=True` gives one row per customer (a scoring population)."""
+    check_dataset_matches(dataset)
+    scenario = scenario or Scenario()
+    n = n_entities or generator.n_entities
+    people = _population(generator.seed, n)
+    rng = np.random.default_rng([generator.seed, day.toordinal(), int(snapshot)])
+
+    if snapshot:
+        idx = np.arange(n)
+    else:
+        rate = generator.events_per_entity_per_month / 30.0
+        idx = np.flatnonzero(rng.random(n) < rate)
+    m = len(idx)
+    months = max((day - generator.start_date).days, 0) / 30.44
+    seconds = rng.integers(0, 86_400 * 1_000_000, m)  # microsecond precision: what parquet/duckdb keep
+    midnight = pd.Timestamp(day, tz="UTC")
+
+    tenure = np.clip(np.round(people["tenure0"][idx] + months), 0, 120).astype(np.int64)
+    charges = np.clip(people["charge0"][idx] * rng.normal(1.0, 0.05, m), 0, 500)
+    frame = pd.DataFrame({
+        "entity_id": people["entity_id"][idx],
+        "event_timestamp": midnight + pd.to_timedelta(seconds, unit="us"),
+        "age": np.clip(people["age"][idx] + int(months // 12), 18, 100).astype(np.int64),
+        "tenure_months": tenure,
+        "monthly_charges": np.round(charges, 2),
+        "total_charges": np.round(np.clip(charges * np.maximum(tenure, 1) * rng.normal(1, 0.03, m), 0, 60000), 2),
+        "support_calls_30d": np.clip(rng.poisson(people["support_rate"][idx]), 0, 50).astype(np.int64),
+        "avg_session_minutes": np.round(np.clip(rng.gamma(4.0, people["engagement"][idx] / 4.0), 0, 600), 1),
+        "days_since_last_login": np.clip(rng.geometric(np.clip(people["engagement"][idx] / 60, 0.02, 0.95)) - 1,
+                                         0, 365).astype(np.int64),
+        "num_products": people["num_products"][idx].astype(np.int64),
+        "contract_type": np.asarray(CONTRACTS)[people["contract"][idx]],
+        "payment_method": np.asarray(PAYMENTS)[people["payment"][idx]],
+        "region": np.asarray(REGIONS)[people["region"][idx]],
+    })
+    for drift in scenario.covariate_drift:
+        if day >= drift.start:
+            _shift_feature(frame, dataset, drift, rng)
+
+    concept = scenario.concept_drift
+    strength = concept.strength if concept is not None and day >= concept.start else 0.0
+    logit = churn_logit(frame, strength) + rng.normal(0.0, 0.5, m)
+    frame["churned"] = (rng.random(m) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+
+    frame = frame.rename(columns={"entity_id": dataset.entity_column,
+                                  "event_timestamp": dataset.timestamp_column,
+                                  "churned": dataset.label_column})
+    keep = [dataset.entity_column, dataset.timestamp_column, *dataset.feature_names, dataset.label_column]
+    frame = frame[keep].sort_values(dataset.timestamp_column, kind="stable").reset_index(drop=True)
+    for fault in scenario.faults:
+        if fault.day is None or fault.day == day:
+            frame = inject_fault(frame, dataset, fault, rng)
+    return frame
+
+
+def _shift_feature(frame: pd.DataFrame, dataset: DatasetConfig, drift: CovariateDrift,
+                   rng: np.random.Generator) -> None:
+    if drift.feature not in frame.columns:
+        raise ValueError(f"covariate drift: no feature {drift.feature!r} in the synthetic data")
+    spec = dataset.feature(drift.feature)
+    column = frame[drift.feature]
+    if spec.is_numeric:
+        shifted = column + drift.shift * float(column.std() or 1.0)
+        # Drift moves the distribution but stays inside the declared domain: it is not a data-quality fault.
+        shifted = shifted.clip(lower=spec.min, upper=spec.max)
+        frame[drift.feature] = shifted.round().astype(column.dtype) if spec.dtype == "int64" else shifted
+    else:
+        categories = spec.categories or sorted(column.unique())
+        moved = rng.random(len(frame)) < min(abs(drift.shift), 1.0)
+        frame.loc[moved, drift.feature] = categories[-1]
+
+
+def inject_fault(frame: pd.DataFrame, dataset: DatasetConfig, fault: Fault,
+                 rng: np.random.Generator) -> pd.DataFrame:
+    """Return a copy of `frame` broken in the way `fault` describes."""
+    frame = frame.copy()
+    column = fault.column or dataset.features[0].name
+    if fault.kind != "duplicate_keys" and column not in frame.columns:
+        raise ValueError(f"fault {fault.kind}: no column {column!r} in the data")
+    n = len(frame)
+    count = max(1, int(round(fault.fraction * n))) if n else 0
+    rows = rng.choice(n, size=count, replace=False) if count else np.array([], dtype=int)
+    if fault.kind == "nulls":
+        frame[column] = frame[column].astype("float64" if dataset.feature(column).is_numeric else "object")
+        frame.loc[frame.index[rows], column] = None
+    elif fault.kind == "out_of_range":
+        spec = dataset.feature(column)
+        if not spec.is_numeric:
+            frame.loc[frame.index[rows], column] = "__unknown_category__"
+        else:
+            bad = (spec.max if spec.max is not None else frame[column].max()) * 10 + 1
+            frame[column] = frame[column].astype("float64")
+            frame.loc[frame.index[rows], column] = bad
+    elif fault.kind == "wrong_type":
+        as_text = frame[column].astype(str).astype(object)
+        as_text.iloc[rows] = "n/a"
+        frame[column] = as_text
+    elif fault.kind == "missing_column":
+        frame = frame.drop(columns=[column])
+    elif fault.kind == "duplicate_keys":
+        frame = pd.concat([frame, frame.iloc[rows]], ignore_index=True)
+    return frame
+
+
+def generate_window(
+    start: dt.date, days: int, dataset: DatasetConfig, generator: GeneratorConfig,
+    scenario: Scenario | None = None,
+) -> dict[dt.date, pd.DataFrame]:
+    """`days` consecutive daily partitions from `start`."""
+    return {
+        start + dt.timedelta(days=i): generate_day(start + dt.timedelta(days=i), dataset, generator, scenario)
+        for i in range(days)
+    }

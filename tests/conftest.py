@@ -1,0 +1,106 @@
+"""Test fixtures. Integration tests run against real servers that this session starts on free loopback ports,
+in a temporary state folder, and stops by PID at the end: a developer's own `.local/` stack is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from configs.settings import TELEMETRY_OFF_ENV, Settings, load_settings
+
+for _key, _value in TELEMETRY_OFF_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_s3_base() -> int:
+    # SeaweedFS needs base..base+4 and each + 10000 (gRPC).
+    for _ in range(200):
+        base = random.randint(20000, 29000)
+        if all(_free(p) and _free(p + 10000) for p in range(base, base + 5)):
+            return base
+    raise RuntimeError("no free port range for the test S3 server")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """CONVEYOR_* variables pointing every load_settings() in this session at the test stack."""
+    state_dir = tmp_path_factory.mktemp("stack")
+    s3_port, prefect_port = _free_s3_base(), _free_port()
+    env = {
+        "CONVEYOR_PROFILE": "local",
+        "CONVEYOR_LOCAL_STACK__STATE_DIR": str(state_dir),
+        "CONVEYOR_LOCAL_STACK__S3_PORT": str(s3_port),
+        "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(prefect_port),
+        "CONVEYOR_STORAGE__ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        "CONVEYOR_STORAGE__CREDENTIALS_FILE": str(state_dir / "s3-credentials.json"),
+        "CONVEYOR_STORAGE__BUCKET": "conveyor-test",
+        "CONVEYOR_STORAGE__MAX_ATTEMPTS": "3",
+        "CONVEYOR_STORAGE__BACKOFF_SECONDS": "0.05",
+        "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{prefect_port}/api",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for key, old in saved.items():
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+@pytest.fixture(scope="session")
+def test_settings(stack_env: dict[str, str]) -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def s3_server(test_settings: Settings) -> Iterator[Settings]:
+    """A real SeaweedFS S3 server (SigV4 enforced) for this test session."""
+    from tasks.local_stack import LocalStack
+
+    stack = LocalStack(test_settings)
+    stack.up(services=("s3",))
+    yield load_settings()  # now with the generated credentials file in place
+    stack.down(services=("s3",))
+
+
+@pytest.fixture
+def store(s3_server: Settings):  # type: ignore[no-untyped-def]
+    """An ObjectStore on a fresh bucket of the session's S3 server (created on first write)."""
+    from tasks.object_store import ObjectStore
+
+    config = s3_server.storage.model_copy(update={"bucket": f"t-{uuid.uuid4().hex[:12]}"})
+    return ObjectStore(config)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One Prefect test server for the session (flows run against it; it does not evaluate triggers)."""
+    from prefect.settings import PREFECT_HOME, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    home: Path = tmp_path_factory.mktemp("prefect-home")
+    with temporary_settings({PREFECT_HOME: home}), prefect_test_harness(server_startup_timeout=120):
+        yield
