@@ -149,6 +149,22 @@ class StorageConfig(_Strict):
 class PrefectConfig(_Strict):
     api_url: str = "http://127.0.0.1:4200/api"
     work_pool: str = "conveyor-process"
+    # The Prefect server's database. None: SQLite under PREFECT_HOME. Production: a PostgreSQL URL such as
+    # postgresql+asyncpg://prefect:<password>@db:5432/prefect, from CONVEYOR_PREFECT__DATABASE_URL (never the repo).
+    database_url: SecretStr | None = None
+    # Basic auth for the Prefect API ('user:password'): the server enforces it (PREFECT_SERVER_API_AUTH_STRING),
+    # every client the stack starts sends it (PREFECT_API_AUTH_STRING). From CONVEYOR_PREFECT__API_AUTH_STRING.
+    api_auth_string: SecretStr | None = None
+
+
+class NotificationsConfig(_Strict):
+    """Where a failed run or a refused gate is reported (tasks/notify.py)."""
+
+    # Apprise URLs (slack://..., mailto://..., json://host/path); they hold tokens: set them from the
+    # environment (CONVEYOR_NOTIFICATIONS__APPRISE_URLS='["slack://T/B/C"]'), never in the repo.
+    apprise_urls: list[SecretStr] = Field(default_factory=list)
+    on_failure: bool = Field(default=True, description="notify when a flow run fails or crashes")
+    on_gate_refusal: bool = Field(default=True, description="notify when an evaluation gate refuses a model")
 
 
 class LocalStackConfig(_Strict):
@@ -167,6 +183,15 @@ class GeneratorConfig(_Strict):
     events_per_entity_per_month: float = Field(default=2.0, gt=0)
 
 
+class DirectionalCheck(_Strict):
+    """Adding `delta` to numeric `feature` must move the mean score in `direction` (within `tolerance`)."""
+
+    feature: str
+    delta: float
+    direction: Literal["increase", "decrease"] = "increase"
+    tolerance: float = Field(default=0.0, ge=0)
+
+
 class GatesConfig(_Strict):
     min_roc_auc: float = Field(default=0.70, ge=0, le=1)
     min_pr_auc: float = Field(default=0.30, ge=0, le=1)
@@ -174,13 +199,132 @@ class GatesConfig(_Strict):
     min_training_rows: int = Field(default=1000, ge=1)
     max_regression_vs_champion: float = Field(default=0.005, ge=0)
     min_improvement_to_replace: float = Field(default=0.0, ge=0)
+    # Per-slice no-regression (segments: training.segments), on the primary metric, vs the champion.
+    max_slice_regression: float = Field(default=0.02, ge=0, description="ROC AUC drop allowed in any slice")
+    min_slice_rows: int = Field(default=200, ge=1, description="smaller slices (or one class only) are skipped")
+    # Behavioural checks on the test set (tests/model): invariance and directional expectations.
+    invariant_features: list[str] = Field(default_factory=list, description="permuting one moves scores little")
+    max_invariance_shift: float = Field(default=0.05, ge=0, description="mean |score change| allowed")
+    directional: list[DirectionalCheck] = Field(default_factory=list)
+
+
+class FeatureDriftThresholds(_Strict):
+    psi: float | None = Field(default=None, gt=0)
+    ks: float | None = Field(default=None, gt=0, le=1)
 
 
 class DriftConfig(_Strict):
+    """Drift monitor (tasks/drift.py, flows/drift_monitor.py). A feature drifts when PSI or KS exceeds its threshold."""
+
     psi_threshold: float = Field(default=0.2, gt=0)
     ks_threshold: float = Field(default=0.1, gt=0, le=1)
     prediction_psi_threshold: float = Field(default=0.2, gt=0)
     max_drifted_share: float = Field(default=0.0, ge=0, le=1)
+    per_feature: dict[str, FeatureDriftThresholds] = Field(default_factory=dict, description="overrides by feature")
+    bins: int = Field(default=10, ge=2, le=100, description="reference-quantile bins for numeric PSI")
+    min_rows: int = Field(default=500, ge=1, description="fewer current rows: no verdict (insufficient data)")
+    max_metric_drop: float = Field(default=0.05, ge=0, le=1, description="ROC AUC drop vs test metrics = decay")
+    label_delay_days: int = Field(default=30, ge=0, description="labels of a window are known this many days later")
+    window_days: int = Field(default=7, ge=1, description="days of raw rows compared with the reference")
+    histogram_sample: int = Field(default=200_000, ge=1000, description="rows drawn for the HTML histograms")
+
+
+class RetrainingConfig(_Strict):
+    """Event-driven retraining (flows/retraining.py) and its guardrails."""
+
+    cooldown_hours: float = Field(default=24.0, ge=0, description="no second retraining of a model within this")
+    training_window_days: int = Field(default=60, ge=1, description="days of data up to the drifted window")
+    require_approval: bool = Field(default=False, description="register the challenger; a person promotes it")
+    approval_timeout_seconds: int = Field(default=86_400, ge=1)
+    concurrency_slot_timeout_seconds: float = Field(default=3600, gt=0)
+
+
+class ModelSpec(_Strict):
+    """An estimator (import path) and its hyper-parameters; preprocessing comes from dataset.features."""
+
+    estimator: str = Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", description="e.g. sklearn.ensemble.X")
+    params: dict[str, Any] = Field(default_factory=dict)
+    scale_numeric: bool = Field(default=False, description="StandardScaler on numeric features (linear models)")
+
+
+class TrainingConfig(_Strict):
+    """Training (tasks/training.py, flows/training.py) and the model registry (tasks/registry.py)."""
+
+    model_name: str = Field(default="churn", pattern=r"^[a-z][a-z0-9_-]*$", description="registry model name")
+    model_config_name: str = Field(default="default", description="entry of `models` used when the flow names none")
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    seed: int = 42
+    validation_fraction: float = Field(default=0.15, gt=0, lt=0.5, description="by event time, after train")
+    test_fraction: float = Field(default=0.2, gt=0, lt=0.5, description="the latest rows by event time")
+    primary_metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
+    segments: list[str] = Field(default_factory=list, description="categorical features sliced by the slice gate")
+    reference_sample_rows: int = Field(default=20_000, ge=100, description="training rows kept for drift")
+    window_days: int = Field(default=90, ge=1, description="training window when the flow names no start date")
+
+    @model_validator(mode="after")
+    def _default_model_exists(self) -> TrainingConfig:
+        if self.models and self.model_config_name not in self.models:
+            raise ValueError(f"model_config_name {self.model_config_name!r} is not one of {sorted(self.models)}")
+        return self
+
+
+class FeaturesConfig(_Strict):
+    """The Feast feature store (tasks/feature_store.py, declarations in feature_repo/)."""
+
+    project: str = Field(default="conveyor", pattern=r"^[a-z][a-z0-9_]*$")
+    feature_service: str = Field(default="churn_v1", description="FeatureService used when none is named")
+    repo_dir: Path = Path("feature_repo")
+    # Registry, SQLite online store and the offline parquet copy of the raw partitions; default <state_dir>/feast.
+    state_dir: Path | None = None
+    ttl_days: int = Field(default=90, ge=1)
+    owner: str = "ml-platform"
+    redis_connection_string: str = "127.0.0.1:6379"   # prod profile's online store
+    materialize_chunk_hours: int = Field(default=24, ge=1, description="time slice read from the offline store")
+    online_write_batch_size: int = Field(default=20_000, ge=1, description="rows per online_write_batch call")
+    skew_sample_size: int = Field(default=200, ge=1)
+    skew_tolerance: float = Field(default=1e-9, ge=0, description="absolute tolerance for float features")
+
+
+class ScoringConfig(_Strict):
+    """Batch inference (flows/batch_inference.py, tasks/scoring.py)."""
+
+    model_name: str = Field(default="churn", description="registry model scored when the flow names none")
+    chunk_rows: int = Field(default=250_000, ge=1_000, description="rows in memory per chunk, whatever the input")
+    threshold: float = Field(default=0.5, ge=0, le=1, description="decision = score >= threshold")
+    feature_source: Literal["offline", "online"] = "offline"  # Feast point-in-time as of the scoring time, or online
+    population_lookback_days: int = Field(default=30, ge=1, description="score entities seen in this many days")
+    # Rows whose entity has no feature values at all / rows with some features null: score them with
+    # `feature_defaults` (unset features stay NaN for the model's own imputer) or quarantine them. Counted either way.
+    unknown_entities: Literal["default", "quarantine"] = "quarantine"
+    missing_features: Literal["default", "quarantine"] = "default"
+    feature_defaults: dict[str, float | str] = Field(default_factory=dict)
+    max_quarantined_share: float = Field(default=0.05, ge=0, le=1, description="above it the batch is rejected")
+    validation_sample_rows: int = Field(default=10_000, ge=100, description="rows checked by the GX scoring suite")
+    upload_part_mb: int = Field(default=16, ge=5, le=512, description="S3 multipart part size")
+    task_runner: Literal["thread", "dask"] = "thread"
+    max_parallel_partitions: int = Field(default=2, ge=1, description="partitions scored at once")
+    shadow_prefix: str = "shadow-predictions"  # challenger scores; never under storage.prefixes.predictions
+
+
+class ValidationConfig(_Strict):
+    """The data validation gate (tasks/validation.py); the suites themselves are JSON in `suites_dir`."""
+
+    mode: Literal["batch", "row"] = Field(
+        default="batch", description="batch: any failure rejects the whole batch; row: rows breaking row-level "
+        "rules are quarantined and the rest go on (batch-level rules still reject the batch)")
+    engine: Literal["fast", "gx"] = Field(
+        default="fast", description="fast: vectorized pandas decides, Great Expectations renders the report and "
+        "Data Docs when a batch fails; gx: Great Expectations decides every batch (slower)")
+    suites_dir: Path = Path("configs/expectations")
+    # Data Docs (HTML) go here; default <local_stack.state_dir>/gx-docs (git-ignored).
+    docs_dir: Path | None = None
+    build_docs: bool = True
+    sample_size: int = Field(default=5, ge=0, le=100, description="bad values kept per failed expectation")
+    # Defaults `conveyor validation init-suites` writes into the suites; at run time the JSON files rule.
+    max_null_share: float = Field(default=0.01, ge=0, le=1)
+    max_age_hours: float = Field(default=36, gt=0, description="newest timestamp at most this old vs as_of")
+    min_rows: int = Field(default=1, ge=0)
+    max_rows: int = Field(default=50_000_000, ge=1)
 
 
 class Settings(BaseSettings):
@@ -195,10 +339,16 @@ class Settings(BaseSettings):
     dataset: DatasetConfig
     storage: StorageConfig
     prefect: PrefectConfig = PrefectConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
     local_stack: LocalStackConfig = LocalStackConfig()
     generator: GeneratorConfig = GeneratorConfig()
     gates: GatesConfig = GatesConfig()
     drift: DriftConfig = DriftConfig()
+    retraining: RetrainingConfig = RetrainingConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    validation: ValidationConfig = ValidationConfig()
+    training: TrainingConfig = TrainingConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -217,6 +367,18 @@ class Settings(BaseSettings):
         # Relative paths in YAML are relative to the project root, not to the caller's cwd.
         if not self.local_stack.state_dir.is_absolute():
             self.local_stack.state_dir = self.project_root / self.local_stack.state_dir
+        if not self.features.repo_dir.is_absolute():
+            self.features.repo_dir = self.project_root / self.features.repo_dir
+        if self.features.state_dir is None:
+            self.features.state_dir = self.local_stack.state_dir / "feast"
+        elif not self.features.state_dir.is_absolute():
+            self.features.state_dir = self.project_root / self.features.state_dir
+        if not self.validation.suites_dir.is_absolute():
+            self.validation.suites_dir = self.project_root / self.validation.suites_dir
+        if self.validation.docs_dir is None:
+            self.validation.docs_dir = self.local_stack.state_dir / "gx-docs"
+        elif not self.validation.docs_dir.is_absolute():
+            self.validation.docs_dir = self.project_root / self.validation.docs_dir
         cred = self.storage.credentials_file
         if cred is not None and not cred.is_absolute():
             self.storage.credentials_file = self.project_root / cred

@@ -1,0 +1,186 @@
+"""Feature store on temporary paths (real Feast: file registry, duckdb offline store, SQLite online store).
+
+Hand-made rows make every point-in-time expectation checkable by eye:
+    entity 1: age 30 on day 1, 31 on day 5, 32 on day 10
+    entity 2: age 40 on day 1 only
+    entity 4: age 50 at exactly day 6 00:00 (the boundary between two materialization windows)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from configs.settings import Settings, load_settings
+from tasks import feature_store as fsm
+
+DAY0 = pd.Timestamp("2026-01-01", tz="UTC")
+TTL_DAYS = 3
+
+
+def day(n: float) -> pd.Timestamp:
+    return DAY0 + pd.Timedelta(days=n)
+
+
+def make_row(entity: int, when: pd.Timestamp, age: int) -> dict[str, object]:
+    return {
+        "customer_id": entity, "event_timestamp": when, "age": age, "tenure_months": age - 20,
+        "monthly_charges": age * 1.5, "total_charges": age * 10.25, "support_calls_30d": 1,
+        "avg_session_minutes": 12.5, "days_since_last_login": 2, "num_products": 1,
+        "contract_type": "one_year", "payment_method": "card", "region": "north", "churned": 0,
+    }
+
+
+ROWS = [
+    make_row(1, day(1) + pd.Timedelta(hours=9), 30),
+    make_row(1, day(5) + pd.Timedelta(hours=9), 31),
+    make_row(1, day(10) + pd.Timedelta(hours=9), 32),
+    make_row(2, day(1) + pd.Timedelta(hours=12), 40),
+    make_row(4, day(6), 50),
+]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    base = load_settings("local")
+    features = base.features.model_copy(update={"state_dir": tmp_path / "feast", "ttl_days": TTL_DAYS})
+    configured = base.model_copy(update={"features": features})
+    frame = pd.DataFrame(ROWS)
+    for partition_day, part in frame.groupby(frame["event_timestamp"].dt.date):
+        fsm.write_offline_partition(configured, partition_day, part)
+    fsm.apply_definitions(configured)
+    return configured
+
+
+def training(settings: Settings, rows: list[tuple[int, pd.Timestamp]]) -> pd.DataFrame:
+    entity_df = pd.DataFrame({"customer_id": [e for e, _ in rows], "event_timestamp": [t for _, t in rows],
+                              "churned": np.arange(len(rows)) % 2})
+    return fsm.build_training_set(settings, entity_df, sync=False)
+
+
+def test_point_in_time_never_leaks_a_later_value(settings: Settings) -> None:
+    label_times = [day(7), day(8) + pd.Timedelta(hours=8), day(10) + pd.Timedelta(hours=8),
+                   day(10) + pd.Timedelta(hours=9)]
+    out = training(settings, [(1, t) for t in label_times])
+    # days 7 and 8 see the day-5 value; one hour before the day-10 row nothing is visible (day 5 expired, day 10
+    # is in the future: it must not leak); at the exact timestamp of the day-10 row it is visible.
+    assert out["age"].tolist()[:2] == [31, 31]
+    assert pd.isna(out.loc[2, "age"])
+    assert out.loc[3, "age"] == 32
+
+
+def test_values_older_than_ttl_are_null(settings: Settings) -> None:
+    out = training(settings, [(2, day(1) + pd.Timedelta(hours=13)), (2, day(1 + TTL_DAYS) + pd.Timedelta(hours=13)),
+                              (1, day(9))])
+    assert out.loc[0, "age"] == 40
+    assert pd.isna(out.loc[1, "age"])  # the only value is older than the TTL
+    assert pd.isna(out.loc[2, "age"])  # entity 1's day-5 value expired by day 9 (TTL 3 days)
+
+
+def test_every_entity_row_comes_back_in_order_with_extra_columns(settings: Settings) -> None:
+    rows = [(3, day(7)), (1, day(7)), (2, day(2)), (1, day(7)), (99, day(2)), (1, day(2))]
+    out = training(settings, rows)
+    assert len(out) == len(rows)
+    assert out["customer_id"].tolist() == [e for e, _ in rows]
+    assert out["churned"].tolist() == [0, 1, 0, 1, 0, 1]
+    assert out["age"].tolist()[1:4] == [31, 40, 31]
+    assert pd.isna(out.loc[0, "age"]) and pd.isna(out.loc[4, "age"])  # unknown entities keep their row
+    assert list(out.columns[:3]) == ["customer_id", "event_timestamp", "churned"]
+
+
+def test_entity_frame_without_timestamp_is_rejected(settings: Settings) -> None:
+    with pytest.raises(KeyError, match="event_timestamp"):
+        fsm.build_training_set(settings, pd.DataFrame({"customer_id": [1]}), sync=False)
+
+
+def test_materialize_then_online_read_returns_latest_values(settings: Settings) -> None:
+    result = fsm.materialize_window(settings, day(0), day(11), sync=False)
+    assert result.rows_written == 3 + 2  # 11 one-day slices, each writes the latest row per entity it holds
+    online = fsm.online_features(settings, [1, 2, 4, 3])
+    assert online["customer_id"].tolist() == [1, 2, 4, 3]
+    assert online["age"].tolist()[:3] == [32, 40, 50]
+    assert online.loc[0, "contract_type"] == "one_year"
+    assert online.loc[0, "monthly_charges"] == pytest.approx(48.0)
+    assert online.iloc[3].drop("customer_id").isna().all()
+
+
+def test_incremental_materialization_is_exactly_once_over_two_windows(settings: Settings) -> None:
+    first = fsm.materialize_incremental(settings, day(0), day(6), sync=False)
+    assert first.windows == {"churn_features": (day(0).to_pydatetime(), day(6).to_pydatetime())}
+    assert first.rows_written == 3  # entity 1 (day 1, day 5 slices) + entity 2; entity 4 sits at day 6: not yet
+    assert fsm.online_features(settings, [1, 4])["age"].tolist()[0] == 31
+    assert pd.isna(fsm.online_features(settings, [4]).loc[0, "age"])
+
+    second = fsm.materialize_incremental(settings, day(0), day(11), sync=False)  # start is ignored: resumes
+    assert second.windows == {"churn_features": (day(6).to_pydatetime(), day(11).to_pydatetime())}
+    assert second.rows_written == 2  # entity 4 at the boundary and entity 1 on day 10, each once
+    assert fsm.online_features(settings, [1, 4])["age"].tolist() == [32, 50]
+
+    again = fsm.materialize_incremental(settings, day(0), day(11), sync=False)
+    assert again.rows_written == 0 and again.skipped == ["churn_features"]
+
+
+def test_online_store_never_goes_back_in_time(settings: Settings) -> None:
+    fsm.materialize_window(settings, day(0), day(11), sync=False)
+    fsm.materialize_window(settings, day(0), day(6), sync=False)  # an old window re-run
+    assert fsm.online_features(settings, [1])["age"].tolist() == [32]
+
+
+def test_skew_check_passes_then_fails_when_a_value_is_tampered_with(settings: Settings) -> None:
+    fsm.materialize_window(settings, day(0), day(11), sync=False)
+    clean = fsm.check_skew(settings, sample_size=10)
+    assert clean.passed, clean.reasons
+    assert clean.entities_checked == 1  # only entity 1 has data within TTL (3 days) of day 11
+
+    tampered = pd.DataFrame([make_row(1, day(10) + pd.Timedelta(hours=10), 32)])
+    tampered["monthly_charges"] = 999.0
+    fsm.write_online_rows(settings, tampered)
+    report = fsm.check_skew(settings, sample_size=10)
+    assert not report.passed
+    assert report.mismatched_values == 1
+    assert report.mismatches[0]["entity"] == 1 and report.mismatches[0]["feature"] == "monthly_charges"
+    assert "1 of 11 feature values differ" in report.reasons[0]
+
+
+def test_fast_conversion_matches_feast_converter(settings: Settings) -> None:
+    frame = pd.DataFrame(ROWS)
+    frame.loc[0, "region"] = None
+    frame["age"] = frame["age"].astype("float64")
+    frame.loc[1, "age"] = np.nan
+    frame["age"] = frame["age"].astype("Int64")
+    fast, reference = fsm.compare_converters(settings, frame)
+    assert len(fast) == len(reference) == len(frame)
+    for mine, theirs in zip(fast, reference, strict=True):
+        assert mine[0] == theirs[0]
+        assert {k: v.SerializeToString() for k, v in mine[1].items()} == {
+            k: v.SerializeToString() for k, v in theirs[1].items()}
+        assert mine[2] == theirs[2]
+
+
+def test_unknown_feature_service_is_named(settings: Settings) -> None:
+    other = settings.model_copy(update={"features": settings.features.model_copy(
+        update={"feature_service": "churn_v9"})})
+    with pytest.raises(fsm.FeatureStoreError, match="churn_v9.*declared"):
+        fsm.apply_definitions(other)
+
+
+def test_prod_profile_uses_redis_with_absolute_paths(tmp_path: Path) -> None:
+    prod = load_settings("prod")
+    prod = prod.model_copy(update={"features": prod.features.model_copy(update={"state_dir": tmp_path})})
+    config = fsm.repo_config(prod)
+    assert config.online_store.type == "redis"
+    assert config.online_store.connection_string == prod.features.redis_connection_string
+    assert Path(config.registry.path).is_absolute()
+    assert config.offline_store.type == "duckdb"
+
+
+def test_materialize_without_offline_data_says_where(tmp_path: Path) -> None:
+    base = load_settings("local")
+    empty = base.model_copy(update={"features": base.features.model_copy(update={"state_dir": tmp_path})})
+    fsm.apply_definitions(empty)
+    with pytest.raises(fsm.FeatureStoreError, match=str(tmp_path)):
+        fsm.materialize_window(empty, dt.date(2026, 1, 1), dt.date(2026, 1, 2), sync=False)
