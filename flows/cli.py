@@ -6,11 +6,13 @@ import argparse
 import datetime as dt
 import logging
 import os
+import re
 import sys
 import time
 
 from configs.settings import TELEMETRY_OFF_ENV, ConfigError, load_settings
-from tasks.local_stack import LocalStack, StackError
+from flows.cli_models import add_models_parser
+from tasks.local_stack import SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
 
 
 def _out(line: str = "") -> None:
@@ -27,7 +29,7 @@ def _use_local_stack_env(stack: LocalStack) -> None:
 def cmd_stack(args: argparse.Namespace) -> int:
     stack = LocalStack(load_settings())
     if args.action == "up":
-        timings = stack.up()
+        timings = stack.up(WITH_WORKER if args.worker else SERVICES)
         for name, seconds in timings.items():
             _out(f"{name:8s} ready in {seconds:5.1f}s")
     elif args.action == "down":
@@ -39,6 +41,25 @@ def cmd_stack(args: argparse.Namespace) -> int:
         _out(f"{state.name:8s} pid {pid:>7s}  {'healthy' if state.healthy else 'DOWN':8s} {state.url}")
     ui = stack.prefect_api_url.removesuffix("/api")
     _out(f"Prefect UI: {ui}    S3 endpoint: {stack.s3_url}    state: {stack.state_dir}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Create the work pool if missing and apply every deployment in prefect.yaml to the Prefect server."""
+    settings = load_settings()
+    stack = LocalStack(settings)
+    if settings.active_profile == "local":
+        env = stack.client_env()
+        if stack.ensure_work_pool():
+            _out(f"work pool {settings.prefect.work_pool!r} created (type process)")
+    else:  # another server (prod): its URL and auth from config/env; its pools are managed by the platform team
+        env = {"PREFECT_API_URL": settings.prefect.api_url}
+        if settings.prefect.api_auth_string is not None:
+            env["PREFECT_API_AUTH_STRING"] = settings.prefect.api_auth_string.get_secret_value()
+    started = time.monotonic()
+    output = deploy_all(settings.project_root, env)
+    names = re.findall(r"Deployment '([^']+)' successfully", " ".join(output.split()))
+    _out(f"deployed {len(names)} deployment(s) in {time.monotonic() - started:.1f}s: {', '.join(names)}")
     return 0
 
 
@@ -58,6 +79,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validation(args: argparse.Namespace) -> int:
+    from tasks.expectations import write_default_suites
+
+    settings = load_settings()
+    written = write_default_suites(settings, overwrite=args.force)
+    for path in written:
+        _out(f"wrote {path}")
+    if not written:
+        _out(f"suites already in {settings.validation.suites_dir} (--force regenerates them from dataset.yaml)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conveyor", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -65,12 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     stack = sub.add_parser("stack", help="the local S3 + Prefect servers on 127.0.0.1")
     stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--worker", action="store_true",
+                       help="with `up`: also start a Prefect process worker polling the work pool")
     stack.set_defaults(func=cmd_stack)
+
+    deploy = sub.add_parser("deploy", help="create the work pool and apply every deployment in prefect.yaml")
+    deploy.set_defaults(func=cmd_deploy)
 
     run = sub.add_parser("run", help="run the main pipeline end to end")
     run.add_argument("--start", help="first day of data (YYYY-MM-DD); default generator.start_date")
     run.add_argument("--days", type=int, help="days of data; default generator.days")
     run.set_defaults(func=cmd_run)
+
+    validation = sub.add_parser("validation", help="data validation suites (configs/expectations/)")
+    validation.add_argument("action", choices=["init-suites"],
+                            help="init-suites: write raw.json and scoring.json from configs/dataset.yaml")
+    validation.add_argument("--force", action="store_true", help="overwrite existing suite files")
+    validation.set_defaults(func=cmd_validation)
+
+    add_models_parser(sub)
     return parser
 
 

@@ -1,0 +1,338 @@
+"""The data validation gate: every flow that reads data validates it first; a bad batch is kept, not dropped.
+
+- `validate_frame` (pure): a DataFrame against a suite in configs/expectations/ -> `ValidationResult`.
+- `validate_or_quarantine` (task): on failure writes the batch UNCHANGED plus `report.json` under
+  `quarantine/<dataset>/<batch_key>/<run_id>/` and raises `DataValidationError` naming every failed
+  expectation, column, rule, count and the quarantine URI. In row-level mode (`validation.mode: row`) rows
+  breaking strict row-level rules go to quarantine and the rest go on: rows in = passed + quarantined.
+- `validate_raw_partition` (task): validates a stored raw partition from its bytes, so an unreadable or empty
+  file is caught too, and quarantines exactly those bytes.
+
+Each validation leaves one Prefect markdown artifact: a one-line summary for a clean batch; the failed
+expectations, quarantine URI and a link to the GX Data Docs page (built under `validation.docs_dir`) otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from configs.settings import Settings
+from tasks.expectations import (
+    ExpectationOutcome,
+    SuiteName,
+    ValidationResult,
+    camel,
+    evaluate_fast,
+    fast_supported,
+    load_suite,
+    numeric_or_nan,
+    suite_parameters,
+)
+from tasks.object_store import ObjectStore, dataframe_to_parquet_bytes, sha256_bytes
+from tasks.raw_data import raw_prefix
+
+log = logging.getLogger(__name__)
+_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?!.*\d{4}-\d{2}-\d{2})")
+
+
+class DataValidationError(RuntimeError):
+    """A batch failed validation; it is in quarantine. The message says what broke, how often and where."""
+
+    def __init__(self, message: str, result: ValidationResult, quarantine_uri: str) -> None:
+        super().__init__(message)
+        self.result = result
+        self.quarantine_uri = quarantine_uri
+
+
+@dataclass
+class ValidatedBatch:
+    """What goes on downstream: the rows to use, and the accounting (rows_in = rows_passed + rows_quarantined)."""
+
+    frame: pd.DataFrame = field(repr=False)
+    rows_in: int
+    rows_passed: int
+    rows_quarantined: int
+    result: ValidationResult = field(repr=False)
+    quarantine_uri: str | None = None
+    docs_url: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A stored file as read, byte for byte: what quarantine keeps when a stored batch is rejected."""
+
+    name: str
+    data: bytes
+
+
+# ---- pure ----------------------------------------------------------------------------------------------------
+def resolve_as_of(as_of: dt.datetime | dt.date | None, batch_key: str | None = None) -> dt.datetime:
+    """The freshness reference time: `as_of`; else the end of the last YYYY-MM-DD day in `batch_key`; else now."""
+    if isinstance(as_of, dt.datetime):
+        return as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+    if isinstance(as_of, dt.date):
+        day = as_of
+    elif batch_key and (match := _DATE.search(batch_key)):
+        day = dt.date.fromisoformat(match.group(1))
+    else:
+        return dt.datetime.now(dt.UTC)
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+
+
+def validate_frame(frame: pd.DataFrame, suite: SuiteName, settings: Settings,
+                   as_of: dt.datetime | dt.date | None = None, batch_key: str | None = None,
+                   engine: str | None = None) -> ValidationResult:
+    """Validate `frame` against configs/expectations/<suite>.json. Pure: no storage, no artifacts, no docs.
+
+    Freshness is judged against `as_of` (see `resolve_as_of`). `engine` overrides `validation.engine`.
+    """
+    return _validate(frame, load_suite(settings, suite), settings, resolve_as_of(as_of, batch_key), engine)[0]
+
+
+def _validate(frame: pd.DataFrame, suite: dict[str, Any], settings: Settings, as_of: dt.datetime,
+              engine: str | None = None) -> tuple[ValidationResult, Any]:
+    started = time.perf_counter()
+    params = suite_parameters(suite, as_of)
+    engine = engine or settings.validation.engine
+    sample = settings.validation.sample_size
+    bad_rows = None
+    if engine == "fast" and fast_supported(suite):
+        outcomes, bad_rows = evaluate_fast(frame, suite, params, sample)
+    else:
+        from tasks.gx_validation import gx_validate
+
+        engine = "gx"
+        outcomes = gx_validate(frame, suite, params, sample).outcomes
+    result = ValidationResult(
+        suite=str(suite.get("name")), passed=all(o.success for o in outcomes), row_count=len(frame),
+        outcomes=outcomes, engine=engine, seconds=time.perf_counter() - started, as_of=as_of.isoformat(),
+        parameters=params,
+    )
+    return result, bad_rows
+
+
+def row_level_mask(frame: pd.DataFrame, suite: SuiteName, settings: Settings,
+                   as_of: dt.datetime | dt.date | None = None) -> pd.Series:
+    """True for each row breaking a strict row-level rule (nulls in never-null columns, out of range, outside
+    the allowed set, not a number where one is expected, duplicate entity+timestamp)."""
+    suite_json = load_suite(settings, suite)
+    _, bad = evaluate_fast(frame, suite_json, suite_parameters(suite_json, resolve_as_of(as_of)), 0)
+    return pd.Series(bad, index=frame.index)
+
+
+def split_rows(frame: pd.DataFrame, bad_rows: Any, suite: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(passing rows, quarantined rows). Numbers stored as text are converted back to numbers in the passing
+    rows: the rows that were not numbers at all are the quarantined ones."""
+    passing, rejected = frame[~bad_rows], frame[bad_rows]
+    numeric = {"int64", "Int64", "int32", "float64", "float32", "Float64", "int", "float"}
+    for exp in suite["expectations"]:
+        column = exp["kwargs"].get("column")
+        types = exp["kwargs"].get("type_list") or []
+        if (exp["type"] == "expect_column_values_to_be_in_type_list" and column in passing.columns
+                and passing[column].dtype == object and types and set(types) <= numeric):
+            passing = passing.assign(**{column: numeric_or_nan(passing[column])})
+    return passing.reset_index(drop=True), rejected
+
+
+def failure_message(result: ValidationResult, batch_key: str, quarantine_uri: str) -> str:
+    """One message: each failed expectation with its column, rule and count, then where the batch went."""
+    failed = result.failed
+    lines = [f"batch {batch_key!r} failed validation suite {result.suite!r}: {len(failed)} of "
+             f"{len(result.outcomes)} expectations failed on {result.row_count:,} rows"]
+    lines += [f"  - {o.describe()}" for o in failed]
+    lines.append(f"batch quarantined at {quarantine_uri} (report.json holds the full report)")
+    return "\n".join(lines)
+
+
+def summary_markdown(result: ValidationResult, batch_key: str, quarantine_uri: str | None = None,
+                     docs_url: str | None = None, rows_quarantined: int = 0) -> str:
+    head = (f"**{result.suite}** `{batch_key}`: {result.row_count:,} rows, "
+            f"{len(result.outcomes) - len(result.failed)}/{len(result.outcomes)} expectations passed "
+            f"({result.engine}, {result.seconds * 1000:.0f} ms)")
+    if result.passed and not rows_quarantined:
+        return "PASSED " + head
+    lines = [("PASSED with rows quarantined " if result.passed else "FAILED ") + head, ""]
+    if rows_quarantined:
+        lines += [f"{rows_quarantined:,} rows broke row-level rules and were quarantined; "
+                  f"{result.row_count - rows_quarantined:,} went on.", ""]
+    lines += ["| expectation | column | rule | unexpected | % | observed | sample |", "|---|---|---|---|---|---|---|"]
+    for o in result.failed:
+        pct = "" if o.unexpected_percent is None else f"{o.unexpected_percent:.2f}"
+        count = "" if o.unexpected_count is None else f"{o.unexpected_count:,}"
+        cells = [camel(o.expectation), o.column or "(table)", o.rule, count, pct, o.observed or "", str(o.sample[:3])]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if quarantine_uri:
+        lines += ["", f"Quarantine: `{quarantine_uri}`"]
+    if docs_url:
+        lines += [f"Data Docs: [{docs_url}]({docs_url})"]
+    return "\n".join(lines)
+
+
+# ---- quarantine ------------------------------------------------------------------------------------------------
+def quarantine_prefix(settings: Settings, batch_key: str, run_id: str) -> str:
+    safe_key = re.sub(r"[^A-Za-z0-9=._-]+", "_", batch_key)
+    return f"{settings.storage.prefixes.quarantine}/{settings.dataset.name}/{safe_key}/{run_id}"
+
+
+def _report(result: ValidationResult, settings: Settings, batch_key: str, run_id: str, **extra: Any) -> dict[str, Any]:
+    return {"dataset": settings.dataset.name, "batch_key": batch_key, "run_id": run_id,
+            "mode": settings.validation.mode, "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            "result": result.to_json(), **extra}
+
+
+def _gx_report(frame: pd.DataFrame | None, suite: dict[str, Any], result: ValidationResult,
+               settings: Settings, batch_key: str) -> tuple[dict[str, Any] | None, str | None]:
+    """GX's own report (and Data Docs page) for a failed batch; a GX problem never hides the failure."""
+    if frame is None:
+        return None, None
+    try:
+        from tasks.gx_validation import gx_validate
+
+        docs = settings.validation.docs_dir if settings.validation.build_docs else None
+        run = gx_validate(frame, suite, result.parameters, settings.validation.sample_size, docs,
+                          batch_name=re.sub(r"[^A-Za-z0-9_-]+", "_", batch_key) or "batch")
+        return run.describe, run.docs_url
+    except Exception as exc:  # the report is a courtesy; the decision was already made
+        log.warning("Great Expectations report for %s failed: %s", batch_key, exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}, None
+
+
+def _artifact(markdown: str, settings: Settings, suite: str) -> None:
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if TaskRunContext.get() is None and FlowRunContext.get() is None:
+        return
+    from prefect.artifacts import create_markdown_artifact
+
+    key = re.sub(r"[^a-z0-9-]+", "-", f"validation-{settings.dataset.name}-{suite}".lower())
+    create_markdown_artifact(markdown=markdown, key=key, description=f"data validation ({suite})")
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if TaskRunContext.get() is None and FlowRunContext.get() is None:
+        return log
+    from prefect import get_run_logger
+
+    return get_run_logger()  # type: ignore[return-value]
+
+
+def check_or_quarantine(store: ObjectStore, frame: pd.DataFrame, suite: SuiteName, settings: Settings,
+                        batch_key: str, run_id: str, as_of: dt.datetime | dt.date | None = None,
+                        source_files: list[SourceFile] | None = None) -> ValidatedBatch:
+    """The logic of `validate_or_quarantine`, with the object store passed in (tests call this)."""
+    suite_json = load_suite(settings, suite)
+    when = resolve_as_of(as_of, batch_key)
+    result, bad_rows = _validate(frame, suite_json, settings, when)
+    logger = _logger()
+    if result.passed:
+        logger.info(summary_markdown(result, batch_key))
+        _artifact(summary_markdown(result, batch_key), settings, suite)
+        return ValidatedBatch(frame, len(frame), len(frame), 0, result)
+
+    prefix = quarantine_prefix(settings, batch_key, run_id)
+    uri = store.uri(prefix + "/")
+    if settings.validation.mode == "row":
+        if bad_rows is None:  # the GX engine decided; the row mask is always vectorized
+            _, bad_rows = evaluate_fast(frame, suite_json, result.parameters, 0)
+        if bad_rows.any():
+            passing, rejected = split_rows(frame, bad_rows, suite_json)
+            rest, _ = _validate(passing, suite_json, settings, when)
+            if rest.passed:
+                gx_describe, docs_url = _gx_report(frame, suite_json, result, settings, batch_key)
+                store.put_parquet(f"{prefix}/rows.parquet", rejected)
+                store.put_json(f"{prefix}/report.json", _report(
+                    result, settings, batch_key, run_id, rows_in=len(frame), rows_passed=len(passing),
+                    rows_quarantined=len(rejected), great_expectations=gx_describe, data_docs=docs_url))
+                summary = summary_markdown(result, batch_key, uri, docs_url, rows_quarantined=len(rejected))
+                logger.warning(summary)
+                _artifact(summary, settings, suite)
+                return ValidatedBatch(passing, len(frame), len(passing), len(rejected), rest, uri, docs_url)
+
+    gx_describe, docs_url = _gx_report(frame, suite_json, result, settings, batch_key)
+    files = source_files or [SourceFile("batch.parquet", dataframe_to_parquet_bytes(frame))]
+    for source in files:
+        store.put_bytes(f"{prefix}/{source.name}", source.data)
+    store.put_json(f"{prefix}/report.json", _report(
+        result, settings, batch_key, run_id, rows_in=len(frame), rows_passed=0, rows_quarantined=len(frame),
+        files=[{"name": f.name, "sha256": sha256_bytes(f.data), "size_bytes": len(f.data)} for f in files],
+        great_expectations=gx_describe, data_docs=docs_url))
+    summary = summary_markdown(result, batch_key, uri, docs_url)
+    logger.error(summary)
+    _artifact(summary, settings, suite)
+    raise DataValidationError(failure_message(result, batch_key, uri), result, uri)
+
+
+def _unreadable(name: str, rule: str, detail: str) -> ExpectationOutcome:
+    return ExpectationOutcome("conveyor_file_is_readable_parquet", name, rule, False, observed=detail)
+
+
+def check_stored_partition(store: ObjectStore, settings: Settings, prefix: str, suite: SuiteName,
+                           run_id: str, as_of: dt.datetime | dt.date | None = None) -> ValidatedBatch:
+    """Validate a published partition from its bytes; unreadable files are rejected and kept byte for byte."""
+    batch_key = prefix.rstrip("/").rsplit("/", 1)[-1].removeprefix("dt=")
+    files: list[SourceFile] = []
+    problems: list[ExpectationOutcome] = []
+    tables = []
+    manifest = store.read_manifest(prefix)
+    if manifest is None:
+        raise FileNotFoundError(f"nothing published at {store.uri(prefix)}: no manifest to validate")
+    for entry in manifest.files:
+        data = store.get_bytes(entry.key)
+        name = entry.key.rsplit("/", 1)[-1]
+        files.append(SourceFile(name, data))
+        if sha256_bytes(data) != entry.sha256:
+            problems.append(_unreadable(name, "SHA-256 matches the manifest", "changed after publication"))
+            continue
+        try:
+            tables.append(pq.read_table(io.BytesIO(data)))
+        except Exception as exc:  # pyarrow raises several types for broken files
+            detail = "empty file (0 bytes)" if not data else f"{type(exc).__name__}: {exc}"
+            problems.append(_unreadable(name, "readable parquet file", detail))
+    if not problems:
+        frames = [t.to_pandas() for t in tables]
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return check_or_quarantine(store, frame, suite, settings, batch_key, run_id, as_of, source_files=files)
+
+    when = resolve_as_of(as_of, batch_key)
+    result = ValidationResult(suite=f"{settings.dataset.name}_{suite}", passed=False, row_count=0,
+                              outcomes=problems, engine="read", seconds=0.0, as_of=when.isoformat())
+    uri = store.uri(quarantine_prefix(settings, batch_key, run_id) + "/")
+    qprefix = quarantine_prefix(settings, batch_key, run_id)
+    for source in files:
+        store.put_bytes(f"{qprefix}/{source.name}", source.data)
+    store.put_json(f"{qprefix}/report.json", _report(
+        result, settings, batch_key, run_id, source=store.uri(prefix),
+        files=[{"name": f.name, "sha256": sha256_bytes(f.data), "size_bytes": len(f.data)} for f in files]))
+    summary = summary_markdown(result, batch_key, uri)
+    _logger().error(summary)
+    _artifact(summary, settings, suite)
+    raise DataValidationError(failure_message(result, batch_key, uri), result, uri)
+
+
+# ---- Prefect tasks (no task retries: the object store retries its own transient errors) --------------------------
+@task(name="validate", cache_policy=NO_CACHE)
+def validate_or_quarantine(frame: pd.DataFrame, suite: SuiteName, settings: Settings, batch_key: str, run_id: str,
+                           as_of: dt.datetime | dt.date | None = None) -> ValidatedBatch:
+    """Validate a batch; on failure quarantine it (unchanged) with its report and raise DataValidationError."""
+    return check_or_quarantine(ObjectStore(settings.storage), frame, suite, settings, batch_key, run_id, as_of)
+
+
+@task(name="validate-raw-partition", cache_policy=NO_CACHE)
+def validate_raw_partition(settings: Settings, day: dt.date, run_id: str, suite: SuiteName = "raw",
+                           as_of: dt.datetime | dt.date | None = None) -> ValidatedBatch:
+    """Validate the published raw partition of `day` from its stored bytes (see `check_stored_partition`)."""
+    return check_stored_partition(ObjectStore(settings.storage), settings, raw_prefix(settings, day), suite,
+                                  run_id, as_of)

@@ -1,0 +1,168 @@
+"""The validation gate's pure parts: suites, the vectorized evaluator, GX parity, messages, row-level split."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+
+from configs.settings import Settings, load_settings
+from tasks.expectations import default_suite, evaluate_fast, load_suite, suite_parameters
+from tasks.gx_validation import gx_validate
+from tasks.synthetic import Fault, Scenario, generate_day
+from tasks.validation import failure_message, resolve_as_of, split_rows, validate_frame
+
+DAY = dt.date(2026, 2, 1)
+AS_OF = dt.datetime(2026, 2, 2, tzinfo=dt.UTC)
+
+FAULTS = {
+    "nulls": (Fault(kind="nulls", column="age", fraction=0.05), "age", "expect_column_values_to_not_be_null"),
+    "out_of_range": (Fault(kind="out_of_range", column="monthly_charges", fraction=0.05), "monthly_charges",
+                     "expect_column_values_to_be_between"),
+    "out_of_set": (Fault(kind="out_of_range", column="region", fraction=0.05), "region",
+                   "expect_column_values_to_be_in_set"),
+    "wrong_type": (Fault(kind="wrong_type", column="tenure_months", fraction=0.05), "tenure_months",
+                   "expect_column_values_to_be_in_type_list"),
+    "missing_column": (Fault(kind="missing_column", column="payment_method"), "payment_method",
+                       "expect_column_to_exist"),
+    "duplicate_keys": (Fault(kind="duplicate_keys", fraction=0.05), "customer_id,event_timestamp",
+                       "expect_compound_columns_to_be_unique"),
+}
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return load_settings("local")
+
+
+def _day(settings: Settings, fault: Fault | None = None) -> pd.DataFrame:
+    return generate_day(DAY, settings.dataset, settings.generator, Scenario(faults=[fault] if fault else []))
+
+
+def test_suites_on_disk_are_what_dataset_yaml_generates(settings: Settings) -> None:
+    for name in ("raw", "scoring"):
+        assert load_suite(settings, name) == default_suite(settings.dataset, settings.validation, name), name
+    raw = load_suite(settings, "raw")
+    columns = {e["kwargs"].get("column") for e in raw["expectations"] if e["type"] == "expect_column_to_exist"}
+    ds = settings.dataset
+    assert columns == {ds.entity_column, ds.timestamp_column, ds.label_column, *ds.feature_names}
+    scoring = load_suite(settings, "scoring")
+    assert ds.label_column not in json.dumps(scoring)
+
+
+def test_suites_load_into_a_gx_context(settings: Settings) -> None:
+    import great_expectations as gx
+
+    gx.get_context(mode="ephemeral")
+    for name in ("raw", "scoring"):
+        suite = gx.ExpectationSuite(**load_suite(settings, name))
+        assert len(suite.expectations) == len(load_suite(settings, name)["expectations"])
+
+
+def test_clean_batch_passes_with_both_engines(settings: Settings) -> None:
+    frame = _day(settings)
+    for engine in ("fast", "gx"):
+        result = validate_frame(frame, "raw", settings, as_of=AS_OF, engine=engine)
+        assert result.passed, [o.describe() for o in result.failed]
+        assert result.engine == engine and result.row_count == len(frame)
+    scoring = frame.drop(columns=[settings.dataset.label_column])
+    assert validate_frame(scoring, "scoring", settings, as_of=AS_OF).passed
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_every_fault_is_rejected_naming_column_and_count(settings: Settings, name: str) -> None:
+    fault, column, expectation = FAULTS[name]
+    frame = _day(settings, fault)
+    result = validate_frame(frame, "raw", settings, as_of=AS_OF)
+    assert not result.passed
+    hit = [o for o in result.failed if o.column == column and o.expectation == expectation]
+    assert hit, [o.describe() for o in result.failed]
+    message = failure_message(result, "2026-02-01", "s3://b/quarantine/churn/2026-02-01/r1/")
+    assert f"column {column!r}" in message and "s3://b/quarantine/churn/2026-02-01/r1/" in message
+    if name == "missing_column":
+        assert "column exists" in message
+    else:
+        clean = len(_day(settings))
+        expected = {"duplicate_keys": 2 * round(0.05 * clean)}.get(name, round(0.05 * clean))
+        if name == "wrong_type":  # every value is text; the ones that are not numbers at all are named
+            assert f"{expected:,} values are not numbers" in message
+        else:
+            assert hit[0].unexpected_count == expected
+            assert f"{expected:,} of" in message
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_fast_engine_agrees_with_great_expectations(settings: Settings, name: str) -> None:
+    frame = _day(settings, FAULTS[name][0])
+    suite = load_suite(settings, "raw")
+    params = suite_parameters(suite, AS_OF)
+    fast, _ = evaluate_fast(frame, suite, params, 5)
+    by_gx = {(o.expectation, o.column): o for o in gx_validate(frame, suite, params, 5).outcomes}
+    assert len(by_gx) == len(fast)
+    for outcome in fast:
+        other = by_gx[(outcome.expectation, outcome.column)]
+        assert outcome.success == other.success, (outcome.describe(), other.describe())
+        if other.unexpected_count is not None and outcome.expectation != "expect_column_values_to_be_in_type_list":
+            assert outcome.unexpected_count == other.unexpected_count, outcome.describe()
+
+
+def test_user_dtypes_category_and_string_pass_both_engines(settings: Settings) -> None:
+    frame = _day(settings)
+    frame["region"] = frame["region"].astype("category")
+    frame["payment_method"] = frame["payment_method"].astype("string")
+    for engine in ("fast", "gx"):
+        result = validate_frame(frame, "raw", settings, as_of=AS_OF, engine=engine)
+        assert result.passed, (engine, [o.describe() for o in result.failed])
+
+
+def test_stale_and_empty_batches_fail(settings: Settings) -> None:
+    frame = _day(settings)
+    stale = validate_frame(frame, "raw", settings, as_of=AS_OF + dt.timedelta(days=5))
+    assert [o.expectation for o in stale.failed] == ["expect_column_max_to_be_between"]
+    assert "event_timestamp" in failure_message(stale, "k", "s3://q/")
+    assert validate_frame(frame, "raw", settings, batch_key="dt=2026-02-01").passed  # as_of from the key
+    empty = validate_frame(frame.iloc[:0], "raw", settings, as_of=AS_OF)
+    assert {o.expectation for o in empty.failed} == {"expect_table_row_count_to_be_between",
+                                                     "expect_column_max_to_be_between"}
+
+
+def test_as_of_resolution() -> None:
+    assert resolve_as_of(dt.date(2026, 3, 1)) == dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    assert resolve_as_of(None, "2026-01-01_2026-01-31") == dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+    naive = dt.datetime(2026, 3, 1, 12)
+    assert resolve_as_of(naive, "2020-01-01") == naive.replace(tzinfo=dt.UTC)
+    assert abs(resolve_as_of(None, "scoring").timestamp() - dt.datetime.now(dt.UTC).timestamp()) < 60
+
+
+def test_row_split_accounts_for_every_row_and_repairs_text_numbers(settings: Settings) -> None:
+    scenario = Scenario(faults=[Fault(kind="out_of_range", column="age", fraction=0.03),
+                                Fault(kind="wrong_type", column="tenure_months", fraction=0.02),
+                                Fault(kind="duplicate_keys", fraction=0.01)])
+    frame = generate_day(DAY, settings.dataset, settings.generator, scenario)
+    suite = load_suite(settings, "raw")
+    _, bad = evaluate_fast(frame, suite, suite_parameters(suite, AS_OF), 0)
+    passing, rejected = split_rows(frame, bad, suite)
+    assert len(passing) + len(rejected) == len(frame) and 0 < len(rejected) < len(frame)
+    assert passing["tenure_months"].dtype == "int64"
+    assert validate_frame(passing, "raw", settings, as_of=AS_OF).passed
+    assert (rejected["tenure_months"] == "n/a").sum() == (frame["tenure_months"] == "n/a").sum() > 0
+    assert (rejected["age"] > 100).sum() == (pd.to_numeric(frame["age"]) > 100).sum() > 0
+
+
+def test_object_codes_match_factorize_on_parquet_read_text(settings: Settings) -> None:
+    import io
+
+    from tasks.expectations import object_codes
+    from tasks.object_store import dataframe_to_parquet_bytes
+
+    faults = [Fault(kind="nulls", column="region", fraction=0.1), Fault(kind="out_of_range", column="region",
+                                                                         fraction=0.05)]
+    frame = generate_day(DAY, settings.dataset, settings.generator, Scenario(faults=faults), snapshot=True,
+                         n_entities=20_000)
+    for column in (frame["region"], pd.read_parquet(io.BytesIO(dataframe_to_parquet_bytes(frame)))["region"]):
+        codes, uniques = object_codes(column)
+        expected_codes, expected_uniques = pd.factorize(column, use_na_sentinel=True)
+        assert (codes == -1).sum() == (expected_codes == -1).sum() > 1000
+        assert list(uniques[codes[codes >= 0]]) == list(expected_uniques[expected_codes[expected_codes >= 0]])
