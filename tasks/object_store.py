@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -71,6 +72,10 @@ class StoreUnavailable(ObjectStoreError):
 
 class ChecksumMismatch(ObjectStoreError):
     pass
+
+
+class PreconditionFailed(ObjectStoreError):
+    """A conditional write lost: the object exists (create-if-absent) or changed (if-match)."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,8 @@ class ObjectStore:
             )
         if code in _MISSING_KEY_CODES:
             return ObjectNotFound(f"S3 {what}: no such object")
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            return PreconditionFailed(f"S3 {what}: precondition failed ({code})")
         return ObjectStoreError(f"S3 {what} failed at {self._where()}: {code}: {exc}")
 
     def ensure_bucket(self) -> None:
@@ -213,6 +220,48 @@ class ObjectStore:
             lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type),
         )
         return sha256_bytes(data)
+
+    def put_bytes_conditional(self, key: str, data: bytes, *, if_absent: bool = False,
+                              if_match: str | None = None, content_type: str = "application/json") -> str:
+        """Write one object only if it does not exist yet (`if_absent`) or still has ETag `if_match`.
+
+        Raises PreconditionFailed when another writer got there first; returns the new ETag. Needs an S3 server
+        with conditional writes (AWS since 2024, MinIO, SeaweedFS 4.x; see `supports_conditional_writes`)."""
+        if if_absent == (if_match is not None):
+            raise ValueError("give exactly one of if_absent=True or if_match=<etag>")
+        self.ensure_bucket()
+        condition = {"IfNoneMatch": "*"} if if_absent else {"IfMatch": if_match}
+        response = self._call(
+            f"conditional put {self.uri(key)}",
+            lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
+                                           **condition),
+        )
+        return str(response["ETag"])
+
+    def get_bytes_and_etag(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and ETag (for a later `put_bytes_conditional(if_match=...)`)."""
+        try:
+            response = self._call(
+                f"get {self.uri(key)}", lambda: self.client.get_object(Bucket=self.bucket, Key=key)
+            )
+        except ObjectNotFound:
+            raise ObjectNotFound(f"no object at {self.uri(key)} ({self._where()})") from None
+        body: bytes = response["Body"].read()
+        return body, str(response["ETag"])
+
+    def supports_conditional_writes(self, probe_prefix: str) -> bool:
+        """Probe once: a second create-if-absent of the same key must be refused (servers that ignore the
+        header would silently overwrite, and every "atomic" pointer built on it would be a lie)."""
+        key = f"{probe_prefix.rstrip('/')}/_conditional-write-probe-{time.time_ns()}"
+        try:
+            self.put_bytes_conditional(key, b"1", if_absent=True)
+            try:
+                self.put_bytes_conditional(key, b"2", if_absent=True)
+                return False
+            except PreconditionFailed:
+                return True
+        finally:
+            self.delete_keys([key])
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -292,6 +341,19 @@ class ObjectStore:
         self.delete_keys(keys)
         return len(keys)
 
+    def download_verified(self, key: str, path: str, sha256: str | None = None) -> str:
+        """Download `key` to a local file (multipart, threaded) and return its SHA-256; with `sha256` given,
+        raise ChecksumMismatch when the bytes differ (a file changed after its manifest was written)."""
+        self.download_file(key, path)
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while block := fh.read(8 * 2**20):
+                digest.update(block)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise ChecksumMismatch(f"{self.uri(key)}: SHA-256 {digest.hexdigest()[:12]}... does not match the "
+                                   f"expected {sha256[:12]}... (changed after publication?)")
+        return digest.hexdigest()
+
     def copy(self, source_key: str, dest_key: str) -> None:
         self._call(
             f"copy {self.uri(source_key)} -> {dest_key}",
@@ -366,6 +428,14 @@ class Publication:
     def write_parquet(self, name: str, frame: pd.DataFrame) -> PublishedFile:
         return self.write_bytes(name, dataframe_to_parquet_bytes(frame), rows=len(frame))
 
+    def open_part(self, name: str, part_size: int = 16 * 2**20) -> StreamingPart:
+        """A write-only file object that streams one part to staging by multipart upload (memory: about two
+        `part_size` buffers, whatever the part's total size), hashing as it goes. Set `.rows`, then `close()`."""
+        return StreamingPart(self, name, part_size)
+
+    def _add_staged(self, staging_key: str, entry: PublishedFile) -> None:
+        self._staged.append((staging_key, entry))
+
     def commit(self, metadata: dict[str, Any] | None = None) -> Manifest:
         """Copy staged parts into the prefix, write the manifest last, then drop what it replaced."""
         for staging_key, entry in self._staged:
@@ -399,3 +469,132 @@ class Publication:
         except ObjectStoreError as exc:  # the store may be what failed; staging is garbage either way
             log.warning("could not clean staging %s: %s", self.staging_root, exc)
         self._staged.clear()
+
+
+class StreamingPart:
+    """File-like sink (for `pyarrow.parquet.ParquetWriter`) uploading to `<staging>/<name>` in S3 multipart parts.
+
+    The previous part uploads in a background thread while the caller produces the next one; at most one upload
+    is in flight, so memory stays at about two parts. The SHA-256 is computed over the bytes as they are written.
+    A part smaller than `part_size` in total is sent with one PUT. On any error the multipart upload is aborted.
+    """
+
+    def __init__(self, publication: Publication, name: str, part_size: int) -> None:
+        if part_size < 5 * 2**20:
+            raise ValueError(f"part_size {part_size} is below the S3 minimum of 5 MiB")
+        self.publication = publication
+        self.store = publication.store
+        self.name = name
+        self.key = f"{publication.staging_root}/{name}"
+        self.part_size = part_size
+        self.rows: int | None = None
+        self.entry: PublishedFile | None = None
+        self._buffer = bytearray()
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._pending: Future[dict[str, Any]] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    # -- file protocol (what pyarrow needs) --
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self._size
+
+    def flush(self) -> None:
+        pass
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._closed:
+            raise ValueError(f"write to closed part {self.key}")
+        view = memoryview(data)
+        self._digest.update(view)
+        self._buffer += view
+        self._size += len(view)
+        if len(self._buffer) >= self.part_size:
+            self._ship(bytes(self._buffer))
+            self._buffer = bytearray()
+        return len(view)
+
+    def _ship(self, chunk: bytes) -> None:
+        store, bucket, key = self.store, self.store.bucket, self.key
+        if self._upload_id is None:
+            store.ensure_bucket()
+            response = store._call(f"create multipart {store.uri(key)}",
+                                   lambda: store.client.create_multipart_upload(Bucket=bucket, Key=key))
+            self._upload_id = response["UploadId"]
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+        self._wait_pending()
+        number, upload_id = len(self._parts) + 1, self._upload_id
+
+        def upload() -> dict[str, Any]:
+            result = store._call(
+                f"upload part {number} of {store.uri(key)}",
+                lambda: store.client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                                 Body=chunk),
+            )
+            return {"PartNumber": number, "ETag": result["ETag"]}
+
+        assert self._executor is not None
+        self._pending = self._executor.submit(upload)
+
+    def _wait_pending(self) -> None:
+        if self._pending is not None:
+            self._parts.append(self._pending.result())
+            self._pending = None
+
+    def close(self) -> None:
+        """Finish the upload and register the part with its publication (no-op when already closed)."""
+        if self._closed:
+            return
+        self._closed = True
+        store, bucket, key = self.store, self.store.bucket, self.key
+        try:
+            if self._upload_id is None:
+                store.put_bytes(key, bytes(self._buffer))
+            else:
+                if self._buffer:
+                    self._ship(bytes(self._buffer))
+                self._wait_pending()
+                upload_id, parts = self._upload_id, list(self._parts)
+                store._call(f"complete multipart {store.uri(key)}", lambda: store.client.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}))
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._buffer = bytearray()
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+        pub = self.publication
+        self.entry = PublishedFile(f"{pub.prefix}/run-{pub.run_id}-{self.name}", self._digest.hexdigest(),
+                                   self._size, self.rows)
+        pub._add_staged(key, self.entry)
+
+    def abort(self) -> None:
+        """Drop the unfinished upload (best effort: the store may be what failed)."""
+        self._closed = True
+        if self._pending is not None:
+            self._pending.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._upload_id is not None:
+            store, upload_id = self.store, self._upload_id
+            try:
+                store.client.abort_multipart_upload(Bucket=store.bucket, Key=self.key, UploadId=upload_id)
+            except Exception as exc:  # noqa: BLE001 - staging is garbage either way
+                log.warning("could not abort multipart upload of %s: %s", store.uri(self.key), exc)

@@ -1,0 +1,71 @@
+"""`conveyor models list|show|promote|rollback|log`: the model registry for people (same module as the flows)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from configs.settings import load_settings
+from tasks.object_store import ObjectStore, ObjectStoreError
+from tasks.registry import ModelRegistry, RegistryError, default_actor
+
+
+def _out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    models = sub.add_parser("models", help="the model registry: list, show, promote, rollback, log")
+    models.add_argument("action", choices=["list", "show", "promote", "rollback", "log"])
+    models.add_argument("version", nargs="?", type=int, help="version number (show, promote)")
+    models.add_argument("--model", help="registry model name; default training.model_name")
+    models.add_argument("--reason", help="why (promote, rollback): recorded in the audit log")
+    models.add_argument("--actor", default=None, help="who (default: the current user)")
+    models.add_argument("--force", action="store_true", help="promote even though the version's gates failed")
+    models.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    registry = ModelRegistry(ObjectStore(settings.storage), settings)
+    name = args.model or settings.training.model_name
+    actor = args.actor or default_actor()
+    try:
+        if args.action == "list":
+            champion = registry.champion_version(name)
+            versions = registry.list_versions(name)
+            if not versions:
+                _out(f"no versions of {name!r} at {registry.store.uri(settings.storage.prefixes.models + '/' + name)}/")
+            for v in versions:
+                test, nan = v.test_metrics, float("nan")
+                status = "champion" if v.version == champion else ("gates ok" if v.gates_passed else "refused")
+                _out(f"v{v.version:<4d} {status:9s} {v.created_at[:19]}  roc_auc {test.get('roc_auc', nan):.4f}"
+                     f"  pr_auc {test.get('pr_auc', nan):.4f}  {v.model_config_name or '-':9s} "
+                     f"window {v.training_window.get('start', '?')}..{v.training_window.get('end', '?')}")
+        elif args.action == "show":
+            version = args.version or registry.champion_version(name)
+            if version is None:
+                raise RegistryError(f"{name}: no champion; name a version")
+            meta = registry.get_version(name, version)
+            _out(json.dumps({**meta.to_json(), "uri": registry.version_uri(name, version)}, indent=2, default=str))
+        elif args.action == "promote":
+            if args.version is None or not args.reason:
+                raise RegistryError("promote needs a version and --reason")
+            event = registry.promote(name, args.version, actor=actor, reason=args.reason, force=args.force)
+            _out(f"{name} v{args.version} already is the champion" if event is None else
+                 f"{name}: champion v{event.previous_champion} -> v{event.version} (audit event {event.seq})")
+        elif args.action == "rollback":
+            if not args.reason:
+                raise RegistryError("rollback needs --reason")
+            event = registry.rollback(name, actor=actor, reason=args.reason)
+            _out(f"{name}: rolled back v{event.previous_champion} -> v{event.version} (audit event {event.seq})")
+        else:
+            for e in registry.audit_log(name):
+                _out(f"#{e.seq:<4d} {e.at[:19]} {e.action:9s} v{e.version:<4d} champion {e.champion_after} "
+                     f"by {e.actor}{' (forced)' if e.forced else ''}: {e.reason}")
+    except (RegistryError, ObjectStoreError) as exc:
+        _out(f"error: {exc}")
+        return 2
+    return 0

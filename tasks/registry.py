@@ -1,0 +1,474 @@
+"""The model registry on the object store: the only module that knows its layout.
+
+    models/<name>/versions/000007/_claim            version number taken (create-if-absent)
+    models/<name>/versions/000007/model.joblib      the fitted sklearn Pipeline
+    models/<name>/versions/000007/reference.parquet training-feature sample + `score` (drift reference)
+    models/<name>/versions/000007/<plot>.png        evaluation plots
+    models/<name>/versions/000007/metadata.json     written LAST: a version without it does not exist
+    models/<name>/log/00000012.json                 audit log: one numbered event per object, create-if-absent
+    models/<name>/champion.json                     pointer: the log's state at some sequence number
+
+The audit log is the source of truth. An event is appended by creating `log/<seq+1>` with S3's create-if-absent
+(`If-None-Match: *`): of two writers racing for the same number exactly one succeeds, the other re-reads the log,
+re-checks its preconditions and tries the next number. `champion.json` caches the state after event `seq`; it only
+moves forward (compare-and-swap on its ETag) and readers catch up with any newer events, so a writer that dies
+between the event and the pointer leaves a stale pointer that is healed on the next read, never a wrong champion.
+Artifacts are verified against their SHA-256 before `joblib.load` (unpickling runs code).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import io
+import json
+import logging
+import platform
+import subprocess
+import uuid
+from dataclasses import asdict, dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import joblib
+import pandas as pd
+
+from configs.settings import Settings
+from tasks.object_store import (
+    ChecksumMismatch,
+    ObjectNotFound,
+    ObjectStore,
+    PreconditionFailed,
+    dataframe_to_parquet_bytes,
+    sha256_bytes,
+)
+
+log = logging.getLogger(__name__)
+
+_ANY = object()  # `expected_champion` not given: promote whatever the current champion is
+_MAX_APPEND_ATTEMPTS = 50
+_LIBRARIES = ("scikit-learn", "pandas", "numpy", "scipy", "joblib", "pyarrow", "feast", "prefect")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation could not be done; the message says which model/version and why."""
+
+
+class TamperedArtifact(ChecksumMismatch):
+    """A stored artifact's bytes differ from the SHA-256 recorded at registration: it is never unpickled."""
+
+
+class PromotionConflict(RegistryError):
+    """The champion changed between the decision to promote and the promotion (e.g. a racing promotion)."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What the trainer knows about a model; the registry adds version, checksum, code and library versions."""
+
+    metrics: dict[str, Any]
+    gates: dict[str, Any]
+    training_window: dict[str, str]
+    feature_service: str | None
+    feature_names: list[str]
+    data_fingerprint: str
+    params: dict[str, Any]
+    model_config_name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version, as stored in its metadata.json."""
+
+    model_name: str
+    version: int
+    created_at: str
+    artifact_key: str
+    sha256: str
+    reference_key: str
+    reference_sha256: str
+    files: dict[str, str]
+    metrics: dict[str, Any]
+    gates: dict[str, Any]
+    training_window: dict[str, str]
+    feature_service: str | None
+    feature_names: list[str]
+    data_fingerprint: str
+    params: dict[str, Any]
+    model_config_name: str
+    code_version: str | None
+    library_versions: dict[str, str]
+    registered_by: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_name} v{self.version}"
+
+    @property
+    def gates_passed(self) -> bool:
+        return bool(self.gates.get("passed", False))
+
+    @property
+    def test_metrics(self) -> dict[str, float]:
+        return dict(self.metrics.get("test", {}))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelVersion:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: ModelVersion
+    model: Any  # an sklearn Pipeline: predict_proba(frame[feature_names])
+
+    def score(self, frame: pd.DataFrame) -> Any:
+        return self.model.predict_proba(frame[self.version.feature_names])[:, 1]
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One entry of the append-only log: who did what to which version, when and why."""
+
+    seq: int
+    event_id: str
+    action: Literal["register", "promote", "rollback"]
+    model_name: str
+    version: int
+    previous_champion: int | None
+    champion_after: int | None
+    actor: str
+    reason: str
+    at: str
+    forced: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """The log replayed up to `seq`: the champion and the champions before it (what rollback returns to)."""
+
+    seq: int = 0
+    history: tuple[int, ...] = ()
+
+    @property
+    def champion(self) -> int | None:
+        return self.history[-1] if self.history else None
+
+    def apply(self, event: AuditEvent) -> RegistryState:
+        if event.seq != self.seq + 1:
+            raise RegistryError(f"audit log out of order: event {event.seq} after {self.seq}")
+        history = self.history
+        if event.action == "promote":
+            history = (*history, event.version)
+        elif event.action == "rollback":
+            history = history[:-1]
+        return RegistryState(event.seq, history)
+
+
+def code_version(project_root: Path) -> str | None:
+    """The git commit of the code that trained the model, if this is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root, capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def library_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            found[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+class ModelRegistry:
+    """Versioned models on the object store, with an atomically moved champion and an audit log."""
+
+    def __init__(self, store: ObjectStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.root = settings.storage.prefixes.models
+        self._conditional_checked = False
+
+    # ---- layout ---------------------------------------------------------------------------------------
+    def _model_root(self, model_name: str) -> str:
+        if not model_name or "/" in model_name:
+            raise RegistryError(f"invalid model name {model_name!r}")
+        return f"{self.root}/{model_name}"
+
+    def _version_root(self, model_name: str, version: int) -> str:
+        return f"{self._model_root(model_name)}/versions/{version:06d}"
+
+    def _event_key(self, model_name: str, seq: int) -> str:
+        return f"{self._model_root(model_name)}/log/{seq:08d}.json"
+
+    def _pointer_key(self, model_name: str) -> str:
+        return f"{self._model_root(model_name)}/champion.json"
+
+    def version_uri(self, model_name: str, version: int) -> str:
+        return self.store.uri(f"{self._version_root(model_name, version)}/metadata.json")
+
+    def _require_conditional_writes(self) -> None:
+        if self._conditional_checked:
+            return
+        if not self.store.supports_conditional_writes(f"{self.root}/_probe"):
+            raise RegistryError(
+                f"the S3 server at {self.store.config.endpoint_url or 'AWS'} ignores conditional writes "
+                "(If-None-Match); the registry needs them to keep one champion under concurrent promotions"
+            )
+        self._conditional_checked = True
+
+    # ---- versions -------------------------------------------------------------------------------------
+    def _claim_version(self, model_name: str) -> int:
+        existing = [int(p.rstrip("/").rsplit("/", 1)[1])
+                    for p in self.store.list_prefixes(f"{self._model_root(model_name)}/versions/")]
+        candidate = max(existing, default=0) + 1
+        for _ in range(_MAX_APPEND_ATTEMPTS):
+            try:
+                self.store.put_bytes_conditional(f"{self._version_root(model_name, candidate)}/_claim",
+                                                 json.dumps({"at": _now()}).encode(), if_absent=True)
+                return candidate
+            except PreconditionFailed:
+                candidate += 1
+        raise RegistryError(f"{model_name}: could not claim a version number after {_MAX_APPEND_ATTEMPTS} tries")
+
+    def register(self, model_name: str, model: Any, metadata: ModelMetadata, reference: pd.DataFrame,
+                 files: dict[str, bytes] | None = None, actor: str | None = None) -> ModelVersion:
+        """Store a new version: artifact, reference sample, files, then metadata.json last (the commit)."""
+        self._require_conditional_writes()
+        if "score" not in reference.columns:
+            raise ValueError("reference sample needs a `score` column (the model's scores on those rows)")
+        version = self._claim_version(model_name)
+        root = self._version_root(model_name, version)
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer, compress=3)
+        artifact = buffer.getvalue()
+        sha = self.store.put_bytes(f"{root}/model.joblib", artifact)
+        reference_bytes = dataframe_to_parquet_bytes(reference.reset_index(drop=True))
+        reference_sha = self.store.put_bytes(f"{root}/reference.parquet", reference_bytes)
+        stored_files = {}
+        for name, data in (files or {}).items():
+            key = f"{root}/{name}"
+            self.store.put_bytes(key, data, content_type="image/png" if name.endswith(".png") else
+                                 "application/octet-stream")
+            stored_files[name] = key
+        registered = ModelVersion(
+            model_name=model_name, version=version, created_at=_now(), artifact_key=f"{root}/model.joblib",
+            sha256=sha, reference_key=f"{root}/reference.parquet", reference_sha256=reference_sha,
+            files=stored_files, metrics=metadata.metrics, gates=metadata.gates,
+            training_window=metadata.training_window, feature_service=metadata.feature_service,
+            feature_names=list(metadata.feature_names), data_fingerprint=metadata.data_fingerprint,
+            params=metadata.params, model_config_name=metadata.model_config_name,
+            code_version=code_version(self.settings.project_root), library_versions=library_versions(),
+            registered_by=actor or default_actor(), extra=metadata.extra,
+        )
+        self.store.put_json(f"{root}/metadata.json", registered.to_json())
+        self._append(model_name, lambda state: ("register", version, state.champion), actor or default_actor(),
+                     f"registered (gates {'passed' if registered.gates_passed else 'failed'})")
+        log.info("registered %s (sha256 %s...) at %s", registered.label, sha[:12],
+                 self.version_uri(model_name, version))
+        return registered
+
+    def get_version(self, model_name: str, version: int) -> ModelVersion:
+        try:
+            data = self.store.get_json(f"{self._version_root(model_name, version)}/metadata.json")
+        except ObjectNotFound:
+            raise RegistryError(
+                f"{model_name} v{version} is not registered (no {self.version_uri(model_name, version)})"
+            ) from None
+        return ModelVersion.from_json(data)
+
+    def list_versions(self, model_name: str) -> list[ModelVersion]:
+        """Complete versions (those with metadata.json), oldest first."""
+        keys = self.store.list_keys(f"{self._model_root(model_name)}/versions/")
+        return [ModelVersion.from_json(self.store.get_json(k)) for k in keys if k.endswith("/metadata.json")]
+
+    def list_models(self) -> list[str]:
+        return [p.rstrip("/").rsplit("/", 1)[1] for p in self.store.list_prefixes(f"{self.root}/")
+                if not p.rstrip("/").endswith("_probe")]
+
+    # ---- loading --------------------------------------------------------------------------------------
+    def _verified_bytes(self, key: str, expected: str, what: str) -> bytes:
+        data = self.store.get_bytes(key)
+        actual = sha256_bytes(data)
+        if actual != expected:
+            raise TamperedArtifact(
+                f"{what}: SHA-256 of {self.store.uri(key)} is {actual[:16]}..., but {expected[:16]}... was recorded "
+                "at registration. The artifact changed after it was registered; refusing to load it. "
+                "Re-register the model (train again) or restore the original object."
+            )
+        return data
+
+    def load(self, model_name: str, version: int | None = None) -> LoadedModel:
+        """The champion (version None) or a given version, checksum verified BEFORE unpickling."""
+        if version is None:
+            version = self.champion_version(model_name)
+            if version is None:
+                raise RegistryError(f"{model_name}: no champion yet (train and promote one: the training flow)")
+        meta = self.get_version(model_name, version)
+        data = self._verified_bytes(meta.artifact_key, meta.sha256, f"{meta.label} model")
+        return LoadedModel(meta, joblib.load(io.BytesIO(data)))
+
+    def load_reference(self, model_name: str, version: int | None = None) -> pd.DataFrame:
+        """The version's reference sample: training feature rows plus the model's `score` on them."""
+        if version is None:
+            version = self.champion_version(model_name)
+            if version is None:
+                raise RegistryError(f"{model_name}: no champion yet, so no reference sample")
+        meta = self.get_version(model_name, version)
+        data = self._verified_bytes(meta.reference_key, meta.reference_sha256, f"{meta.label} reference sample")
+        return pd.read_parquet(io.BytesIO(data))
+
+    def get_file(self, model_name: str, version: int, name: str) -> bytes:
+        meta = self.get_version(model_name, version)
+        if name not in meta.files:
+            raise RegistryError(f"{meta.label} has no file {name!r} (it has {sorted(meta.files)})")
+        return self.store.get_bytes(meta.files[name])
+
+    # ---- champion and the audit log ------------------------------------------------------------------
+    def _read_event(self, model_name: str, seq: int) -> AuditEvent | None:
+        try:
+            return AuditEvent(**self.store.get_json(self._event_key(model_name, seq)))
+        except ObjectNotFound:
+            return None
+
+    def _read_pointer(self, model_name: str) -> tuple[RegistryState, str | None]:
+        try:
+            data, etag = self.store.get_bytes_and_etag(self._pointer_key(model_name))
+        except ObjectNotFound:
+            return RegistryState(), None
+        payload = json.loads(data)
+        return RegistryState(int(payload["seq"]), tuple(payload["history"])), etag
+
+    def state(self, model_name: str) -> RegistryState:
+        """The pointer's state, caught up with any event written after it (a writer may have died in between)."""
+        state, _ = self._read_pointer(model_name)
+        while (event := self._read_event(model_name, state.seq + 1)) is not None:
+            state = state.apply(event)
+        return state
+
+    def champion_version(self, model_name: str) -> int | None:
+        return self.state(model_name).champion
+
+    def champion(self, model_name: str) -> ModelVersion | None:
+        version = self.champion_version(model_name)
+        return None if version is None else self.get_version(model_name, version)
+
+    def audit_log(self, model_name: str) -> list[AuditEvent]:
+        keys = self.store.list_keys(f"{self._model_root(model_name)}/log/")
+        return [AuditEvent(**self.store.get_json(k)) for k in keys if k.endswith(".json")]
+
+    def _advance_pointer(self, model_name: str, target: RegistryState) -> None:
+        """Move champion.json forward to `target` (compare-and-swap on its ETag); never backwards."""
+        payload = json.dumps({"seq": target.seq, "champion": target.champion, "history": list(target.history),
+                              "updated_at": _now()}, sort_keys=True).encode()
+        for _ in range(_MAX_APPEND_ATTEMPTS):
+            current, etag = self._read_pointer(model_name)
+            if current.seq >= target.seq:
+                return
+            try:
+                if etag is None:
+                    self.store.put_bytes_conditional(self._pointer_key(model_name), payload, if_absent=True)
+                else:
+                    self.store.put_bytes_conditional(self._pointer_key(model_name), payload, if_match=etag)
+                return
+            except PreconditionFailed:
+                continue
+        log.warning("%s: champion pointer not advanced to seq %d (readers catch up from the log)",
+                    model_name, target.seq)
+
+    def _append(self, model_name: str, decide: Any, actor: str, reason: str, forced: bool = False) -> AuditEvent:
+        """Append one event: `decide(state) -> (action, version, previous)` is re-run on the newest state after
+        every lost race, so its checks (e.g. "champion is still X") hold at the moment the event is written."""
+        self._require_conditional_writes()
+        for _ in range(_MAX_APPEND_ATTEMPTS):
+            state = self.state(model_name)
+            action, version, previous = decide(state)
+            after = RegistryState(state.seq, state.history).apply(
+                AuditEvent(state.seq + 1, "", action, model_name, version, previous, None, actor, reason, ""))
+            event = AuditEvent(seq=state.seq + 1, event_id=uuid.uuid4().hex, action=action, model_name=model_name,
+                               version=version, previous_champion=previous, champion_after=after.champion,
+                               actor=actor, reason=reason, at=_now(), forced=forced)
+            key = self._event_key(model_name, event.seq)
+            body = json.dumps(event.to_json(), sort_keys=True, indent=2).encode()
+            try:
+                self.store.put_bytes_conditional(key, body, if_absent=True)
+            except PreconditionFailed:
+                # Lost the race for this number -- unless the winner is our own earlier attempt (a retried PUT
+                # whose first try succeeded but whose response was lost).
+                written = self._read_event(model_name, event.seq)
+                if written is None or written.event_id != event.event_id:
+                    continue
+            self._advance_pointer(model_name, after)
+            return event
+        raise RegistryError(f"{model_name}: gave up appending to the audit log after {_MAX_APPEND_ATTEMPTS} "
+                            "lost races (too many concurrent writers?)")
+
+    def promote(self, model_name: str, version: int, actor: str, reason: str,
+                expected_champion: int | None | object = _ANY, force: bool = False) -> AuditEvent | None:
+        """Make `version` the champion. With `expected_champion`, only if the champion is still that version
+        (the one the gates compared against); raises PromotionConflict otherwise. Refuses a version whose
+        gates failed unless `force` (recorded in the log). Returns None when it already is the champion."""
+        meta = self.get_version(model_name, version)
+        if not meta.gates_passed and not force:
+            reasons = "; ".join(meta.gates.get("reasons", [])) or "no gate result recorded"
+            raise RegistryError(f"{meta.label} did not pass its gates ({reasons}); promote with force to override")
+
+        def decide(state: RegistryState) -> tuple[str, int, int | None]:
+            if expected_champion is not _ANY and state.champion != expected_champion:
+                raise PromotionConflict(
+                    f"{model_name}: champion is v{state.champion} now, not v{expected_champion} as expected "
+                    f"when promoting v{version} (another promotion won; re-evaluate against the new champion)")
+            if state.champion == version:
+                raise _AlreadyChampion
+            return "promote", version, state.champion
+
+        try:
+            event = self._append(model_name, decide, actor, reason, forced=force and not meta.gates_passed)
+        except _AlreadyChampion:
+            log.info("%s is already the champion; nothing to do", meta.label)
+            return None
+        log.info("promoted %s (was v%s) by %s: %s", meta.label, event.previous_champion, actor, reason)
+        return event
+
+    def rollback(self, model_name: str, actor: str, reason: str) -> AuditEvent:
+        """Restore the champion before the current one (the previous promotion), and log it."""
+
+        def decide(state: RegistryState) -> tuple[str, int, int | None]:
+            if len(state.history) < 2:
+                raise RegistryError(f"{model_name}: no previous champion to roll back to "
+                                    f"(champion history: {list(state.history) or 'empty'})")
+            return "rollback", state.history[-2], state.history[-1]
+
+        event = self._append(model_name, decide, actor, reason)
+        log.info("rolled back %s to v%s (from v%s) by %s: %s", model_name, event.version, event.previous_champion,
+                 actor, reason)
+        return event
+
+
+class _AlreadyChampion(Exception):
+    pass

@@ -1,0 +1,84 @@
+"""The training flow end to end on the real S3 server, Prefect test server and Feast (temp paths): first
+champion, a refused run on corrupted labels, a better model replacing the champion, rollback via the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from configs.settings import Settings, load_settings
+from flows import cli
+from flows.ingest import ingest
+from flows.training import training
+from tasks.object_store import ObjectStore
+from tasks.raw_data import publish_raw_partition
+from tasks.registry import ModelRegistry
+from tasks.synthetic import generate_day
+
+pytestmark = pytest.mark.integration
+START = dt.date(2026, 1, 1)
+END = dt.date(2026, 2, 9)  # 40 days
+BAD_START = dt.date(2026, 3, 1)  # 20 days with shuffled labels
+BAD_END = dt.date(2026, 3, 20)
+
+
+@pytest.fixture(scope="module")
+def env(s3_server: Settings, prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[Settings]:
+    """A bucket and Feast state of this module's own, a small population; clean and corrupted windows landed."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CONVEYOR_STORAGE__BUCKET", f"train-{uuid.uuid4().hex[:10]}")
+    patch.setenv("CONVEYOR_FEATURES__STATE_DIR", str(tmp_path_factory.mktemp("feast")))
+    patch.setenv("CONVEYOR_GENERATOR__N_ENTITIES", "3000")
+    settings = load_settings()
+    ingest(start_date=START, days=(END - START).days + 1)
+    store, rng = ObjectStore(settings.storage), np.random.default_rng(0)
+    label = settings.dataset.label_column
+    for offset in range((BAD_END - BAD_START).days + 1):
+        day = BAD_START + dt.timedelta(days=offset)
+        frame = generate_day(day, settings.dataset, settings.generator)
+        frame[label] = rng.permutation(frame[label].to_numpy())
+        publish_raw_partition(store, settings, day, frame, run_id="corrupt-labels")
+    yield settings
+    patch.undo()
+
+
+def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = ModelRegistry(ObjectStore(env.storage), env)
+    name = env.training.model_name
+
+    first = training(start_date=START, end_date=END, model_config_name="quick")
+    assert first.promoted and first.gates_passed, first.reasons
+    assert (first.champion_before, first.champion_after) == (None, first.version)
+    assert first.test_metrics["roc_auc"] >= env.gates.min_roc_auc
+    assert set(first.timings) == {"read_raw", "validation", "feature_retrieval", "fit", "evaluation_gates", "registry"}
+    meta = registry.get_version(name, first.version)
+    assert meta.feature_service == env.features.feature_service and meta.data_fingerprint
+    assert meta.training_window["start"] == START.isoformat() and set(meta.files) == {"roc.png", "calibration.png"}
+    assert registry.get_file(name, first.version, "roc.png").startswith(b"\x89PNG")
+
+    refused = training(start_date=BAD_START, end_date=BAD_END, model_config_name="quick")
+    assert not refused.promoted and not refused.gates_passed
+    assert any("absolute_minimums: test roc_auc" in r for r in refused.reasons), refused.reasons
+    assert registry.champion_version(name) == first.version == refused.champion_after
+    assert not registry.get_version(name, refused.version).gates_passed  # registered for the record, refused
+
+    better = training(start_date=START, end_date=END, model_config_name="default")
+    assert better.promoted, better.reasons
+    assert better.test_metrics["roc_auc"] > first.test_metrics["roc_auc"]
+    assert (better.champion_before, better.champion_after) == (first.version, better.version)
+
+    assert cli.main(["models", "rollback", "--model", name, "--reason", "bad feedback from the field",
+                     "--actor", "oncall"]) == 0
+    assert registry.champion_version(name) == first.version
+    last = registry.audit_log(name)[-1]
+    assert (last.action, last.version, last.previous_champion, last.actor, last.reason) == (
+        "rollback", first.version, better.version, "oncall", "bad feedback from the field")
+    capsys.readouterr()
+    assert cli.main(["models", "list", "--model", name]) == 0
+    listing = capsys.readouterr().out
+    assert f"v{first.version}" in listing and "champion" in listing and "refused" in listing
