@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from configs.settings import TELEMETRY_OFF_ENV, DatasetConfig, FeatureSpec, Sett
 
 START = dt.date(2026, 1, 1)
 N_FEATURES = 10
-VARIANTS = ("stock", "stock+knobs", "conveyor")
+VARIANTS = ("stock", "conveyor", "stock+knobs")
 STORE_YAML = """project: bench
 provider: local
 registry: {{registry_type: file, path: registry.db}}
@@ -58,7 +59,13 @@ def bench_dataset() -> DatasetConfig:
 
 
 def bench_settings(work: Path, variant: str) -> Settings:
-    base = load_settings("local")
+    # The parent loads the configuration once and hands it to every worker (configs/ may change meanwhile).
+    snapshot = work / "settings.json"
+    if snapshot.exists():
+        base = Settings.model_validate_json(snapshot.read_text())
+    else:
+        base = load_settings("local")
+        snapshot.write_text(base.model_dump_json())
     features = base.features.model_copy(update={
         "project": "bench", "feature_service": "bench_v1", "repo_dir": work / f"repo-{variant}",
         "state_dir": work / f"state-{variant}", "ttl_days": 365,
@@ -171,11 +178,10 @@ def retrieval(settings: Settings, work: Path, rows: int, days: int) -> dict[str,
             "non_null_share": float(np.isfinite(a[:, 0]).mean())}
 
 
-def run_size(work: Path, entities: int, rows_per_day: int, variants: list[str]) -> list[dict[str, Any]]:
+def run_size(work: Path, entities: int, rows_per_day: int, variants: list[str]) -> Iterator[dict[str, Any]]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     days = make_data(work, entities, rows_per_day)
-    results = []
     env = {**os.environ, **TELEMETRY_OFF_ENV}
     for variant in variants:
         make_repo(work, variant)
@@ -186,11 +192,12 @@ def run_size(work: Path, entities: int, rows_per_day: int, variants: list[str]) 
             print(out.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"{variant} at {entities} entities failed")
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-        results.append(json.loads(line[len("RESULT "):]))
-        print(f"  {variant:12s} {entities:>9,} entities: {results[-1]['seconds']:7.1f}s "
-              f"{results[-1]['peak_rss_mb']:8.0f} MB", flush=True)
+        result = json.loads(line[len("RESULT "):])
+        result["load_avg_after"] = os.getloadavg()[0]
+        print(f"  {variant:12s} {entities:>9,} entities: {result['seconds']:7.1f}s wall "
+              f"{result['cpu_seconds']:7.1f}s CPU {result['peak_rss_mb']:8.0f} MB", flush=True)
+        yield result
     shutil.rmtree(work, ignore_errors=True)
-    return results
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -240,18 +247,20 @@ def main() -> None:
     variants = args.variants.split(",")
     results: list[dict[str, Any]] = []
     started = time.time()
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
     for n in sizes:
         print(f"{n:,} entities x {N_FEATURES} features", flush=True)
-        results += run_size(args.work, n, args.rows_per_day, variants)
+        for variant_results in run_size(args.work, n, args.rows_per_day, variants):
+            results.append(variant_results)
+            meta = {"machine": f"{os.cpu_count()} cores, shared with other jobs while measured (see load_avg)",
+                    "when": dt.datetime.now(dt.UTC).isoformat(), "wall_seconds": time.time() - started,
+                    "rows_per_day": args.rows_per_day}
+            # Written after every variant, so a long run that is stopped keeps what it measured.
+            (out / "materialize.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     md = table(results)
     print()
     print(md)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": f"{os.cpu_count()} cores, shared with other jobs while measured",
-            "when": dt.datetime.now(dt.UTC).isoformat(), "wall_seconds": time.time() - started,
-            "rows_per_day": args.rows_per_day}
-    (out / "materialize.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     (out / "materialize.md").write_text(md + "\n")
 
 

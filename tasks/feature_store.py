@@ -28,6 +28,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from feast import FeatureService, FeatureStore, FeatureView, RepoConfig
+from feast import Entity, FeatureService, FeatureStore, FeatureView, RepoConfig
 from feast.data_source import DataSource
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import compute_table_id
@@ -88,10 +89,33 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         if fresh:
             # Bulk upserts touch pages all over the key space: keep them cached (256 MB) instead of the 2 MB
             # default. The online store is a cache rebuilt from the offline store, so NORMAL sync is enough.
+            conn.execute("PRAGMA page_size=16384")  # takes effect on a new database file only
             conn.execute("PRAGMA cache_size=-262144")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA temp_store=MEMORY")
         return conn
+
+    def update(self, config: RepoConfig, tables_to_delete: Sequence[FeatureView], tables_to_keep: Sequence[FeatureView],
+               entities_to_delete: Sequence[Entity], entities_to_keep: Sequence[Entity], partial: bool) -> None:
+        """Feast's tables, created WITHOUT ROWID (rows live in the primary-key B-tree: one tree to fill, not two)
+        and without Feast's extra index on entity_key (the primary key already starts with it). Same columns,
+        so Feast's reads, filters and the stock store work on them unchanged."""
+        store_config = config.online_store
+        if not (store_config.vector_enabled or getattr(store_config, "enable_openai_compatible_store", False)):
+            conn = self._get_conn(config)
+            versioning = config.registry.enable_online_feature_view_versioning
+            for view in tables_to_keep:
+                quoted = _quote(compute_table_id(config.project, view, versioning))
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {quoted} (entity_key BLOB, feature_name TEXT, value BLOB, "
+                    "value_text TEXT, vector_value BLOB, event_ts timestamp, created_ts timestamp, "
+                    "PRIMARY KEY(entity_key, feature_name)) WITHOUT ROWID"
+                )
+        super().update(config, tables_to_delete, tables_to_keep, entities_to_delete, entities_to_keep, partial)
+        if not (store_config.vector_enabled or getattr(store_config, "enable_openai_compatible_store", False)):
+            for view in tables_to_keep:
+                name = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
+                self._get_conn(config).execute(f"DROP INDEX IF EXISTS {_quote(name + '_ek')}")
 
     def online_write_batch(
         self,
@@ -126,9 +150,8 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
                 if hit is None:
                     hit = encoded[id(value)] = (value.SerializeToString(), _value_text(value))
                 rows.append((key, name, hit[0], hit[1], event_epoch, created_epoch))
-        quoted = '"' + table_name.replace('"', '""') + '"'
         sql = (
-            f"INSERT INTO {quoted} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+            f"INSERT INTO {_quote(table_name)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
             "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
             "created_ts = excluded.created_ts WHERE excluded.event_ts >= event_ts"
@@ -137,6 +160,10 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
             conn.executemany(sql, rows)
         if progress:
             progress(len(data))
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _value_text(value: ValueProto) -> str | None:
@@ -431,9 +458,18 @@ def _default_view(store: FeatureStore, settings: Settings) -> str:
 
 
 def _write_table(store: FeatureStore, view: FeatureView, table: pa.Table, batch_size: int) -> None:
+    """Convert batch k+1 while the online store writes batch k (one writer thread, at most two batches in
+    memory). Stores that wait outside the GIL (SQLite's B-tree work, Redis round trips) overlap with it."""
     provider = store._get_provider()
-    for batch in table.to_batches(max_chunksize=batch_size):
-        provider.online_write_batch(store.config, view, arrow_to_protos(batch, view), progress=None)
+    pending: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="online-write") as writer:
+        for batch in table.to_batches(max_chunksize=batch_size):
+            rows = arrow_to_protos(batch, view)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(provider.online_write_batch, store.config, view, rows, None)
+        if pending is not None:
+            pending.result()
 
 
 # Feast scalar types -> the ValueProto field Feast's own type map fills for them.
