@@ -64,3 +64,14 @@ def test_published_partitions_materialize_and_train(settings: Settings, store: O
     skew = fsm.check_skew(settings, sample_size=50)
     assert skew.passed, skew.reasons
 
+
+
+def test_refresh_features_flow(s3_server: Settings, prefect_harness: None) -> None:
+    from flows.features import refresh_features
+
+    settings = s3_server.model_copy(update={"generator": s3_server.generator.model_copy(update={"n_entities": 200})})
+    land_synthetic(settings, ObjectStore(settings.storage), START, 2, Scenario(), run_id="flow-land")
+    report = refresh_features(start_date=START, end_date=START + dt.timedelta(days=2))
+    assert report.passed, report.reasons
+    assert report.entities_checked > 0
+    assert fsm.materialized_until(settings)["churn_features"] == fsm._utc(START + dt.timedelta(days=2))
