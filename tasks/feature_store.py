@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,6 +134,30 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         version = config.entity_key_serialization_version
         keys = [serialize_entity_key(entity_key, entity_key_serialization_version=version)
                 for entity_key, _, _, _ in data]
+        sql = (
+            f"INSERT INTO {_quote(table_name)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+            "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
+            "created_ts = excluded.created_ts WHERE excluded.event_ts >= event_ts"
+        )
+        encoded_columns = data.encoded if isinstance(data, EncodedRows) and data.matches() else None
+        if encoded_columns is not None:
+            # Rows from arrow_to_protos carry each cell's serialized value (encoded once per distinct value):
+            # stream them to SQLite in primary-key order without a Python call per cell.
+            assert isinstance(data, EncodedRows)
+            order = sorted(range(len(data)), key=keys.__getitem__)
+            sorted_keys = [keys[i] for i in order]
+            epochs = [data.epochs[i] for i in order]
+            per_feature = []
+            for name in sorted(encoded_columns):
+                blobs, texts = encoded_columns[name]
+                per_feature.append(zip(sorted_keys, repeat(name), [blobs[i] for i in order],
+                                       [texts[i] for i in order], epochs, repeat(None)))
+            with conn:
+                conn.executemany(sql, chain.from_iterable(zip(*per_feature, strict=True)))
+            if progress:
+                progress(len(data))
+            return
         # Value protos are often shared (one per distinct value): serialize each object once.
         encoded: dict[int, tuple[bytes, str | None]] = {}
         rows: list[tuple[bytes, str, bytes, str | None, int, int | None]] = []
@@ -150,12 +175,6 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
                 if hit is None:
                     hit = encoded[id(value)] = (value.SerializeToString(), _value_text(value))
                 rows.append((key, name, hit[0], hit[1], event_epoch, created_epoch))
-        sql = (
-            f"INSERT INTO {_quote(table_name)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-            "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
-            "created_ts = excluded.created_ts WHERE excluded.event_ts >= event_ts"
-        )
         with conn:
             conn.executemany(sql, rows)
         if progress:
@@ -478,8 +497,25 @@ _PROTO_FIELDS = {"INT64": "int64_val", "INT32": "int32_val", "DOUBLE": "double_v
 _NULL = ValueProto()
 
 
-def _column_protos(values: pa.Array | pa.ChunkedArray, proto_field: str) -> np.ndarray:
-    """One ValueProto per distinct value (nulls share an empty one), fanned out to every row."""
+class EncodedRows(list):  # type: ignore[type-arg]
+    """The rows `online_write_batch` takes (a plain list of Feast tuples, valid for any online store), plus each
+    feature's serialized values and value_text per row and the event epochs, which BatchedSqliteOnlineStore
+    uses instead of re-encoding every cell."""
+
+    def __init__(self, rows: Iterable[Any], encoded: dict[str, tuple[list[bytes], list[str | None]]],
+                 epochs: list[int]) -> None:
+        super().__init__(rows)
+        self.encoded = encoded
+        self.epochs = epochs
+
+    def matches(self) -> bool:
+        return len(self.epochs) == len(self) and (not self or set(self[0][1]) == set(self.encoded))
+
+
+def _column_protos(values: pa.Array | pa.ChunkedArray, proto_field: str,
+                   ) -> tuple[np.ndarray, list[bytes], list[str | None]]:
+    """One ValueProto per distinct value (nulls share an empty one), fanned out to every row; with each row's
+    serialized value and value_text (computed once per distinct value)."""
     codes, uniques = pd.factorize(values.to_pandas(), use_na_sentinel=True)
     protos = np.empty(len(uniques) + 1, dtype=object)
     cast: Callable[[Any], Any] = {"int64_val": int, "int32_val": int, "double_val": float, "float_val": float,
@@ -487,8 +523,9 @@ def _column_protos(values: pa.Array | pa.ChunkedArray, proto_field: str) -> np.n
     for j, value in enumerate(uniques):
         protos[j] = ValueProto(**{proto_field: cast(value)})
     protos[-1] = _NULL  # code -1 (null) indexes the last slot
-    fanned: np.ndarray = protos[codes]
-    return fanned
+    blobs = np.array([p.SerializeToString() for p in protos], dtype=object)
+    texts = np.array([_value_text(p) for p in protos], dtype=object)
+    return protos[codes], blobs[codes].tolist(), texts[codes].tolist()
 
 
 def arrow_to_protos(batch: pa.RecordBatch, view: FeatureView) -> list[
@@ -504,14 +541,18 @@ def arrow_to_protos(batch: pa.RecordBatch, view: FeatureView) -> list[
         return list(_convert_arrow_to_proto(batch, view, key_types))
     n = batch.num_rows
     names = list(fields)
-    columns = [_column_protos(batch.column(name), str(fields[name])) for name in names]
+    converted = {name: _column_protos(batch.column(name), str(fields[name])) for name in names}
+    columns = [converted[name][0] for name in names]
     features = [dict(zip(names, cells, strict=True)) for cells in zip(*columns, strict=True)]
-    key_columns = [_column_protos(batch.column(k), str(key_fields[k])) for k in key_types]
+    key_columns = [_column_protos(batch.column(k), str(key_fields[k]))[0] for k in key_types]
     join_keys = list(key_types)
     keys = [EntityKeyProto(join_keys=join_keys, entity_values=list(vals)) for vals in zip(*key_columns, strict=True)]
     stamps = pd.to_datetime(batch.column(source.timestamp_field).to_numpy(zero_copy_only=False), utc=True)
     event_ts = stamps.tz_convert(None).to_pydatetime().tolist()  # naive UTC, as Feast hands them over
-    return list(zip(keys, features, event_ts, [None] * n, strict=True))
+    # The epoch seconds SQLite stores: the same adapter the stock store registers with sqlite3.
+    epochs = [adapt_datetime_epoch(ts) for ts in event_ts]
+    encoded = {name: (converted[name][1], converted[name][2]) for name in names}
+    return EncodedRows(zip(keys, features, event_ts, [None] * n, strict=True), encoded, epochs)
 
 
 def compare_converters(settings: Settings, frame: pd.DataFrame) -> tuple[list[Any], list[Any]]:
