@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export FEAST_USAGE := False
 
-.PHONY: install run test test-fast stop status lint bench clean-local
+.PHONY: install run serve deploy test test-fast test-browser test-prod stop status lint bench clean-local
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,12 +25,30 @@ run: install
 	$(VENV)/bin/conveyor stack up
 	$(VENV)/bin/conveyor run
 
+## serve: start the local stack + a Prefect process worker, apply every deployment in prefect.yaml.
+## Schedules then fire by themselves and the UI's "Run" works; `make stop` stops all of it by PID.
+serve: install
+	$(VENV)/bin/conveyor stack up --worker
+	$(VENV)/bin/conveyor deploy
+
+## deploy: (re)apply prefect.yaml's deployments to the running server
+deploy: install
+	$(VENV)/bin/conveyor deploy
+
 ## test: venv + install + the whole suite (it starts and stops its own servers on free ports)
 test: install
 	$(PY) -m pytest
 
 test-fast: install
 	$(PY) -m pytest tests/unit
+
+## test-browser: the Prefect UI in headless Chromium (needs Debian's `chromium`); skipped without it
+test-browser: install
+	$(PY) -m pytest -m browser
+
+## test-prod: the production profile on PostgreSQL, Redis, Dask (needs Debian's postgresql + redis-server)
+test-prod: install
+	$(PY) -m pytest -m prod
 
 ## stop: stop the local stack's processes (by the PIDs it recorded)
 stop:

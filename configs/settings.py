@@ -236,7 +236,8 @@ class RetrainingConfig(_Strict):
     training_window_days: int = Field(default=60, ge=1, description="days of data up to the drifted window")
     require_approval: bool = Field(default=False, description="register the challenger; a person promotes it")
     approval_timeout_seconds: int = Field(default=86_400, ge=1)
-    concurrency_slot_timeout_seconds: float = Field(default=3600, gt=0)
+    concurrency_slot_timeout_seconds: float = Field(
+        default=10, gt=0, description="a trigger that cannot get the model's slot in this time is suppressed")
 
 
 class ModelSpec(_Strict):
@@ -260,6 +261,8 @@ class TrainingConfig(_Strict):
     segments: list[str] = Field(default_factory=list, description="categorical features sliced by the slice gate")
     reference_sample_rows: int = Field(default=20_000, ge=100, description="training rows kept for drift")
     window_days: int = Field(default=90, ge=1, description="training window when the flow names no start date")
+    # OpenMP/BLAS threads while fitting and scoring (threadpoolctl). None: the libraries' default (all cores).
+    max_threads: int | None = Field(default=1, ge=1, description="cap on native threads in fit/predict")
 
     @model_validator(mode="after")
     def _default_model_exists(self) -> TrainingConfig:
@@ -289,7 +292,7 @@ class ScoringConfig(_Strict):
     """Batch inference (flows/batch_inference.py, tasks/scoring.py)."""
 
     model_name: str = Field(default="churn", description="registry model scored when the flow names none")
-    chunk_rows: int = Field(default=250_000, ge=1_000, description="rows in memory per chunk, whatever the input")
+    chunk_rows: int = Field(default=500_000, ge=1_000, description="rows in memory per chunk, whatever the input")
     threshold: float = Field(default=0.5, ge=0, le=1, description="decision = score >= threshold")
     feature_source: Literal["offline", "online"] = "offline"  # Feast point-in-time as of the scoring time, or online
     population_lookback_days: int = Field(default=30, ge=1, description="score entities seen in this many days")

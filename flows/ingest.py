@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 from prefect import flow
+from pydantic import Field
 
 from configs.settings import load_settings
 from flows.runtime import current_run_id
 from tasks.ingest import LandedData, land_raw_data
+from tasks.notify import notify_on_failure
 from tasks.synthetic import Scenario
 
 
-@flow(name="ingest", description="Land raw data as daily partitions on the object store.")
-def ingest(start_date: dt.date | None = None, days: int | None = None,
-           scenario: Scenario | None = None) -> LandedData:
+@flow(name="ingest", description="Land raw data as daily partitions on the object store.",
+      on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
+def ingest(
+    start_date: dt.date | None = None,
+    days: Annotated[int | None, Field(ge=1, le=3660)] = None,
+    scenario: Scenario | None = None,
+) -> LandedData:
+    """Land raw data (the synthetic generator or your files) as daily partitions.
+
+    Args:
+        start_date: First day to land (YYYY-MM-DD). Empty: generator.start_date from the config.
+        days: How many days from start_date (1-3660). Empty: generator.days from the config.
+        scenario: Synthetic source only: covariate/concept drift and data faults to inject. Empty: clean data.
+    """
     settings = load_settings()
     return land_raw_data(
         settings,

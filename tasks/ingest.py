@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
 
 from configs.settings import Settings
 from tasks.object_store import ObjectStore
@@ -56,5 +57,11 @@ def land_raw_data(settings: Settings, start: dt.date, days: int, scenario: Scena
     get_run_logger().info(
         "landed %d rows in %d daily partitions under %s", landed.rows, len(landed.days),
         store.uri(f"{settings.storage.prefixes.raw}/{settings.dataset.name}/"),
+    )
+    # What the run landed, listed on the run's Artifacts tab in the UI.
+    create_table_artifact(
+        key="ingest", description=f"{landed.rows} rows in {len(landed.days)} daily partitions",
+        table=[{"day": str(day), "partition": store.uri(prefix)}
+               for day, prefix in zip(landed.days, landed.prefixes, strict=True)],
     )
     return landed

@@ -1,4 +1,5 @@
-"""The local stack: a SeaweedFS S3 server and a Prefect server on 127.0.0.1, started and stopped by PID.
+"""The local stack: a SeaweedFS S3 server, a Prefect server and (optionally) a Prefect process worker on
+127.0.0.1, started and stopped by PID.
 
 `up()` is idempotent (a running, healthy service is left alone), `down()` stops only the processes whose PIDs
 it recorded. Everything lives under `local_stack.state_dir` (git-ignored): data, logs, PID files, and the
@@ -7,6 +8,7 @@ generated S3 credentials (mode 0600, never printed).
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -26,7 +28,9 @@ from configs.settings import TELEMETRY_OFF_ENV, Settings
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("s3", "prefect")
+SERVICES = ("s3", "prefect")           # `up()` default; `up(WITH_WORKER)` adds the worker
+WITH_WORKER = ("s3", "prefect", "worker")
+STOP_ORDER = ("worker", "s3", "prefect")  # the worker goes first: it must not outlive the server it polls
 
 
 class StackError(RuntimeError):
@@ -117,6 +121,8 @@ class LocalStack:
                 "admin.port": base + 4}
 
     def ports(self, service: str) -> list[int]:
+        if service == "worker":
+            return []
         if service == "s3":
             http = list(self._s3_ports().values())
             return http + [p + 10000 for p in http]  # SeaweedFS puts gRPC at http port + 10000
@@ -138,6 +144,8 @@ class LocalStack:
 
     # ---- health ---------------------------------------------------------------------------------------
     def healthy(self, service: str) -> bool:
+        if service == "worker":
+            return self.worker_online()
         if service == "s3":
             # Any S3 answer (403 for an unsigned request when auth is on) means the gateway is serving.
             return _http_status(self.s3_url + "/") is not None
@@ -155,12 +163,72 @@ class LocalStack:
         return None
 
     def status(self) -> list[ServiceState]:
-        urls = {"s3": self.s3_url, "prefect": self.prefect_api_url}
-        return [ServiceState(s, self._recorded_pid(s), self.healthy(s), urls[s]) for s in SERVICES]
+        urls = {"s3": self.s3_url, "prefect": self.prefect_api_url,
+                "worker": f"{self.prefect_api_url}/work_pools/{self.settings.prefect.work_pool}"}
+        return [ServiceState(s, self._recorded_pid(s), self.healthy(s), urls[s]) for s in WITH_WORKER]
+
+    # ---- Prefect API (plain HTTP: this module never imports prefect) ----------------------------------
+    def api(self, method: str, path: str, body: object | None = None) -> tuple[int, object]:
+        """Call the stack's Prefect REST API; honours PREFECT_API_AUTH_STRING (basic auth) when set."""
+        request = urllib.request.Request(  # noqa: S310 (loopback only)
+            self.prefect_api_url + path, method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", **self._auth_header()},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(300).decode(errors="replace")
+
+    def _auth_header(self) -> dict[str, str]:
+        # Never logged: the secret only goes into the request header.
+        secret = self.settings.prefect.api_auth_string
+        auth = secret.get_secret_value() if secret is not None else os.environ.get("PREFECT_API_AUTH_STRING")
+        if not auth:
+            return {}
+        return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
+    def ensure_work_pool(self) -> bool:
+        """Create the process work pool if it does not exist; True when it was created."""
+        pool = self.settings.prefect.work_pool
+        status, _ = self.api("GET", f"/work_pools/{pool}")
+        if status == 200:
+            return False
+        status, detail = self.api("POST", "/work_pools/", {"name": pool, "type": "process",
+                                                           "description": "Conveyor flows, run in place"})
+        if status not in (200, 201, 409):
+            raise StackError(f"could not create work pool {pool!r} at {self.prefect_api_url}: HTTP {status} {detail}")
+        return status != 409
+
+    def worker_online(self) -> bool:
+        """A worker of this stack's pool has sent a heartbeat (it is polling for runs)."""
+        try:
+            status, workers = self.api("POST", f"/work_pools/{self.settings.prefect.work_pool}/workers/filter", {})
+        except (urllib.error.URLError, OSError):
+            return False
+        if status != 200 or not isinstance(workers, list):
+            return False
+        name = self.worker_name
+        return any(w.get("name") == name and w.get("status") == "ONLINE" for w in workers)
+
+    @property
+    def worker_name(self) -> str:
+        return f"conveyor-{self.settings.prefect.work_pool}-{self.cfg.prefect_port}"
 
     # ---- start/stop -----------------------------------------------------------------------------------
     def _command(self, service: str) -> tuple[list[str], dict[str, str]]:
         env = {**os.environ, **TELEMETRY_OFF_ENV}
+        if service == "worker":
+            # Flow runs inherit this environment: the client settings, CONVEYOR_* and where the code is
+            # (prefect.yaml's pull step: set_working_directory {{ $CONVEYOR_PROJECT_ROOT }}).
+            env.update(self.client_env())
+            env["CONVEYOR_PROJECT_ROOT"] = str(self.settings.project_root)
+            self.ensure_work_pool()
+            cmd = [_bin("prefect"), "worker", "start", "--pool", self.settings.prefect.work_pool, "--type",
+                   "process", "--name", self.worker_name, "--install-policy", "never"]
+            return cmd, env
         if service == "s3":
             data_dir = self.state_dir / "seaweedfs"
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -174,6 +242,15 @@ class LocalStack:
         self.prefect_home.mkdir(parents=True, exist_ok=True)
         env["PREFECT_HOME"] = str(self.prefect_home)
         env.pop("PREFECT_API_URL", None)  # the server must not think it is a client of another server
+        # The UI's browser code calls this URL; left unset it points at port 4200 whatever --port says.
+        env["PREFECT_UI_API_URL"] = self.prefect_api_url
+        env["PREFECT_SERVER_API_PORT"] = str(self.cfg.prefect_port)
+        database_url = self.settings.prefect.database_url
+        if database_url is not None:  # PostgreSQL (prod profile); SQLite under PREFECT_HOME otherwise
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url.get_secret_value()
+        auth = self.settings.prefect.api_auth_string
+        if auth is not None:
+            env["PREFECT_SERVER_API_AUTH_STRING"] = auth.get_secret_value()
         cmd = [_bin("prefect"), "server", "start", "--host", self.host, "--port", str(self.cfg.prefect_port),
                "--analytics-off"]
         return cmd, env
@@ -227,7 +304,7 @@ class LocalStack:
             timings[service] = time.monotonic() - started
         return timings
 
-    def down(self, services: tuple[str, ...] = SERVICES, timeout: float = 30.0) -> list[str]:
+    def down(self, services: tuple[str, ...] = STOP_ORDER, timeout: float = 30.0) -> list[str]:
         """Stop the processes this stack started (by their recorded PIDs). Returns what was stopped."""
         stopped = []
         for service in services:
@@ -253,7 +330,24 @@ class LocalStack:
 
     def client_env(self) -> dict[str, str]:
         """Environment for processes that use this stack (flows, workers, the Prefect CLI)."""
-        return {**TELEMETRY_OFF_ENV, "PREFECT_API_URL": self.prefect_api_url, "PREFECT_HOME": str(self.prefect_home)}
+        env = {**TELEMETRY_OFF_ENV, "PREFECT_API_URL": self.prefect_api_url, "PREFECT_HOME": str(self.prefect_home)}
+        auth = self.settings.prefect.api_auth_string
+        if auth is not None:
+            env["PREFECT_API_AUTH_STRING"] = auth.get_secret_value()
+        return env
+
+
+def deploy_all(project_root: Path, env: dict[str, str], timeout: float = 300.0) -> str:
+    """`prefect deploy --all --no-prompt` from the project root (every deployment in prefect.yaml); returns its
+    output. Raises StackError with the tail of the output when it fails."""
+    result = subprocess.run(  # noqa: S603
+        [_bin("prefect"), "--no-prompt", "deploy", "--all"], cwd=project_root, env={**os.environ, **env},
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise StackError(f"`prefect deploy --all` failed (exit {result.returncode}):\n{output[-3000:]}")
+    return output
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

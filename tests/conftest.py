@@ -104,3 +104,37 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     home: Path = tmp_path_factory.mktemp("prefect-home")
     with temporary_settings({PREFECT_HOME: home}), prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# Set while the served stack starts: the worker (and the flow runs it spawns) and the server inherit them.
+SERVED_STACK_ENV = {
+    "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",  # default 60: a cron run would be created late
+    "PREFECT_WORKER_QUERY_SECONDS": "2",                     # default 10: the worker polls for due runs
+    "CONVEYOR_GENERATOR__DAYS": "3",                         # ingest runs land a small window
+}
+
+
+@pytest.fixture(scope="session")
+def served_stack(s3_server: Settings) -> Iterator[object]:
+    """The documented way to run Conveyor, on this session's ports: `conveyor stack up --worker` (real Prefect
+    server + process worker polling the work pool) and `conveyor deploy` (every deployment in prefect.yaml)."""
+    import subprocess
+    import sys
+
+    from tasks.local_stack import LocalStack
+
+    saved = {k: os.environ.get(k) for k in SERVED_STACK_ENV}
+    os.environ.update(SERVED_STACK_ENV)
+    stack = LocalStack(load_settings())
+    conveyor = str(Path(sys.executable).parent / "conveyor")
+    try:
+        subprocess.run([conveyor, "stack", "up", "--worker"], check=True, timeout=180)
+        subprocess.run([conveyor, "deploy"], check=True, timeout=300)
+        yield stack
+    finally:
+        stack.down(services=("worker", "prefect"))
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

@@ -1,0 +1,182 @@
+"""The production profile (CONVEYOR_PROFILE=prod) on this machine, every part an existing engine: a Prefect
+server on PostgreSQL with API basic auth, a process worker, S3 credentials from the environment only, partitioned
+scoring on a local Dask cluster, and Feast's online store on Redis.
+
+Tier `prod`: `make test-prod` (or `pytest -m prod`). Needs Debian's postgresql and redis-server packages
+(`.ci/run` installs them); skipped with that message otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from configs.settings import Settings, load_settings
+from tasks.local_stack import LocalStack
+from tasks.object_store import ObjectStore
+from tests.integration.engines import Postgres, Redis, free_port, start_postgres, start_redis, stop
+
+pytestmark = [pytest.mark.integration, pytest.mark.prod]
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+AUTH = "conveyor-admin:" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def engines() -> Iterator[tuple[Postgres, Redis]]:
+    # Not under pytest's tmp (mode 0700, root's): PostgreSQL runs as its own user and must reach its folder.
+    folder = Path(tempfile.mkdtemp(prefix="conveyor-engines-"))
+    folder.chmod(0o755)
+    postgres = start_postgres(folder / "postgres")
+    try:
+        redis = start_redis(folder / "redis")
+    except BaseException:
+        stop(postgres.process)
+        raise
+    print(f"\nPostgreSQL ready in {postgres.seconds_to_ready:.1f}s, Redis in {redis.seconds_to_ready:.1f}s")
+    yield postgres, redis
+    stop(redis.process)
+    stop(postgres.process)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def prod_env(engines: tuple[Postgres, Redis], s3_server: Settings,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One setting picks the profile; the rest is where the engines are and credentials, all from env."""
+    postgres, redis = engines
+    key, secret = s3_server.storage.resolved_credentials() or ("", "")
+    state = tmp_path_factory.mktemp("prod-state")
+    port = free_port()
+    env = {
+        "CONVEYOR_PROFILE": "prod",
+        "CONVEYOR_LOCAL_STACK__STATE_DIR": str(state),
+        "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(port),
+        "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{port}/api",
+        "CONVEYOR_PREFECT__DATABASE_URL": postgres.url("prefect"),
+        "CONVEYOR_PREFECT__API_AUTH_STRING": AUTH,
+        "CONVEYOR_STORAGE__BUCKET": f"conveyor-prod-{uuid.uuid4().hex[:8]}",
+        "AWS_ACCESS_KEY_ID": key,           # S3 credentials from the environment (boto3's default chain)
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "CONVEYOR_FEATURES__REDIS_CONNECTION_STRING": redis.feast_connection_string,
+        "CONVEYOR_FEATURES__STATE_DIR": str(state / "feast"),
+        "CONVEYOR_SCORING__TASK_RUNNER": "dask",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+    }
+    dropped = ["CONVEYOR_STORAGE__CREDENTIALS_FILE"]  # prod never reads a credentials file
+    saved = {k: os.environ.get(k) for k in [*env, *dropped]}
+    os.environ.update(env)
+    for key_name in dropped:
+        os.environ.pop(key_name, None)
+    yield env
+    for key_name, old in saved.items():
+        if old is None:
+            os.environ.pop(key_name, None)
+        else:
+            os.environ[key_name] = old
+
+
+@pytest.fixture(scope="module")
+def prod_stack(prod_env: dict[str, str]) -> Iterator[LocalStack]:
+    settings = load_settings()
+    assert settings.active_profile == "prod" and settings.storage.credentials_file is None
+    stack = LocalStack(settings)
+    timings = stack.up(("prefect", "worker"))
+    print(f"\nPrefect server on PostgreSQL ready in {timings['prefect']:.1f}s, worker in {timings['worker']:.1f}s")
+    try:
+        subprocess.run([str(Path(sys.executable).parent / "conveyor"), "deploy"], check=True, timeout=300)
+        yield stack
+    finally:
+        stack.down(services=("worker", "prefect"))
+
+
+def _wait_run(stack: LocalStack, run_id: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, run = stack.api("GET", f"/flow_runs/{run_id}")
+        if isinstance(run, dict) and run["state_type"] in TERMINAL:
+            return run
+        time.sleep(1)
+    raise AssertionError(f"flow run {run_id} not finished after {timeout:.0f}s")
+
+
+def test_api_auth_string_is_enforced_and_health_stays_open(prod_stack: LocalStack,
+                                                          engines: tuple[Postgres, Redis]) -> None:
+    api = prod_stack.prefect_api_url
+    request = urllib.request.Request(api + "/deployments/filter", data=b"{}", method="POST",  # noqa: S310
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+    assert refused.value.code == 401
+    with urllib.request.urlopen(api + "/health", timeout=10) as health:  # noqa: S310 (probes need no auth)
+        assert health.status == 200
+    status, deployments = prod_stack.api("POST", "/deployments/filter", {})  # with the configured auth string
+    assert status == 200 and {"ingest", "batch-inference"} <= {d["name"] for d in deployments}  # type: ignore[union-attr]
+    # The secrets (API auth, database password) are in neither the server's nor the worker's log.
+    for service in ("prefect", "worker"):
+        text = prod_stack._log_file(service).read_text(errors="replace")
+        assert AUTH.split(":")[1] not in text and engines[0].password not in text
+
+
+def test_scheduled_scoring_deployment_runs_on_dask_with_postgres_and_env_credentials(
+        prod_stack: LocalStack, engines: tuple[Postgres, Redis]) -> None:
+    from tests.integration.test_batch_inference_flow import DAYS, publish_snapshots, register
+
+    postgres, _ = engines
+    settings = load_settings()
+    name = f"churn_{uuid.uuid4().hex[:8]}"
+    register(settings, name, seed=0, promote=True)
+    store = ObjectStore(settings.storage)
+    root = f"features-{uuid.uuid4().hex[:8]}/churn"
+    publish_snapshots(store, settings, root, n=500)
+
+    query = {"deployments": {"name": {"any_": ["batch-inference"]}}}
+    _, deployments = prod_stack.api("POST", "/deployments/filter", query)
+    deployment = deployments[0]  # type: ignore[index]
+    status, run = prod_stack.api("POST", f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {
+        "scoring_date": DAYS[0].isoformat(), "end_date": DAYS[1].isoformat(), "model_name": name,
+        "features_prefix": root}})
+    assert status == 201, run
+    finished = _wait_run(prod_stack, run["id"])  # type: ignore[index]
+    assert finished["state_type"] == "COMPLETED", finished["state"]
+
+    for day in DAYS:
+        manifest = store.read_manifest(f"{settings.storage.prefixes.predictions}/{name}/dt={day.isoformat()}")
+        assert manifest is not None
+    # Partitions were scored by a Dask LocalCluster: prefect-dask says so on the flow run's console (worker log).
+    assert "Creating a new Dask cluster" in prod_stack._log_file("worker").read_text(errors="replace")
+    # The run lives in PostgreSQL, not in a SQLite file.
+    count = postgres.psql("prefect", f"SELECT count(*) FROM flow_run WHERE id = '{finished['id']}' "
+                                     "AND state_type = 'COMPLETED'")
+    assert count == "1"
+    assert not list(Path(prod_stack.prefect_home).glob("*.db")), "the prod server must not create a SQLite db"
+
+
+def test_feast_online_store_on_redis(prod_env: dict[str, str], engines: tuple[Postgres, Redis]) -> None:
+    from tasks import feature_store as fsm
+    from tests.unit.test_feature_store import ROWS, day
+
+    _, redis = engines
+    settings = load_settings()
+    assert fsm.repo_config(settings).online_store.type == "redis"
+    frame = pd.DataFrame(ROWS)
+    for partition_day, part in frame.groupby(frame["event_timestamp"].dt.date):
+        fsm.write_offline_partition(settings, partition_day, part)
+    fsm.apply_definitions(settings)
+    fsm.materialize_window(settings, day(0), day(11), sync=False)
+    online = fsm.online_features(settings, [1, 2, 4, 3])
+    assert online["age"].tolist()[:3] == [32, 40, 50]
+    assert online.iloc[3].drop("customer_id").isna().all()
+    assert int(redis.cli("DBSIZE")) >= 3  # the values are in Redis, one hash per entity key
