@@ -184,3 +184,16 @@ def test_materialize_without_offline_data_says_where(tmp_path: Path) -> None:
     fsm.apply_definitions(empty)
     with pytest.raises(fsm.FeatureStoreError, match=str(tmp_path)):
         fsm.materialize_window(empty, dt.date(2026, 1, 1), dt.date(2026, 1, 2), sync=False)
+
+
+def test_online_rows_keep_feasts_layout(settings: Settings) -> None:
+    import sqlite3
+
+    fsm.materialize_window(settings, day(0), day(11), sync=False)
+    assert settings.features.state_dir is not None
+    with sqlite3.connect(settings.features.state_dir / "online.db") as conn:
+        rows = conn.execute("SELECT feature_name, value_text, event_ts FROM conveyor_churn_features "
+                            "WHERE feature_name IN ('age', 'region') ORDER BY event_ts DESC, feature_name").fetchall()
+    # value_text (Feast's text filters read it) and epoch-second event_ts, as the stock store writes them.
+    assert rows[:2] == [("age", "32", int((day(10) + pd.Timedelta(hours=9)).timestamp())),
+                        ("region", "north", int((day(10) + pd.Timedelta(hours=9)).timestamp()))]
