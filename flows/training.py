@@ -37,6 +37,15 @@ def training(
     promote: Annotated[bool, Field(description="make it the champion if every gate passes")] = True,
     model_name: Annotated[str | None, Field(description="registry name; default training.model_name")] = None,
 ) -> TrainingOutcome:
+    """Train a challenger on a window of raw data and promote it only if it passes every evaluation gate.
+
+    Args:
+        start_date: First day of the training window (default: end_date - training.window_days + 1).
+        end_date: Last day of the training window, inclusive (default: the latest published raw day).
+        model_config_name: Entry of `training.models` in configs/base.yaml (default: training.model_config_name).
+        promote: Make the model the champion if every gate passes (false: register only).
+        model_name: Registry model name (default: training.model_name).
+    """
     settings, run_id, timer = load_settings(), current_run_id(), StepTimer()
     name, config = model_name or settings.training.model_name, model_config_name or settings.training.model_config_name
     start, end = resolve_window(settings, start_date, end_date)

@@ -47,6 +47,16 @@ def env(s3_server: Settings, prefect_harness: None, tmp_path_factory: pytest.Tem
     patch.undo()
 
 
+def run_artifacts(flow_run_id: uuid.UUID | None) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+            any_=[flow_run_id])))
+    return {a.key: str(a.data) for a in found if a.key}
+
+
 def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     registry = ModelRegistry(ObjectStore(env.storage), env)
     name = env.training.model_name
@@ -61,7 +71,14 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -
     assert meta.training_window["start"] == START.isoformat() and set(meta.files) == {"roc.png", "calibration.png"}
     assert registry.get_file(name, first.version, "roc.png").startswith(b"\x89PNG")
 
-    refused = training(start_date=BAD_START, end_date=BAD_END, model_config_name="quick")
+    state = training(start_date=BAD_START, end_date=BAD_END, model_config_name="quick", return_state=True)
+    assert state.is_completed()  # a refused model is an outcome, not a crashed run
+    refused = state.result()
+    artifacts = run_artifacts(state.state_details.flow_run_id)
+    assert {f"{name}-metrics", f"{name}-gate-decision", f"{name}-training-outcome",
+            f"{name}-registered-version"} <= set(artifacts)
+    assert "FAILED: the champion stays" in artifacts[f"{name}-gate-decision"]
+    assert "gates.min_roc_auc" in artifacts[f"{name}-training-outcome"]
     assert not refused.promoted and not refused.gates_passed
     assert any("absolute_minimums: test roc_auc" in r for r in refused.reasons), refused.reasons
     assert registry.champion_version(name) == first.version == refused.champion_after
