@@ -166,3 +166,30 @@ def test_object_codes_match_factorize_on_parquet_read_text(settings: Settings) -
         expected_codes, expected_uniques = pd.factorize(column, use_na_sentinel=True)
         assert (codes == -1).sum() == (expected_codes == -1).sum() > 1000
         assert list(uniques[codes[codes >= 0]]) == list(expected_uniques[expected_codes[expected_codes >= 0]])
+
+
+def test_duplicated_rows_matches_pandas() -> None:
+    from tasks.expectations import duplicated_rows
+
+    stamps = pd.to_datetime(["2026-01-01T00:00Z", "2026-01-01T01:00Z", "2026-01-01T00:00Z", None, None], utc=True)
+    keys = pd.DataFrame({"id": [1, 1, 1, 2, 2], "ts": stamps})
+    expected = keys.duplicated(keep=False).to_numpy()
+    assert list(duplicated_rows(keys)) == list(expected) == [True, False, True, True, True]
+    unique_ids = keys.assign(id=[1, 2, 3, 4, 5])
+    assert not duplicated_rows(unique_ids).any()
+    floats = keys.assign(id=[1.5, 1.5, 2.5, 3.0, 3.0])
+    assert list(duplicated_rows(floats)) == list(floats.duplicated(keep=False))
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_duplicated_rows_matches_pandas_on_event_data(settings: Settings, order: str) -> None:
+    from tasks.expectations import duplicated_rows
+
+    frame = generate_day(DAY, settings.dataset, settings.generator,
+                         Scenario(faults=[Fault(kind="duplicate_keys", fraction=0.1)]), snapshot=True, n_entities=5000)
+    frame = frame.sort_values(settings.dataset.timestamp_column) if order == "sorted" else frame.sample(frac=1.0,
+                                                                                                        random_state=1)
+    keys = frame[[settings.dataset.entity_column, settings.dataset.timestamp_column]].reset_index(drop=True)
+    expected = keys.duplicated(keep=False).to_numpy()
+    assert expected.sum() == 1000
+    assert (duplicated_rows(keys) == expected).all()
