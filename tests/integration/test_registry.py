@@ -195,3 +195,30 @@ def test_unconditional_racing_promotions_serialize_into_a_consistent_log(
     assert registry.champion_version(MODEL) == promotions[-1].version == _replay(registry).champion
     pointer = store.get_json(f"{s3_server.storage.prefixes.models}/{MODEL}/champion.json")
     assert pointer["champion"] == promotions[-1].version  # the pointer ends on the last event, not a stale one
+
+
+def test_racing_promotions_from_separate_processes(store: ObjectStore, s3_server: Settings,
+                                                   fitted: tuple[Any, pd.DataFrame]) -> None:
+    import multiprocessing
+
+    from tests.integration.registry_race import promote_in_process
+
+    registry = ModelRegistry(store, s3_server)
+    base = register(registry, fitted)
+    registry.promote(MODEL, base, actor="setup", reason="base champion")
+    challengers = [register(registry, fitted) for _ in range(4)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(len(challengers)), ctx.Queue()
+    processes = [ctx.Process(target=promote_in_process,
+                             args=(store.config.model_dump_json(), MODEL, v, base, barrier, results))
+                 for v in challengers]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert all(p.exitcode == 0 for p in processes), [p.exitcode for p in processes]
+    outcome = dict(results.get(timeout=5) for _ in challengers)
+    winners = [v for v, r in outcome.items() if r == "won"]
+    assert len(winners) == 1, outcome
+    assert registry.champion_version(MODEL) == winners[0] == _replay(registry).champion
+    assert [e.version for e in registry.audit_log(MODEL) if e.action == "promote"] == [base, winners[0]]
