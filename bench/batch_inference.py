@@ -1,0 +1,319 @@
+"""Batch inference: the orchestrated flow vs a plain pandas + scikit-learn script, side by side in one run.
+
+    .venv/bin/python bench/batch_inference.py                    # 1e6 and 1e7 rows
+    .venv/bin/python bench/batch_inference.py --rows 1000000     # one size only
+
+A private stack (SeaweedFS S3 + Prefect server on free loopback ports, temp state dir) is started and stopped by
+this script. Input: feature parquet generated with tasks/synthetic.generate_day(snapshot=True) in chunks of 1e6
+rows (distinct seeds and entity ids per chunk), published on S3 as `bench/features/churn/dt=<day>/`. One model
+(HistGradientBoosting in a Pipeline) is registered as champion in the registry and also stored as a plain joblib
+for the baseline.
+
+Variants, each in its own subprocess (peak RSS = that process's ru_maxrss):
+  plain   read every input part from S3 -> pandas -> predict_proba -> write parquet (entity, score, decision)
+          -> PUT. Nothing else: no validation, no checksum, no manifest, no Prefect.
+  engine  tasks.scoring.score_partition without Prefect (chunked, checks, checksums, manifest, atomic publish).
+  flow    flows.batch_inference.batch_inference as a Prefect flow run against the private server: resolve +
+          load the champion from the registry (SHA-256 verified), one score-partition task (everything the
+          engine does + GX sample suite when present), artifacts.
+`work` is the time of the work inside the process; `startup` is the rest of the process's wall time
+(interpreter start, imports, teardown), reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+T_START = time.perf_counter()
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DAY = dt.date(2026, 3, 1)
+MODEL = "churn-bench"
+INPUT_PREFIX = "bench/features/churn"
+CHUNK = 1_000_000
+
+
+# ---- children -------------------------------------------------------------------------------------------------
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+CPU_AT_WORK_START = 0.0
+
+
+def _start_work() -> float:
+    global CPU_AT_WORK_START
+    CPU_AT_WORK_START = _cpu()
+    return time.perf_counter()
+
+
+def _report(mode: str, rows: int, work: float, imports: float, extra: dict[str, Any] | None = None) -> None:
+    cpu = _cpu() - CPU_AT_WORK_START
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so a child would report its parent's peak.
+    with open("/proc/self/status") as fh:
+        peak_mb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
+    print("RESULT " + json.dumps({"mode": mode, "rows": rows, "work_s": work, "cpu_s": cpu, "imports_s": imports,
+                                  "peak_rss_mb": peak_mb, **(extra or {})}), flush=True)
+
+
+def child_plain(rows: int) -> None:
+    import io
+
+    import joblib
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from configs.settings import load_settings
+    from tasks.object_store import ObjectStore
+
+    imports = time.perf_counter() - T_START
+    started = _start_work()
+    settings = load_settings()
+    store = ObjectStore(settings.storage)
+    model = joblib.load(io.BytesIO(store.get_bytes("bench/model.joblib")))
+    keys = [k for k in store.list_keys(f"{INPUT_PREFIX}/dt={DAY.isoformat()}/") if k.endswith(".parquet")]
+    frame = pa.concat_tables([pq.read_table(io.BytesIO(store.get_bytes(k))) for k in keys]).to_pandas()
+    ds = settings.dataset
+    scores = model.predict_proba(frame[ds.feature_names])[:, 1]
+    out = pd.DataFrame({ds.entity_column: frame[ds.entity_column].to_numpy(), "score": scores,
+                        "decision": scores >= settings.scoring.threshold})
+    buffer = io.BytesIO()
+    out.to_parquet(buffer, index=False, compression="zstd")
+    store.put_bytes(f"bench/plain/{MODEL}/dt={DAY.isoformat()}/part-00000.parquet", buffer.getvalue())
+    _report("plain", len(out), time.perf_counter() - started, imports)
+
+
+def child_engine(rows: int) -> None:
+    from configs.settings import load_settings
+    from tasks.batch_inference import load_scoring_model, resolve_model
+    from tasks.object_store import ObjectStore
+    from tasks.scoring import PublishedParquetSource, score_partition
+
+    imports = time.perf_counter() - T_START
+    started = _start_work()
+    settings = load_settings()
+    store = ObjectStore(settings.storage)
+    ref = resolve_model(store, settings, MODEL, None)
+    ds = settings.dataset
+    source = PublishedParquetSource(store, f"{INPUT_PREFIX}/dt={DAY.isoformat()}", [ds.entity_column,
+                                                                                      *ds.feature_names])
+    result = score_partition(store, settings, source, load_scoring_model(store, settings, ref), MODEL, DAY,
+                             f"engine-{rows}")
+    _report("engine", result.rows_scored, time.perf_counter() - started, imports)
+
+
+def child_flow(rows: int) -> None:
+    from flows.batch_inference import batch_inference
+
+    imports = time.perf_counter() - T_START
+    started = _start_work()
+    result = batch_inference(scoring_date=DAY, model_name=MODEL, features_prefix=INPUT_PREFIX)
+    work = time.perf_counter() - started
+    _report("flow", result.rows_scored, work, imports, {"where": result.where()})
+
+
+# ---- parent ---------------------------------------------------------------------------------------------------
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def private_stack_env(state_dir: Path) -> dict[str, str]:
+    for _ in range(200):
+        base = random.randint(30000, 39000)
+        if all(_free(p) and _free(p + 10000) for p in range(base, base + 5)):
+            break
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        prefect_port = sock.getsockname()[1]
+    return {
+        "CONVEYOR_PROFILE": "local",
+        "CONVEYOR_LOCAL_STACK__STATE_DIR": str(state_dir),
+        "CONVEYOR_LOCAL_STACK__S3_PORT": str(base),
+        "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(prefect_port),
+        "CONVEYOR_STORAGE__ENDPOINT_URL": f"http://127.0.0.1:{base}",
+        "CONVEYOR_STORAGE__CREDENTIALS_FILE": str(state_dir / "s3-credentials.json"),
+        "CONVEYOR_STORAGE__BUCKET": "conveyor-bench",
+        "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{prefect_port}/api",
+        "CONVEYOR_FEATURES__STATE_DIR": str(state_dir / "feast"),
+    }
+
+
+def train_model(settings: Any) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    from tasks.synthetic import generate_day
+
+    ds = settings.dataset
+    frame = generate_day(dt.date(2026, 2, 1), ds, settings.generator, snapshot=True, n_entities=50_000)
+    encode = ColumnTransformer([("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                                       encoded_missing_value=-1), ds.categorical_features)],
+                               remainder="passthrough")
+    model = Pipeline([("encode", encode), ("gbm", HistGradientBoostingClassifier(max_iter=100, random_state=0))])
+    return model.fit(frame[ds.feature_names], frame[ds.label_column]), frame
+
+
+def register_champion(store: Any, settings: Any) -> str:
+    """Train once; register + promote in the registry (the flow's source) and store a joblib (the plain one's)."""
+    import io
+
+    import joblib
+
+    from tasks.registry import ModelMetadata, ModelRegistry
+
+    model, frame = train_model(settings)
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    store.put_bytes("bench/model.joblib", buffer.getvalue())
+    ds = settings.dataset
+    sample = frame[ds.feature_names].head(5000)
+    metadata = ModelMetadata(
+        metrics={}, gates={"passed": True, "reasons": ["benchmark model"]}, training_window={},
+        feature_service=settings.features.feature_service, feature_names=ds.feature_names,
+        data_fingerprint="bench", params={"max_iter": 100})
+    registry = ModelRegistry(store, settings)
+    version = registry.register(MODEL, model, metadata, sample.assign(score=model.predict_proba(sample)[:, 1]))
+    registry.promote(MODEL, version.version, actor="bench", reason="benchmark champion")
+    return str(version.version)
+
+
+def publish_input(store: Any, settings: Any, rows: int) -> float:
+    """Generate `rows` feature rows in 1e6-row chunks and publish them as one input partition."""
+    from tasks.synthetic import generate_day
+
+    started = time.perf_counter()
+    ds = settings.dataset
+    prefix = f"{INPUT_PREFIX}/dt={DAY.isoformat()}"
+    with store.publication(prefix, f"input-{rows}") as pub:
+        for index, start in enumerate(range(0, rows, CHUNK)):
+            n = min(CHUNK, rows - start)
+            generator = settings.generator.model_copy(update={"seed": settings.generator.seed + index})
+            frame = generate_day(DAY, ds, generator, snapshot=True, n_entities=n)
+            frame[ds.entity_column] += start  # distinct entity ids across chunks
+            pub.write_parquet(f"part-{index:05d}.parquet", frame.drop(columns=[ds.label_column]))
+            del frame
+        pub.commit({"rows": rows})
+    return time.perf_counter() - started
+
+
+def run_child(mode: str, rows: int, env: dict[str, str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--child", mode, "--rows", str(rows)], cwd=ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=3600)
+    wall = time.perf_counter() - started
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{mode} at {rows} rows failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
+    result["wall_s"] = wall
+    result["startup_s"] = wall - result["work_s"]
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, action="append", help="input rows (repeatable); default 1e6 and 1e7")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per variant below 1e7 rows (1e7 runs once)")
+    parser.add_argument("--child", choices=["plain", "engine", "flow"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        {"plain": child_plain, "engine": child_engine, "flow": child_flow}[args.child](args.rows[0])
+        return 0
+
+    from configs.settings import TELEMETRY_OFF_ENV
+
+    sizes = args.rows or [1_000_000, 10_000_000]
+    state = Path(tempfile.mkdtemp(prefix="conveyor-bench-bi-"))
+    env = {**TELEMETRY_OFF_ENV, **private_stack_env(state)}
+    os.environ.update(env)
+    from configs.settings import load_settings
+    from tasks.local_stack import LocalStack
+    from tasks.object_store import ObjectStore
+
+    stack = LocalStack(load_settings())
+    rows_out: list[dict[str, Any]] = []
+    try:
+        stack.up()
+        env.update(stack.client_env())
+        os.environ.update(env)
+        settings = load_settings()
+        store = ObjectStore(settings.storage)
+        version = register_champion(store, settings)
+        print(f"private stack at {state}; champion {MODEL} v{version}; load {os.getloadavg()}", flush=True)
+        for rows in sizes:
+            print(f"generating + publishing {rows:,} input rows: {publish_input(store, settings, rows):.1f}s",
+                  flush=True)
+            repeats = 1 if rows >= 10_000_000 else args.repeats
+            for repeat in range(repeats):
+                modes = ["plain", "engine", "flow"]
+                for mode in modes[repeat % 3:] + modes[: repeat % 3]:  # rotate the order: load drifts
+                    result = run_child(mode, rows, env)
+                    result["load_1m"] = os.getloadavg()[0]
+                    rows_out.append(result)
+                    print(json.dumps(result), flush=True)
+            store.delete_prefix(f"{INPUT_PREFIX}/")
+    finally:
+        stack.down()
+
+    print_table(rows_out)
+    out = ROOT / "bench" / "results" / "batch_inference.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "shared": True,
+                                           "note": "shared with other helpers; ratios measured side by side"},
+                               "runs": rows_out}, indent=2))
+    print(f"\nresults: {out}")
+    return 0
+
+
+def print_table(runs: list[dict[str, Any]]) -> None:
+    """Median (and best) work time per variant, ratios against plain of the same size, CPU seconds (less
+    sensitive to other processes on the machine than wall time), startup and peak RSS."""
+    import statistics
+
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["rows"], r["mode"]), []).append(r)
+    order = ["plain", "engine", "flow"]
+    print("\n| rows | variant | runs | work s (median) | ratio | work s (best) | ratio (best) | CPU s | CPU ratio "
+          "| startup+imports s | peak RSS MB | load 1m |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for (rows, mode), group in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]))):
+        plain = groups[(rows, "plain")]
+
+        def med(g: list[dict[str, Any]], key: str) -> float:
+            return float(statistics.median(x[key] for x in g))
+
+        def best(g: list[dict[str, Any]], key: str) -> float:
+            return float(min(x[key] for x in g))
+
+        print(f"| {rows:,} | {mode} | {len(group)} | {med(group, 'work_s'):.2f} | "
+              f"{med(group, 'work_s') / med(plain, 'work_s'):.2f} | {best(group, 'work_s'):.2f} | "
+              f"{best(group, 'work_s') / best(plain, 'work_s'):.2f} | {med(group, 'cpu_s'):.2f} | "
+              f"{med(group, 'cpu_s') / med(plain, 'cpu_s'):.2f} | {med(group, 'startup_s'):.2f} | "
+              f"{max(x['peak_rss_mb'] for x in group):.0f} | {med(group, 'load_1m'):.1f} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
