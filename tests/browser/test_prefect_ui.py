@@ -1,5 +1,6 @@
 """The Prefect UI, in a real headless Chromium (Debian's package) driven by Playwright: a person starts a custom
-run of a deployment with a parameter changed, and sees it complete with its artifacts listed.
+run of the training deployment (and of ingest) with a parameter changed, and sees it complete with its artifacts
+listed.
 
 Tier `browser`: `make test-browser` (or `pytest -m browser`); skipped with a message when Chromium or the
 Playwright package is missing. A screenshot is saved on failure (path printed in the failure message).
@@ -8,6 +9,7 @@ Playwright package is missing. A screenshot is saved on failure (path printed in
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -16,7 +18,11 @@ from typing import Any
 
 import pytest
 
+from configs.settings import load_settings
+from tasks.ingest import land_synthetic
 from tasks.local_stack import LocalStack
+from tasks.object_store import ObjectStore
+from tasks.synthetic import Scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -55,36 +61,81 @@ def page(browser: Any, request: pytest.FixtureRequest, tmp_path_factory: pytest.
     context.close()
 
 
-def test_custom_run_from_the_ui_completes_and_lists_its_artifacts(served_stack: LocalStack, page: Any) -> None:
-    from playwright.sync_api import expect
-
-    ui = served_stack.prefect_api_url.removesuffix("/api")
+def _open_custom_run_form(page: Any, ui: str, deployment: str) -> None:
     page.goto(f"{ui}/deployments", wait_until="networkidle")
-    page.locator("a[href^='/deployments/deployment/']", has_text="ingest").first.click()
+    page.locator("a[href^='/deployments/deployment/']").filter(has_text=re.compile(f"^{deployment}$")).first.click()
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Custom run").click()
 
-    # The form Prefect renders from the flow's typed signature: `days` (optional int, 1..3660, described).
-    days = page.locator(".schema-form-property").filter(
-        has=page.locator(".schema-form-property__label", has_text="days"))
-    expect(days.first).to_be_visible()
-    days.first.get_by_role("button", name="int", exact=True).click()
-    days.first.locator("input").first.fill("2")
+
+def _form_field(page: Any, name: str) -> Any:
+    return page.locator(".schema-form-property").filter(
+        has=page.locator(".schema-form-property__label", has_text=re.compile(f"^{name}( \\(Optional\\))?$"))).first
+
+
+def _submit_and_open_run(page: Any, stack: LocalStack, ui: str) -> str:
     page.get_by_role("button", name="Submit").click()
+    page.wait_for_url("**/deployments/deployment/**?tab=Runs")  # the UI goes back to the deployment's runs
+    deployment_id = page.url.split("/deployments/deployment/")[1].split("?")[0]
+    # The run the form created: the newest manual run of this deployment (the toast's "View run" link goes
+    # there too, but a toast may be gone before a loaded machine gets to click it).
+    query = {"flow_runs": {"deployment_id": {"any_": [deployment_id]}}, "sort": "START_TIME_DESC"}
+    status, runs = stack.api("POST", "/flow_runs/filter", query)
+    assert status == 200 and isinstance(runs, list)
+    manual = sorted((r for r in runs if not r["auto_scheduled"]), key=lambda r: r["created"])
+    assert manual, "the form created no run"
+    run_id = str(manual[-1]["id"])
+    page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle")
+    return run_id
 
-    # The toast links to the new run; the worker picks it up and runs it.
-    page.get_by_role("button", name="View run").last.click()
-    page.wait_for_url("**/runs/flow-run/**")
-    run_id = page.url.rstrip("/").rsplit("/", 1)[-1]
-    badge = page.locator(".state-badge").first
-    expect(badge).to_have_text("Completed", timeout=120_000)
 
-    # What the UI showed is what the server holds: the changed parameter and the run's artifacts.
+def test_custom_training_run_from_the_ui_completes_and_lists_its_artifacts(
+        served_stack: LocalStack, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    settings = load_settings()
+    # Raw data for the training window (the plain landing function: the UI part is what is under test here).
+    land_synthetic(settings, ObjectStore(settings.storage), settings.generator.start_date, 30, Scenario(), "ui-test")
+    ui = served_stack.prefect_api_url.removesuffix("/api")
+    _open_custom_run_form(page, ui, "training")
+
+    # The form Prefect renders from the flow's typed signature, with the docstring's descriptions.
+    promote = _form_field(page, "promote")
+    expect(promote).to_contain_text("Make the model the champion if every gate passes")
+    switch = promote.get_by_role("switch")
+    expect(switch).to_have_attribute("aria-checked", "true")
+    switch.click()  # the changed parameter: register only, do not promote
+    expect(switch).to_have_attribute("aria-checked", "false")
+    run_id = _submit_and_open_run(page, served_stack, ui)
+
+    # The worker picks the run up; the page follows it to Completed.
+    expect(page.locator(".state-badge").first).to_have_text("Completed", timeout=300_000)
     status, run = served_stack.api("GET", f"/flow_runs/{run_id}")
     assert status == 200 and isinstance(run, dict)
-    assert run["parameters"]["days"] == 2 and run["state_type"] == "COMPLETED"
+    assert run["parameters"]["promote"] is False and run["state_type"] == "COMPLETED"
+
+    page.get_by_text("Artifacts", exact=True).first.click()
+    model = settings.training.model_name
+    for key in (f"{model}-training-outcome", f"{model}-gate-decision", f"{model}-metrics"):
+        expect(page.get_by_text(key, exact=True).first).to_be_visible()
+    query = {"artifacts": {"flow_run_id": {"any_": [run_id]}}}
+    status, artifacts = served_stack.api("POST", "/artifacts/filter", query)
+    assert status == 200 and f"{model}-training-outcome" in {a["key"] for a in artifacts}  # type: ignore[union-attr]
+
+
+def test_custom_ingest_run_with_a_changed_number_completes(served_stack: LocalStack, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    ui = served_stack.prefect_api_url.removesuffix("/api")
+    _open_custom_run_form(page, ui, "ingest")
+    days = _form_field(page, "days")  # optional int, 1..3660: pick the int branch, type a value
+    days.get_by_role("button", name="int", exact=True).click()
+    days.locator("input").first.fill("2")
+    run_id = _submit_and_open_run(page, served_stack, ui)
+    expect(page.locator(".state-badge").first).to_have_text("Completed", timeout=120_000)
+    status, run = served_stack.api("GET", f"/flow_runs/{run_id}")
+    assert status == 200 and isinstance(run, dict) and run["parameters"]["days"] == 2
 
     page.get_by_text("Artifacts", exact=True).first.click()
     card = page.locator(".artifact-card, .p-card").filter(has_text="ingest")
-    expect(card.first).to_be_visible()
     expect(card.first).to_contain_text("2 daily partitions")  # the parameter changed in the form took effect
