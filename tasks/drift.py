@@ -1,0 +1,396 @@
+"""Drift statistics and the drift verdict: the champion's reference profile vs the latest scored window.
+
+Pure functions (numpy/pandas in, a `DriftReport` out) plus thin tasks that write the JSON/HTML report to the
+object store and a Prefect table artifact. Gates use the PSI and the KS *statistic*, never a p-value: at the
+row counts a batch job sees, the KS p-value is ~0 for any shift, however small.
+
+- numeric features: PSI on `drift.bins` reference-quantile bins, and the two-sample KS statistic;
+- categorical features: PSI over the reference categories plus one bucket for categories never seen in the
+  reference (their names and share are reported);
+- predictions: the same numeric statistics on the `score` column;
+- performance: when labels for a past window have arrived, ROC AUC on it vs the model's test ROC AUC.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from configs.settings import DatasetConfig, DriftConfig, Settings
+
+SCORE_COLUMN = "score"
+UNSEEN = "__unseen__"
+# An empty bin would make PSI infinite; this floor (a share) is the usual convention.
+_EPS = 1e-4
+
+Verdict = Literal["drift", "no_drift", "insufficient_data"]
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """Drift statistics of one column (a feature, or the model's score)."""
+
+    name: str
+    kind: Literal["numeric", "categorical", "prediction"]
+    psi: float
+    ks: float | None
+    psi_threshold: float
+    ks_threshold: float | None
+    drifted: bool
+    reference_rows: int
+    current_rows: int
+    reference_mean: float | None = None
+    current_mean: float | None = None
+    unseen_categories: list[str] = field(default_factory=list)
+    unseen_share: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PerformanceCheck:
+    """ROC AUC of the model on a past window whose labels have arrived, vs its test ROC AUC."""
+
+    window_start: str
+    window_end: str
+    rows: int
+    roc_auc: float
+    expected_roc_auc: float
+    max_drop: float
+    decayed: bool
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The drift decision as data: verdict, per-column statistics and the reasons behind it."""
+
+    model_name: str
+    model_version: str
+    window_start: str
+    window_end: str
+    verdict: Verdict
+    features: list[FeatureDrift]
+    prediction: FeatureDrift | None
+    performance: PerformanceCheck | None
+    drifted_share: float
+    reasons: list[str]
+    created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+
+    @property
+    def drifted(self) -> bool:
+        return self.verdict == "drift"
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [f.name for f in self.features if f.drifted]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["drifted_features"] = self.drifted_features
+        return data
+
+
+# ---- statistics ---------------------------------------------------------------------------------------------
+def quantile_edges(reference: np.ndarray, bins: int) -> np.ndarray:
+    """Inner bin edges at the reference quantiles (ties collapsed: integer features may have fewer bins)."""
+    return _sorted_edges(np.sort(reference), bins)
+
+
+def _sorted_edges(ref_sorted: np.ndarray, bins: int) -> np.ndarray:
+    # Quantiles that are data values (numpy's "inverted_cdf"): integer features get edges on their own values.
+    n = len(ref_sorted)
+    positions = np.ceil(np.linspace(0, 1, bins + 1)[1:-1] * n).astype(np.int64) - 1
+    return np.unique(ref_sorted[np.clip(positions, 0, n - 1)])
+
+
+def _bin_counts(values_sorted: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    # Right-closed bins (-inf, e1], (e1, e2], ..., (ek, inf): counts from a sorted array in O(bins log n).
+    at_or_below = np.searchsorted(values_sorted, edges, side="right")
+    return np.diff(np.concatenate([[0], at_or_below, [len(values_sorted)]]))
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    shares = counts / total if total else np.zeros_like(counts, dtype=float)
+    return np.clip(shares, _EPS, None)
+
+
+def psi_from_counts(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
+    """Population stability index: sum((c - r) * ln(c / r)) over bins, shares floored at 1e-4."""
+    r, c = _shares(reference_counts.astype(float)), _shares(current_counts.astype(float))
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def _psi_sorted(ref_sorted: np.ndarray, cur_sorted: np.ndarray, bins: int) -> float:
+    edges = _sorted_edges(ref_sorted, bins)
+    return psi_from_counts(_bin_counts(ref_sorted, edges), _bin_counts(cur_sorted, edges))
+
+
+def _ks_sorted(a: np.ndarray, b: np.ndarray) -> float:
+    # The ECDF gap can only peak at a sample point; sorted queries keep numpy's searchsorted cache-friendly.
+    gap_at_a = np.arange(1, len(a) + 1) / len(a) - np.searchsorted(b, a, side="right") / len(b)
+    gap_at_b = np.searchsorted(a, b, side="right") / len(a) - np.arange(1, len(b) + 1) / len(b)
+    # At tied points only the last of a run holds the true ECDF value; the right-searchsorted side is exact,
+    # the arange side overshoots downwards inside a run, so take it at run ends only.
+    last_a = np.r_[a[1:] != a[:-1], True]
+    last_b = np.r_[b[1:] != b[:-1], True]
+    return float(max(np.max(np.abs(gap_at_a[last_a])), np.max(np.abs(gap_at_b[last_b]))))
+
+
+def numeric_psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    """PSI with bins at the reference quantiles (each bin holds ~1/bins of the reference)."""
+    return _psi_sorted(np.sort(reference), np.sort(current), bins)
+
+
+def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the two empirical CDFs."""
+    return _ks_sorted(np.sort(reference), np.sort(current))
+
+
+def categorical_psi(reference: pd.Series, current: pd.Series) -> tuple[float, list[str], float]:
+    """PSI over the reference's categories plus one bucket for unseen ones; returns (psi, unseen, unseen share).
+    Missing values are left out (null shares are the validation gate's business)."""
+    ref_counts = reference.value_counts(dropna=True)
+    cur_counts = current.value_counts(dropna=True)
+    ref_counts, cur_counts = ref_counts[ref_counts > 0], cur_counts[cur_counts > 0]
+    known = ref_counts.index
+    seen = cur_counts.index.isin(known)
+    unseen = sorted(str(c) for c in cur_counts.index[~seen])
+    unseen_count = int(cur_counts[~seen].sum())
+    r = np.append(ref_counts.to_numpy(dtype=float), 0.0)
+    c = np.append(cur_counts.reindex(known, fill_value=0).to_numpy(dtype=float), float(unseen_count))
+    total = float(cur_counts.sum())
+    return psi_from_counts(r, c), unseen, (unseen_count / total if total else 0.0)
+
+
+def _thresholds(name: str, config: DriftConfig) -> tuple[float, float]:
+    override = config.per_feature.get(name)
+    psi = override.psi if override and override.psi is not None else config.psi_threshold
+    ks = override.ks if override and override.ks is not None else config.ks_threshold
+    return psi, ks
+
+
+def _numeric_values(column: pd.Series) -> np.ndarray:
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+    return values[~np.isnan(values)]
+
+
+def numeric_drift(name: str, reference: pd.Series, current: pd.Series, config: DriftConfig,
+                  kind: Literal["numeric", "prediction"] = "numeric") -> FeatureDrift:
+    ref, cur = _numeric_values(reference), _numeric_values(current)
+    if kind == "prediction":
+        psi_limit, ks_limit = config.prediction_psi_threshold, config.ks_threshold
+    else:
+        psi_limit, ks_limit = _thresholds(name, config)
+    ref, cur = np.sort(ref), np.sort(cur)
+    psi = _psi_sorted(ref, cur, config.bins)
+    ks = _ks_sorted(ref, cur)
+    reasons = []
+    if psi > psi_limit:
+        reasons.append(f"{name}: PSI {psi:.3f} > {psi_limit}")
+    if ks > ks_limit:
+        reasons.append(f"{name}: KS statistic {ks:.3f} > {ks_limit}")
+    return FeatureDrift(
+        name=name, kind=kind, psi=psi, ks=ks, psi_threshold=psi_limit, ks_threshold=ks_limit,
+        drifted=bool(reasons), reference_rows=len(ref), current_rows=len(cur),
+        reference_mean=float(ref.mean()) if len(ref) else None,
+        current_mean=float(cur.mean()) if len(cur) else None, reasons=reasons,
+    )
+
+
+def categorical_drift(name: str, reference: pd.Series, current: pd.Series, config: DriftConfig) -> FeatureDrift:
+    psi_limit, _ = _thresholds(name, config)
+    psi, unseen, share = categorical_psi(reference, current)
+    reasons = [f"{name}: PSI {psi:.3f} > {psi_limit}"] if psi > psi_limit else []
+    if unseen:
+        # Reported, and they weigh in the PSI through the unseen bucket; on their own they are a data-quality
+        # matter (the validation gate's job), so they do not flip the verdict unless the PSI does.
+        reasons.append(f"{name}: {len(unseen)} categories not in the reference ({share:.1%} of rows): {unseen[:5]}")
+    return FeatureDrift(
+        name=name, kind="categorical", psi=psi, ks=None, psi_threshold=psi_limit, ks_threshold=None,
+        drifted=psi > psi_limit, reference_rows=len(reference), current_rows=len(current),
+        unseen_categories=unseen, unseen_share=share, reasons=reasons,
+    )
+
+
+def performance_check(labels: np.ndarray, scores: np.ndarray, expected_roc_auc: float, max_drop: float,
+                      window_start: dt.date, window_end: dt.date) -> PerformanceCheck | None:
+    """ROC AUC on a labelled past window vs the test ROC AUC; None when the labels hold a single class."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        return None
+    auc = float(roc_auc_score(labels, scores))
+    return PerformanceCheck(
+        window_start=window_start.isoformat(), window_end=window_end.isoformat(), rows=len(labels),
+        roc_auc=auc, expected_roc_auc=expected_roc_auc, max_drop=max_drop,
+        decayed=auc < expected_roc_auc - max_drop,
+    )
+
+
+def compare(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    dataset: DatasetConfig,
+    config: DriftConfig,
+    *,
+    model_name: str,
+    model_version: str,
+    window_start: dt.date,
+    window_end: dt.date,
+    current_scores: pd.Series | None = None,
+    performance: PerformanceCheck | None = None,
+) -> DriftReport:
+    """Compare the current window with the reference profile: every feature, the score, and performance.
+
+    `current_scores` are the window's published predictions (they may cover a different set of rows than the
+    feature rows, e.g. a scoring snapshot vs the window's events); default: `current["score"]` if present.
+    """
+    if current_scores is None and SCORE_COLUMN in current.columns:
+        current_scores = current[SCORE_COLUMN]
+    if len(current) < config.min_rows:
+        return DriftReport(
+            model_name, model_version, window_start.isoformat(), window_end.isoformat(), "insufficient_data",
+            [], None, performance, 0.0,
+            [f"{len(current)} rows in the current window, fewer than drift.min_rows={config.min_rows}"],
+        )
+    missing = [c for c in dataset.feature_names if c not in current.columns or c not in reference.columns]
+    if missing:
+        raise KeyError(f"drift: feature column(s) {missing} missing from the reference or the current window")
+    features = [
+        numeric_drift(name, reference[name], current[name], config)
+        if name in dataset.numeric_features
+        else categorical_drift(name, reference[name], current[name], config)
+        for name in dataset.feature_names
+    ]
+    prediction = None
+    if SCORE_COLUMN in reference.columns and current_scores is not None and len(current_scores):
+        prediction = numeric_drift(SCORE_COLUMN, reference[SCORE_COLUMN], current_scores, config,
+                                   kind="prediction")
+    drifted = [f for f in features if f.drifted]
+    share = len(drifted) / len(features)
+    reasons: list[str] = []
+    if share > config.max_drifted_share:
+        reasons.append(f"{len(drifted)} of {len(features)} features drifted ({share:.0%} > "
+                       f"drift.max_drifted_share {config.max_drifted_share:.0%}): {[f.name for f in drifted]}")
+        reasons += [r for f in drifted for r in f.reasons]
+    if prediction is not None and prediction.drifted:
+        reasons += ["prediction drift: " + r for r in prediction.reasons]
+    if performance is not None and performance.decayed:
+        reasons.append(
+            f"performance decay on {performance.window_start}..{performance.window_end}: ROC AUC "
+            f"{performance.roc_auc:.3f} < test {performance.expected_roc_auc:.3f} - {performance.max_drop}"
+        )
+    verdict: Verdict = "drift" if reasons else "no_drift"
+    return DriftReport(model_name, model_version, window_start.isoformat(), window_end.isoformat(), verdict,
+                       features, prediction, performance, share, reasons)
+
+
+def expected_roc_auc(metrics: dict[str, Any]) -> float | None:
+    """The test-set ROC AUC from a model version's metrics, whichever way the registry nests it."""
+    for key in ("test_roc_auc", "roc_auc_test"):
+        if isinstance(metrics.get(key), int | float):
+            return float(metrics[key])
+    test = metrics.get("test")
+    if isinstance(test, dict) and isinstance(test.get("roc_auc"), int | float):
+        return float(test["roc_auc"])
+    value = metrics.get("roc_auc")
+    return float(value) if isinstance(value, int | float) else None
+
+
+# ---- reports ------------------------------------------------------------------------------------------------
+def report_prefix(settings: Settings, model_name: str, window_end: str) -> str:
+    return f"{settings.storage.prefixes.reports}/drift/{model_name}/dt={window_end}"
+
+
+def verdict_table(report: DriftReport) -> list[dict[str, Any]]:
+    """One row per column: what the Prefect table artifact and the HTML report show."""
+    rows = []
+    for f in [*report.features, *([report.prediction] if report.prediction else [])]:
+        rows.append({
+            "column": f.name, "kind": f.kind, "psi": round(f.psi, 4), "psi_threshold": f.psi_threshold,
+            "ks": None if f.ks is None else round(f.ks, 4), "ks_threshold": f.ks_threshold,
+            "unseen_share": round(f.unseen_share, 4), "verdict": "DRIFT" if f.drifted else "ok",
+        })
+    return rows
+
+
+def _histogram_figure(reference: pd.DataFrame, current: pd.DataFrame, current_scores: pd.Series | None,
+                      report: DriftReport, sample: int) -> str:
+    """All reference-vs-current histograms in one PNG grid (one render is far cheaper than one per column)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [*report.features, *([report.prediction] if report.prediction else [])]
+    ncols = 4
+    nrows = math.ceil(len(columns) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
+    ref = reference.sample(min(sample, len(reference)), random_state=0) if len(reference) > sample else reference
+    cur = current.sample(min(sample, len(current)), random_state=0) if len(current) > sample else current
+    for ax, stat in zip(axes.flat, columns, strict=False):
+        if stat.kind == "categorical":
+            r = ref[stat.name].astype("object").value_counts(normalize=True)
+            c = cur[stat.name].astype("object").value_counts(normalize=True)
+            cats = sorted(set(r.index) | set(c.index), key=str)
+            x = np.arange(len(cats))
+            ax.bar(x - 0.2, r.reindex(cats, fill_value=0), 0.4, label="reference")
+            ax.bar(x + 0.2, c.reindex(cats, fill_value=0), 0.4, label="current")
+            ax.set_xticks(x, [str(k) for k in cats], rotation=30, fontsize=7)
+        else:
+            cur_column = cur[stat.name] if stat.kind == "numeric" else current_scores
+            assert cur_column is not None  # a prediction row exists only when scores were given
+            r_vals, c_vals = _numeric_values(ref[stat.name]), _numeric_values(cur_column)
+            lo, hi = np.nanmin(np.r_[r_vals, c_vals]), np.nanmax(np.r_[r_vals, c_vals])
+            edges = np.linspace(lo, hi if hi > lo else lo + 1, 31)
+            ax.hist(r_vals, edges, density=True, alpha=0.5, label="reference")
+            ax.hist(c_vals, edges, density=True, alpha=0.5, label="current")
+        ks = "" if stat.ks is None else f" KS {stat.ks:.3f}"
+        ax.set_title(f"{stat.name}: PSI {stat.psi:.3f}{ks}" + (" DRIFT" if stat.drifted else ""), fontsize=9,
+                     color="crimson" if stat.drifted else "black")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(columns):]:
+        ax.axis("off")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=72)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFrame,
+                current_scores: pd.Series | None = None, sample: int = 200_000) -> str:
+    """A self-contained HTML page: verdict, reasons, the per-column table and the histograms (inline PNG)."""
+    rows = verdict_table(report)
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0]) if rows else ""
+    body = "".join(
+        "<tr{}>".format(' style="background:#fdd"' if r["verdict"] == "DRIFT" else "")
+        + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
+        for r in rows
+    )
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in report.reasons) or "<li>none</li>"
+    perf = ""
+    if report.performance is not None:
+        p = report.performance
+        perf = (f"<p>Performance on {p.window_start}..{p.window_end} ({p.rows} labelled rows): ROC AUC "
+                f"{p.roc_auc:.3f} vs test {p.expected_roc_auc:.3f} (max drop {p.max_drop}): "
+                f"{'DECAYED' if p.decayed else 'ok'}</p>")
+    image = ""
+    if rows:
+        png = _histogram_figure(reference, current, current_scores, report, sample)
+        image = f'<img alt="histograms: reference vs current" src="data:image/png;base64,{png}">'
+    title = f"Drift report: {report.model_name} v{report.model_version}, {report.window_start}..{report.window_end}"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>Verdict: <b>{report.verdict}</b></p><ul>{reasons}</ul>{perf}"
+        f"<table border='1' cellpadding='3'><tr>{head}</tr>{body}</table>{image}</body></html>"
+    )
