@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Annotated
 
 from prefect import flow
 from prefect.runtime import flow_run
+from pydantic import Field
 
 from configs.settings import load_settings
 from flows.runtime import current_run_id
@@ -45,16 +47,29 @@ def scoring_days(scoring_date: dt.date | None, end_date: dt.date | None) -> list
 
 @flow(name="batch-inference", description="Score the population with the champion; publish predictions to S3.")
 def batch_inference(
-    scoring_date: dt.date | None = None,
-    end_date: dt.date | None = None,
-    model_name: str | None = None,
-    model_version: int | None = None,
-    challenger_version: int | None = None,
-    features_prefix: str | None = None,
+    scoring_date: Annotated[dt.date | None, Field(description="day to score; default: the day before the "
+                                                  "scheduled start (UTC)")] = None,
+    end_date: Annotated[dt.date | None, Field(description="last day of a backfill (inclusive); one task per "
+                                              "day")] = None,
+    model_name: Annotated[str | None, Field(description="registry model; default scoring.model_name")] = None,
+    model_version: Annotated[int | None, Field(description="pin a version; default: the champion")] = None,
+    challenger_version: Annotated[int | None, Field(description="also score this version into the shadow "
+                                                    "prefix (never published)")] = None,
+    features_prefix: Annotated[str | None, Field(description="score a published feature snapshot "
+                                                 "<prefix>/dt=<day>/ instead of the feature store")] = None,
 ) -> BatchInferenceResult:
     """Score `scoring_date` (default: yesterday), or every day up to `end_date` for a backfill, with the champion
     of `model_name` (or the pinned `model_version`). `challenger_version` adds shadow scores. Features come from
-    the feature store as of the end of each day, or from a published snapshot `<features_prefix>/dt=<day>/`."""
+    the feature store as of the end of each day, or from a published snapshot `<features_prefix>/dt=<day>/`.
+
+    Args:
+        scoring_date: Day to score (default: the day before the scheduled start, UTC).
+        end_date: Last day of a backfill, inclusive; one task per day.
+        model_name: Registry model (default: scoring.model_name).
+        model_version: Pin a version (default: the champion, resolved once per run).
+        challenger_version: Also score this version into the shadow prefix; it is never published.
+        features_prefix: Score the published feature snapshot `<prefix>/dt=<day>/` instead of the feature store.
+    """
     settings = load_settings()
     name = model_name or settings.scoring.model_name
     days = scoring_days(scoring_date, end_date)
