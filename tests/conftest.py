@@ -9,6 +9,7 @@ import random
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,7 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-# Set while the served stack starts: the worker (and the flow runs it spawns) and the server inherit them.
+# Set only while the served stack starts: the server, the worker and the flow runs it spawns inherit them.
 SERVED_STACK_ENV = {
     "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",  # default 60: a cron run would be created late
     "PREFECT_WORKER_QUERY_SECONDS": "2",                     # default 10: the worker polls for due runs
@@ -114,27 +115,43 @@ SERVED_STACK_ENV = {
 }
 
 
-@pytest.fixture(scope="session")
-def served_stack(s3_server: Settings) -> Iterator[object]:
-    """The documented way to run Conveyor, on this session's ports: `conveyor stack up --worker` (real Prefect
-    server + process worker polling the work pool) and `conveyor deploy` (every deployment in prefect.yaml)."""
-    import subprocess
-    import sys
-
-    from tasks.local_stack import LocalStack
-
-    saved = {k: os.environ.get(k) for k in SERVED_STACK_ENV}
-    os.environ.update(SERVED_STACK_ENV)
-    stack = LocalStack(load_settings())
-    conveyor = str(Path(sys.executable).parent / "conveyor")
+@contextmanager
+def _environ(overrides: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
     try:
-        subprocess.run([conveyor, "stack", "up", "--worker"], check=True, timeout=180)
-        subprocess.run([conveyor, "deploy"], check=True, timeout=300)
-        yield stack
+        yield
     finally:
-        stack.down(services=("worker", "prefect"))
         for key, old in saved.items():
             if old is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
+
+
+@pytest.fixture(scope="session")
+def served_stack(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The documented way to run Conveyor: a real Prefect server + a process worker polling the work pool
+    (`conveyor stack up --worker` does the same) and `conveyor deploy` (every deployment in prefect.yaml).
+    Its own state folder and port, so tests that start/stop the session's plain Prefect server don't touch it;
+    it shares the session's S3 server and bucket, so tests can read what its flow runs wrote."""
+    import subprocess
+    import sys
+
+    from tasks.local_stack import LocalStack
+
+    port = _free_port()
+    overrides = {**SERVED_STACK_ENV,
+                 "CONVEYOR_LOCAL_STACK__STATE_DIR": str(tmp_path_factory.mktemp("served")),
+                 "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(port),
+                 "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{port}/api"}
+    with _environ(overrides):
+        stack = LocalStack(load_settings())
+    try:
+        with _environ(overrides):
+            timings = stack.up(("prefect", "worker"))
+            print(f"served stack: prefect ready in {timings['prefect']:.1f}s, worker in {timings['worker']:.1f}s")
+            subprocess.run([str(Path(sys.executable).parent / "conveyor"), "deploy"], check=True, timeout=600)
+        yield stack
+    finally:
+        stack.down(services=("worker", "prefect"))

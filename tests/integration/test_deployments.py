@@ -128,7 +128,10 @@ def test_cron_schedules_fire_by_themselves_and_the_worker_runs_them(served_stack
             assert run["state_type"] == "COMPLETED", (name, run["state"])
             expected = dt.datetime.fromisoformat(run["expected_start_time"])
             assert expected.second == 0 and expected.microsecond == 0  # it ran at its cron time, not on demand
-            assert dt.datetime.fromisoformat(run["start_time"]) >= expected
+            # The worker submits due runs up to PREFECT_WORKER_PREFETCH_SECONDS (10 s) early, so infrastructure
+            # is ready on time: the run starts at its cron time, give or take that.
+            lag = (dt.datetime.fromisoformat(run["start_time"]) - expected).total_seconds()
+            assert -15 <= lag <= 120, (name, lag)
         status, artifacts = served_stack.api("POST", "/artifacts/filter",
                                              {"artifacts": {"flow_run_id": {"any_": [runs["ingest"]["id"]]}}})
         assert status == 200 and [a["key"] for a in artifacts] == ["ingest"]
