@@ -65,17 +65,43 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
+    stack = LocalStack(settings)
     if settings.active_profile == "local":
-        _use_local_stack_env(LocalStack(settings))
+        _use_local_stack_env(stack)
     from flows.pipeline import conveyor_pipeline  # imports prefect: after the environment is set
 
     started = time.monotonic()
     start = dt.date.fromisoformat(args.start) if args.start else None
     result = conveyor_pipeline(start_date=start, days=args.days)
-    _out(f"pipeline finished in {time.monotonic() - started:.1f}s")
-    _out(f"raw data: {result.rows} rows in {len(result.days)} daily partitions "
-         f"({result.days[0]} .. {result.days[-1]}) at s3://{settings.storage.bucket}/"
-         f"{settings.storage.prefixes.raw}/{settings.dataset.name}/")
+    landed, trained, scored = result.landed, result.trained, result.scored
+    _out(f"\npipeline finished in {time.monotonic() - started:.1f}s")
+    _out(f"raw data:    {landed.rows} rows in {len(landed.days)} daily partitions ({landed.days[0]} .. "
+         f"{landed.days[-1]}) at s3://{settings.storage.bucket}/{settings.storage.prefixes.raw}/"
+         f"{settings.dataset.name}/")
+    decision = ("promoted to champion" if trained.promoted else
+                f"not promoted (champion stays v{trained.champion_after}): {'; '.join(trained.reasons)}")
+    auc = trained.test_metrics.get("roc_auc")
+    _out(f"model:       {trained.model_name} v{trained.version} {decision}; test ROC AUC "
+         f"{auc:.3f}; {trained.version_uri}" if auc is not None else f"model: {decision}")
+    skew = result.features
+    _out(f"features:    online store refreshed; skew check on {skew.entities_checked} entities "
+         f"{'passed' if skew.passed else 'FAILED'}"
+         + ("" if skew.passed else f": {'; '.join(skew.reasons)}"))
+    _out(f"predictions: {scored.rows_scored} rows, model {scored.model} v{scored.model_version}, at {scored.where()}")
+    if args.no_loop:
+        return 0
+    from flows.loop_demo import demonstrate_retraining_loop
+
+    _out("\nclosed loop: inject drift -> score -> drift detected -> retraining triggered -> gate decision ...")
+    loop = demonstrate_retraining_loop(settings, os.environ["PREFECT_API_URL"],
+                                       drift_start=landed.days[-1] + dt.timedelta(days=1))
+    _out("timeline:")
+    for line in loop.timeline:
+        _out(line)
+    if loop.event_to_retraining_start_s is not None:
+        _out(f"event -> retraining start: {loop.event_to_retraining_start_s:.1f}s")
+    _out(f"decision: {loop.decision}")
+    _out(f"Prefect UI: {stack.prefect_api_url.removesuffix('/api')}  (make stop to stop the stack)")
     return 0
 
 
@@ -108,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the main pipeline end to end")
     run.add_argument("--start", help="first day of data (YYYY-MM-DD); default generator.start_date")
     run.add_argument("--days", type=int, help="days of data; default generator.days")
+    run.add_argument("--no-loop", action="store_true",
+                     help="skip the drift -> retraining demonstration (needs the Prefect server's triggers)")
     run.set_defaults(func=cmd_run)
 
     validation = sub.add_parser("validation", help="data validation suites (configs/expectations/)")

@@ -22,6 +22,7 @@ from tasks.training import (
     register_candidate,
     resolve_window,
     run_gates,
+    skip_if_unchanged,
     train_candidate,
 )
 from tasks.validation import validate_or_quarantine
@@ -56,6 +57,8 @@ def training(
     with timer.step("feature_retrieval"):
         apply_feature_definitions(settings)
         training_set = build_training_set_task(settings, entity_rows(validated.frame, settings))
+    if (unchanged := skip_if_unchanged(training_set, settings, name, config)) is not None:
+        return unchanged
     with timer.step("fit"):
         candidate = train_candidate(training_set, settings, config)
     with timer.step("evaluation_gates"):

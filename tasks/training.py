@@ -33,7 +33,14 @@ from configs.settings import DatasetConfig, ModelSpec, Settings
 from tasks import gates as G
 from tasks.object_store import ObjectStore
 from tasks.raw_data import published_days, read_raw_window
-from tasks.registry import LoadedModel, ModelMetadata, ModelRegistry, ModelVersion, PromotionConflict
+from tasks.registry import (
+    LoadedModel,
+    ModelMetadata,
+    ModelRegistry,
+    ModelVersion,
+    PromotionConflict,
+    code_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +337,34 @@ def entity_rows(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """The rows to look features up for: entity, event time and label (features come from the store)."""
     ds = settings.dataset
     return frame[[ds.entity_column, ds.timestamp_column, ds.label_column]]
+
+
+def unchanged_champion(champion: ModelVersion | None, fingerprint: str, model_config_name: str,
+                       code: str | None) -> bool:
+    """True when the champion was trained on exactly these rows, with this model config and this code: training
+    again would register a copy of it (training is deterministic), so a rerun of the same window is a no-op."""
+    return (champion is not None and code is not None and champion.data_fingerprint == fingerprint
+            and champion.model_config_name == model_config_name and champion.code_version == code)
+
+
+@task(name="check-unchanged", cache_policy=NO_CACHE)
+def skip_if_unchanged(training_set: pd.DataFrame, settings: Settings, model_name: str,
+                      model_config_name: str) -> TrainingOutcome | None:
+    """The outcome "nothing to do" when the champion already is this exact model; None when training should run."""
+    ds, registry = settings.dataset, _registry(settings)
+    champion = registry.champion(model_name)
+    fingerprint = data_fingerprint(training_set, [ds.timestamp_column, *ds.feature_names, ds.label_column])
+    if champion is None or not unchanged_champion(champion, fingerprint, model_config_name,
+                                                  code_version(settings.project_root)):
+        return None
+    reason = (f"champion {champion.label} was trained on the same rows (fingerprint {fingerprint[:12]}), model "
+              f"config {model_config_name!r} and code {champion.code_version}: nothing to retrain")
+    get_run_logger().info(reason)
+    return TrainingOutcome(
+        promoted=False, model_name=model_name, version=champion.version, champion_before=champion.version,
+        champion_after=champion.version, gates_passed=champion.gates_passed, reasons=[reason],
+        test_metrics=champion.test_metrics, version_uri=registry.version_uri(model_name, champion.version),
+    )
 
 
 @task(name="train-and-evaluate", cache_policy=NO_CACHE)

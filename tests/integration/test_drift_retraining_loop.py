@@ -9,7 +9,6 @@ drifted batch scored (batch-inference deployment run) -> drift-monitor (event tr
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
@@ -27,6 +26,16 @@ from configs.settings import Settings, load_settings
 from tasks.ingest import land_synthetic
 from tasks.local_stack import LocalStack
 from tasks.object_store import ObjectStore
+from tasks.prefect_api import (
+    TERMINAL_STATES,
+    delete_deployments_and_automations,
+    deployment_id,
+    deployment_runs,
+    events_named,
+    format_timeline,
+    timestamp,
+    wait_for,
+)
 from tasks.registry import ModelRegistry
 from tasks.retraining import ledger_prefix, read_ledger
 from tasks.synthetic import CovariateDrift, Scenario
@@ -38,7 +47,6 @@ DATA_START = dt.date(2026, 1, 1)
 DRIFT_START = dt.date(2026, 3, 1)
 SCORED_DAY = dt.date(2026, 3, 10)
 MODEL = "churn"
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 # Small and fast: fewer customers, a short retraining window, runner polling every second.
 LOOP_ENV = {
     "CONVEYOR_GENERATOR__N_ENTITIES": "2000",
@@ -90,7 +98,7 @@ def loop(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait(10)
         log.close()
-        _delete_deployments_and_automations(api)
+        delete_deployments_and_automations(api)
         api.close()
         server.down(services=("prefect",))
         for key, old in saved.items():
@@ -98,42 +106,6 @@ def loop(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
-
-
-def _delete_deployments_and_automations(api: httpx.Client) -> None:
-    # Deleting a deployment leaves its trigger's automation behind (STACK.md): delete both.
-    for deployment in api.post("/deployments/filter", json={}).json():
-        api.delete(f"/deployments/{deployment['id']}")
-    for automation in api.post("/automations/filter", json={}).json():
-        api.delete(f"/automations/{automation['id']}")
-    assert api.post("/automations/filter", json={}).json() == []
-
-
-def _deployment_id(api: httpx.Client, name: str) -> str:
-    found = api.post("/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}).json()
-    return str(found[0]["id"]) if found else ""
-
-
-def _runs(api: httpx.Client, deployment: str) -> list[dict[str, Any]]:
-    dep_id = _deployment_id(api, deployment)
-    return api.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [dep_id]}},
-                                               "sort": "START_TIME_ASC"}).json()
-
-
-def _events(api: httpx.Client, name: str) -> list[dict[str, Any]]:
-    body = {"filter": {"event": {"name": [name]}, "occurred": {"since": "2020-01-01T00:00:00Z"}}, "limit": 50}
-    return api.post("/events/filter", json=body).json()["events"]
-
-
-def _wait(predicate, timeout: float, what: str, log: Path | None = None):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1.0)
-    tail = log.read_text(errors="replace")[-4000:] if log else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n--- serve log tail ---\n{tail}")
 
 
 def _register_champion(store: ObjectStore, settings: Settings, registry: ModelRegistry, start: dt.date,
@@ -162,10 +134,6 @@ def _python(env: dict[str, str], code: str, timeout: float = 300) -> str:
     return done.stdout
 
 
-def _ts(value: str) -> float:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
 def test_drifted_batch_leads_to_retraining_and_a_gate_decision(loop: dict[str, Any]) -> None:
     api, settings = loop["api"], loop["settings"]
     store = ObjectStore(settings.storage)
@@ -181,27 +149,27 @@ def test_drifted_batch_leads_to_retraining_and_a_gate_decision(loop: dict[str, A
     assert champion_before is not None
     timeline.append((f"champion v{champion_before} trained", time.time()))
 
-    _wait(lambda: all(_deployment_id(api, n) for n in ("batch-inference", "drift-monitor", "retraining")), 90,
+    wait_for(lambda: all(deployment_id(api, n) for n in ("batch-inference", "drift-monitor", "retraining")), 90,
           "the served deployments", loop["serve_log"])
-    dep = _deployment_id(api, "batch-inference")
+    dep = deployment_id(api, "batch-inference")
     created = api.post(f"/deployments/{dep}/create_flow_run",
                        json={"parameters": {"scoring_date": SCORED_DAY.isoformat()}})
     assert created.status_code == 201, created.text
     timeline.append(("batch-inference run requested (the only manual step)", time.time()))
 
     def retraining_done() -> list[dict[str, Any]]:
-        upstream = _runs(api, "batch-inference") + _runs(api, "drift-monitor")
-        failed = [r for r in upstream if r["state_type"] in TERMINAL - {"COMPLETED"}]
+        upstream = deployment_runs(api, "batch-inference") + deployment_runs(api, "drift-monitor")
+        failed = [r for r in upstream if r["state_type"] in TERMINAL_STATES - {"COMPLETED"}]
         assert not failed, f"{failed[0]['name']} ended {failed[0]['state_type']}; see {loop['serve_log']}"
-        runs = _runs(api, "retraining")
-        return runs if runs and all(r["state_type"] in TERMINAL for r in runs) else []
+        runs = deployment_runs(api, "retraining")
+        return runs if runs and all(r["state_type"] in TERMINAL_STATES for r in runs) else []
 
-    runs = _wait(retraining_done, 240, "a retraining run to finish", loop["serve_log"])
-    scoring = _runs(api, "batch-inference")
-    monitor = _runs(api, "drift-monitor")
+    runs = wait_for(retraining_done, 240, "a retraining run to finish", loop["serve_log"])
+    scoring = deployment_runs(api, "batch-inference")
+    monitor = deployment_runs(api, "drift-monitor")
     assert [r["state_type"] for r in scoring] == ["COMPLETED"]
     assert [r["state_type"] for r in monitor] == ["COMPLETED"], monitor
-    drift_events = _events(api, "conveyor.drift.detected")
+    drift_events = events_named(api, "conveyor.drift.detected")
     assert len(drift_events) == 1
     payload = drift_events[0]["payload"]
     assert payload["drifted_features"] == ["days_since_last_login"]
@@ -227,23 +195,19 @@ def test_drifted_batch_leads_to_retraining_and_a_gate_decision(loop: dict[str, A
     assert report["verdict"] == "drift" and report["drifted_features"] == ["days_since_last_login"]
     assert b"data:image/png;base64," in store.get_bytes(f"{report_root}/drift.html")
 
-    event_at = _ts(drift_events[0]["occurred"])
-    retrain_start = _ts(runs[0]["start_time"])
-    timeline += [("scoring completed", _ts(scoring[0]["end_time"])),
-                 ("drift monitor started", _ts(monitor[0]["start_time"])),
+    event_at = timestamp(drift_events[0]["occurred"])
+    retrain_start = timestamp(runs[0]["start_time"])
+    timeline += [("scoring completed", timestamp(scoring[0]["end_time"])),
+                 ("drift monitor started", timestamp(monitor[0]["start_time"])),
                  ("conveyor.drift.detected emitted", event_at),
-                 ("retraining run created", _ts(runs[0]["created"])),
+                 ("retraining run created", timestamp(runs[0]["created"])),
                  ("retraining run started", retrain_start),
                  (f"retraining finished: {status}, champion v{champion_before} -> v{champion_after}",
-                  _ts(runs[0]["end_time"]))]
-    _print_timeline(timeline)
+                  timestamp(runs[0]["end_time"]))]
+    print("\ntimeline:\n" + "\n".join(format_timeline(timeline)))
     latency = retrain_start - event_at
     print(f"event -> retraining start: {latency:.1f}s (run created after "
-          f"{_ts(runs[0]['created']) - event_at:.1f}s); Prefect server start {loop['server_seconds']:.1f}s")
-    _record({"event_to_retraining_start_s": round(latency, 2),
-             "event_to_run_created_s": round(_ts(runs[0]["created"]) - event_at, 2),
-             "scoring_end_to_monitor_start_s": round(_ts(monitor[0]["start_time"]) - _ts(scoring[0]["end_time"]), 2),
-             "gate_status": status})
+          f"{timestamp(runs[0]['created']) - event_at:.1f}s); Prefect server start {loop['server_seconds']:.1f}s")
     assert latency < 60
 
 
@@ -254,7 +218,7 @@ def test_a_burst_of_ten_drift_events_is_one_retraining_and_nine_suppressions(loo
         pytest.skip("needs the champion trained by the loop test")
     # A new cooldown period: the ledger is the cooldown's whole state.
     store.delete_prefix(ledger_prefix(settings, MODEL))
-    before = {r["id"] for r in _runs(api, "retraining")}
+    before = {r["id"] for r in deployment_runs(api, "retraining")}
     emitted_at = time.time()
     _python(env, "from tasks import events\n"
                  "for i in range(10):\n"
@@ -263,10 +227,10 @@ def test_a_burst_of_ten_drift_events_is_one_retraining_and_nine_suppressions(loo
                  "events.flush()\n")
 
     def burst_done() -> list[dict[str, Any]]:
-        runs = [r for r in _runs(api, "retraining") if r["id"] not in before]
-        return runs if len(runs) == 10 and all(r["state_type"] in TERMINAL for r in runs) else []
+        runs = [r for r in deployment_runs(api, "retraining") if r["id"] not in before]
+        return runs if len(runs) == 10 and all(r["state_type"] in TERMINAL_STATES for r in runs) else []
 
-    runs = _wait(burst_done, 240, "ten retraining runs to finish", loop["serve_log"])
+    runs = wait_for(burst_done, 240, "ten retraining runs to finish", loop["serve_log"])
     assert {r["state_type"] for r in runs} == {"COMPLETED"}
     ledger = read_ledger(store, settings, MODEL)
     kinds = [e.kind for e in ledger]
@@ -276,22 +240,5 @@ def test_a_burst_of_ten_drift_events_is_one_retraining_and_nine_suppressions(loo
     # Each says why: the cooldown (a retraining already started) or the model's slot was busy (one running).
     assert all(e.detail["reason"].startswith(("cooldown", "concurrency")) for e in suppressed), suppressed
     assert len({e.trigger_event_id for e in ledger if e.kind in ("started", "suppressed")}) == 10  # none lost
-    took = max(_ts(r["end_time"]) for r in runs) - emitted_at
+    took = max(timestamp(r["end_time"]) for r in runs) - emitted_at
     print(f"burst: 10 events -> 1 retraining + 9 suppressions, all runs finished {took:.1f}s after the burst")
-    _record({"burst_seconds": round(took, 1)})
-
-
-def _print_timeline(timeline: list[tuple[str, float]]) -> None:
-    t0 = timeline[0][1]
-    print("\ntimeline:")
-    for what, at in sorted(timeline, key=lambda item: item[1]):
-        print(f"  +{at - t0:7.1f}s  {what}")
-
-
-def _record(values: dict[str, Any]) -> None:
-    out = ROOT / "bench" / "results" / "drift_loop_latency.json"
-    data = json.loads(out.read_text()) if out.exists() else {}
-    data.update(values)
-    data["measured_at"] = dt.datetime.now(dt.UTC).isoformat()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2))

@@ -1,0 +1,83 @@
+"""Read-only questions to a Prefect server's REST API: runs of a deployment, events, waiting for a state.
+
+Used by the run command's loop demonstration and by the tests of event-driven behaviour, which must watch a
+real `prefect server start` (the test harness does not evaluate triggers).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+T = TypeVar("T")
+
+
+def api_client(api_url: str) -> httpx.Client:
+    return httpx.Client(base_url=api_url.rstrip("/"), timeout=30)
+
+
+def deployment_id(api: httpx.Client, name: str) -> str:
+    found = api.post("/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}).json()
+    return str(found[0]["id"]) if found else ""
+
+
+def deployment_runs(api: httpx.Client, deployment: str) -> list[dict[str, Any]]:
+    dep_id = deployment_id(api, deployment)
+    if not dep_id:
+        return []
+    return list(api.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [dep_id]}},
+                                                    "sort": "START_TIME_ASC"}).json())
+
+
+def events_named(api: httpx.Client, name: str, since: str = "2020-01-01T00:00:00Z") -> list[dict[str, Any]]:
+    body = {"filter": {"event": {"name": [name]}, "occurred": {"since": since}}, "limit": 50}
+    return list(api.post("/events/filter", json=body).json()["events"])
+
+
+def create_deployment_run(api: httpx.Client, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    response = api.post(f"/deployments/{deployment_id(api, deployment)}/create_flow_run",
+                        json={"parameters": parameters})
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def delete_deployments_and_automations(api: httpx.Client, names: tuple[str, ...] | None = None) -> None:
+    """Delete the named deployments (all when None) and the automations their triggers created: deleting a
+    deployment leaves its trigger's automation behind (STACK.md)."""
+    body = {"deployments": {"name": {"any_": list(names)}}} if names is not None else {}
+    doomed = {d["id"] for d in api.post("/deployments/filter", json=body).json()}
+    for dep_id in doomed:
+        api.delete(f"/deployments/{dep_id}")
+    for automation in api.post("/automations/filter", json={}).json():
+        targets = {a.get("deployment_id") for a in automation.get("actions", [])}
+        if names is None or targets & doomed:
+            api.delete(f"/automations/{automation['id']}")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, log: Path | None = None,
+             interval: float = 1.0) -> T:
+    """Poll `predicate` until it returns something truthy; on time-out say what we waited for (and the log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f"\n--- log tail ---\n{tail}"
+                                                                               if tail else ""))
+
+
+def timestamp(value: str) -> float:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def format_timeline(timeline: list[tuple[str, float]]) -> list[str]:
+    t0 = min(at for _, at in timeline)
+    return [f"  +{at - t0:7.1f}s  {what}" for what, at in sorted(timeline, key=lambda item: item[1])]
