@@ -17,6 +17,7 @@ from pydantic import Field
 from configs.settings import load_settings
 from flows.runtime import current_run_id
 from tasks.batch_inference import publish_summary, resolve_model_task, score_partition_task, scoring_task_runner
+from tasks.notify import notify_on_failure
 from tasks.scoring import PartitionResult
 
 
@@ -45,7 +46,8 @@ def scoring_days(scoring_date: dt.date | None, end_date: dt.date | None) -> list
     return [scoring_date + dt.timedelta(days=i) for i in range((end - scoring_date).days + 1)]
 
 
-@flow(name="batch-inference", description="Score the population with the champion; publish predictions to S3.")
+@flow(name="batch-inference", description="Score the population with the champion; publish predictions to S3.",
+      on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
 def batch_inference(
     scoring_date: Annotated[dt.date | None, Field(description="day to score; default: the day before the "
                                                   "scheduled start (UTC)")] = None,

@@ -12,9 +12,11 @@ from pydantic import Field
 from configs.settings import load_settings
 from tasks.drift import DriftReport
 from tasks.monitoring import check_drift, emit_drift_detected
+from tasks.notify import notify_on_failure
 
 
-@flow(name="drift-monitor", description="Compare the latest scored window with the champion's reference profile.")
+@flow(name="drift-monitor", description="Compare the latest scored window with the champion's reference profile.",
+      on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
 def drift_monitor(
     model_name: Annotated[str | None, Field(description="registry model; default scoring.model_name")] = None,
     scored_day: Annotated[dt.date | None, Field(description="scored day to judge; default the latest")] = None,

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from configs.settings import load_settings
 from flows.runtime import current_run_id
+from tasks.notify import notify_on_failure
 from tasks.retraining import (
     RetrainingOutcome,
     await_approval,
@@ -22,7 +23,8 @@ from tasks.retraining import (
 )
 
 
-@flow(name="retraining", description="Retrain a model after drift, behind a cooldown, one run per model at a time.")
+@flow(name="retraining", description="Retrain a model after drift, behind a cooldown, one run per model at a time.",
+      on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
 def retraining(
     model_name: Annotated[str, Field(description="registry model to retrain")],
     window_end: Annotated[dt.date | None, Field(description="last day of the drifted window; default today")] = None,

@@ -12,6 +12,7 @@ from pydantic import Field
 from configs.settings import load_settings
 from flows.runtime import current_run_id
 from tasks.feature_store import apply_feature_definitions, build_training_set_task
+from tasks.notify import notify_on_failure
 from tasks.training import (
     StepTimer,
     TrainingOutcome,
@@ -28,7 +29,8 @@ from tasks.training import (
 from tasks.validation import validate_or_quarantine
 
 
-@flow(name="training", description="Validate, build features, train, gate, register and promote a model.")
+@flow(name="training", description="Validate, build features, train, gate, register and promote a model.",
+      on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
 def training(
     start_date: Annotated[dt.date | None, Field(description="first day of the training window; default: "
                                                 "end_date - training.window_days + 1")] = None,

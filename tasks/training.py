@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from configs.settings import DatasetConfig, ModelSpec, Settings
 from tasks import gates as G
+from tasks.notify import notify_gate_refusal
 from tasks.object_store import ObjectStore
 from tasks.raw_data import published_days, read_raw_window
 from tasks.registry import (
@@ -459,6 +460,8 @@ def finish(settings: Settings, version: ModelVersion, decision: G.GateDecision, 
         gates_passed=decision.passed, reasons=reasons, test_metrics=version.test_metrics,
         version_uri=registry.version_uri(name, version.version), timings=timings,
     )
+    if not decision.passed:
+        notify_gate_refusal(settings, name, version.version, reasons)  # no-op unless notifications are configured
     verdict = "promoted to champion" if result.promoted else f"NOT promoted; champion stays v{result.champion_after}"
     lines = [f"## {version.label}: {verdict}", "", f"Registered at `{result.version_uri}`", ""]
     lines += [f"- {r}" for r in reasons] + ["", "| step | seconds |", "|---|---|"]
