@@ -26,9 +26,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import random
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -128,36 +126,6 @@ def child_flow(rows: int) -> None:
 
 
 # ---- parent ---------------------------------------------------------------------------------------------------
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def private_stack_env(state_dir: Path) -> dict[str, str]:
-    for _ in range(200):
-        base = random.randint(30000, 39000)
-        if all(_free(p) and _free(p + 10000) for p in range(base, base + 5)):
-            break
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        prefect_port = sock.getsockname()[1]
-    return {
-        "CONVEYOR_PROFILE": "local",
-        "CONVEYOR_LOCAL_STACK__STATE_DIR": str(state_dir),
-        "CONVEYOR_LOCAL_STACK__S3_PORT": str(base),
-        "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(prefect_port),
-        "CONVEYOR_STORAGE__ENDPOINT_URL": f"http://127.0.0.1:{base}",
-        "CONVEYOR_STORAGE__CREDENTIALS_FILE": str(state_dir / "s3-credentials.json"),
-        "CONVEYOR_STORAGE__BUCKET": "conveyor-bench",
-        "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{prefect_port}/api",
-        "CONVEYOR_FEATURES__STATE_DIR": str(state_dir / "feast"),
-    }
-
-
 def train_model(settings: Any) -> Any:
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -243,10 +211,11 @@ def main() -> int:
         return 0
 
     from configs.settings import TELEMETRY_OFF_ENV
+    from tasks.local_stack import private_stack_env
 
     sizes = args.rows or [1_000_000, 10_000_000]
     state = Path(tempfile.mkdtemp(prefix="conveyor-bench-bi-"))
-    env = {**TELEMETRY_OFF_ENV, **private_stack_env(state)}
+    env = {**TELEMETRY_OFF_ENV, **private_stack_env(state, bucket="conveyor-bench")}
     os.environ.update(env)
     from configs.settings import load_settings
     from tasks.local_stack import LocalStack

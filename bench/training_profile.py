@@ -20,8 +20,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import random
-import socket
 import sys
 import tempfile
 import time
@@ -30,36 +28,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def private_stack_env(state_dir: Path) -> dict[str, str]:
-    for _ in range(200):
-        base = random.randint(30000, 39000)
-        if all(_free(p) and _free(p + 10000) for p in range(base, base + 5)):
-            break
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        prefect_port = sock.getsockname()[1]
-    return {
-        "CONVEYOR_PROFILE": "local",
-        "CONVEYOR_LOCAL_STACK__STATE_DIR": str(state_dir),
-        "CONVEYOR_LOCAL_STACK__S3_PORT": str(base),
-        "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(prefect_port),
-        "CONVEYOR_STORAGE__ENDPOINT_URL": f"http://127.0.0.1:{base}",
-        "CONVEYOR_STORAGE__CREDENTIALS_FILE": str(state_dir / "s3-credentials.json"),
-        "CONVEYOR_STORAGE__BUCKET": "conveyor-bench",
-        "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{prefect_port}/api",
-        "CONVEYOR_FEATURES__STATE_DIR": str(state_dir / "feast"),
-    }
 
 
 def plain(settings: Any, start: dt.date, end: dt.date, config: str, threads: int | None) -> dict[str, float]:
@@ -95,8 +63,10 @@ def main() -> int:
     parser.add_argument("--model-config", default=None, help="training.models entry (default: the configured one)")
     args = parser.parse_args()
 
+    from tasks.local_stack import private_stack_env
+
     state_dir = Path(tempfile.mkdtemp(prefix="conveyor-training-bench-"))
-    os.environ.update(private_stack_env(state_dir))
+    os.environ.update(private_stack_env(state_dir, bucket="conveyor-bench"))
     if args.entities:
         os.environ["CONVEYOR_GENERATOR__N_ENTITIES"] = str(args.entities)
     from configs.settings import TELEMETRY_OFF_ENV, load_settings

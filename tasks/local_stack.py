@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import os
+import random
 import secrets
 import signal
 import socket
@@ -59,6 +60,39 @@ def _port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_s3_base_port(low: int = 20000, high: int = 39000) -> int:
+    """A base port for SeaweedFS with base..base+4 and each + 10000 (its gRPC ports) free."""
+    for _ in range(200):
+        base = random.randint(low, high)
+        if all(_port_free("127.0.0.1", p) and _port_free("127.0.0.1", p + 10000) for p in range(base, base + 5)):
+            return base
+    raise StackError(f"no free port range for an S3 server between {low} and {high}")
+
+
+def private_stack_env(state_dir: Path, bucket: str) -> dict[str, str]:
+    """CONVEYOR_* variables for a stack of its own (free ports, its own state folder and bucket), so tests and
+    benchmarks never touch a developer's `.local/` stack on the default ports."""
+    s3_port, prefect_port = free_s3_base_port(), free_port()
+    return {
+        "CONVEYOR_PROFILE": "local",
+        "CONVEYOR_LOCAL_STACK__STATE_DIR": str(state_dir),
+        "CONVEYOR_LOCAL_STACK__S3_PORT": str(s3_port),
+        "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(prefect_port),
+        "CONVEYOR_STORAGE__ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        "CONVEYOR_STORAGE__CREDENTIALS_FILE": str(state_dir / "s3-credentials.json"),
+        "CONVEYOR_STORAGE__BUCKET": bucket,
+        "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{prefect_port}/api",
+        "CONVEYOR_FEATURES__STATE_DIR": str(state_dir / "feast"),
+    }
 
 
 def _http_status(url: str, timeout: float = 2.0) -> tuple[int, str] | None:

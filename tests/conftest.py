@@ -5,8 +5,6 @@ in a temporary state folder, and stops by PID at the end: a developer's own `.lo
 from __future__ import annotations
 
 import os
-import random
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,51 +13,20 @@ from pathlib import Path
 import pytest
 
 from configs.settings import TELEMETRY_OFF_ENV, Settings, load_settings
+from tasks.local_stack import free_port, private_stack_env
 
 for _key, _value in TELEMETRY_OFF_ENV.items():
     os.environ.setdefault(_key, _value)
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_s3_base() -> int:
-    # SeaweedFS needs base..base+4 and each + 10000 (gRPC).
-    for _ in range(200):
-        base = random.randint(20000, 29000)
-        if all(_free(p) and _free(p + 10000) for p in range(base, base + 5)):
-            return base
-    raise RuntimeError("no free port range for the test S3 server")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """CONVEYOR_* variables pointing every load_settings() in this session at the test stack."""
     state_dir = tmp_path_factory.mktemp("stack")
-    s3_port, prefect_port = _free_s3_base(), _free_port()
     env = {
-        "CONVEYOR_PROFILE": "local",
-        "CONVEYOR_LOCAL_STACK__STATE_DIR": str(state_dir),
-        "CONVEYOR_LOCAL_STACK__S3_PORT": str(s3_port),
-        "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(prefect_port),
-        "CONVEYOR_STORAGE__ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-        "CONVEYOR_STORAGE__CREDENTIALS_FILE": str(state_dir / "s3-credentials.json"),
-        "CONVEYOR_STORAGE__BUCKET": "conveyor-test",
+        **private_stack_env(state_dir, bucket="conveyor-test"),
         "CONVEYOR_STORAGE__MAX_ATTEMPTS": "3",
         "CONVEYOR_STORAGE__BACKOFF_SECONDS": "0.05",
-        "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{prefect_port}/api",
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -140,7 +107,7 @@ def served_stack(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) 
 
     from tasks.local_stack import LocalStack
 
-    port = _free_port()
+    port = free_port()
     overrides = {**SERVED_STACK_ENV,
                  "CONVEYOR_LOCAL_STACK__STATE_DIR": str(tmp_path_factory.mktemp("served")),
                  "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(port),

@@ -24,7 +24,7 @@ import pytest
 
 from configs.settings import Settings, load_settings
 from tasks.ingest import land_synthetic
-from tasks.local_stack import LocalStack
+from tasks.local_stack import LocalStack, free_port
 from tasks.object_store import ObjectStore
 from tasks.prefect_api import (
     TERMINAL_STATES,
@@ -58,20 +58,12 @@ LOOP_ENV = {
 }
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def loop(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A private Prefect server + `python -m flows.serve_loop` (batch-inference, drift-monitor, retraining)."""
     state = tmp_path_factory.mktemp("loop")
     settings = s3_server.model_copy(update={"local_stack": s3_server.local_stack.model_copy(
-        update={"state_dir": state, "prefect_port": _free_port()})})
+        update={"state_dir": state, "prefect_port": free_port()})})
     server = LocalStack(settings)
     started = time.monotonic()
     server.up(services=("prefect",))

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from configs.settings import Settings
+from tasks.local_stack import free_port
 from tasks.object_store import (
     MANIFEST_NAME,
     AccessDenied,
@@ -117,10 +118,8 @@ def test_bad_credentials_give_a_clear_error(s3_server: Settings) -> None:
 
 
 def test_server_down_is_retried_then_reported(s3_server: Settings, caplog: pytest.LogCaptureFixture) -> None:
-    from tests.conftest import _free_port
-
     dead = s3_server.storage.model_copy(update={
-        "endpoint_url": f"http://127.0.0.1:{_free_port()}", "max_attempts": 4, "backoff_seconds": 0.05,
+        "endpoint_url": f"http://127.0.0.1:{free_port()}", "max_attempts": 4, "backoff_seconds": 0.05,
     })
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="tasks.object_store"):
