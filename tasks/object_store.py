@@ -497,6 +497,7 @@ class StreamingPart:
         self._pending: Future[dict[str, Any]] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
+        self._aborted = False
 
     # -- file protocol (what pyarrow needs) --
     @property
@@ -519,9 +520,11 @@ class StreamingPart:
         pass
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data)
+        if self._aborted:  # late writes after abort (a parquet writer flushing its footer) go nowhere
+            return view.nbytes
         if self._closed:
             raise ValueError(f"write to closed part {self.key}")
-        view = memoryview(data)
         self._digest.update(view)
         self._buffer += view
         self._size += len(view)
@@ -586,8 +589,10 @@ class StreamingPart:
         pub._add_staged(key, self.entry)
 
     def abort(self) -> None:
-        """Drop the unfinished upload (best effort: the store may be what failed)."""
-        self._closed = True
+        """Drop the unfinished upload (best effort: the store may be what failed). Idempotent."""
+        if self._aborted:
+            return
+        self._aborted = self._closed = True
         if self._pending is not None:
             self._pending.cancel()
         if self._executor is not None:

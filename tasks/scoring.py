@@ -464,6 +464,10 @@ class _Sink:
 
     def abort(self) -> None:
         self.part.abort()
+        if self.writer is not None:
+            # Close into the aborted part (which discards the footer) now, not in ParquetWriter.__del__ at
+            # garbage collection, where writing to a closed part printed an "Exception ignored" traceback.
+            self.writer.close()
 
 
 class _QuarantineSink:
