@@ -236,6 +236,7 @@ class RetrainingConfig(_Strict):
     training_window_days: int = Field(default=60, ge=1, description="days of data up to the drifted window")
     require_approval: bool = Field(default=False, description="register the challenger; a person promotes it")
     approval_timeout_seconds: int = Field(default=86_400, ge=1)
+    approval_poll_seconds: int = Field(default=10, ge=1, description="a paused run checks for the answer this often")
     concurrency_slot_timeout_seconds: float = Field(
         default=10, gt=0, description="a trigger that cannot get the model's slot in this time is suppressed")
 

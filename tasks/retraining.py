@@ -19,7 +19,7 @@ from prefect import get_client, get_run_logger, task
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency._asyncio import AcquireConcurrencySlotTimeoutError
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import FlowPauseTimeout, ObjectAlreadyExists, ObjectNotFound
 from prefect.input import RunInput
 from pydantic import Field
 
@@ -196,7 +196,8 @@ def finish_retraining(settings: Settings, model_name: str, run_id: str, trigger_
 
 
 class ApprovalInput(RunInput):
-    """What a person answers in the Prefect UI (or via `prefect flow-run resume`) to promote a challenger."""
+    """What a person answers in the Prefect UI's resume form (or `prefect.flow_runs.resume_flow_run(run_id,
+    run_input={...})`; Prefect 3.8 has no `prefect flow-run resume` command) to promote a challenger."""
 
     approve: bool = Field(description="promote the challenger to champion")
     approver: str = Field(description="who decided (recorded in the registry audit log)")
@@ -205,8 +206,8 @@ class ApprovalInput(RunInput):
 
 def await_approval(settings: Settings, model_name: str, training: Any) -> RetrainingOutcome:
     """Approval mode: the challenger is registered, not promoted. If it passed the gates, pause this flow run
-    until a person answers in the Prefect UI (or `prefect flow-run resume`); promote only on approval. Called
-    from the flow itself: Prefect pauses flow runs, not task runs."""
+    until a person answers in the Prefect UI (or `resume_flow_run` with run_input); promote only on approval.
+    Called from the flow itself: Prefect pauses flow runs, not task runs."""
     from prefect.flow_runs import pause_flow_run
 
     from tasks.registry import ModelRegistry
@@ -217,11 +218,20 @@ def await_approval(settings: Settings, model_name: str, training: Any) -> Retrai
     registry = ModelRegistry(store, settings)
     if outcome.version is None or not registry.get_version(model_name, int(outcome.version)).gates_passed:
         return outcome  # the gates refused it: nothing to approve, the champion stays
+    if registry.champion_version(model_name) == int(outcome.version):
+        return outcome  # unchanged window: training returned the champion itself, nothing to approve
     record(store, settings, "awaiting_approval", model_name, run_id, None, version=outcome.version)
     get_run_logger().info("challenger %s v%s passed the gates; waiting for approval (resume this run in the UI)",
                           model_name, outcome.version)
-    answer = pause_flow_run(wait_for_input=ApprovalInput, timeout=settings.retraining.approval_timeout_seconds,
-                            key=f"approve-{model_name}-{outcome.version}")
+    try:
+        answer = pause_flow_run(wait_for_input=ApprovalInput, timeout=settings.retraining.approval_timeout_seconds,
+                                poll_interval=settings.retraining.approval_poll_seconds,
+                                key=f"approve-{model_name}-{outcome.version}")
+    except FlowPauseTimeout:  # the run fails (and notifies); the ledger says why, the champion stays
+        record(store, settings, "failed", model_name, run_id, None, version=outcome.version,
+               reason=f"no approval within retraining.approval_timeout_seconds="
+                      f"{settings.retraining.approval_timeout_seconds}")
+        raise
     if not answer.approve:
         record(store, settings, "rejected", model_name, run_id, None, version=outcome.version,
                approver=answer.approver, reason=answer.reason)
@@ -229,7 +239,8 @@ def await_approval(settings: Settings, model_name: str, training: Any) -> Retrai
                                  [f"rejected by {answer.approver}: {answer.reason}"])
     registry.promote(model_name, int(outcome.version), actor=answer.approver,
                      reason=answer.reason or "approved after drift retraining")
-    record(store, settings, "approved", model_name, run_id, None, version=outcome.version, approver=answer.approver)
+    record(store, settings, "approved", model_name, run_id, None, version=outcome.version, approver=answer.approver,
+           reason=answer.reason)
     return RetrainingOutcome(model_name, "promoted", run_id, outcome.version,
                              [f"approved by {answer.approver}: {answer.reason}"])
 
