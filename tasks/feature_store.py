@@ -14,7 +14,8 @@ Layout (local profile, everything under `features.state_dir`, default `<local_st
 Materialization (`materialize_window`) reads the window from the offline store in time slices of
 `features.materialize_chunk_hours` (latest row per entity, the `pull_latest_features` knob), converts each slice
 in batches of `features.online_write_batch_size` rows and writes them through the online store's own
-`online_write_batch`. Memory is bounded by one slice, not by the window. Windows are half-open [start, end) and
+`online_write_batch`, one transaction per slice on the SQLite store (`BatchedSqliteOnlineStore.one_transaction`).
+Memory is bounded by one slice, not by the window. Windows are half-open [start, end) and
 recorded in the registry, so `materialize_incremental` resumes exactly where the last run stopped.
 """
 
@@ -27,12 +28,13 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -80,7 +82,8 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
     """Feast's SQLite online store (same tables, same reads) writing each batch with one `executemany`.
 
     The stock store runs one `execute` per entity x feature. Here a batch becomes one sorted `executemany`
-    (sorted by primary key, so the B-tree fills in order), in WAL mode. An upsert never replaces a value with an
+    (sorted by primary key, so the B-tree fills in order), in WAL mode. Cells come pre-encoded column-wise from
+    `arrow_to_protos` (`EncodedRows`): no proto is built or serialized per cell. An upsert never replaces a value with an
     older one (`event_ts` guard), so re-running an old window cannot roll the online store back.
     """
 
@@ -92,9 +95,28 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
             # default. The online store is a cache rebuilt from the offline store, so NORMAL sync is enough.
             conn.execute("PRAGMA page_size=16384")  # takes effect on a new database file only
             conn.execute("PRAGMA cache_size=-262144")
+            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA temp_store=MEMORY")
         return conn
+
+    _deferred = False
+
+    @contextmanager
+    def one_transaction(self, config: RepoConfig) -> Iterator[None]:
+        """The batches written inside commit once, at the end (rolled back on error). Keys of a slice land all
+        over the tree, so a commit per batch rewrites most pages once per batch; one per slice, once per slice."""
+        conn = self._get_conn(config)
+        self._deferred = True
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            conn.commit()
+        finally:
+            self._deferred = False
 
     def update(self, config: RepoConfig, tables_to_delete: Sequence[FeatureView], tables_to_keep: Sequence[FeatureView],
                entities_to_delete: Sequence[Entity], entities_to_keep: Sequence[Entity], partial: bool) -> None:
@@ -132,19 +154,19 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         conn = self._get_conn(config)
         table_name = compute_table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
         version = config.entity_key_serialization_version
-        keys = [serialize_entity_key(entity_key, entity_key_serialization_version=version)
-                for entity_key, _, _, _ in data]
         sql = (
             f"INSERT INTO {_quote(table_name)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
             "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
             "created_ts = excluded.created_ts WHERE excluded.event_ts >= event_ts"
         )
-        encoded_columns = data.encoded if isinstance(data, EncodedRows) and data.matches() else None
+        encoded_columns = data.encoded if isinstance(data, EncodedRows) else None
         if encoded_columns is not None:
-            # Rows from arrow_to_protos carry each cell's serialized value (encoded once per distinct value):
-            # stream them to SQLite in primary-key order without a Python call per cell.
+            # Rows from arrow_to_protos carry each cell's serialized value, value_text and serialized key, made
+            # column-wise: stream them to SQLite in primary-key order without a Python call per cell (the
+            # rows' protos are never built on this path).
             assert isinstance(data, EncodedRows)
+            keys = data.serialized_keys(version)
             order = sorted(range(len(data)), key=keys.__getitem__)
             sorted_keys = [keys[i] for i in order]
             epochs = [data.epochs[i] for i in order]
@@ -153,11 +175,12 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
                 blobs, texts = encoded_columns[name]
                 per_feature.append(zip(sorted_keys, repeat(name), [blobs[i] for i in order],
                                        [texts[i] for i in order], epochs, repeat(None)))
-            with conn:
-                conn.executemany(sql, chain.from_iterable(zip(*per_feature, strict=True)))
+            self._execute(conn, sql, chain.from_iterable(zip(*per_feature, strict=True)))
             if progress:
                 progress(len(data))
             return
+        keys = [serialize_entity_key(entity_key, entity_key_serialization_version=version)
+                for entity_key, _, _, _ in data]
         # Value protos are often shared (one per distinct value): serialize each object once.
         encoded: dict[int, tuple[bytes, str | None]] = {}
         rows: list[tuple[bytes, str, bytes, str | None, int, int | None]] = []
@@ -175,10 +198,17 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
                 if hit is None:
                     hit = encoded[id(value)] = (value.SerializeToString(), _value_text(value))
                 rows.append((key, name, hit[0], hit[1], event_epoch, created_epoch))
-        with conn:
-            conn.executemany(sql, rows)
+        self._execute(conn, sql, rows)
         if progress:
             progress(len(data))
+
+
+    def _execute(self, conn: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if self._deferred:  # inside one_transaction: sqlite3 opens the transaction, one_transaction commits
+            conn.executemany(sql, rows)
+            return
+        with conn:
+            conn.executemany(sql, rows)
 
 
 def _quote(identifier: str) -> str:
@@ -481,9 +511,16 @@ def _write_table(store: FeatureStore, view: FeatureView, table: pa.Table, batch_
     memory). Stores that wait outside the GIL (SQLite's B-tree work, Redis round trips) overlap with it."""
     provider = store._get_provider()
     pending: Future[None] | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="online-write") as writer:
+    # BatchedSqliteOnlineStore takes the encoded rows as they are (their protos are never built) and commits once
+    # per call; any other online store gets a plain list of Feast's tuples and commits the way it always does.
+    online_store = getattr(provider, "online_store", None)
+    batched = isinstance(online_store, BatchedSqliteOnlineStore)
+    transaction = (online_store.one_transaction(store.config) if isinstance(online_store, BatchedSqliteOnlineStore)
+                   else nullcontext())
+    with transaction, ThreadPoolExecutor(max_workers=1, thread_name_prefix="online-write") as writer:
         for batch in table.to_batches(max_chunksize=batch_size):
-            rows = arrow_to_protos(batch, view)
+            encoded = arrow_to_protos(batch, view)
+            rows = cast(list[Any], encoded) if batched else list(encoded)
             if pending is not None:
                 pending.result()
             pending = writer.submit(provider.online_write_batch, store.config, view, rows, None)
@@ -497,42 +534,113 @@ _PROTO_FIELDS = {"INT64": "int64_val", "INT32": "int32_val", "DOUBLE": "double_v
 _NULL = ValueProto()
 
 
-class EncodedRows(list):  # type: ignore[type-arg]
-    """The rows `online_write_batch` takes (a plain list of Feast tuples, valid for any online store), plus each
-    feature's serialized values and value_text per row and the event epochs, which BatchedSqliteOnlineStore
-    uses instead of re-encoding every cell."""
+class EncodedRows(Sequence[Any]):
+    """The rows `online_write_batch` takes (a sequence of Feast's (entity key, {feature: value}, event_ts,
+    created_ts) tuples, valid for any online store; its protos are built on first access only), plus each
+    feature's serialized values and value_text per row, the event epochs and the serialized entity keys, which
+    BatchedSqliteOnlineStore writes directly without building or re-encoding any proto."""
 
-    def __init__(self, rows: Iterable[Any], encoded: dict[str, tuple[list[bytes], list[str | None]]],
-                 epochs: list[int]) -> None:
-        super().__init__(rows)
-        self.encoded = encoded
-        self.epochs = epochs
+    def __init__(self, build: Callable[[], Iterable[Any]], n: int,
+                 encoded: dict[str, tuple[list[bytes], list[str | None]]], epochs: list[int],
+                 keys: Callable[[int], list[bytes]]) -> None:
+        self._build, self._n = build, n
+        self._rows: list[Any] | None = None
+        self.encoded, self.epochs, self._keys = encoded, epochs, keys
 
-    def matches(self) -> bool:
-        return len(self.epochs) == len(self) and (not self or set(self[0][1]) == set(self.encoded))
+    def _materialized(self) -> list[Any]:
+        if self._rows is None:
+            self._rows = list(self._build())
+        return self._rows
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._materialized()[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._materialized())
+
+    def serialized_keys(self, version: int) -> list[bytes]:
+        """Each row's `serialize_entity_key(key, version)`, made column-wise."""
+        return self._keys(version)
 
 
-def _column_protos(values: pa.Array | pa.ChunkedArray, proto_field: str,
-                   ) -> tuple[np.ndarray, list[bytes], list[str | None]]:
-    """One ValueProto per distinct value (nulls share an empty one), fanned out to every row; with each row's
-    serialized value and value_text (computed once per distinct value)."""
+def _column_protos(values: pa.Array | pa.ChunkedArray, proto_field: str) -> np.ndarray:
+    """One ValueProto per distinct value (nulls share an empty one), fanned out to every row."""
     codes, uniques = pd.factorize(values.to_pandas(), use_na_sentinel=True)
     protos = np.empty(len(uniques) + 1, dtype=object)
-    cast: Callable[[Any], Any] = {"int64_val": int, "int32_val": int, "double_val": float, "float_val": float,
-                                  "string_val": str, "bool_val": bool}[proto_field]
+    cast = _CASTS[proto_field]
     for j, value in enumerate(uniques):
         protos[j] = ValueProto(**{proto_field: cast(value)})
     protos[-1] = _NULL  # code -1 (null) indexes the last slot
-    blobs = np.array([p.SerializeToString() for p in protos], dtype=object)
-    texts = np.array([_value_text(p) for p in protos], dtype=object)
-    return protos[codes], blobs[codes].tolist(), texts[codes].tolist()
+    return protos[codes]
 
 
-def arrow_to_protos(batch: pa.RecordBatch, view: FeatureView) -> list[
+_CASTS: dict[str, Callable[[Any], Any]] = {"int64_val": int, "int32_val": int, "double_val": float,
+                                           "float_val": float, "string_val": str, "bool_val": bool}
+# A double ValueProto serializes as one tag byte + 8 little-endian bytes (taken from protobuf, not hard-coded).
+_DOUBLE_TAG = ValueProto(double_val=1.5).SerializeToString()[:1]
+
+
+def _column_encoded(values: pa.Array | pa.ChunkedArray, proto_field: str) -> tuple[list[bytes], list[str | None]]:
+    """Each row's serialized ValueProto and value_text, as `_column_protos(...)[i].SerializeToString()` and
+    `_value_text` would give them: doubles byte-wise with numpy (their values are mostly distinct), other types
+    once per distinct value."""
+    if proto_field == "double_val":
+        array = values.to_pandas().to_numpy(dtype=np.float64, na_value=np.nan)
+        n = len(array)
+        cells = np.empty((n, 9), dtype=np.uint8)
+        cells[:, 0] = _DOUBLE_TAG[0]
+        cells[:, 1:] = array.astype("<f8").view(np.uint8).reshape(n, 8)
+        raw = cells.tobytes()
+        blobs = [raw[i : i + 9] for i in range(0, 9 * n, 9)]
+        texts: list[str | None] = list(map(str, array.tolist()))
+        for i in np.flatnonzero(np.isnan(array)).tolist():  # nulls (and NaN, as pd.factorize treats them)
+            blobs[i], texts[i] = b"", None
+        return blobs, texts
+    codes, uniques = pd.factorize(values.to_pandas(), use_na_sentinel=True)
+    cast = _CASTS[proto_field]
+    protos = [ValueProto(**{proto_field: cast(value)}) for value in uniques] + [_NULL]
+    blob_of = np.array([p.SerializeToString() for p in protos], dtype=object)
+    text_of = np.array([_value_text(p) for p in protos], dtype=object)
+    return blob_of[codes].tolist(), text_of[codes].tolist()
+
+
+def _key_serializer(batch: pa.RecordBatch, key_types: dict[str, Any], key_fields: dict[str, str | None],
+                    ) -> Callable[[int], list[bytes]]:
+    """Serialized entity keys per row. One int64 join key (the common case): Feast's serialization of the first
+    row minus its 8 value bytes, then every row's little-endian value appended (checked against Feast on the
+    first row). Anything else: Feast's serialize_entity_key per row."""
+
+    def protos() -> list[EntityKeyProto]:
+        columns = [_column_protos(batch.column(k), str(key_fields[k])) for k in key_types]
+        join_keys = list(key_types)
+        return [EntityKeyProto(join_keys=join_keys, entity_values=list(vals)) for vals in zip(*columns, strict=True)]
+
+    def serialize(version: int) -> list[bytes]:
+        fast = len(key_types) == 1 and next(iter(key_fields.values())) == "int64_val" and batch.num_rows > 0
+        if fast:
+            column = batch.column(next(iter(key_types)))
+            if column.null_count == 0:
+                values = column.to_numpy(zero_copy_only=False).astype("<i8")
+                first = serialize_entity_key(
+                    EntityKeyProto(join_keys=list(key_types), entity_values=[ValueProto(int64_val=int(values[0]))]),
+                    entity_key_serialization_version=version)
+                prefix, raw = first[:-8], values.tobytes()
+                if first == prefix + raw[:8]:
+                    return [prefix + raw[i : i + 8] for i in range(0, len(raw), 8)]
+        return [serialize_entity_key(k, entity_key_serialization_version=version) for k in protos()]
+
+    serialize.protos = protos  # type: ignore[attr-defined]
+    return serialize
+
+
+def arrow_to_protos(batch: pa.RecordBatch, view: FeatureView) -> Sequence[
         tuple[EntityKeyProto, dict[str, ValueProto], dt.datetime, dt.datetime | None]]:
     """The rows `OnlineStore.online_write_batch` takes, built column-wise: the same protos Feast's own
-    `_convert_arrow_to_proto` makes for scalar types (tested), without one Python call per cell. Views with
-    other types (lists, timestamps...) go through Feast's converter."""
+    `_convert_arrow_to_proto` makes for scalar types (tested), without one Python call per cell, built only if a
+    store reads them. Views with other types (lists, timestamps...) go through Feast's converter."""
     key_types = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
     fields = {f.name: _PROTO_FIELDS.get(f.dtype.to_value_type().name) for f in view.features}
     key_fields = {k: _PROTO_FIELDS.get(t.name) for k, t in key_types.items()}
@@ -541,18 +649,19 @@ def arrow_to_protos(batch: pa.RecordBatch, view: FeatureView) -> list[
         return list(_convert_arrow_to_proto(batch, view, key_types))
     n = batch.num_rows
     names = list(fields)
-    converted = {name: _column_protos(batch.column(name), str(fields[name])) for name in names}
-    columns = [converted[name][0] for name in names]
-    features = [dict(zip(names, cells, strict=True)) for cells in zip(*columns, strict=True)]
-    key_columns = [_column_protos(batch.column(k), str(key_fields[k]))[0] for k in key_types]
-    join_keys = list(key_types)
-    keys = [EntityKeyProto(join_keys=join_keys, entity_values=list(vals)) for vals in zip(*key_columns, strict=True)]
     stamps = pd.to_datetime(batch.column(source.timestamp_field).to_numpy(zero_copy_only=False), utc=True)
     event_ts = stamps.tz_convert(None).to_pydatetime().tolist()  # naive UTC, as Feast hands them over
     # The epoch seconds SQLite stores: the same adapter the stock store registers with sqlite3.
     epochs = [adapt_datetime_epoch(ts) for ts in event_ts]
-    encoded = {name: (converted[name][1], converted[name][2]) for name in names}
-    return EncodedRows(zip(keys, features, event_ts, [None] * n, strict=True), encoded, epochs)
+    keys = _key_serializer(batch, key_types, key_fields)
+
+    def build() -> Iterable[Any]:
+        columns = [_column_protos(batch.column(name), str(fields[name])) for name in names]
+        features = [dict(zip(names, cells, strict=True)) for cells in zip(*columns, strict=True)]
+        return zip(keys.protos(), features, event_ts, [None] * n, strict=True)  # type: ignore[attr-defined]
+
+    encoded = {name: _column_encoded(batch.column(name), str(fields[name])) for name in names}
+    return EncodedRows(build, n, encoded, epochs, keys)
 
 
 def compare_converters(settings: Settings, frame: pd.DataFrame) -> tuple[list[Any], list[Any]]:
@@ -561,7 +670,7 @@ def compare_converters(settings: Settings, frame: pd.DataFrame) -> tuple[list[An
     view = store.get_feature_view(_default_view(store, settings))
     batch = pa.Table.from_pandas(_offline_frame(settings, frame), preserve_index=False).combine_chunks().to_batches()[0]
     key_types = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
-    return arrow_to_protos(batch, view), list(_convert_arrow_to_proto(batch, view, key_types))
+    return list(arrow_to_protos(batch, view)), list(_convert_arrow_to_proto(batch, view, key_types))
 
 
 # ---- materialization ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from configs.settings import Settings, load_settings
@@ -159,6 +160,28 @@ def test_fast_conversion_matches_feast_converter(settings: Settings) -> None:
         assert {k: v.SerializeToString() for k, v in mine[1].items()} == {
             k: v.SerializeToString() for k, v in theirs[1].items()}
         assert mine[2] == theirs[2]
+
+
+def test_encoded_cells_and_keys_are_feasts_bytes(settings: Settings) -> None:
+    """BatchedSqliteOnlineStore writes column-wise encoded bytes without building protos: they must be exactly
+    what Feast's serialization of the same rows' protos gives (nulls, NaN and -0.0 included)."""
+    frame = pd.DataFrame(ROWS)
+    frame.loc[0, "monthly_charges"] = np.nan
+    frame.loc[1, "monthly_charges"] = -0.0
+    frame.loc[2, "region"] = None
+    store = fsm.feature_store(settings)
+    view = store.get_feature_view(fsm._default_view(store, settings))
+    table = pa.Table.from_pandas(fsm._offline_frame(settings, frame), preserve_index=False).combine_chunks()
+    rows = fsm.arrow_to_protos(table.to_batches()[0], view)
+    assert isinstance(rows, fsm.EncodedRows) and len(rows) == len(frame)
+    keys = rows.serialized_keys(3)
+    assert rows.encoded["monthly_charges"][0][0] == b"" and rows.encoded["monthly_charges"][1][0] != b""
+    for i, (key, values, _, _) in enumerate(rows):
+        assert keys[i] == fsm.serialize_entity_key(key, entity_key_serialization_version=3)
+        assert set(values) == set(rows.encoded)
+        for name, value in values.items():
+            blobs, texts = rows.encoded[name]
+            assert (blobs[i], texts[i]) == (value.SerializeToString(), fsm._value_text(value)), (i, name)
 
 
 def test_unknown_feature_service_is_named(settings: Settings) -> None:
