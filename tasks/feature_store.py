@@ -83,8 +83,8 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
 
     The stock store runs one `execute` per entity x feature. Here a batch becomes one sorted `executemany`
     (sorted by primary key, so the B-tree fills in order), in WAL mode. Cells come pre-encoded column-wise from
-    `arrow_to_protos` (`EncodedRows`): no proto is built or serialized per cell. An upsert never replaces a value with an
-    older one (`event_ts` guard), so re-running an old window cannot roll the online store back.
+    `arrow_to_protos` (`EncodedRows`): no proto is built or serialized per cell. An upsert never replaces a value
+    with an older one (`event_ts` guard), so re-running an old window cannot roll the online store back.
     """
 
     def _get_conn(self, config: RepoConfig) -> sqlite3.Connection:

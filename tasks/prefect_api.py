@@ -40,9 +40,15 @@ def events_named(api: httpx.Client, name: str, since: str = "2020-01-01T00:00:00
     return list(api.post("/events/filter", json=body).json()["events"])
 
 
-def create_deployment_run(api: httpx.Client, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    response = api.post(f"/deployments/{deployment_id(api, deployment)}/create_flow_run",
-                        json={"parameters": parameters})
+def create_deployment_run(api: httpx.Client, deployment: str, parameters: dict[str, Any],
+                          attempts: int = 5) -> dict[str, Any]:
+    """Request a run of `deployment`. A busy SQLite-backed server answers 503 now and then: retried with backoff."""
+    url = f"/deployments/{deployment_id(api, deployment)}/create_flow_run"
+    for attempt in range(1, attempts + 1):
+        response = api.post(url, json={"parameters": parameters})
+        if response.status_code < 500 or attempt == attempts:
+            break
+        time.sleep(0.5 * 2 ** (attempt - 1))
     response.raise_for_status()
     return dict(response.json())
 

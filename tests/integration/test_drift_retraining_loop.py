@@ -28,6 +28,7 @@ from tasks.local_stack import LocalStack, free_port
 from tasks.object_store import ObjectStore
 from tasks.prefect_api import (
     TERMINAL_STATES,
+    create_deployment_run,
     delete_deployments_and_automations,
     deployment_id,
     deployment_runs,
@@ -143,10 +144,8 @@ def test_drifted_batch_leads_to_retraining_and_a_gate_decision(loop: dict[str, A
 
     wait_for(lambda: all(deployment_id(api, n) for n in ("batch-inference", "drift-monitor", "retraining")), 90,
           "the served deployments", loop["serve_log"])
-    dep = deployment_id(api, "batch-inference")
-    created = api.post(f"/deployments/{dep}/create_flow_run",
-                       json={"parameters": {"scoring_date": SCORED_DAY.isoformat()}})
-    assert created.status_code == 201, created.text
+    created = create_deployment_run(api, "batch-inference", {"scoring_date": SCORED_DAY.isoformat()})
+    assert created["parameters"] == {"scoring_date": SCORED_DAY.isoformat()}
     timeline.append(("batch-inference run requested (the only manual step)", time.time()))
 
     def retraining_done() -> list[dict[str, Any]]:
