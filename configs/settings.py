@@ -130,17 +130,24 @@ class StorageConfig(_Strict):
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
     credentials_file: Path | None = None
+    # Name of a prefect-aws `AwsCredentials` block on the Prefect server: the keys live in the server's database,
+    # never in this repo or the environment of each process.
+    credentials_block: str | None = Field(default=None, min_length=1)
     max_attempts: int = Field(default=5, ge=1, le=20)
     backoff_seconds: float = Field(default=0.2, ge=0)
     connect_timeout_seconds: float = Field(default=5, gt=0)
     read_timeout_seconds: float = Field(default=60, gt=0)
+    # Batch inference sweeps staging garbage (failed runs' parts, unaborted multipart uploads) older than this;
+    # longer than any run, so a run in flight never loses its parts.
+    staging_retention_hours: float = Field(default=24, gt=0)
     prefixes: StoragePrefixes = StoragePrefixes()
 
     def resolved_credentials(self) -> tuple[str, str] | None:
-        """Explicit keys, else the credentials file, else None (boto3's default chain: env, role...)."""
+        """Explicit keys, else the credentials file, else None: the object store then asks the Prefect block
+        (`credentials_block`) if one is named, else boto3's default chain (env, profile, instance role)."""
         if self.access_key_id and self.secret_access_key:
             return self.access_key_id.get_secret_value(), self.secret_access_key.get_secret_value()
-        if self.credentials_file and self.credentials_file.exists():
+        if self.credentials_file and self.credentials_file.exists() and not self.credentials_block:
             data = json.loads(self.credentials_file.read_text())
             return data["access_key_id"], data["secret_access_key"]
         return None
@@ -323,6 +330,9 @@ class ValidationConfig(_Strict):
     # Data Docs (HTML) go here; default <local_stack.state_dir>/gx-docs (git-ignored).
     docs_dir: Path | None = None
     build_docs: bool = True
+    # Also copy a failed batch's Data Docs page next to its report.json in quarantine (data-docs.html), so the
+    # page is where the batch is, not only on the machine that ran the flow.
+    publish_docs: bool = True
     sample_size: int = Field(default=5, ge=0, le=100, description="bad values kept per failed expectation")
     # Defaults `conveyor validation init-suites` writes into the suites; at run time the JSON files rule.
     max_null_share: float = Field(default=0.01, ge=0, le=1)

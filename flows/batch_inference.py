@@ -16,7 +16,13 @@ from pydantic import Field
 
 from configs.settings import load_settings
 from flows.runtime import current_run_id
-from tasks.batch_inference import publish_summary, resolve_model_task, score_partition_task, scoring_task_runner
+from tasks.batch_inference import (
+    publish_summary,
+    resolve_model_task,
+    score_partition_task,
+    scoring_task_runner,
+    sweep_staging_task,
+)
 from tasks.notify import notify_on_failure
 from tasks.scoring import PartitionResult
 
@@ -78,6 +84,7 @@ def batch_inference(
     champion = resolve_model_task(settings, name, model_version)
     challenger = resolve_model_task(settings, name, challenger_version) if challenger_version else None
     run_id = current_run_id()
+    sweep_staging_task(settings)
     with scoring_task_runner(settings) as runner:
         futures = [runner.submit(score_partition_task, {"settings": settings, "day": day, "champion": champion,
                                                         "challenger": challenger, "features_prefix": features_prefix,

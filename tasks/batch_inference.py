@@ -136,6 +136,16 @@ def resolve_model_task(settings: Settings, name: str, version: int | None) -> Mo
     return ref
 
 
+@task(name="sweep-staging", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def sweep_staging_task(settings: Settings) -> None:
+    """Housekeeping before writing: failed runs' staging leftovers older than storage.staging_retention_hours."""
+    retention = dt.timedelta(hours=settings.storage.staging_retention_hours)
+    swept = object_store(settings).sweep_staging(older_than=retention)
+    if swept.objects_deleted or swept.uploads_aborted:
+        get_run_logger().info("staging older than %s: %d objects deleted, %d multipart uploads aborted",
+                              retention, swept.objects_deleted, swept.uploads_aborted)
+
+
 @task(name="score-partition", retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE,
       task_run_name="score-{day}")
 def score_partition_task(settings: Settings, day: dt.date, champion: ModelRef, challenger: ModelRef | None,

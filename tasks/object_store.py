@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import boto3
 import pandas as pd
@@ -79,6 +79,12 @@ class PreconditionFailed(ObjectStoreError):
 
 
 @dataclass(frozen=True)
+class StagingSweep:
+    objects_deleted: int
+    uploads_aborted: int
+
+
+@dataclass(frozen=True)
 class PublishedFile:
     key: str
     sha256: str
@@ -102,6 +108,27 @@ class Manifest:
     def from_json(cls, data: dict[str, Any]) -> Manifest:
         files = [PublishedFile(**f) for f in data["files"]]
         return cls(**{**data, "files": files})
+
+
+def credentials_from_block(block_name: str) -> tuple[str, str]:
+    """S3 keys from a prefect-aws `AwsCredentials` block on the configured Prefect server."""
+    from prefect.exceptions import ObjectNotFound as BlockNotFound
+    from prefect_aws import AwsCredentials
+
+    try:
+        # `_sync=True`: async_dispatch's blocking path even when called under a running event loop.
+        block = cast(AwsCredentials, AwsCredentials.load(block_name, _sync=True))  # type: ignore[call-arg]
+    except (BlockNotFound, ValueError) as exc:
+        raise AccessDenied(
+            f"storage.credentials_block: no AwsCredentials block named {block_name!r} on the Prefect server "
+            f"({type(exc).__name__}); create it in the UI (Blocks -> AWS Credentials) or with "
+            "`AwsCredentials(aws_access_key_id=..., aws_secret_access_key=...).save(name)`"
+        ) from None
+    secret = block.aws_secret_access_key.get_secret_value() if block.aws_secret_access_key else None
+    if not block.aws_access_key_id or not secret:
+        raise AccessDenied(f"storage.credentials_block {block_name!r}: the block has no access key id and secret "
+                           "access key (profiles and assumed roles are not supported here)")
+    return block.aws_access_key_id, secret
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -131,6 +158,8 @@ class ObjectStore:
         if self._client is None:
             cfg = self.config
             credentials = cfg.resolved_credentials()
+            if credentials is None and cfg.credentials_block:
+                credentials = credentials_from_block(cfg.credentials_block)
             kwargs: dict[str, Any] = {}
             if credentials:
                 kwargs = {"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]}
@@ -187,7 +216,8 @@ class ObjectStore:
         if code in _AUTH_CODES:
             return AccessDenied(
                 f"S3 {what}: the server rejected the credentials ({code}) at {self._where()}. "
-                "Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or storage.credentials_file."
+                "Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, storage.credentials_file or "
+                "storage.credentials_block."
             )
         if code in _MISSING_KEY_CODES:
             return ObjectNotFound(f"S3 {what}: no such object")
@@ -363,6 +393,30 @@ class ObjectStore:
         )
 
     # ---- atomic publish -------------------------------------------------------------------------------
+    def sweep_staging(self, older_than: dt.timedelta) -> StagingSweep:
+        """Remove what failed runs left in staging: objects, and multipart uploads the run could not abort
+        (the store itself was down). Only what is older than `older_than`, so runs in flight keep theirs.
+        Garbage, never data: nothing under `_staging/` is visible to readers."""
+        staging = self.config.prefixes.staging + "/"
+        cutoff = dt.datetime.now(dt.UTC) - older_than
+        old_objects: list[str] = []
+        for page in self._call(f"list {self.uri(staging)}", lambda: list(
+                self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=staging))):
+            old_objects.extend(o["Key"] for o in page.get("Contents", []) if o["LastModified"] <= cutoff)
+        self.delete_keys(old_objects)
+        uploads = self._call(f"list multipart uploads {self.uri(staging)}", lambda: [
+            u for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=staging) for u in page.get("Uploads", [])])
+        old_uploads = [u for u in uploads if u["Initiated"] <= cutoff]
+        for upload in old_uploads:
+            self._call(f"abort multipart {self.uri(upload['Key'])}", partial(
+                self.client.abort_multipart_upload, Bucket=self.bucket, Key=upload["Key"],
+                UploadId=upload["UploadId"]))
+        if old_objects or old_uploads:
+            log.debug("swept staging %s: %d objects deleted, %d multipart uploads aborted (older than %s)",
+                     self.uri(staging), len(old_objects), len(old_uploads), older_than)
+        return StagingSweep(len(old_objects), len(old_uploads))
+
     def publication(self, prefix: str, run_id: str) -> Publication:
         """Start an atomic write of `prefix`; use as a context manager (aborts on exception)."""
         return Publication(self, prefix.rstrip("/"), run_id)

@@ -27,7 +27,8 @@ from configs.settings import Settings
 from tasks import events
 from tasks.object_store import ObjectStore
 
-LedgerKind = Literal["started", "suppressed", "completed", "failed", "awaiting_approval", "approved", "rejected"]
+LedgerKind = Literal["started", "suppressed", "completed", "failed", "awaiting_approval", "approved", "rejected",
+                     "superseded"]
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class RetrainingOutcome:
     """What a retraining trigger led to: suppressed, or trained with the gate's (and a person's) decision."""
 
     model_name: str
-    status: Literal["suppressed", "promoted", "kept_champion", "rejected_by_approver"]
+    status: Literal["suppressed", "promoted", "kept_champion", "rejected_by_approver", "champion_changed"]
     run_id: str
     version: str | None = None
     reasons: list[str] = field(default_factory=list)
@@ -210,15 +211,19 @@ def await_approval(settings: Settings, model_name: str, training: Any) -> Retrai
     Called from the flow itself: Prefect pauses flow runs, not task runs."""
     from prefect.flow_runs import pause_flow_run
 
-    from tasks.registry import ModelRegistry
+    from tasks.registry import ModelRegistry, PromotionConflict
 
     run_id = current_run_id_or_none() or "unknown"
     outcome = _outcome_from_training(model_name, run_id, training)
     store = ObjectStore(settings.storage)
     registry = ModelRegistry(store, settings)
-    if outcome.version is None or not registry.get_version(model_name, int(outcome.version)).gates_passed:
+    if outcome.version is None:
+        return outcome
+    version = int(outcome.version)
+    challenger = registry.get_version(model_name, version)
+    if not challenger.gates_passed:
         return outcome  # the gates refused it: nothing to approve, the champion stays
-    if registry.champion_version(model_name) == int(outcome.version):
+    if registry.champion_version(model_name) == version:
         return outcome  # unchanged window: training returned the champion itself, nothing to approve
     record(store, settings, "awaiting_approval", model_name, run_id, None, version=outcome.version)
     get_run_logger().info("challenger %s v%s passed the gates; waiting for approval (resume this run in the UI)",
@@ -237,8 +242,17 @@ def await_approval(settings: Settings, model_name: str, training: Any) -> Retrai
                approver=answer.approver, reason=answer.reason)
         return RetrainingOutcome(model_name, "rejected_by_approver", run_id, outcome.version,
                                  [f"rejected by {answer.approver}: {answer.reason}"])
-    registry.promote(model_name, int(outcome.version), actor=answer.approver,
-                     reason=answer.reason or "approved after drift retraining")
+    # The gates compared the challenger with the champion of that moment; a pause can last hours, and a person
+    # may have promoted or rolled back meanwhile. An approval of a comparison that no longer holds is not applied.
+    compared_with = challenger.gates.get("champion_version")
+    try:
+        registry.promote(model_name, version, actor=answer.approver,
+                         reason=answer.reason or "approved after drift retraining", expected_champion=compared_with)
+    except PromotionConflict as exc:
+        record(store, settings, "superseded", model_name, run_id, None, version=outcome.version,
+               approver=answer.approver, compared_with=compared_with, reason=str(exc))
+        return RetrainingOutcome(model_name, "champion_changed", run_id, outcome.version,
+                                 [f"approved by {answer.approver}, not promoted: {exc}"])
     record(store, settings, "approved", model_name, run_id, None, version=outcome.version, approver=answer.approver,
            reason=answer.reason)
     return RetrainingOutcome(model_name, "promoted", run_id, outcome.version,

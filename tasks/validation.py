@@ -20,7 +20,9 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -156,7 +158,7 @@ def failure_message(result: ValidationResult, batch_key: str, quarantine_uri: st
 
 
 def summary_markdown(result: ValidationResult, batch_key: str, quarantine_uri: str | None = None,
-                     docs_url: str | None = None, rows_quarantined: int = 0) -> str:
+                     docs_url: str | None = None, rows_quarantined: int = 0, docs_uri: str | None = None) -> str:
     head = (f"**{result.suite}** `{batch_key}`: {result.row_count:,} rows, "
             f"{len(result.outcomes) - len(result.failed)}/{len(result.outcomes)} expectations passed "
             f"({result.engine}, {result.seconds * 1000:.0f} ms)")
@@ -175,7 +177,7 @@ def summary_markdown(result: ValidationResult, batch_key: str, quarantine_uri: s
     if quarantine_uri:
         lines += ["", f"Quarantine: `{quarantine_uri}`"]
     if docs_url:
-        lines += [f"Data Docs: [{docs_url}]({docs_url})"]
+        lines += [f"Data Docs: [{docs_url}]({docs_url})" + (f", a copy at `{docs_uri}`" if docs_uri else "")]
     return "\n".join(lines)
 
 
@@ -206,6 +208,16 @@ def _gx_report(frame: pd.DataFrame | None, suite: dict[str, Any], result: Valida
     except Exception as exc:  # the report is a courtesy; the decision was already made
         log.warning("Great Expectations report for %s failed: %s", batch_key, exc)
         return {"error": f"{type(exc).__name__}: {exc}"}, None
+
+
+def _publish_docs(store: ObjectStore, settings: Settings, prefix: str, docs_url: str | None) -> str | None:
+    """Copy the local Data Docs page of a failed batch to `<quarantine prefix>/data-docs.html` (its styles
+    and scripts come from CDNs, so the page reads the same from there)."""
+    if not (settings.validation.publish_docs and docs_url and docs_url.startswith("file://")):
+        return None
+    key = f"{prefix}/data-docs.html"
+    store.put_bytes(key, Path(unquote(docs_url.removeprefix("file://"))).read_bytes(), content_type="text/html")
+    return store.uri(key)
 
 
 def _artifact(markdown: str, settings: Settings, suite: str) -> None:
@@ -253,10 +265,13 @@ def check_or_quarantine(store: ObjectStore, frame: pd.DataFrame, suite: SuiteNam
             if rest.passed:
                 gx_describe, docs_url = _gx_report(frame, suite_json, result, settings, batch_key)
                 store.put_parquet(f"{prefix}/rows.parquet", rejected)
+                docs_uri = _publish_docs(store, settings, prefix, docs_url)
                 store.put_json(f"{prefix}/report.json", _report(
                     result, settings, batch_key, run_id, rows_in=len(frame), rows_passed=len(passing),
-                    rows_quarantined=len(rejected), great_expectations=gx_describe, data_docs=docs_url))
-                summary = summary_markdown(result, batch_key, uri, docs_url, rows_quarantined=len(rejected))
+                    rows_quarantined=len(rejected), great_expectations=gx_describe, data_docs=docs_url,
+                    data_docs_published=docs_uri))
+                summary = summary_markdown(result, batch_key, uri, docs_url, rows_quarantined=len(rejected),
+                                           docs_uri=docs_uri)
                 logger.warning(summary)
                 _artifact(summary, settings, suite)
                 return ValidatedBatch(passing, len(frame), len(passing), len(rejected), rest, uri, docs_url)
@@ -265,11 +280,12 @@ def check_or_quarantine(store: ObjectStore, frame: pd.DataFrame, suite: SuiteNam
     files = source_files or [SourceFile("batch.parquet", dataframe_to_parquet_bytes(frame))]
     for source in files:
         store.put_bytes(f"{prefix}/{source.name}", source.data)
+    docs_uri = _publish_docs(store, settings, prefix, docs_url)
     store.put_json(f"{prefix}/report.json", _report(
         result, settings, batch_key, run_id, rows_in=len(frame), rows_passed=0, rows_quarantined=len(frame),
         files=[{"name": f.name, "sha256": sha256_bytes(f.data), "size_bytes": len(f.data)} for f in files],
-        great_expectations=gx_describe, data_docs=docs_url))
-    summary = summary_markdown(result, batch_key, uri, docs_url)
+        great_expectations=gx_describe, data_docs=docs_url, data_docs_published=docs_uri))
+    summary = summary_markdown(result, batch_key, uri, docs_url, docs_uri=docs_uri)
     logger.error(summary)
     _artifact(summary, settings, suite)
     raise DataValidationError(failure_message(result, batch_key, uri), result, uri)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 import pandas as pd
 import pytest
@@ -128,3 +129,29 @@ def test_server_down_is_retried_then_reported(s3_server: Settings, caplog: pytes
     retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
     assert len(retries) == 3
     assert time.monotonic() - started >= 0.05 + 0.1 + 0.2  # exponential backoff was honoured
+
+
+def test_credentials_from_a_prefect_block(s3_server: Settings, prefect_harness: None,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """storage.credentials_block: the keys come from an AwsCredentials block on the Prefect server; neither the
+    environment nor a file holds them. A wrong or missing block is refused with a message naming it."""
+    from prefect_aws import AwsCredentials
+
+    key, secret = s3_server.storage.resolved_credentials() or ("", "")
+    assert key and secret
+    block_name = f"conveyor-s3-{uuid.uuid4().hex[:8]}"
+    AwsCredentials(aws_access_key_id=key, aws_secret_access_key=secret).save(block_name)
+    AwsCredentials(aws_access_key_id=key, aws_secret_access_key="not-the-secret").save(block_name + "-wrong")
+    no_keys = s3_server.storage.model_copy(update={
+        "access_key_id": None, "secret_access_key": None, "bucket": f"t-{uuid.uuid4().hex[:12]}"})
+
+    with caplog.at_level(logging.DEBUG):
+        store = ObjectStore(no_keys.model_copy(update={"credentials_block": block_name}))
+        store.put_bytes("from-block.bin", b"conveyor")
+        assert store.get_bytes("from-block.bin") == b"conveyor"
+    assert secret not in caplog.text
+
+    with pytest.raises(AccessDenied, match="rejected the credentials .*storage.credentials_block"):
+        ObjectStore(no_keys.model_copy(update={"credentials_block": block_name + "-wrong"})).get_bytes("x")
+    with pytest.raises(AccessDenied, match=f"no AwsCredentials block named '{block_name}-missing'"):
+        ObjectStore(no_keys.model_copy(update={"credentials_block": block_name + "-missing"})).get_bytes("x")

@@ -14,7 +14,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -109,9 +109,10 @@ def _wait_paused(tag: str, thread: threading.Thread, box: dict[str, Any]) -> Any
     raise AssertionError(f"retraining run {tag} did not pause within {PAUSE_WAIT_SECONDS}s")
 
 
-def _paused_then_resume(env: Settings, answer: dict[str, Any]) -> tuple[RetrainingOutcome, Any, int | None]:
-    """Start a retraining, check the pause, resume with `answer`; return its outcome, its paused run and the
-    champion seen while it was paused."""
+def _paused_then_resume(env: Settings, answer: dict[str, Any], while_paused: Callable[[], None] | None = None
+                        ) -> tuple[RetrainingOutcome, Any, int | None]:
+    """Start a retraining, check the pause, call `while_paused`, resume with `answer`; return its outcome, its
+    paused run and the champion seen while it was paused (before `while_paused`)."""
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
 
@@ -127,6 +128,8 @@ def _paused_then_resume(env: Settings, answer: dict[str, Any]) -> tuple[Retraini
     champion_while_paused = registry.champion_version(MODEL)
     kinds = [e.kind for e in read_ledger(ObjectStore(env.storage), env, MODEL) if e.run_id == str(paused.id)]
     assert kinds[-1] == "awaiting_approval", kinds
+    if while_paused is not None:
+        while_paused()
     resume_flow_run(paused.id, run_input=answer)
     thread.join(timeout=120)
     assert not thread.is_alive(), "the resumed run did not finish"
@@ -158,6 +161,22 @@ def test_approval_mode_reject_then_approve(env: Settings) -> None:
     assert mine[2].detail == {"version": refused.version, "approver": "bob",
                               "reason": "wait for the quarterly review"}
     assert mine[3].detail["status"] == "rejected_by_approver"
+
+    # The champion changes while a run waits (a person promotes the refused challenger by hand): the approval
+    # arrives for a comparison that no longer holds, so nothing is promoted and the ledger says why.
+    def promote_while_paused() -> None:
+        registry.promote(MODEL, int(refused.version), actor="carol", reason="hand promotion during the pause")
+
+    stale, paused, _ = _paused_then_resume(env, {"approve": True, "approver": "dave", "reason": "looks good"},
+                                           while_paused=promote_while_paused)
+    assert stale.status == "champion_changed" and stale.version not in (None, refused.version), stale
+    assert registry.champion_version(MODEL) == int(refused.version)
+    assert f"champion is v{refused.version} now, not v{bad_champion}" in stale.reasons[0], stale.reasons
+    mine = [e for e in read_ledger(store, env, MODEL) if e.run_id == str(paused.id)]
+    assert [e.kind for e in mine] == ["started", "awaiting_approval", "superseded", "completed"], mine
+    assert mine[2].detail["compared_with"] == bad_champion and mine[2].detail["approver"] == "dave"
+    registry.rollback(MODEL, actor="test", reason="restore the bad champion for the next steps")
+    assert registry.champion_version(MODEL) == bad_champion
 
     # Nobody answers within approval_timeout_seconds: the run fails, the ledger says why, the champion stays.
     with pytest.MonkeyPatch.context() as patch:

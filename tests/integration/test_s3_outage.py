@@ -18,7 +18,7 @@ import pytest
 
 from configs.settings import Settings, load_settings
 from tasks.local_stack import LocalStack, _pid_alive, private_stack_env
-from tasks.object_store import MANIFEST_NAME, ObjectStore, StoreUnavailable
+from tasks.object_store import MANIFEST_NAME, ObjectStore, StagingSweep, StoreUnavailable
 from tasks.scoring import FrameSource, PublishedParquetSource, ScoringModel, predictions_prefix, score_partition
 from tests.integration.test_scoring import DAY, population, train_model, with_scoring
 
@@ -133,6 +133,12 @@ def test_s3_server_stopped_mid_write_leaves_nothing_visible_and_rerun_completes(
     assert store.list_keys(prefix + "/") == []  # not even an unlisted part under the partition
     assert store.list_keys(settings.storage.prefixes.staging + "/") == []  # no completed staging object either
     assert len(store.read_published_parquet(earlier_prefix)) == earlier.rows_scored == 2000
+    # ...but the doomed run could not abort its multipart upload (the server was down): invisible garbage that
+    # the staging sweep removes once it is older than the retention, and not before.
+    orphans = store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
+    assert [u["Key"] for u in orphans] == [f"{settings.storage.prefixes.staging}/doomed/{prefix}/part-00000.parquet"]
+    assert store.sweep_staging(older_than=dt.timedelta(hours=1)) == StagingSweep(0, 0)
+    assert staged_parts(store) == source.parts_at_stop
 
     rerun_started = time.monotonic()
     result = score_partition(store, settings, FrameSource(frame), model, "churn", DAY, "rerun")
@@ -147,6 +153,9 @@ def test_s3_server_stopped_mid_write_leaves_nothing_visible_and_rerun_completes(
     assert set(published["run_id"]) == {"rerun"}
     assert store.list_keys(prefix + "/") == [f"{prefix}/{MANIFEST_NAME}", f"{prefix}/run-rerun-part-00000.parquet"]
     assert store.published_prefixes(settings.storage.prefixes.predictions + "/") == sorted([earlier_prefix, prefix])
+    assert store.sweep_staging(older_than=dt.timedelta(0)) == StagingSweep(0, 1)
+    assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
+    assert store.read_manifest(prefix) == manifest  # the sweep never touches published data
     print(f"outage run failed {failed_at - source.stopped_at:.2f}s after the stop (run started "
           f"{source.stopped_at - started:.1f}s earlier, {source.parts_at_stop} part(s) staged, stop after chunk "
           f"{source.stopped_after_chunk} of {-(-len(frame) // CHUNK_ROWS)}); rerun {rerun_seconds:.1f}s")

@@ -77,6 +77,12 @@ def test_faulty_partition_is_rejected_and_quarantined_byte_identical(store: Obje
     assert report["result"]["passed"] is False and report["files"][0]["sha256"] == sha256_bytes(stored)
     assert report["great_expectations"]["success"] is False  # GX's own report of the same batch
     assert report["data_docs"].startswith("file://")
+    # The Data Docs page travels with the batch: a copy next to report.json, naming the failed column.
+    assert report["data_docs_published"] == store.uri(quarantine + "data-docs.html")
+    page = store.get_bytes(quarantine + "data-docs.html")
+    assert page.startswith(b"<!DOCTYPE html>") and b"Data documentation compiled by Great Expectations" in page
+    if column != "table":
+        assert all(part.encode() in page for part in column.split(",")), column
 
 
 @pytest.mark.parametrize("data", [b"", b"PAR1 this is not a parquet file"], ids=["empty_file", "unreadable"])
