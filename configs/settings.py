@@ -290,6 +290,9 @@ class FeaturesConfig(_Strict):
     ttl_days: int = Field(default=90, ge=1)
     owner: str = "ml-platform"
     redis_connection_string: str = "127.0.0.1:6379"   # prod profile's online store
+    # Prod profile's registry: a SQLAlchemy URL (postgresql+psycopg://user:password@host/db) of a SQL registry that
+    # every worker shares; from the environment (CONVEYOR_FEATURES__REGISTRY_URL), never from this repo.
+    registry_url: SecretStr | None = None
     materialize_chunk_hours: int = Field(default=24, ge=1, description="time slice read from the offline store")
     online_write_batch_size: int = Field(default=20_000, ge=1, description="rows per online_write_batch call")
     skew_sample_size: int = Field(default=200, ge=1)

@@ -250,6 +250,12 @@ def repo_config(settings: Settings) -> RepoConfig:
     registry = raw.get("registry")
     if isinstance(registry, str):
         registry = {"registry_type": "file", "path": registry}
+    if isinstance(registry, dict) and registry.get("registry_type") == "sql":
+        if settings.features.registry_url is None:
+            raise FeatureStoreError(
+                f"{path} declares a SQL registry: set features.registry_url (CONVEYOR_FEATURES__REGISTRY_URL, "
+                "e.g. postgresql+psycopg://user:password@host:5432/feast)")
+        registry = {**registry, "path": settings.features.registry_url.get_secret_value()}
     if isinstance(registry, dict) and registry.get("registry_type", "file") == "file":
         registry_path = str(registry["path"])
         if "://" not in registry_path and not Path(registry_path).is_absolute():
@@ -343,8 +349,20 @@ def apply_definitions(settings: Settings) -> AppliedDefinitions:
         entities=[e.name for e in store.list_entities()],
         feature_views=[v.name for v in store.list_feature_views()],
         feature_services=[s.name for s in store.list_feature_services()],
-        registry=str(store.config.registry.path),
+        registry=_without_password(str(store.config.registry.path)),
     )
+
+
+def _without_password(registry_path: str) -> str:
+    """A registry path fit for logs: a SQL registry's URL carries its database password."""
+    if "://" not in registry_path:
+        return registry_path
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(registry_path).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a SQLAlchemy URL (e.g. s3://): it has no password to hide
+        return registry_path.split("://", 1)[0] + "://..." if "@" in registry_path else registry_path
 
 
 # ---- offline data -------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ def prod_env(engines: tuple[Postgres, Redis], s3_server: Settings,
     """One setting picks the profile; the rest is where the engines are and credentials, all from env."""
     postgres, redis = engines
     key, secret = s3_server.storage.resolved_credentials() or ("", "")
+    postgres.psql("postgres", "CREATE DATABASE feast")
     state = tmp_path_factory.mktemp("prod-state")
     port = free_port()
     env = {
@@ -71,6 +72,7 @@ def prod_env(engines: tuple[Postgres, Redis], s3_server: Settings,
         "AWS_ACCESS_KEY_ID": key,           # S3 credentials from the environment (boto3's default chain)
         "AWS_SECRET_ACCESS_KEY": secret,
         "CONVEYOR_FEATURES__REDIS_CONNECTION_STRING": redis.feast_connection_string,
+        "CONVEYOR_FEATURES__REGISTRY_URL": postgres.url("feast", driver="postgresql+psycopg"),
         "CONVEYOR_FEATURES__STATE_DIR": str(state / "feast"),
         "CONVEYOR_SCORING__TASK_RUNNER": "dask",
         "PREFECT_WORKER_QUERY_SECONDS": "2",
@@ -164,19 +166,35 @@ def test_scheduled_scoring_deployment_runs_on_dask_with_postgres_and_env_credent
     assert not list(Path(prod_stack.prefect_home).glob("*.db")), "the prod server must not create a SQLite db"
 
 
-def test_feast_online_store_on_redis(prod_env: dict[str, str], engines: tuple[Postgres, Redis]) -> None:
+def test_feast_on_redis_with_a_registry_in_postgres_shared_by_workers(
+        prod_env: dict[str, str], engines: tuple[Postgres, Redis], tmp_path: Path) -> None:
     from tasks import feature_store as fsm
     from tests.unit.test_feature_store import ROWS, day
 
-    _, redis = engines
+    postgres, redis = engines
     settings = load_settings()
-    assert fsm.repo_config(settings).online_store.type == "redis"
+    config = fsm.repo_config(settings)
+    assert config.online_store.type == "redis" and config.registry.registry_type == "sql"
     frame = pd.DataFrame(ROWS)
     for partition_day, part in frame.groupby(frame["event_timestamp"].dt.date):
         fsm.write_offline_partition(settings, partition_day, part)
-    fsm.apply_definitions(settings)
+    applied = fsm.apply_definitions(settings)
+    assert applied.registry.startswith("postgresql+psycopg://") and postgres.password not in applied.registry
     fsm.materialize_window(settings, day(0), day(11), sync=False)
     online = fsm.online_features(settings, [1, 2, 4, 3])
     assert online["age"].tolist()[:3] == [32, 40, 50]
     assert online.iloc[3].drop("customer_id").isna().all()
     assert int(redis.cli("DBSIZE")) >= 3  # the values are in Redis, one hash per entity key
+    # The registry lives in PostgreSQL, not in a file of this worker's state folder.
+    assert int(postgres.psql("feast", "SELECT count(*) FROM feature_services")) >= 1
+    assert not list(Path(settings.features.state_dir or tmp_path).glob("registry*"))
+
+    # A second worker (own state folder, nothing applied there) sees the same definitions and the recorded
+    # materialization, so it reads the same online values and resumes incrementally where the first stopped.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONVEYOR_FEATURES__STATE_DIR", str(tmp_path / "worker-b"))
+        other = load_settings()
+        assert other.features.state_dir != settings.features.state_dir
+        pd.testing.assert_frame_equal(fsm.online_features(other, [1, 2, 4, 3]), online)
+        assert fsm.materialized_until(other) == fsm.materialized_until(settings)
+        assert set(fsm.materialized_until(other).values()) == {day(11).to_pydatetime()}

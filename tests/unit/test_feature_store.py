@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from pydantic import SecretStr
 
 from configs.settings import Settings, load_settings
 from tasks import feature_store as fsm
@@ -191,14 +192,21 @@ def test_unknown_feature_service_is_named(settings: Settings) -> None:
         fsm.apply_definitions(other)
 
 
-def test_prod_profile_uses_redis_with_absolute_paths(tmp_path: Path) -> None:
+def test_prod_profile_uses_redis_and_a_sql_registry_from_the_environment(tmp_path: Path) -> None:
     prod = load_settings("prod")
-    prod = prod.model_copy(update={"features": prod.features.model_copy(update={"state_dir": tmp_path})})
+    assert prod.features.registry_url is None  # nothing in the repo: it must come from the environment
+    with pytest.raises(fsm.FeatureStoreError, match=r"features.registry_url \(CONVEYOR_FEATURES__REGISTRY_URL"):
+        fsm.repo_config(prod)
+    url = "postgresql+psycopg://feast:s3cr3t-pw@db.internal:5432/feast"
+    prod = prod.model_copy(update={"features": prod.features.model_copy(
+        update={"state_dir": tmp_path, "registry_url": SecretStr(url)})})
     config = fsm.repo_config(prod)
     assert config.online_store.type == "redis"
     assert config.online_store.connection_string == prod.features.redis_connection_string
-    assert Path(config.registry.path).is_absolute()
+    assert (config.registry.registry_type, config.registry.path) == ("sql", url)
     assert config.offline_store.type == "duckdb"
+    assert "s3cr3t-pw" not in repr(prod.features) and "s3cr3t-pw" not in fsm._without_password(url)
+    assert fsm._without_password(url) == "postgresql+psycopg://feast:***@db.internal:5432/feast"
 
 
 def test_materialize_without_offline_data_says_where(tmp_path: Path) -> None:
