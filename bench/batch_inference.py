@@ -204,6 +204,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, action="append", help="input rows (repeatable); default 1e6 and 1e7")
     parser.add_argument("--repeats", type=int, default=3, help="runs per variant below 1e7 rows (1e7 runs once)")
+    parser.add_argument("--note", default="", help="what else ran on the machine (recorded with the results)")
     parser.add_argument("--child", choices=["plain", "engine", "flow"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -222,6 +223,7 @@ def main() -> int:
     from tasks.object_store import ObjectStore
 
     stack = LocalStack(load_settings())
+    load_at_start = os.getloadavg()
     rows_out: list[dict[str, Any]] = []
     try:
         stack.up()
@@ -246,17 +248,20 @@ def main() -> int:
     finally:
         stack.down()
 
-    print_table(rows_out)
+    table = results_table(rows_out)
+    print("\n" + table)
     out = ROOT / "bench" / "results" / "batch_inference.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "shared": True,
-                                           "note": "shared with other helpers; ratios measured side by side"},
-                               "runs": rows_out}, indent=2))
-    print(f"\nresults: {out}")
+    machine = {"cpus": os.cpu_count(), "load_at_start": load_at_start, "note": args.note}
+    out.write_text(json.dumps({"machine": machine, "runs": rows_out}, indent=2))
+    out.with_suffix(".md").write_text(
+        f"`{' '.join(['.venv/bin/python', 'bench/batch_inference.py', *sys.argv[1:]])}`; {os.cpu_count()} CPUs, "
+        f"load at start {load_at_start[0]:.1f}; {args.note or 'no note'}\n\n{table}\n")
+    print(f"\nresults: {out} and {out.with_suffix('.md')}")
     return 0
 
 
-def print_table(runs: list[dict[str, Any]]) -> None:
+def results_table(runs: list[dict[str, Any]]) -> str:
     """Median (and best) work time per variant, ratios against plain of the same size, CPU seconds (less
     sensitive to other processes on the machine than wall time), startup and peak RSS."""
     import statistics
@@ -265,9 +270,8 @@ def print_table(runs: list[dict[str, Any]]) -> None:
     for r in runs:
         groups.setdefault((r["rows"], r["mode"]), []).append(r)
     order = ["plain", "engine", "flow"]
-    print("\n| rows | variant | runs | work s (median) | ratio | work s (best) | ratio (best) | CPU s | CPU ratio "
-          "| startup+imports s | peak RSS MB | load 1m |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = ["| rows | variant | runs | work s (median) | ratio | work s (best) | ratio (best) | CPU s | CPU ratio "
+             "| startup+imports s | peak RSS MB | load 1m |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (rows, mode), group in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]))):
         plain = groups[(rows, "plain")]
 
@@ -277,11 +281,12 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         def best(g: list[dict[str, Any]], key: str) -> float:
             return float(min(x[key] for x in g))
 
-        print(f"| {rows:,} | {mode} | {len(group)} | {med(group, 'work_s'):.2f} | "
-              f"{med(group, 'work_s') / med(plain, 'work_s'):.2f} | {best(group, 'work_s'):.2f} | "
-              f"{best(group, 'work_s') / best(plain, 'work_s'):.2f} | {med(group, 'cpu_s'):.2f} | "
-              f"{med(group, 'cpu_s') / med(plain, 'cpu_s'):.2f} | {med(group, 'startup_s'):.2f} | "
-              f"{max(x['peak_rss_mb'] for x in group):.0f} | {med(group, 'load_1m'):.1f} |")
+        lines.append(f"| {rows:,} | {mode} | {len(group)} | {med(group, 'work_s'):.2f} | "
+                     f"{med(group, 'work_s') / med(plain, 'work_s'):.2f} | {best(group, 'work_s'):.2f} | "
+                     f"{best(group, 'work_s') / best(plain, 'work_s'):.2f} | {med(group, 'cpu_s'):.2f} | "
+                     f"{med(group, 'cpu_s') / med(plain, 'cpu_s'):.2f} | {med(group, 'startup_s'):.2f} | "
+                     f"{max(x['peak_rss_mb'] for x in group):.0f} | {med(group, 'load_1m'):.1f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
