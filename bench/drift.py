@@ -6,7 +6,7 @@ Current window: `--rows` rows x 10 features (8 numeric, 2 categorical) of the sy
 feature shifted; reference: the same number of rows from the training period (worst case; the registry keeps a
 sample). Baseline in the same run: `predict_proba` of a HistGradientBoosting pipeline on the same rows (the
 work of batch scoring without I/O; STACK.md's read -> predict -> write floor is 2.1 s per 1e6 rows).
-Prints a markdown table and writes bench/results/drift.json. The machine is shared: compare ratios, not seconds.
+Prints a markdown table and writes bench/results/drift.json, with the load average: compare ratios, not seconds.
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ def main() -> None:
 
     base = results["predict_proba (batch scoring work)"]
     print(f"\n## Drift statistics at {args.rows:,} rows x {len(features)} features (+ score), best of {args.repeat}")
-    print(f"data generation {made:.1f}s (not timed below); machine shared with other jobs: read the ratios\n")
+    print(f"data generation {made:.1f}s (not timed below); load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs: read the ratios\n")
     print("| step | seconds | ratio vs predict_proba |")
     print("|---|---:|---:|")
     for name, seconds in results.items():
@@ -111,7 +112,7 @@ def main() -> None:
         "rows": args.rows, "features": len(features), "repeat": args.repeat, "seconds": results,
         "ratio_vs_predict": {k: v / base for k, v in results.items()},
         "drifted_features": report["r"].drifted_features, "cpus": os.cpu_count(), "python": platform.python_version(),
-        "measured_at": dt.datetime.now(dt.UTC).isoformat(), "note": "shared machine; other helpers running",
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(), "load_avg_1m": os.getloadavg()[0],
     }, indent=2))
 
 

@@ -107,7 +107,7 @@ def main() -> None:
                    for n in args.rows for repeating in (False, True)]
     load = os.getloadavg()
     print(f"\nvalidation vs parquet read (median of {args.repeats}; GX median of {args.gx_repeats}); "
-          f"{os.cpu_count()} cores, load avg {load[0]:.1f} (machine shared with other jobs)\n")
+          f"{os.cpu_count()} cores, load avg {load[0]:.1f}\n")
     print("| rows | entities | expectations | read | plain pandas | fast engine (gate) | GX engine "
           "| fast/read | GX/read | plain/read | fast/plain |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -119,7 +119,7 @@ def main() -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({
         "measured_at": dt.datetime.now(dt.UTC).isoformat(), "python": platform.python_version(),
-        "cores": os.cpu_count(), "load_avg_1m": load[0], "shared_machine": True, "results": results,
+        "cores": os.cpu_count(), "load_avg_1m": load[0], "results": results,
     }, indent=2) + "\n")
     print(f"\nresults: {RESULTS}")
 

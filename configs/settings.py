@@ -162,6 +162,9 @@ class PrefectConfig(_Strict):
     # Basic auth for the Prefect API ('user:password'): the server enforces it (PREFECT_SERVER_API_AUTH_STRING),
     # every client the stack starts sends it (PREFECT_API_AUTH_STRING). From CONVEYOR_PREFECT__API_AUTH_STRING.
     api_auth_string: SecretStr | None = None
+    # `conveyor deploy` installs an automation that marks a flow run Crashed once it has missed this many
+    # heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, default 180 s) without ending: its process died. 0: don't.
+    zombie_after_missed_heartbeats: int = Field(default=3, ge=0, le=100)
 
 
 class NotificationsConfig(_Strict):

@@ -14,6 +14,7 @@ import warnings
 from configs.settings import TELEMETRY_OFF_ENV, ConfigError, load_settings
 from flows.cli_models import add_models_parser
 from tasks.local_stack import SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
+from tasks.prefect_api import ZOMBIE_AUTOMATION, api_client, ensure_zombie_automation
 
 
 def _out(line: str = "") -> None:
@@ -61,6 +62,17 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     output = deploy_all(settings.project_root, env)
     names = re.findall(r"Deployment '([^']+)' successfully", " ".join(output.split()))
     _out(f"deployed {len(names)} deployment(s) in {time.monotonic() - started:.1f}s: {', '.join(names)}")
+    if settings.prefect.zombie_after_missed_heartbeats:
+        from prefect.settings import get_current_settings
+
+        heartbeat = get_current_settings().flows.heartbeat_frequency
+        if heartbeat is None:
+            _out("zombie-run automation not installed: PREFECT_FLOWS_HEARTBEAT_FREQUENCY is unset (no heartbeats)")
+            return 0
+        within = settings.prefect.zombie_after_missed_heartbeats * heartbeat
+        with api_client(env["PREFECT_API_URL"], env.get("PREFECT_API_AUTH_STRING")) as api:
+            done = ensure_zombie_automation(api, within)
+        _out(f"automation {ZOMBIE_AUTOMATION!r} {done}: a run silent for {within}s is marked Crashed")
     return 0
 
 

@@ -1,7 +1,8 @@
-"""Read-only questions to a Prefect server's REST API: runs of a deployment, events, waiting for a state.
+"""A Prefect server's REST API: questions (runs of a deployment, events, waiting for a state) and the few
+objects `conveyor deploy` manages outside prefect.yaml (the zombie-run automation).
 
-Used by the run command's loop demonstration and by the tests of event-driven behaviour, which must watch a
-real `prefect server start` (the test harness does not evaluate triggers).
+Used by the run command's loop demonstration, by `conveyor deploy`, and by the tests of event-driven behaviour,
+which must watch a real `prefect server start` (the test harness does not evaluate triggers).
 """
 
 from __future__ import annotations
@@ -18,8 +19,52 @@ TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 T = TypeVar("T")
 
 
-def api_client(api_url: str) -> httpx.Client:
-    return httpx.Client(base_url=api_url.rstrip("/"), timeout=30)
+ZOMBIE_AUTOMATION = "conveyor-crash-zombie-flow-runs"
+
+
+def api_client(api_url: str, auth_string: str | None = None) -> httpx.Client:
+    """`auth_string` ('user:password') is sent as basic auth, as PREFECT_API_AUTH_STRING is by Prefect clients."""
+    auth = tuple(auth_string.split(":", 1)) if auth_string else None
+    return httpx.Client(base_url=api_url.rstrip("/"), timeout=30, auth=auth)  # type: ignore[arg-type]
+
+
+def zombie_automation(within_seconds: float) -> dict[str, Any]:
+    """The automation Prefect documents for zombie flow runs: a run that sent a heartbeat and then neither another
+    heartbeat nor a terminal state within `within_seconds` is marked Crashed (its process died: OOM kill, lost
+    node), so it stops holding concurrency slots and looking alive in the UI."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    terminal = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled", "Crashed")}
+    automation = AutomationCore(
+        name=ZOMBIE_AUTOMATION,
+        description="Marks a flow run Crashed when its heartbeats stop before it ends (installed by conveyor deploy).",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.heartbeat", *terminal},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+            within=dt.timedelta(seconds=within_seconds)),
+        actions=[ChangeFlowRunState(name="Crashed", state=StateType.CRASHED,
+                                    message=f"no heartbeat for {within_seconds:g}s: the flow run's process is gone",
+                                    force=False)],
+    )
+    return automation.model_dump(mode="json")
+
+
+def ensure_zombie_automation(api: httpx.Client, within_seconds: float) -> str:
+    """Create the zombie-run automation, or update it in place (idempotent); returns 'created' or 'updated'."""
+    body = zombie_automation(within_seconds)
+    existing = [a for a in api.post("/automations/filter", json={}).raise_for_status().json()
+                if a["name"] == ZOMBIE_AUTOMATION]
+    if existing:
+        api.put(f"/automations/{existing[0]['id']}", json=body).raise_for_status()
+        for duplicate in existing[1:]:
+            api.delete(f"/automations/{duplicate['id']}")
+        return "updated"
+    api.post("/automations/", json=body).raise_for_status()
+    return "created"
 
 
 def deployment_id(api: httpx.Client, name: str) -> str:

@@ -142,3 +142,54 @@ def test_cron_schedules_fire_by_themselves_and_the_worker_runs_them(served_stack
         for name in ("ingest/ingest", "batch-inference/batch-inference"):
             subprocess.run([prefect, "--no-prompt", "deployment", "schedule", "clear", name, "-y"],
                            env=env, timeout=60, capture_output=True)
+
+
+def test_a_flow_run_whose_heartbeats_stop_is_marked_crashed(served_stack: LocalStack) -> None:
+    """`conveyor deploy` installed the zombie-run automation (3 missed heartbeats of 180 s). The same trigger with
+    a 10 s window, scoped to two probe runs (so no real run of this server can be hit), is evaluated by the real
+    server: the run that went silent after a heartbeat is marked Crashed; the one that completed is left alone."""
+    from tasks.prefect_api import ZOMBIE_AUTOMATION, api_client, zombie_automation
+
+    status, automations = served_stack.api("POST", "/automations/filter", {})
+    installed = [a for a in automations if a["name"] == ZOMBIE_AUTOMATION]  # type: ignore[union-attr]
+    assert status == 200 and len(installed) == 1, automations
+    trigger = installed[0]["trigger"]
+    assert (trigger["posture"], trigger["within"], trigger["after"]) == (
+        "Proactive", 540.0, ["prefect.flow-run.heartbeat"])
+    assert installed[0]["actions"][0]["type"] == "change-flow-run-state"
+
+    with api_client(served_stack.prefect_api_url) as api:
+        flow_id = api.post("/flows/", json={"name": "conveyor-zombie-probe"}).raise_for_status().json()["id"]
+        silent, finished = (api.post("/flow_runs/", json={
+            "flow_id": flow_id, "name": name, "state": {"type": "RUNNING", "name": "Running"}}
+        ).raise_for_status().json()["id"] for name in ("silent", "finished"))
+        probe = zombie_automation(within_seconds=10)
+        probe["name"] = f"zombie-probe-{uuid.uuid4().hex[:6]}"
+        probe["trigger"]["match"] = {"prefect.resource.id": [f"prefect.flow-run.{silent}",
+                                                             f"prefect.flow-run.{finished}"]}
+        automation_id = api.post("/automations/", json=probe).raise_for_status().json()["id"]
+        try:
+            # A few heartbeats, as a live run sends them (the server's trigger cache may load the new automation
+            # a moment after it is created, so a single first heartbeat could go unseen), then silence.
+            for _ in range(4):
+                now = dt.datetime.now(dt.UTC).isoformat()
+                api.post("/events", json=[{
+                    "id": str(uuid.uuid4()), "occurred": now, "event": "prefect.flow-run.heartbeat",
+                    "resource": {"prefect.resource.id": f"prefect.flow-run.{run}"}, "related": [], "payload": {}}
+                    for run in (silent, finished)]).raise_for_status()
+                last_heartbeat = time.monotonic()
+                time.sleep(3)
+            api.post(f"/flow_runs/{finished}/set_state",
+                     json={"state": {"type": "COMPLETED", "name": "Completed"}, "force": True}).raise_for_status()
+
+            def state(run: str) -> str:
+                return str(api.get(f"/flow_runs/{run}").raise_for_status().json()["state_type"])
+
+            _wait_for(lambda: state(silent) == "CRASHED", 90, "the silent run to be marked Crashed")
+            print(f"silent run seen Crashed {time.monotonic() - last_heartbeat:.1f}s after its last heartbeat "
+                  "(window 10s, polled every 1s)")
+            assert state(finished) == "COMPLETED"
+            message = api.get(f"/flow_runs/{silent}").json()["state"]["message"]
+            assert "no heartbeat for 10s" in message, message
+        finally:
+            api.delete(f"/automations/{automation_id}")
