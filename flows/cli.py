@@ -9,7 +9,6 @@ import os
 import re
 import sys
 import time
-import warnings
 
 from configs.settings import TELEMETRY_OFF_ENV, ConfigError, load_settings
 from flows.cli_models import add_models_parser
@@ -168,8 +167,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call drowns the run's own log
-    # ibis 12 (Feast's duckdb offline store) on duckdb 1.5: a deprecation we cannot fix here, printed per query.
-    warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
     try:
         return int(args.func(args))
     except (ConfigError, StackError) as exc:
