@@ -253,7 +253,7 @@ def main() -> None:
         print(f"{n:,} entities x {N_FEATURES} features", flush=True)
         for variant_results in run_size(args.work, n, args.rows_per_day, variants):
             results.append(variant_results)
-            meta = {"machine": f"{os.cpu_count()} cores, shared with other jobs while measured (see load_avg)",
+            meta = {"machine": f"{os.cpu_count()} cores", "load_avg_1m": os.getloadavg()[0],
                     "when": dt.datetime.now(dt.UTC).isoformat(), "wall_seconds": time.time() - started,
                     "rows_per_day": args.rows_per_day}
             # Written after every variant, so a long run that is stopped keeps what it measured.
