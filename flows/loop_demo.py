@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from configs.settings import Settings
 from flows.runtime import current_run_id
 from tasks.ingest import land_synthetic
+from tasks.local_stack import stop_process_group
 from tasks.object_store import ObjectStore
 from tasks.prefect_api import (
     TERMINAL_STATES,
@@ -55,25 +57,19 @@ def demonstrate_retraining_loop(settings: Settings, api_url: str, drift_start: d
         runner = subprocess.Popen([sys.executable, "-m", "flows.serve_loop", *LOOP_DEPLOYMENTS],  # noqa: S603
                                   cwd=settings.project_root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
-    try:
-        return _drive(settings, api_url, drift_start, days, timeout, log_path)
-    finally:
-        # serve() pauses its deployments on SIGTERM; it must go while the server is still up.
-        os.killpg(runner.pid, signal.SIGTERM)
+    with api_client(api_url) as api:
         try:
-            runner.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(runner.pid, signal.SIGKILL)
-            runner.wait(10)
-        # Left in place, their triggers would queue runs nobody serves (e.g. the next pipeline's scoring would
-        # trigger a drift monitor). `conveyor deploy` creates them again for a worker.
-        with api_client(api_url) as api:
+            return _drive(settings, api, drift_start, days, timeout, log_path)
+        finally:
+            # serve() pauses its deployments on SIGTERM; it must go while the server is still up.
+            stop_process_group(runner.pid, 60, runner)
+            # Left in place, their triggers would queue runs nobody serves (e.g. the next pipeline's scoring
+            # would trigger a drift monitor). `conveyor deploy` creates them again for a worker.
             delete_deployments_and_automations(api, LOOP_DEPLOYMENTS)
 
 
-def _drive(settings: Settings, api_url: str, drift_start: dt.date, days: int, timeout: float,
+def _drive(settings: Settings, api: httpx.Client, drift_start: dt.date, days: int, timeout: float,
            log_path: Any) -> LoopResult:
-    api = api_client(api_url)
     store = ObjectStore(settings.storage)
     model = settings.training.model_name
     began = time.time()

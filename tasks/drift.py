@@ -294,18 +294,6 @@ def compare(
                        features, prediction, performance, share, reasons)
 
 
-def expected_roc_auc(metrics: dict[str, Any]) -> float | None:
-    """The test-set ROC AUC from a model version's metrics, whichever way the registry nests it."""
-    for key in ("test_roc_auc", "roc_auc_test"):
-        if isinstance(metrics.get(key), int | float):
-            return float(metrics[key])
-    test = metrics.get("test")
-    if isinstance(test, dict) and isinstance(test.get("roc_auc"), int | float):
-        return float(test["roc_auc"])
-    value = metrics.get("roc_auc")
-    return float(value) if isinstance(value, int | float) else None
-
-
 # ---- reports ------------------------------------------------------------------------------------------------
 def report_prefix(settings: Settings, model_name: str, window_end: str) -> str:
     return f"{settings.storage.prefixes.reports}/drift/{model_name}/dt={window_end}"

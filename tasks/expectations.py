@@ -59,7 +59,7 @@ ROW_LEVEL_TYPES = frozenset({
     "expect_column_values_to_be_in_set",
     "expect_compound_columns_to_be_unique",
 })
-_NUMERIC_NAMES = {"int64", "Int64", "int32", "float64", "float32", "Float64", "int", "float"}
+NUMERIC_TYPE_NAMES = {"int64", "Int64", "int32", "float64", "float32", "Float64", "int", "float"}
 
 
 # ---- suites ------------------------------------------------------------------------------------------------
@@ -369,7 +369,7 @@ class FastEvaluator:
         else:
             bad = present & ~values.map(lambda v: isinstance(v, wanted)).to_numpy(dtype=bool)
         checked = self._map_outcome(kind, kw, rule, bad, int(present.sum()), values)
-        if wanted and not (set(type_list) - _NUMERIC_NAMES) and bad.any():
+        if wanted and not (set(type_list) - NUMERIC_TYPE_NAMES) and bad.any():
             # Numbers stored as text: name the values that are not numbers at all, and let row-level mode
             # quarantine exactly those (the rest are converted back to numbers).
             not_numeric = present & numeric_or_nan(values).isna().to_numpy()

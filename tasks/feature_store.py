@@ -22,6 +22,7 @@ recorded in the registry, so `materialize_incremental` resumes exactly where the
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib.util
 import json
 import logging
@@ -303,7 +304,10 @@ _STORES: dict[str, FeatureStore] = {}
 
 def feature_store(settings: Settings) -> FeatureStore:
     """A FeatureStore for these settings (one per distinct configuration, reused within the process)."""
-    key = settings.model_dump_json()
+    # The JSON dump masks secrets, so settings that differ only in the registry URL would share a store.
+    registry_url = settings.features.registry_url
+    secret = registry_url.get_secret_value() if registry_url is not None else ""
+    key = settings.model_dump_json() + hashlib.sha256(secret.encode()).hexdigest()
     if key not in _STORES:
         _STORES[key] = FeatureStore(config=repo_config(settings))
     return _STORES[key]

@@ -37,6 +37,8 @@ class GateDecision:
     passed: bool
     results: list[GateResult]
     champion_version: int | None
+    # The champion's metrics on the challenger's test set (None: no champion, or it could not score these rows).
+    champion_metrics: dict[str, float] | None = None
 
     @property
     def reasons(self) -> list[str]:
@@ -184,5 +186,6 @@ def directional_gate(score: Scorer, frame: pd.DataFrame, checks: list[Directiona
     return GateResult("behaviour_directional", not reasons, metrics, reasons)
 
 
-def decide(results: list[GateResult], champion_version: int | None) -> GateDecision:
-    return GateDecision(all(r.passed for r in results), results, champion_version)
+def decide(results: list[GateResult], champion_version: int | None,
+           champion_metrics: dict[str, float] | None = None) -> GateDecision:
+    return GateDecision(all(r.passed for r in results), results, champion_version, champion_metrics)

@@ -345,17 +345,8 @@ class LocalStack:
             pid = self._recorded_pid(service)
             if pid is None:
                 continue
-            _signal_group(pid, signal.SIGTERM)
-            process = self._processes.pop(service, None)
-            if process is not None:
-                try:
-                    process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    pass
-            if not _wait_until(lambda pid=pid: not _pid_alive(pid), timeout):  # type: ignore[misc]
-                log.warning("%s (pid %d) ignored SIGTERM for %.0fs; sending SIGKILL", service, pid, timeout)
-                _signal_group(pid, signal.SIGKILL)
-                _wait_until(lambda pid=pid: not _pid_alive(pid), 10)  # type: ignore[misc]
+            if not stop_process_group(pid, timeout, self._processes.pop(service, None)):
+                log.warning("%s (pid %d) ignored SIGTERM for %.0fs; it was sent SIGKILL", service, pid, timeout)
             # A restarted SeaweedFS silently moves to the next port if the old one is still bound.
             _wait_until(lambda s=service: all(_port_free(self.host, p) for p in self.ports(s)), 15)  # type: ignore[misc]
             self._pid_file(service).unlink(missing_ok=True)
@@ -382,6 +373,22 @@ def deploy_all(project_root: Path, env: dict[str, str], timeout: float = 300.0) 
     if result.returncode != 0:
         raise StackError(f"`prefect deploy --all` failed (exit {result.returncode}):\n{output[-3000:]}")
     return output
+
+
+def stop_process_group(pid: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> bool:
+    """SIGTERM the process group led by `pid` (a process started with `start_new_session=True`), give it
+    `timeout` seconds, then SIGKILL it. Reaps `process` when this interpreter started it. Returns whether it
+    ended on SIGTERM."""
+
+    def gone() -> bool:
+        return process.poll() is not None if process is not None else not _pid_alive(pid)
+
+    _signal_group(pid, signal.SIGTERM)
+    graceful = _wait_until(gone, timeout)
+    if not graceful:
+        _signal_group(pid, signal.SIGKILL)
+        _wait_until(gone, 10)
+    return graceful
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -63,7 +63,7 @@ def drift_report_for_day(store: ObjectStore, settings: Settings, model_name: str
     current = read_raw_window(store, settings, start, end)
     scores = store.read_published_parquet(predictions_prefix(settings, model_name, scored_day), columns=["score"])
     loaded = registry.load(model_name, champion.version)
-    performance = labelled_performance(store, settings, loaded, drift.expected_roc_auc(champion.test_metrics),
+    performance = labelled_performance(store, settings, loaded, champion.test_metrics.get("roc_auc"),
                                        scored_day)
     report = drift.compare(reference, current, settings.dataset, settings.drift, model_name=model_name,
                            model_version=str(champion.version), window_start=start, window_end=end,

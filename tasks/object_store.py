@@ -294,14 +294,7 @@ class ObjectStore:
             self.delete_keys([key])
 
     def get_bytes(self, key: str) -> bytes:
-        try:
-            response = self._call(
-                f"get {self.uri(key)}", lambda: self.client.get_object(Bucket=self.bucket, Key=key)
-            )
-        except ObjectNotFound:
-            raise ObjectNotFound(f"no object at {self.uri(key)} ({self._where()})") from None
-        body: bytes = response["Body"].read()
-        return body
+        return self.get_bytes_and_etag(key)[0]
 
     def put_json(self, key: str, payload: Any) -> str:
         data = json.dumps(payload, indent=2, sort_keys=True, default=str).encode()

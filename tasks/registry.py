@@ -78,9 +78,9 @@ class ModelMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class ModelVersion:
-    """One registered version, as stored in its metadata.json."""
+@dataclass(frozen=True, kw_only=True)
+class ModelVersion(ModelMetadata):
+    """One registered version, as stored in its metadata.json: the trainer's metadata plus the registry's."""
 
     model_name: str
     version: int
@@ -90,18 +90,9 @@ class ModelVersion:
     reference_key: str
     reference_sha256: str
     files: dict[str, str]
-    metrics: dict[str, Any]
-    gates: dict[str, Any]
-    training_window: dict[str, str]
-    feature_service: str | None
-    feature_names: list[str]
-    data_fingerprint: str
-    params: dict[str, Any]
-    model_config_name: str
     code_version: str | None
     library_versions: dict[str, str]
     registered_by: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -277,14 +268,10 @@ class ModelRegistry:
                                  "application/octet-stream")
             stored_files[name] = key
         registered = ModelVersion(
-            model_name=model_name, version=version, created_at=_now(), artifact_key=f"{root}/model.joblib",
-            sha256=sha, reference_key=f"{root}/reference.parquet", reference_sha256=reference_sha,
-            files=stored_files, metrics=metadata.metrics, gates=metadata.gates,
-            training_window=metadata.training_window, feature_service=metadata.feature_service,
-            feature_names=list(metadata.feature_names), data_fingerprint=metadata.data_fingerprint,
-            params=metadata.params, model_config_name=metadata.model_config_name,
-            code_version=code_version(self.settings.project_root), library_versions=library_versions(),
-            registered_by=actor or default_actor(), extra=metadata.extra,
+            **asdict(metadata), model_name=model_name, version=version, created_at=_now(),
+            artifact_key=f"{root}/model.joblib", sha256=sha, reference_key=f"{root}/reference.parquet",
+            reference_sha256=reference_sha, files=stored_files, code_version=code_version(self.settings.project_root),
+            library_versions=library_versions(), registered_by=actor or default_actor(),
         )
         self.store.put_json(f"{root}/metadata.json", registered.to_json())
         self._append(model_name, lambda state: ("register", version, state.champion), actor or default_actor(),
@@ -306,10 +293,6 @@ class ModelRegistry:
         """Complete versions (those with metadata.json), oldest first."""
         keys = self.store.list_keys(f"{self._model_root(model_name)}/versions/")
         return [ModelVersion.from_json(self.store.get_json(k)) for k in keys if k.endswith("/metadata.json")]
-
-    def list_models(self) -> list[str]:
-        return [p.rstrip("/").rsplit("/", 1)[1] for p in self.store.list_prefixes(f"{self.root}/")
-                if not p.rstrip("/").endswith("_probe")]
 
     # ---- loading --------------------------------------------------------------------------------------
     def _verified_bytes(self, key: str, expected: str, what: str) -> bytes:

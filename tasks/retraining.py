@@ -51,7 +51,6 @@ class CooldownDecision:
 
     allowed: bool
     reason: str
-    last_started: str | None = None
 
 
 def ledger_prefix(settings: Settings, model_name: str) -> str:
@@ -83,9 +82,8 @@ def cooldown_decision(ledger: list[LedgerEntry], now: dt.datetime, cooldown: dt.
     if now - last < cooldown:
         wait = cooldown - (now - last)
         return CooldownDecision(False, f"cooldown: last retraining started {last.isoformat()}, "
-                                       f"{cooldown} cooldown has {wait} left", last.isoformat())
-    return CooldownDecision(True, f"last retraining started {last.isoformat()}, outside the {cooldown} cooldown",
-                            last.isoformat())
+                                       f"{cooldown} cooldown has {wait} left")
+    return CooldownDecision(True, f"last retraining started {last.isoformat()}, outside the {cooldown} cooldown")
 
 
 def now_utc() -> dt.datetime:

@@ -43,7 +43,6 @@ from tasks.object_store import Manifest, ObjectStore
 log = logging.getLogger(__name__)
 
 PART_NAME = "part-00000.parquet"
-AUDIT_COLUMNS = ("model_version", "feature_service", "run_id", "scored_at")
 
 
 class ScoringBatchRejected(RuntimeError):
@@ -546,7 +545,8 @@ def score_partition(
     q_prefix = quarantine_prefix(settings, model_name, day, run_id)
     scored_at = as_of_time(day)
     needed = [dataset.entity_column, *dataset.feature_names]
-    absent = [c for c in needed if c not in source.columns()]
+    present = set(source.columns())
+    absent = [c for c in needed if c not in present]
     quarantine = _QuarantineSink()
 
     def reject(reason: str, counts: Counter[str] | None = None) -> ScoringBatchRejected:

@@ -272,7 +272,7 @@ def _evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings
 
     results = [G.minimum_rows_gate(candidate.training_rows, gates),
                G.absolute_gate(candidate.metrics["test"], gates)]
-    champion_scores, champion_version = None, None
+    champion_scores, champion_version, champion_metrics = None, None, None
     if champion is not None:
         champion_version = champion.version.version
         try:
@@ -292,7 +292,7 @@ def _evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings
     results.append(G.directional_gate(score, features, gates.directional, ds.feature_names))
     if champion_scores is not None:
         candidate.plots = evaluation_plots(y.to_numpy(), test["score"].to_numpy(), champion_scores)
-    return G.decide(results, champion_version)
+    return G.decide(results, champion_version, champion_metrics)
 
 
 def training_metadata(candidate: Candidate, decision: G.GateDecision, settings: Settings, start: dt.date,
@@ -380,14 +380,10 @@ def train_candidate(training_set: pd.DataFrame, settings: Settings, model_config
 def run_gates(candidate: Candidate, settings: Settings, model_name: str) -> G.GateDecision:
     """Load the current champion (if any) and run every gate; publish the metrics table and the decision."""
     registry = _registry(settings)
-    champion = registry.load(model_name) if registry.champion_version(model_name) is not None else None
+    champion_version = registry.champion_version(model_name)
+    champion = registry.load(model_name, champion_version) if champion_version is not None else None
     decision = evaluate_gates(candidate, champion, settings)
-    champion_metrics = None
-    if champion is not None:
-        with native_threads(settings):
-            champion_metrics = G.classification_metrics(candidate.test[settings.dataset.label_column],
-                                                        np.asarray(champion.score(candidate.test)))
-    create_table_artifact(metrics_table(candidate, champion_metrics), key=f"{model_name}-metrics",
+    create_table_artifact(metrics_table(candidate, decision.champion_metrics), key=f"{model_name}-metrics",
                           description=f"{model_name}: challenger metrics by split (and the champion on the test set)")
     create_markdown_artifact(decision.markdown(), key=f"{model_name}-gate-decision",
                              description=f"{model_name}: evaluation gate decision")

@@ -31,6 +31,7 @@ from prefect.cache_policies import NO_CACHE
 
 from configs.settings import Settings
 from tasks.expectations import (
+    NUMERIC_TYPE_NAMES,
     ExpectationOutcome,
     SuiteName,
     ValidationResult,
@@ -124,25 +125,15 @@ def _validate(frame: pd.DataFrame, suite: dict[str, Any], settings: Settings, as
     return result, bad_rows
 
 
-def row_level_mask(frame: pd.DataFrame, suite: SuiteName, settings: Settings,
-                   as_of: dt.datetime | dt.date | None = None) -> pd.Series:
-    """True for each row breaking a strict row-level rule (nulls in never-null columns, out of range, outside
-    the allowed set, not a number where one is expected, duplicate entity+timestamp)."""
-    suite_json = load_suite(settings, suite)
-    _, bad = evaluate_fast(frame, suite_json, suite_parameters(suite_json, resolve_as_of(as_of)), 0)
-    return pd.Series(bad, index=frame.index)
-
-
 def split_rows(frame: pd.DataFrame, bad_rows: Any, suite: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(passing rows, quarantined rows). Numbers stored as text are converted back to numbers in the passing
     rows: the rows that were not numbers at all are the quarantined ones."""
     passing, rejected = frame[~bad_rows], frame[bad_rows]
-    numeric = {"int64", "Int64", "int32", "float64", "float32", "Float64", "int", "float"}
     for exp in suite["expectations"]:
         column = exp["kwargs"].get("column")
         types = exp["kwargs"].get("type_list") or []
         if (exp["type"] == "expect_column_values_to_be_in_type_list" and column in passing.columns
-                and passing[column].dtype == object and types and set(types) <= numeric):
+                and passing[column].dtype == object and types and set(types) <= NUMERIC_TYPE_NAMES):
             passing = passing.assign(**{column: numeric_or_nan(passing[column])})
     return passing.reset_index(drop=True), rejected
 

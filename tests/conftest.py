@@ -28,14 +28,8 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         "CONVEYOR_STORAGE__MAX_ATTEMPTS": "3",
         "CONVEYOR_STORAGE__BACKOFF_SECONDS": "0.05",
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield env
-    for key, old in saved.items():
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
+    with _environ(env):
+        yield env
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -17,11 +16,7 @@ from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tasks.local_stack import free_port, stop_process_group
 
 
 def _wait_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
@@ -37,14 +32,8 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: 
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group this helper started (its PID), then wait; SIGKILL if it hangs."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+    """Stop an engine this helper started (its own process group), by PID: SIGTERM, then SIGKILL after 30 s."""
+    stop_process_group(process.pid, 30, process)
 
 
 @dataclass

@@ -18,11 +18,11 @@ import yaml
 from configs.settings import load_settings
 from tasks.local_stack import LocalStack
 from tasks.object_store import ObjectStore
+from tasks.prefect_api import TERMINAL_STATES, wait_for
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def _declared() -> list[dict[str, Any]]:
@@ -40,16 +40,6 @@ def _flow_runs(stack: LocalStack, deployment_id: str) -> list[dict[str, Any]]:
     status, body = stack.api("POST", "/flow_runs/filter", query)
     assert status == 200 and isinstance(body, list), (status, body)
     return body
-
-
-def _wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def test_every_declared_deployment_is_on_the_server(served_stack: LocalStack) -> None:
@@ -84,9 +74,9 @@ def test_invalid_parameters_are_refused_with_the_field_and_rule(served_stack: Lo
 
     def finished() -> dict[str, Any] | None:
         _, run = served_stack.api("GET", f"/flow_runs/{body['id']}")
-        return run if isinstance(run, dict) and run["state_type"] in TERMINAL else None
+        return run if isinstance(run, dict) and run["state_type"] in TERMINAL_STATES else None
 
-    run = _wait_for(finished, 90, "the run with an invalid start_date to finish")
+    run = wait_for(finished, 90, "the run with an invalid start_date to finish")
     assert run["state_type"] == "FAILED", run["state"]
     message = run["state"]["message"]
     assert "invalid parameters" in message and "start_date: Input should be a valid date" in message, message
@@ -119,11 +109,11 @@ def test_cron_schedules_fire_by_themselves_and_the_worker_runs_them(served_stack
         def first_finished(deployment: dict[str, Any]) -> dict[str, Any] | None:
             runs = [r for r in _flow_runs(served_stack, deployment["id"]) if r["auto_scheduled"]
                     and dt.datetime.fromisoformat(r["expected_start_time"]) > added]
-            done = [r for r in runs if r["state_type"] in TERMINAL]
+            done = [r for r in runs if r["state_type"] in TERMINAL_STATES]
             return done[0] if done else None
 
-        runs = {"ingest": _wait_for(lambda: first_finished(ingest), 150, "the first cron run of ingest"),
-                "batch-inference": _wait_for(lambda: first_finished(scoring), 150, "the first cron batch inference")}
+        runs = {"ingest": wait_for(lambda: first_finished(ingest), 150, "the first cron run of ingest"),
+                "batch-inference": wait_for(lambda: first_finished(scoring), 150, "the first cron batch inference")}
         for name, run in runs.items():
             assert run["state_type"] == "COMPLETED", (name, run["state"])
             expected = dt.datetime.fromisoformat(run["expected_start_time"])
@@ -185,7 +175,7 @@ def test_a_flow_run_whose_heartbeats_stop_is_marked_crashed(served_stack: LocalS
             def state(run: str) -> str:
                 return str(api.get(f"/flow_runs/{run}").raise_for_status().json()["state_type"])
 
-            _wait_for(lambda: state(silent) == "CRASHED", 90, "the silent run to be marked Crashed")
+            wait_for(lambda: state(silent) == "CRASHED", 90, "the silent run to be marked Crashed")
             print(f"silent run seen Crashed {time.monotonic() - last_heartbeat:.1f}s after its last heartbeat "
                   "(window 10s, polled every 1s)")
             assert state(finished) == "COMPLETED"

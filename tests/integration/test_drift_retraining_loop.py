@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import pytest
 
 from configs.settings import Settings, load_settings
 from tasks.ingest import land_synthetic
-from tasks.local_stack import LocalStack, free_port
+from tasks.local_stack import LocalStack, free_port, stop_process_group
 from tasks.object_store import ObjectStore
 from tasks.prefect_api import (
     TERMINAL_STATES,
@@ -84,12 +83,7 @@ def loop(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield {"api": api, "env": env, "settings": load_settings(), "serve_log": state / "serve.log",
                "server_seconds": server_seconds, "serve_pid": serve.pid}
     finally:
-        os.killpg(serve.pid, signal.SIGTERM)  # serve() pauses its deployments on SIGTERM, while the server is up
-        try:
-            serve.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, signal.SIGKILL)
-            serve.wait(10)
+        stop_process_group(serve.pid, 30, serve)  # serve() pauses its deployments on SIGTERM, while the server is up
         log.close()
         delete_deployments_and_automations(api)
         api.close()

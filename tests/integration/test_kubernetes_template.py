@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "base-job-template.json"
 
 
-def test_a_prefect_server_accepts_the_template_for_a_kubernetes_pool(served_stack: LocalStack) -> None:
+def test_a_prefect_server_accepts_the_template_for_a_kubernetes_pool(served_stack: LocalStack, tmp_path: Path) -> None:
     pytest.importorskip("prefect_kubernetes", reason="pip install prefect-kubernetes (in the dev extra)")
     prefect = str(Path(sys.executable).parent / "prefect")
     env = {**os.environ, **served_stack.client_env()}
@@ -34,14 +34,11 @@ def test_a_prefect_server_accepts_the_template_for_a_kubernetes_pool(served_stac
     # A template whose job refers to an undeclared variable is refused by the same tooling.
     broken = json.loads(TEMPLATE.read_text())
     broken["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]["image"] = "{{ imgae }}"
-    bad = TEMPLATE.parent / "broken.json"
-    try:
-        bad.write_text(json.dumps(broken))
-        refused = subprocess.run([prefect, "--no-prompt", "work-pool", "create", "conveyor-k8s-broken", "--type",
-                                  "kubernetes", "--base-job-template", str(bad)],
-                                 env=env, capture_output=True, text=True, timeout=120)
-    finally:
-        bad.unlink()
+    bad = tmp_path / "broken.json"
+    bad.write_text(json.dumps(broken))
+    refused = subprocess.run([prefect, "--no-prompt", "work-pool", "create", "conveyor-k8s-broken", "--type",
+                              "kubernetes", "--base-job-template", str(bad)],
+                             env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "imgae" in refused.stdout + refused.stderr
 
 

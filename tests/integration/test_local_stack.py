@@ -30,13 +30,12 @@ def test_s3_up_is_idempotent_and_enforces_sigv4(s3_server: Settings) -> None:
 
 def test_prefect_server_starts_and_stops_by_pid(test_settings: Settings) -> None:
     stack = LocalStack(test_settings)
-    timings = stack.up(services=("prefect",))
+    stack.up(services=("prefect",))
     try:
         (state,) = [s for s in stack.status() if s.name == "prefect"]
         assert state.healthy and state.pid is not None
         with urllib.request.urlopen(f"{stack.prefect_api_url}/health", timeout=5) as response:
             assert response.read().strip() == b"true"
-        assert timings["prefect"] < test_settings.local_stack.start_timeout_seconds
     finally:
         assert stack.down(services=("prefect",)) == ["prefect"]
     pid = state.pid

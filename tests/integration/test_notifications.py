@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -41,15 +40,13 @@ def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
     server.server_close()
 
 
-def test_gate_refusal_reaches_the_webhook_and_the_url_is_not_logged(webhook, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_gate_refusal_reaches_the_webhook_and_the_url_is_not_logged(webhook, caplog, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     url, received = webhook
     caplog.set_level(logging.DEBUG)  # apprise's own debug logs included
-    os.environ["CONVEYOR_NOTIFICATIONS__APPRISE_URLS"] = json.dumps([url])
-    try:
-        settings = load_settings()
-        assert notify_gate_refusal(settings, "churn", 7, ["roc_auc 0.61 < 0.70"]) == 1
-    finally:
-        del os.environ["CONVEYOR_NOTIFICATIONS__APPRISE_URLS"]
+    monkeypatch.setenv("CONVEYOR_NOTIFICATIONS__APPRISE_URLS", json.dumps([url]))
+    settings = load_settings()
+    assert notify_gate_refusal(settings, "churn", 7, ["roc_auc 0.61 < 0.70"]) == 1
+    monkeypatch.undo()
     assert len(received) == 1 and received[0]["path"] == f"/hooks/{TOKEN}"
     assert "refused" in str(received[0]["title"]) and "roc_auc 0.61 < 0.70" in str(received[0]["message"])
     assert TOKEN not in caplog.text and "sent to 1 of 1" in caplog.text
@@ -63,19 +60,15 @@ def test_an_unreachable_target_is_reported_without_failing_the_caller(caplog) ->
     assert "did not accept" in caplog.text and TOKEN not in caplog.text
 
 
-def test_a_failed_flow_run_notifies(webhook, prefect_harness: None) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_flow_run_notifies(webhook, prefect_harness: None, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from flows.ingest import ingest
 
     url, received = webhook
-    os.environ["CONVEYOR_NOTIFICATIONS__APPRISE_URLS"] = json.dumps([url])
-    os.environ["CONVEYOR_DATASET__SOURCE__KIND"] = "files"
-    os.environ["CONVEYOR_DATASET__SOURCE__PATH"] = "/nonexistent/conveyor-input"
-    try:
-        state = ingest(return_state=True)
-    finally:
-        for key in ("CONVEYOR_NOTIFICATIONS__APPRISE_URLS", "CONVEYOR_DATASET__SOURCE__KIND",
-                    "CONVEYOR_DATASET__SOURCE__PATH"):
-            del os.environ[key]
+    monkeypatch.setenv("CONVEYOR_NOTIFICATIONS__APPRISE_URLS", json.dumps([url]))
+    monkeypatch.setenv("CONVEYOR_DATASET__SOURCE__KIND", "files")
+    monkeypatch.setenv("CONVEYOR_DATASET__SOURCE__PATH", "/nonexistent/conveyor-input")
+    state = ingest(return_state=True)
+    monkeypatch.undo()
     assert state.is_failed()
     assert len(received) == 1, received
     assert "ingest" in str(received[0]["title"]) and "Failed" in str(received[0]["title"])

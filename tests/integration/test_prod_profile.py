@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -27,10 +26,10 @@ import pytest
 from configs.settings import Settings, load_settings
 from tasks.local_stack import LocalStack
 from tasks.object_store import ObjectStore
+from tasks.prefect_api import TERMINAL_STATES, wait_for
 from tests.integration.engines import Postgres, Redis, free_port, start_postgres, start_redis, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.prod]
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 AUTH = "conveyor-admin:" + uuid.uuid4().hex
 
 
@@ -105,13 +104,11 @@ def prod_stack(prod_env: dict[str, str]) -> Iterator[LocalStack]:
 
 
 def _wait_run(stack: LocalStack, run_id: str, timeout: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished() -> dict[str, Any] | None:
         _, run = stack.api("GET", f"/flow_runs/{run_id}")
-        if isinstance(run, dict) and run["state_type"] in TERMINAL:
-            return run
-        time.sleep(1)
-    raise AssertionError(f"flow run {run_id} not finished after {timeout:.0f}s")
+        return run if isinstance(run, dict) and run["state_type"] in TERMINAL_STATES else None
+
+    return wait_for(finished, timeout, f"flow run {run_id} to finish")
 
 
 def test_api_auth_string_is_enforced_and_health_stays_open(prod_stack: LocalStack,

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 
 from configs.settings import Settings, load_settings
@@ -25,10 +24,9 @@ from flows.ingest import ingest
 from flows.retraining import retraining
 from flows.training import training
 from tasks.object_store import ObjectStore
-from tasks.raw_data import publish_raw_partition
 from tasks.registry import ModelRegistry
 from tasks.retraining import RetrainingOutcome, read_ledger
-from tasks.synthetic import generate_day
+from tests.integration.test_training_flow import publish_shuffled_labels
 
 pytestmark = pytest.mark.integration
 START = dt.date(2026, 1, 1)
@@ -60,13 +58,8 @@ def env(s3_server: Settings, prefect_harness: None, tmp_path_factory: pytest.Tem
     settings = load_settings()
     assert settings.retraining.require_approval
     ingest(start_date=START, days=(END - START).days + 1)
-    store, rng = ObjectStore(settings.storage), np.random.default_rng(0)
-    label = settings.dataset.label_column
-    for offset in range((BAD_END - BAD_START).days + 1):
-        day = BAD_START + dt.timedelta(days=offset)
-        frame = generate_day(day, settings.dataset, settings.generator)
-        frame[label] = rng.permutation(frame[label].to_numpy())
-        publish_raw_partition(store, settings, day, frame, run_id="corrupt-labels")
+    publish_shuffled_labels(settings, BAD_START, BAD_END)
+    store = ObjectStore(settings.storage)
     bad = training(start_date=BAD_START, end_date=BAD_END, model_name=MODEL, promote=False)
     assert bad.version is not None and not bad.gates_passed, bad.reasons
     ModelRegistry(store, settings).promote(MODEL, bad.version, actor="test", reason="bad champion", force=True)

@@ -36,15 +36,20 @@ def env(s3_server: Settings, prefect_harness: None, tmp_path_factory: pytest.Tem
     patch.setenv("CONVEYOR_GENERATOR__N_ENTITIES", "3000")
     settings = load_settings()
     ingest(start_date=START, days=(END - START).days + 1)
+    publish_shuffled_labels(settings, BAD_START, BAD_END)
+    yield settings
+    patch.undo()
+
+
+def publish_shuffled_labels(settings: Settings, start: dt.date, end: dt.date) -> None:
+    """Raw days whose labels are shuffled (no signal left): a model trained on them must fail the gates."""
     store, rng = ObjectStore(settings.storage), np.random.default_rng(0)
     label = settings.dataset.label_column
-    for offset in range((BAD_END - BAD_START).days + 1):
-        day = BAD_START + dt.timedelta(days=offset)
+    for offset in range((end - start).days + 1):
+        day = start + dt.timedelta(days=offset)
         frame = generate_day(day, settings.dataset, settings.generator)
         frame[label] = rng.permutation(frame[label].to_numpy())
         publish_raw_partition(store, settings, day, frame, run_id="corrupt-labels")
-    yield settings
-    patch.undo()
 
 
 def run_artifacts(flow_run_id: uuid.UUID | None) -> dict[str, str]:
