@@ -202,19 +202,27 @@ class LocalStack:
         return [ServiceState(s, self._recorded_pid(s), self.healthy(s), urls[s]) for s in WITH_WORKER]
 
     # ---- Prefect API (plain HTTP: this module never imports prefect) ----------------------------------
-    def api(self, method: str, path: str, body: object | None = None) -> tuple[int, object]:
-        """Call the stack's Prefect REST API; honours PREFECT_API_AUTH_STRING (basic auth) when set."""
+    def api(self, method: str, path: str, body: object | None = None, attempts: int = 5) -> tuple[int, object]:
+        """Call the stack's Prefect REST API; honours PREFECT_API_AUTH_STRING (basic auth) when set.
+
+        A busy SQLite-backed server answers 503 ("database is locked": retryable, Prefect's own client retries
+        it too): retried with backoff, up to `attempts` times, before the 503 is returned."""
         request = urllib.request.Request(  # noqa: S310 (loopback only)
             self.prefect_api_url + path, method=method,
             data=None if body is None else json.dumps(body).encode(),
             headers={"Content-Type": "application/json", **self._auth_header()},
         )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                raw = response.read()
-                return response.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read(300).decode(errors="replace")
+        attempt = 1
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                    raw = response.read()
+                    return response.status, json.loads(raw) if raw else None
+            except urllib.error.HTTPError as exc:
+                if exc.code != 503 or attempt >= attempts:
+                    return exc.code, exc.read(300).decode(errors="replace")
+            time.sleep(0.5 * attempt)  # a locked write was rolled back: sending it again is safe
+            attempt += 1
 
     def _auth_header(self) -> dict[str, str]:
         # Never logged: the secret only goes into the request header.
