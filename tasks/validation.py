@@ -103,26 +103,43 @@ def validate_frame(frame: pd.DataFrame, suite: SuiteName, settings: Settings,
     return _validate(frame, load_suite(settings, suite), settings, resolve_as_of(as_of, batch_key), engine)[0]
 
 
+@dataclass(frozen=True)
+class GxReport:
+    """Great Expectations' own account of a batch: `describe_dict()`, and the Data Docs page when built."""
+
+    describe: dict[str, Any] | None = None
+    docs_url: str | None = None
+
+
 def _validate(frame: pd.DataFrame, suite: dict[str, Any], settings: Settings, as_of: dt.datetime,
-              engine: str | None = None) -> tuple[ValidationResult, Any]:
+              engine: str | None = None,
+              docs_batch: str | None = None) -> tuple[ValidationResult, Any, GxReport | None]:
+    """(result, row mask of the vectorized engine or None, GX's report when GX decided). With `docs_batch`, GX
+    also builds the Data Docs page of that batch (when `validation.build_docs`)."""
     started = time.perf_counter()
     params = suite_parameters(suite, as_of)
     engine = engine or settings.validation.engine
     sample = settings.validation.sample_size
-    bad_rows = None
+    bad_rows, gx_report = None, None
     if engine == "fast" and fast_supported(suite):
         outcomes, bad_rows = evaluate_fast(frame, suite, params, sample)
     else:
         from tasks.gx_validation import gx_validate
 
         engine = "gx"
-        outcomes = gx_validate(frame, suite, params, sample).outcomes
+        docs = settings.validation.docs_dir if docs_batch is not None and settings.validation.build_docs else None
+        run = gx_validate(frame, suite, params, sample, docs, batch_name=_gx_batch_name(docs_batch or "batch"))
+        outcomes, gx_report = run.outcomes, GxReport(run.describe, run.docs_url)
     result = ValidationResult(
         suite=str(suite.get("name")), passed=all(o.success for o in outcomes), row_count=len(frame),
         outcomes=outcomes, engine=engine, seconds=time.perf_counter() - started, as_of=as_of.isoformat(),
         parameters=params,
     )
-    return result, bad_rows
+    return result, bad_rows, gx_report
+
+
+def _gx_batch_name(batch_key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", batch_key) or "batch"
 
 
 def split_rows(frame: pd.DataFrame, bad_rows: Any, suite: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -184,21 +201,20 @@ def _report(result: ValidationResult, settings: Settings, batch_key: str, run_id
             "result": result.to_json(), **extra}
 
 
-def _gx_report(frame: pd.DataFrame | None, suite: dict[str, Any], result: ValidationResult,
-               settings: Settings, batch_key: str) -> tuple[dict[str, Any] | None, str | None]:
-    """GX's own report (and Data Docs page) for a failed batch; a GX problem never hides the failure."""
-    if frame is None:
-        return None, None
+def _gx_report(frame: pd.DataFrame, suite: dict[str, Any], result: ValidationResult, settings: Settings,
+               batch_key: str) -> GxReport:
+    """GX's own report (and Data Docs page) for a batch the vectorized engine failed; a GX problem never hides
+    the failure."""
     try:
         from tasks.gx_validation import gx_validate
 
         docs = settings.validation.docs_dir if settings.validation.build_docs else None
         run = gx_validate(frame, suite, result.parameters, settings.validation.sample_size, docs,
-                          batch_name=re.sub(r"[^A-Za-z0-9_-]+", "_", batch_key) or "batch")
-        return run.describe, run.docs_url
+                          batch_name=_gx_batch_name(batch_key))
+        return GxReport(run.describe, run.docs_url)
     except Exception as exc:  # the report is a courtesy; the decision was already made
         log.warning("Great Expectations report for %s failed: %s", batch_key, exc)
-        return {"error": f"{type(exc).__name__}: {exc}"}, None
+        return GxReport({"error": f"{type(exc).__name__}: {exc}"})
 
 
 def _publish_docs(store: ObjectStore, settings: Settings, prefix: str, docs_url: str | None) -> str | None:
@@ -232,53 +248,58 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     return get_run_logger()  # type: ignore[return-value]
 
 
+def _quarantine(store: ObjectStore, settings: Settings, suite: SuiteName, result: ValidationResult, batch_key: str,
+                run_id: str, files: list[SourceFile], gx: GxReport | None = None, row_level: bool = False,
+                **report: Any) -> str:
+    """Keep `files` byte for byte under the batch's quarantine prefix, with its Data Docs page when GX built one
+    and `report.json` (written last); log the summary and leave it as an artifact. Returns the quarantine URI.
+    `row_level`: only the rows in `files` were rejected and the rest went on (a warning, not an error)."""
+    gx = gx or GxReport()
+    prefix = quarantine_prefix(settings, batch_key, run_id)
+    uri = store.uri(prefix + "/")
+    for source in files:
+        store.put_bytes(f"{prefix}/{source.name}", source.data)
+    docs_uri = _publish_docs(store, settings, prefix, gx.docs_url)
+    store.put_json(f"{prefix}/report.json", _report(
+        result, settings, batch_key, run_id, **report,
+        files=[{"name": f.name, "sha256": sha256_bytes(f.data), "size_bytes": len(f.data)} for f in files],
+        great_expectations=gx.describe, data_docs=gx.docs_url, data_docs_published=docs_uri))
+    summary = summary_markdown(result, batch_key, uri, gx.docs_url, docs_uri=docs_uri,
+                               rows_quarantined=report["rows_quarantined"] if row_level else 0)
+    _logger().log(logging.WARNING if row_level else logging.ERROR, summary)
+    _artifact(summary, settings, suite)
+    return uri
+
+
 def check_or_quarantine(store: ObjectStore, frame: pd.DataFrame, suite: SuiteName, settings: Settings,
                         batch_key: str, run_id: str, as_of: dt.datetime | dt.date | None = None,
                         source_files: list[SourceFile] | None = None) -> ValidatedBatch:
     """The logic of `validate_or_quarantine`, with the object store passed in (tests call this)."""
     suite_json = load_suite(settings, suite)
     when = resolve_as_of(as_of, batch_key)
-    result, bad_rows = _validate(frame, suite_json, settings, when)
-    logger = _logger()
+    result, bad_rows, gx = _validate(frame, suite_json, settings, when, docs_batch=batch_key)
     if result.passed:
-        logger.info(summary_markdown(result, batch_key))
+        _logger().info(summary_markdown(result, batch_key))
         _artifact(summary_markdown(result, batch_key), settings, suite)
         return ValidatedBatch(frame, len(frame), len(frame), 0, result)
 
-    prefix = quarantine_prefix(settings, batch_key, run_id)
-    uri = store.uri(prefix + "/")
+    gx = gx or _gx_report(frame, suite_json, result, settings, batch_key)
     if settings.validation.mode == "row":
         if bad_rows is None:  # the GX engine decided; the row mask is always vectorized
             _, bad_rows = evaluate_fast(frame, suite_json, result.parameters, 0)
         if bad_rows.any():
             passing, rejected = split_rows(frame, bad_rows, suite_json)
-            rest, _ = _validate(passing, suite_json, settings, when)
+            rest, _, _ = _validate(passing, suite_json, settings, when)
             if rest.passed:
-                gx_describe, docs_url = _gx_report(frame, suite_json, result, settings, batch_key)
-                store.put_parquet(f"{prefix}/rows.parquet", rejected)
-                docs_uri = _publish_docs(store, settings, prefix, docs_url)
-                store.put_json(f"{prefix}/report.json", _report(
-                    result, settings, batch_key, run_id, rows_in=len(frame), rows_passed=len(passing),
-                    rows_quarantined=len(rejected), great_expectations=gx_describe, data_docs=docs_url,
-                    data_docs_published=docs_uri))
-                summary = summary_markdown(result, batch_key, uri, docs_url, rows_quarantined=len(rejected),
-                                           docs_uri=docs_uri)
-                logger.warning(summary)
-                _artifact(summary, settings, suite)
-                return ValidatedBatch(passing, len(frame), len(passing), len(rejected), rest, uri, docs_url)
+                uri = _quarantine(store, settings, suite, result, batch_key, run_id,
+                                  [SourceFile("rows.parquet", dataframe_to_parquet_bytes(rejected))], gx,
+                                  row_level=True, rows_in=len(frame), rows_passed=len(passing),
+                                  rows_quarantined=len(rejected))
+                return ValidatedBatch(passing, len(frame), len(passing), len(rejected), rest, uri, gx.docs_url)
 
-    gx_describe, docs_url = _gx_report(frame, suite_json, result, settings, batch_key)
     files = source_files or [SourceFile("batch.parquet", dataframe_to_parquet_bytes(frame))]
-    for source in files:
-        store.put_bytes(f"{prefix}/{source.name}", source.data)
-    docs_uri = _publish_docs(store, settings, prefix, docs_url)
-    store.put_json(f"{prefix}/report.json", _report(
-        result, settings, batch_key, run_id, rows_in=len(frame), rows_passed=0, rows_quarantined=len(frame),
-        files=[{"name": f.name, "sha256": sha256_bytes(f.data), "size_bytes": len(f.data)} for f in files],
-        great_expectations=gx_describe, data_docs=docs_url, data_docs_published=docs_uri))
-    summary = summary_markdown(result, batch_key, uri, docs_url, docs_uri=docs_uri)
-    logger.error(summary)
-    _artifact(summary, settings, suite)
+    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, gx,
+                      rows_in=len(frame), rows_passed=0, rows_quarantined=len(frame))
     raise DataValidationError(failure_message(result, batch_key, uri), result, uri)
 
 
@@ -316,16 +337,7 @@ def check_stored_partition(store: ObjectStore, settings: Settings, prefix: str, 
     when = resolve_as_of(as_of, batch_key)
     result = ValidationResult(suite=f"{settings.dataset.name}_{suite}", passed=False, row_count=0,
                               outcomes=problems, engine="read", seconds=0.0, as_of=when.isoformat())
-    uri = store.uri(quarantine_prefix(settings, batch_key, run_id) + "/")
-    qprefix = quarantine_prefix(settings, batch_key, run_id)
-    for source in files:
-        store.put_bytes(f"{qprefix}/{source.name}", source.data)
-    store.put_json(f"{qprefix}/report.json", _report(
-        result, settings, batch_key, run_id, source=store.uri(prefix),
-        files=[{"name": f.name, "sha256": sha256_bytes(f.data), "size_bytes": len(f.data)} for f in files]))
-    summary = summary_markdown(result, batch_key, uri)
-    _logger().error(summary)
-    _artifact(summary, settings, suite)
+    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, source=store.uri(prefix))
     raise DataValidationError(failure_message(result, batch_key, uri), result, uri)
 
 

@@ -112,6 +112,35 @@ def test_clean_partition_passes_and_quarantines_nothing(store: ObjectStore, s3_s
     assert store.list_keys("quarantine/") == []
 
 
+def test_gx_engine_runs_great_expectations_once_per_failed_batch(store: ObjectStore, s3_server: Settings,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `validation.engine: gx`, the GX run that decided is also the report: its describe_dict and Data Docs
+    page go to quarantine, and GX is not run a second time to write them."""
+    from tasks import gx_validation
+
+    runs: list[str] = []
+    stock = gx_validation.gx_validate
+
+    def counted(*args: object, **kwargs: object) -> gx_validation.GxRun:
+        runs.append(str(kwargs.get("batch_name")))
+        return stock(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gx_validation, "gx_validate", counted)
+    settings = _settings_for(store, s3_server, engine="gx")
+    frame = generate_day(DAY, settings.dataset, settings.generator,
+                         Scenario(faults=[Fault(kind="nulls", column="age", fraction=0.05)]))
+    with pytest.raises(DataValidationError) as failure:
+        check_or_quarantine(store, frame, "raw", settings, batch_key=DAY.isoformat(), run_id="run-gx")
+
+    assert runs == ["2026-02-01"]
+    assert failure.value.result.engine == "gx" and "column 'age'" in str(failure.value)
+    quarantine = f"quarantine/{settings.dataset.name}/{DAY.isoformat()}/run-gx/"
+    report = store.get_json(quarantine + "report.json")
+    assert report["great_expectations"]["success"] is False and report["rows_quarantined"] == len(frame)
+    assert report["data_docs_published"] == store.uri(quarantine + "data-docs.html")
+    assert b"age" in store.get_bytes(quarantine + "data-docs.html")
+
+
 def test_row_level_mode_accounts_for_every_row(store: ObjectStore, s3_server: Settings) -> None:
     settings = _settings_for(store, s3_server, mode="row")
     scenario = Scenario(faults=[Fault(kind="out_of_range", column="age", fraction=0.04),
