@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from configs.settings import load_settings
+from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
 from flows.runtime import current_run_id
 from tasks.batch_inference import (
     publish_summary,

@@ -14,6 +14,7 @@ from configs.settings import TELEMETRY_OFF_ENV, ConfigError, load_settings
 from flows.cli_models import add_models_parser
 from tasks.local_stack import SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
 from tasks.prefect_api import ZOMBIE_AUTOMATION, api_client, ensure_zombie_automation
+from tasks.raw_data import raw_root
 
 
 def _out(line: str = "") -> None:
@@ -88,8 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     landed, trained, scored = result.landed, result.trained, result.scored
     _out(f"\npipeline finished in {time.monotonic() - started:.1f}s")
     _out(f"raw data:    {landed.rows} rows in {len(landed.days)} daily partitions ({landed.days[0]} .. "
-         f"{landed.days[-1]}) at s3://{settings.storage.bucket}/{settings.storage.prefixes.raw}/"
-         f"{settings.dataset.name}/")
+         f"{landed.days[-1]}) at s3://{settings.storage.bucket}/{raw_root(settings)}")
     decision = ("promoted to champion" if trained.promoted else
                 f"not promoted (champion stays v{trained.champion_after}): {'; '.join(trained.reasons)}")
     auc = trained.test_metrics.get("roc_auc")

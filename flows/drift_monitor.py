@@ -10,7 +10,7 @@ from prefect import flow
 from pydantic import Field
 
 from configs.settings import load_settings
-from flows import prefect_fixes  # noqa: F401  (deployment entrypoints load this file alone: install the fix)
+from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
 from tasks.drift import DriftReport
 from tasks.monitoring import check_drift, emit_drift_detected
 from tasks.notify import notify_on_failure

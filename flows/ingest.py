@@ -9,6 +9,7 @@ from prefect import flow
 from pydantic import Field
 
 from configs.settings import load_settings
+from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
 from flows.runtime import current_run_id
 from tasks.ingest import LandedData, land_raw_data
 from tasks.notify import notify_on_failure

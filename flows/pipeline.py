@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from prefect import flow
 
+from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
 from flows.batch_inference import BatchInferenceResult, batch_inference
 from flows.features import refresh_features
 from flows.ingest import ingest

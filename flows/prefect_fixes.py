@@ -1,4 +1,5 @@
-"""A fix for Prefect's sync flow engine, installed when the `flows` package is imported.
+"""A fix for Prefect's sync flow engine, installed on import: every module under flows/ that defines a flow
+imports this one (deployment entrypoints load those files on their own).
 
 Every sync flow run starts a heartbeat thread (`prefect.flow_engine._send_heartbeats`; zombie-run detection, issue
 8, depends on it). The thread sleeps in 1 s steps, and the sync engine joins it after the run's final state is
@@ -48,3 +49,6 @@ def install() -> bool:
         return False
     flow_engine._send_heartbeats = heartbeats_not_joined(stock)  # type: ignore[attr-defined]
     return True
+
+
+install()

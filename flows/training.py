@@ -10,6 +10,7 @@ from prefect import flow
 from pydantic import Field
 
 from configs.settings import load_settings
+from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
 from flows.runtime import current_run_id
 from tasks.feature_store import apply_feature_definitions, build_training_set_task
 from tasks.notify import notify_on_failure

@@ -7,6 +7,7 @@ import datetime as dt
 from prefect import flow
 
 from configs.settings import load_settings
+from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
 from flows.runtime import current_run_id
 from tasks.object_store import ObjectStore
 from tasks.raw_data import published_days

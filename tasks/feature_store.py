@@ -56,7 +56,7 @@ from prefect.cache_policies import NO_CACHE
 
 from configs.settings import Settings
 from tasks.object_store import ObjectStore
-from tasks.raw_data import published_days, raw_prefix
+from tasks.raw_data import published_days, raw_prefix, raw_root
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +437,7 @@ def _require_offline_data(settings: Settings) -> None:
     if not any(offline_root(settings).glob("dt=*/*.parquet")):
         raise FeatureStoreError(
             f"no offline feature data at {offline_root(settings)}: land raw data "
-            f"({settings.storage.prefixes.raw}/{settings.dataset.name}/) and sync it first (sync_offline)"
+            f"({raw_root(settings)}) and sync it first (sync_offline)"
         )
 
 

@@ -10,7 +10,7 @@ from prefect.artifacts import create_table_artifact
 
 from configs.settings import Settings
 from tasks.object_store import ObjectStore
-from tasks.raw_data import publish_raw_partition, read_source_files, split_by_day
+from tasks.raw_data import publish_raw_partition, raw_root, read_source_files, split_by_day
 from tasks.synthetic import Scenario, generate_day
 
 
@@ -56,7 +56,7 @@ def land_raw_data(settings: Settings, start: dt.date, days: int, scenario: Scena
         landed = land_synthetic(settings, store, start, days, scenario, run_id)
     get_run_logger().info(
         "landed %d rows in %d daily partitions under %s", landed.rows, len(landed.days),
-        store.uri(f"{settings.storage.prefixes.raw}/{settings.dataset.name}/"),
+        store.uri(raw_root(settings)),
     )
     # What the run landed, listed on the run's Artifacts tab in the UI.
     create_table_artifact(

@@ -18,8 +18,13 @@ from tasks.object_store import Manifest, ObjectStore
 log = logging.getLogger(__name__)
 
 
+def raw_root(settings: Settings) -> str:
+    """`<raw>/<dataset>/`: where the dataset's daily partitions live."""
+    return f"{settings.storage.prefixes.raw}/{settings.dataset.name}/"
+
+
 def raw_prefix(settings: Settings, day: dt.date) -> str:
-    return f"{settings.storage.prefixes.raw}/{settings.dataset.name}/dt={day.isoformat()}"
+    return f"{raw_root(settings)}dt={day.isoformat()}"
 
 
 def publish_raw_partition(store: ObjectStore, settings: Settings, day: dt.date, frame: pd.DataFrame,
@@ -31,8 +36,7 @@ def publish_raw_partition(store: ObjectStore, settings: Settings, day: dt.date, 
 
 
 def published_days(store: ObjectStore, settings: Settings) -> list[dt.date]:
-    root = f"{settings.storage.prefixes.raw}/{settings.dataset.name}/"
-    return [dt.date.fromisoformat(p.rsplit("dt=", 1)[1]) for p in store.published_prefixes(root)]
+    return [dt.date.fromisoformat(p.rsplit("dt=", 1)[1]) for p in store.published_prefixes(raw_root(settings))]
 
 
 def read_raw_window(store: ObjectStore, settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
@@ -41,7 +45,7 @@ def read_raw_window(store: ObjectStore, settings: Settings, start: dt.date, end:
     if not days:
         raise LookupError(
             f"no raw partitions of {settings.dataset.name!r} between {start} and {end} under "
-            f"{store.uri(settings.storage.prefixes.raw + '/' + settings.dataset.name)}/"
+            f"{store.uri(raw_root(settings))}"
         )
     frames = [store.read_published_parquet(raw_prefix(settings, d)) for d in days]
     return pd.concat(frames, ignore_index=True)

@@ -10,7 +10,7 @@ import pytest
 from prefect import flow
 from prefect.flow_engine import FlowRunEngine
 
-import flows  # noqa: F401  (installs the fix)
+from flows import prefect_fixes  # noqa: F401  (installs the fix on import)
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from prefect import flow_engine
 
-import flows  # noqa: F401  (installs the fix)
-from flows import prefect_fixes
+from flows import prefect_fixes  # installs the fix on import
 
 
 class FakeEngine:
@@ -45,7 +44,7 @@ def run_briefly(send_heartbeats: Callable[..., Any]) -> tuple[FakeEngine, thread
     return engine, thread, time.perf_counter() - exit_started
 
 
-def test_the_flows_package_installs_the_fix_once() -> None:
+def test_importing_the_module_installs_the_fix_once() -> None:
     assert getattr(flow_engine._send_heartbeats, "_conveyor_heartbeat_not_joined", False)
     assert prefect_fixes.install() is True
     assert not getattr(flow_engine._send_heartbeats.__wrapped__, "_conveyor_heartbeat_not_joined", False)
