@@ -1,8 +1,9 @@
-"""`conveyor models list|show|promote|rollback|log`: the model registry for people (same module as the flows)."""
+"""`conveyor models list|show|promote|rollback|log|prune`: the model registry for people (same module as the flows)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 
@@ -17,13 +18,16 @@ def _out(line: str = "") -> None:
 
 
 def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    models = sub.add_parser("models", help="the model registry: list, show, promote, rollback, log")
-    models.add_argument("action", choices=["list", "show", "promote", "rollback", "log"])
+    models = sub.add_parser("models", help="the model registry: list, show, promote, rollback, log, prune")
+    models.add_argument("action", choices=["list", "show", "promote", "rollback", "log", "prune"])
     models.add_argument("version", nargs="?", type=int, help="version number (show, promote)")
     models.add_argument("--model", help="registry model name; default training.model_name")
     models.add_argument("--reason", help="why (promote, rollback): recorded in the audit log")
     models.add_argument("--actor", default=None, help="who (default: the current user)")
     models.add_argument("--force", action="store_true", help="promote even though the version's gates failed")
+    models.add_argument("--older-than-days", type=float, default=30.0,
+                        help="prune: refused versions registered longer ago than this (default 30)")
+    models.add_argument("--dry-run", action="store_true", help="prune: list what would be deleted, delete nothing")
     models.set_defaults(func=cmd_models)
 
 
@@ -34,13 +38,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     actor = args.actor or default_actor()
     try:
         if args.action == "list":
-            champion = registry.champion_version(name)
+            state = registry.state(name)
+            champion, pruned = state.champion, set(state.pruned)
             versions = registry.list_versions(name)
             if not versions:
                 _out(f"no versions of {name!r} at {registry.store.uri(settings.storage.prefixes.models + '/' + name)}/")
             for v in versions:
                 test, nan = v.test_metrics, float("nan")
-                status = "champion" if v.version == champion else ("gates ok" if v.gates_passed else "refused")
+                status = ("champion" if v.version == champion else "gates ok" if v.gates_passed else
+                          "pruned" if v.version in pruned else "refused")
                 _out(f"v{v.version:<4d} {status:9s} {v.created_at[:19]}  roc_auc {test.get('roc_auc', nan):.4f}"
                      f"  pr_auc {test.get('pr_auc', nan):.4f}  {v.model_config_name or '-':9s} "
                      f"window {v.training_window.get('start', '?')}..{v.training_window.get('end', '?')}")
@@ -61,6 +67,17 @@ def cmd_models(args: argparse.Namespace) -> int:
                 raise RegistryError("rollback needs --reason")
             event = registry.rollback(name, actor=actor, reason=args.reason)
             _out(f"{name}: rolled back v{event.previous_champion} -> v{event.version} (audit event {event.seq})")
+        elif args.action == "prune":
+            older_than = dt.timedelta(days=args.older_than_days)
+            if args.dry_run:
+                for v in registry.prunable(name, older_than):
+                    _out(f"would prune {v.label} (registered {v.created_at[:19]}, gates failed)")
+                return 0
+            pruned = registry.prune(name, older_than, actor=actor,
+                                    reason=args.reason or f"refused, older than {args.older_than_days:g} days")
+            for meta, freed in pruned:
+                _out(f"pruned {meta.label}: {freed:,} bytes of artifacts deleted (metadata and audit log kept)")
+            _out(f"{name}: {len(pruned)} version(s) pruned")
         else:
             for e in registry.audit_log(name):
                 _out(f"#{e.seq:<4d} {e.at[:19]} {e.action:9s} v{e.version:<4d} champion {e.champion_after} "

@@ -319,11 +319,15 @@ class ObjectStore:
         self._call(f"download {self.uri(key)}", lambda: self.client.download_file(self.bucket, key, path))
 
     def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes; None when there is no such object."""
         try:
-            self._call(f"head {self.uri(key)}", lambda: self.client.head_object(Bucket=self.bucket, Key=key))
-            return True
+            head = self._call(f"head {self.uri(key)}", lambda: self.client.head_object(Bucket=self.bucket, Key=key))
         except ObjectNotFound:
-            return False
+            return None
+        return int(head["ContentLength"])
 
     def list_keys(self, prefix: str) -> list[str]:
         """All keys under `prefix`, sorted."""

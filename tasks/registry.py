@@ -8,6 +8,9 @@
     models/<name>/log/00000012.json                 audit log: one numbered event per object, create-if-absent
     models/<name>/champion.json                     pointer: the log's state at some sequence number
 
+`prune` deletes the artifacts of refused, never-promoted versions after a while; their metadata.json and the
+log stay, so the record of what was trained and why it was refused is kept.
+
 The audit log is the source of truth. An event is appended by creating `log/<seq+1>` with S3's create-if-absent
 (`If-None-Match: *`): of two writers racing for the same number exactly one succeeds, the other re-reads the log,
 re-checks its preconditions and tries the next number. `champion.json` caches the state after event `seq`; it only
@@ -129,7 +132,7 @@ class AuditEvent:
 
     seq: int
     event_id: str
-    action: Literal["register", "promote", "rollback"]
+    action: Literal["register", "promote", "rollback", "prune"]
     model_name: str
     version: int
     previous_champion: int | None
@@ -145,10 +148,12 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class RegistryState:
-    """The log replayed up to `seq`: the champion and the champions before it (what rollback returns to)."""
+    """The log replayed up to `seq`: the champion and the champions before it (what rollback returns to), and
+    the versions whose artifacts were pruned (never promotable again)."""
 
     seq: int = 0
     history: tuple[int, ...] = ()
+    pruned: tuple[int, ...] = ()
 
     @property
     def champion(self) -> int | None:
@@ -157,12 +162,14 @@ class RegistryState:
     def apply(self, event: AuditEvent) -> RegistryState:
         if event.seq != self.seq + 1:
             raise RegistryError(f"audit log out of order: event {event.seq} after {self.seq}")
-        history = self.history
+        history, pruned = self.history, self.pruned
         if event.action == "promote":
             history = (*history, event.version)
         elif event.action == "rollback":
             history = history[:-1]
-        return RegistryState(event.seq, history)
+        elif event.action == "prune":
+            pruned = (*pruned, event.version)
+        return RegistryState(event.seq, history, pruned)
 
 
 def code_version(project_root: Path) -> str | None:
@@ -296,7 +303,11 @@ class ModelRegistry:
 
     # ---- loading --------------------------------------------------------------------------------------
     def _verified_bytes(self, key: str, expected: str, what: str) -> bytes:
-        data = self.store.get_bytes(key)
+        try:
+            data = self.store.get_bytes(key)
+        except ObjectNotFound:
+            raise RegistryError(f"{what}: {self.store.uri(key)} is gone (a pruned version? see the audit log: "
+                                "`conveyor models log`)") from None
         actual = sha256_bytes(data)
         if actual != expected:
             raise TamperedArtifact(
@@ -345,7 +356,7 @@ class ModelRegistry:
         except ObjectNotFound:
             return RegistryState(), None
         payload = json.loads(data)
-        return RegistryState(int(payload["seq"]), tuple(payload["history"])), etag
+        return RegistryState(int(payload["seq"]), tuple(payload["history"]), tuple(payload.get("pruned", []))), etag
 
     def state(self, model_name: str) -> RegistryState:
         """The pointer's state, caught up with any event written after it (a writer may have died in between)."""
@@ -368,7 +379,7 @@ class ModelRegistry:
     def _advance_pointer(self, model_name: str, target: RegistryState) -> None:
         """Move champion.json forward to `target` (compare-and-swap on its ETag); never backwards."""
         payload = json.dumps({"seq": target.seq, "champion": target.champion, "history": list(target.history),
-                              "updated_at": _now()}, sort_keys=True).encode()
+                              "pruned": list(target.pruned), "updated_at": _now()}, sort_keys=True).encode()
         for _ in range(_MAX_APPEND_ATTEMPTS):
             current, etag = self._read_pointer(model_name)
             if current.seq >= target.seq:
@@ -391,7 +402,7 @@ class ModelRegistry:
         for _ in range(_MAX_APPEND_ATTEMPTS):
             state = self.state(model_name)
             action, version, previous = decide(state)
-            after = RegistryState(state.seq, state.history).apply(
+            after = state.apply(
                 AuditEvent(state.seq + 1, "", action, model_name, version, previous, None, actor, reason, ""))
             event = AuditEvent(seq=state.seq + 1, event_id=uuid.uuid4().hex, action=action, model_name=model_name,
                                version=version, previous_champion=previous, champion_after=after.champion,
@@ -422,17 +433,19 @@ class ModelRegistry:
             raise RegistryError(f"{meta.label} did not pass its gates ({reasons}); promote with force to override")
 
         def decide(state: RegistryState) -> tuple[str, int, int | None]:
+            if version in state.pruned:
+                raise RegistryError(f"{meta.label} was pruned (its artifacts are deleted): it cannot be the champion")
             if expected_champion is not _ANY and state.champion != expected_champion:
                 raise PromotionConflict(
                     f"{model_name}: champion is v{state.champion} now, not v{expected_champion} as expected "
                     f"when promoting v{version} (another promotion won; re-evaluate against the new champion)")
             if state.champion == version:
-                raise _AlreadyChampion
+                raise _NothingToDo
             return "promote", version, state.champion
 
         try:
             event = self._append(model_name, decide, actor, reason, forced=force and not meta.gates_passed)
-        except _AlreadyChampion:
+        except _NothingToDo:
             log.info("%s is already the champion; nothing to do", meta.label)
             return None
         log.info("promoted %s (was v%s) by %s: %s", meta.label, event.previous_champion, actor, reason)
@@ -453,5 +466,44 @@ class ModelRegistry:
         return event
 
 
-class _AlreadyChampion(Exception):
+    def prunable(self, model_name: str, older_than: dt.timedelta,
+                 now: dt.datetime | None = None) -> list[ModelVersion]:
+        """Versions whose artifacts `prune` would delete: gates failed, registered more than `older_than` ago,
+        never promoted (not even forced), not pruned yet."""
+        cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
+        events = self.audit_log(model_name)
+        ever_champion = {e.version for e in events if e.action in ("promote", "rollback")}
+        pruned = {e.version for e in events if e.action == "prune"}
+        return [v for v in self.list_versions(model_name)
+                if not v.gates_passed and v.version not in ever_champion | pruned
+                and dt.datetime.fromisoformat(v.created_at) < cutoff]
+
+    def prune(self, model_name: str, older_than: dt.timedelta, actor: str, reason: str,
+              now: dt.datetime | None = None) -> list[tuple[ModelVersion, int]]:
+        """Delete the artifacts (model, reference sample, plots) of every `prunable` version: the log records the
+        prune first, then the objects go; metadata.json stays. Returns (version, bytes freed) per pruned version.
+        A version (force-)promoted after `prunable` looked is skipped: promote and prune are both log events,
+        and each re-checks the other on the newest state before it is written."""
+        pruned = []
+        for meta in self.prunable(model_name, older_than, now):
+            keys = [meta.artifact_key, meta.reference_key, *meta.files.values()]
+            sizes = {key: size for key in keys if (size := self.store.size(key)) is not None}
+
+            def decide(state: RegistryState, version: int = meta.version) -> tuple[str, int, int | None]:
+                if version in state.history or version in state.pruned:
+                    raise _NothingToDo  # promoted meanwhile (or pruned by a concurrent prune): keep it
+                return "prune", version, state.champion
+
+            try:
+                self._append(model_name, decide, actor, reason)
+            except _NothingToDo:
+                continue
+            self.store.delete_keys(list(sizes))
+            log.info("pruned %s: %d objects, %d bytes (metadata and audit log kept)", meta.label, len(sizes),
+                     sum(sizes.values()))
+            pruned.append((meta, sum(sizes.values())))
+        return pruned
+
+
+class _NothingToDo(Exception):
     pass

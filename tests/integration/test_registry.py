@@ -124,6 +124,57 @@ def test_promote_rollback_and_audit_log(store: ObjectStore, s3_server: Settings,
     assert forced is not None and forced.forced and registry.champion_version(MODEL) == failed
 
 
+def test_prune_deletes_refused_artifacts_and_keeps_the_record(store: ObjectStore, s3_server: Settings,
+                                                              fitted: tuple[Any, pd.DataFrame]) -> None:
+    registry = ModelRegistry(store, s3_server)
+    champion = register(registry, fitted)
+    registry.promote(MODEL, champion, actor="alice", reason="first model")
+    refused = register(registry, fitted, passed=False)
+    forced = register(registry, fitted, passed=False)
+    registry.promote(MODEL, forced, actor="dave", reason="hotfix", force=True)
+    registry.rollback(MODEL, actor="dave", reason="hotfix over")
+    created = dt.datetime.fromisoformat(registry.get_version(MODEL, forced).created_at)
+
+    # Registered just now: nothing is 30 days old. A day later, only the refused, never-promoted version goes
+    # (the forced one was champion once: its artifacts are what a rollback would need).
+    assert registry.prune(MODEL, dt.timedelta(days=30), actor="ops", reason="tidy") == []
+    later = created + dt.timedelta(days=1)
+    assert [v.version for v in registry.prunable(MODEL, dt.timedelta(hours=1), now=later)] == [refused]
+    pruned = registry.prune(MODEL, dt.timedelta(hours=1), actor="ops", reason="tidy", now=later)
+
+    meta = registry.get_version(MODEL, refused)  # metadata stays: what was trained and why it was refused
+    assert [(m.version, freed > 0) for m, freed in pruned] == [(refused, True)]
+    assert meta.gates["reasons"] == ["absolute_minimums: roc_auc too low"]
+    assert not any(store.exists(k) for k in (meta.artifact_key, meta.reference_key, *meta.files.values()))
+    assert all(store.exists(k) for k in (registry.get_version(MODEL, forced).artifact_key,
+                                         registry.get_version(MODEL, champion).artifact_key))
+    with pytest.raises(RegistryError, match=r"churn v2 model: s3://.*model.joblib is gone \(a pruned version"):
+        registry.load(MODEL, refused)
+    with pytest.raises(RegistryError, match="was pruned"):
+        registry.promote(MODEL, refused, actor="dave", reason="oops", force=True)
+    last = registry.audit_log(MODEL)[-1]
+    assert (last.action, last.version, last.actor, last.champion_after) == ("prune", refused, "ops", champion)
+    assert registry.champion_version(MODEL) == champion and registry.state(MODEL).pruned == (refused,)
+    assert registry.prune(MODEL, dt.timedelta(hours=1), actor="ops", reason="again", now=later) == []
+
+
+def test_a_version_promoted_while_prune_runs_is_kept(store: ObjectStore, s3_server: Settings,
+                                                     fitted: tuple[Any, pd.DataFrame],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """prune lists the version, then someone force-promotes it before prune writes its event: the prune event's
+    re-check on the newest state sees the champion and leaves the version (and its artifacts) alone."""
+    registry = ModelRegistry(store, s3_server)
+    refused = register(registry, fitted, passed=False)
+    later = dt.datetime.fromisoformat(registry.get_version(MODEL, refused).created_at) + dt.timedelta(days=1)
+    listed = registry.prunable(MODEL, dt.timedelta(hours=1), now=later)
+    registry.promote(MODEL, refused, actor="dave", reason="hotfix", force=True)
+    monkeypatch.setattr(registry, "prunable", lambda *a, **k: listed)
+
+    assert registry.prune(MODEL, dt.timedelta(hours=1), actor="ops", reason="tidy", now=later) == []
+    assert registry.champion_version(MODEL) == refused and registry.load(MODEL).version.version == refused
+    assert [e.action for e in registry.audit_log(MODEL)] == ["register", "promote"]
+
+
 def test_champion_is_derived_from_the_log_when_the_pointer_is_stale(store: ObjectStore, s3_server: Settings,
                                                                    fitted: tuple[Any, pd.DataFrame]) -> None:
     registry = ModelRegistry(store, s3_server)

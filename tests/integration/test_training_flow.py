@@ -104,3 +104,14 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -
     assert cli.main(["models", "list", "--model", name]) == 0
     listing = capsys.readouterr().out
     assert f"v{first.version}" in listing and "champion" in listing and "refused" in listing
+
+    # Refused versions' artifacts can go (here: everything older than 0 days); their record stays.
+    assert cli.main(["models", "prune", "--model", name, "--older-than-days", "0", "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip() == f"would prune {name} v{refused.version} (registered " \
+        f"{registry.get_version(name, refused.version).created_at[:19]}, gates failed)"
+    assert cli.main(["models", "prune", "--model", name, "--older-than-days", "0", "--actor", "ops"]) == 0
+    assert f"pruned {name} v{refused.version}: " in capsys.readouterr().out
+    assert not ObjectStore(env.storage).exists(registry.get_version(name, refused.version).artifact_key)
+    assert cli.main(["models", "list", "--model", name]) == 0
+    statuses = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert statuses[f"v{refused.version}"] == "pruned" and statuses[f"v{first.version}"] == "champion"
