@@ -69,8 +69,16 @@ def append_ledger(store: ObjectStore, settings: Settings, entry: LedgerEntry) ->
     return key
 
 
-def read_ledger(store: ObjectStore, settings: Settings, model_name: str) -> list[LedgerEntry]:
-    return [LedgerEntry(**store.get_json(k)) for k in store.list_keys(ledger_prefix(settings, model_name))]
+def read_ledger(store: ObjectStore, settings: Settings, model_name: str, kind: LedgerKind | None = None,
+                last: int | None = None) -> list[LedgerEntry]:
+    """The model's ledger in time order; only entries of `kind`, only the `last` ones, when given. Both filters
+    work on the keys (time stamp and kind are in them), so only the entries returned are read."""
+    keys = store.list_keys(ledger_prefix(settings, model_name))
+    if kind is not None:
+        keys = [k for k in keys if k.rsplit("/", 1)[-1].split("-", 1)[1].startswith(f"{kind}-")]
+    if last is not None:
+        keys = keys[-last:] if last > 0 else []
+    return [LedgerEntry(**store.get_json(k)) for k in keys]
 
 
 def cooldown_decision(ledger: list[LedgerEntry], now: dt.datetime, cooldown: dt.timedelta) -> CooldownDecision:
@@ -136,7 +144,9 @@ def claim_retraining(settings: Settings, model_name: str, run_id: str, trigger_e
     holding the model's slot) an allowed one is recorded as 'started', which is what starts the cooldown."""
     store = ObjectStore(settings.storage)
     cooldown = dt.timedelta(hours=settings.retraining.cooldown_hours)
-    decision = cooldown_decision(read_ledger(store, settings, model_name), now_utc(), cooldown)
+    # The newest 'started' entry decides; the ledger also holds every suppressed trigger, and grows with them.
+    last_started = read_ledger(store, settings, model_name, kind="started", last=1)
+    decision = cooldown_decision(last_started, now_utc(), cooldown)
     if decision.allowed and not final:
         return decision
     kind: LedgerKind = "started" if decision.allowed else "suppressed"
