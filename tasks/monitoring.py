@@ -58,11 +58,11 @@ def drift_report_for_day(store: ObjectStore, settings: Settings, model_name: str
     champion = registry.champion(model_name)
     if champion is None:
         raise LookupError(f"drift monitor: model {model_name!r} has no champion in the registry; train one first")
-    reference = registry.load_reference(model_name, champion.version)
+    reference = registry.reference_of(champion)
     start, end = _window(scored_day, settings.drift.window_days)
     current = read_raw_window(store, settings, start, end)
     scores = store.read_published_parquet(predictions_prefix(settings, model_name, scored_day), columns=["score"])
-    loaded = registry.load(model_name, champion.version)
+    loaded = registry.load_version(champion)
     performance = labelled_performance(store, settings, loaded, champion.test_metrics.get("roc_auc"),
                                        scored_day)
     report = drift.compare(reference, current, settings.dataset, settings.drift, model_name=model_name,

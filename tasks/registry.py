@@ -323,7 +323,10 @@ class ModelRegistry:
             version = self.champion_version(model_name)
             if version is None:
                 raise RegistryError(f"{model_name}: no champion yet (train and promote one: the training flow)")
-        meta = self.get_version(model_name, version)
+        return self.load_version(self.get_version(model_name, version))
+
+    def load_version(self, meta: ModelVersion) -> LoadedModel:
+        """The model of `meta` (metadata already read), checksum verified BEFORE unpickling."""
         data = self._verified_bytes(meta.artifact_key, meta.sha256, f"{meta.label} model")
         return LoadedModel(meta, joblib.load(io.BytesIO(data)))
 
@@ -333,7 +336,10 @@ class ModelRegistry:
             version = self.champion_version(model_name)
             if version is None:
                 raise RegistryError(f"{model_name}: no champion yet, so no reference sample")
-        meta = self.get_version(model_name, version)
+        return self.reference_of(self.get_version(model_name, version))
+
+    def reference_of(self, meta: ModelVersion) -> pd.DataFrame:
+        """The reference sample of `meta` (metadata already read), checksum verified."""
         data = self._verified_bytes(meta.reference_key, meta.reference_sha256, f"{meta.label} reference sample")
         return pd.read_parquet(io.BytesIO(data))
 

@@ -74,7 +74,7 @@ class Candidate:
     data_fingerprint: str
     training_rows: int
     fit_seconds: float
-    plots: dict[str, bytes] = field(repr=False, default_factory=dict)
+    plots: dict[str, bytes] = field(repr=False, default_factory=dict)  # drawn by the gates, champion included
 
 
 @dataclass
@@ -220,7 +220,6 @@ def fit_and_evaluate(frame: pd.DataFrame, settings: Settings, model_config_name:
         model=model, model_config_name=model_config_name, spec=spec, metrics=metrics, split=split.describe(),
         test=test, reference=reference, training_rows=len(split.train), fit_seconds=round(fit_seconds, 3),
         data_fingerprint=data_fingerprint(frame, [ds.timestamp_column, *ds.feature_names, ds.label_column]),
-        plots=evaluation_plots(split.test[ds.label_column].to_numpy(), scored["test"]),
     )
 
 
@@ -290,8 +289,8 @@ def _evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings
     features = test[ds.feature_names]
     results.append(G.invariance_gate(score, features, ds.feature_names, gates, seed=settings.training.seed))
     results.append(G.directional_gate(score, features, gates.directional, ds.feature_names))
-    if champion_scores is not None:
-        candidate.plots = evaluation_plots(y.to_numpy(), test["score"].to_numpy(), champion_scores)
+    # Drawn here, once: the ROC plot shows the champion's curve on the same rows when there is one.
+    candidate.plots = evaluation_plots(y.to_numpy(), test["score"].to_numpy(), champion_scores)
     return G.decide(results, champion_version, champion_metrics)
 
 
