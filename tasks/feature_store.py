@@ -796,14 +796,14 @@ def materialize_incremental(settings: Settings, start: dt.datetime | dt.date, en
     begin = time.perf_counter()
     hi = _utc(end)
     windows: dict[str, tuple[dt.datetime, dt.datetime]] = {}
-    skipped: list[str] = []
+    starts = {name: until or _utc(start) for name, until in materialized_until(settings).items()}
+    skipped = [name for name, lo in starts.items() if lo >= hi]
+    due = {name: lo for name, lo in starts.items() if lo < hi}
+    if sync and due:  # once for every view's window, not once per view
+        sync_offline(settings, min(due.values()).date(), (hi - ONE_US).date())
     rows = chunks = 0
-    for name, until in materialized_until(settings).items():
-        lo = until or _utc(start)
-        if lo >= hi:
-            skipped.append(name)
-            continue
-        result = materialize_window(settings, lo, hi, sync=sync, feature_views=[name])
+    for name, lo in due.items():
+        result = materialize_window(settings, lo, hi, sync=False, feature_views=[name])
         windows.update(result.windows)
         rows += result.rows_written
         chunks += result.chunks
