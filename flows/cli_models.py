@@ -22,7 +22,7 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     models.add_argument("action", choices=["list", "show", "promote", "rollback", "log", "prune"])
     models.add_argument("version", nargs="?", type=int, help="version number (show, promote)")
     models.add_argument("--model", help="registry model name; default training.model_name")
-    models.add_argument("--reason", help="why (promote, rollback): recorded in the audit log")
+    models.add_argument("--reason", help="why (promote, rollback, prune): recorded in the audit log")
     models.add_argument("--actor", default=None, help="who (default: the current user)")
     models.add_argument("--force", action="store_true", help="promote even though the version's gates failed")
     models.add_argument("--older-than-days", type=float, default=30.0,

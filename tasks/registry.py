@@ -471,7 +471,6 @@ class ModelRegistry:
                  actor, reason)
         return event
 
-
     def prunable(self, model_name: str, older_than: dt.timedelta,
                  now: dt.datetime | None = None) -> list[ModelVersion]:
         """Versions whose artifacts `prune` would delete: gates failed, registered more than `older_than` ago,
