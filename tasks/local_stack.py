@@ -8,7 +8,6 @@ generated S3 credentials (mode 0600, never printed).
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -25,7 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from configs.settings import TELEMETRY_OFF_ENV, Settings
+from tasks.prefect_api import api_client
 
 log = logging.getLogger(__name__)
 
@@ -202,35 +204,17 @@ class LocalStack:
         return [ServiceState(s, self._recorded_pid(s), self.healthy(s), urls[s]) for s in WITH_WORKER]
 
     # ---- Prefect API (plain HTTP: this module never imports prefect) ----------------------------------
-    def api(self, method: str, path: str, body: object | None = None, attempts: int = 5) -> tuple[int, object]:
-        """Call the stack's Prefect REST API; honours PREFECT_API_AUTH_STRING (basic auth) when set.
-
-        A busy SQLite-backed server answers 503 ("database is locked": retryable, Prefect's own client retries
-        it too): retried with backoff, up to `attempts` times, before the 503 is returned."""
-        request = urllib.request.Request(  # noqa: S310 (loopback only)
-            self.prefect_api_url + path, method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", **self._auth_header()},
-        )
-        attempt = 1
-        while True:
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                    raw = response.read()
-                    return response.status, json.loads(raw) if raw else None
-            except urllib.error.HTTPError as exc:
-                if exc.code != 503 or attempt >= attempts:
-                    return exc.code, exc.read(300).decode(errors="replace")
-            time.sleep(0.5 * attempt)  # a locked write was rolled back: sending it again is safe
-            attempt += 1
-
-    def _auth_header(self) -> dict[str, str]:
+    def api(self, method: str, path: str, body: object | None = None) -> tuple[int, object]:
+        """Call the stack's Prefect REST API (`tasks.prefect_api.api_client`: basic auth from
+        PREFECT_API_AUTH_STRING when set, a busy server's 503 retried); returns (status, JSON body or error text)."""
         # Never logged: the secret only goes into the request header.
         secret = self.settings.prefect.api_auth_string
         auth = secret.get_secret_value() if secret is not None else os.environ.get("PREFECT_API_AUTH_STRING")
-        if not auth:
-            return {}
-        return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+        with api_client(self.prefect_api_url, auth or None, timeout=10) as client:
+            response = client.request(method, path, json=body)
+        if response.is_error:
+            return response.status_code, response.text[:300]
+        return response.status_code, response.json() if response.content else None
 
     def ensure_work_pool(self) -> bool:
         """Create the process work pool if it does not exist; True when it was created."""
@@ -248,7 +232,7 @@ class LocalStack:
         """A worker of this stack's pool has sent a heartbeat (it is polling for runs)."""
         try:
             status, workers = self.api("POST", f"/work_pools/{self.settings.prefect.work_pool}/workers/filter", {})
-        except (urllib.error.URLError, OSError):
+        except httpx.TransportError:
             return False
         if status != 200 or not isinstance(workers, list):
             return False

@@ -22,10 +22,30 @@ T = TypeVar("T")
 ZOMBIE_AUTOMATION = "conveyor-crash-zombie-flow-runs"
 
 
-def api_client(api_url: str, auth_string: str | None = None) -> httpx.Client:
-    """`auth_string` ('user:password') is sent as basic auth, as PREFECT_API_AUTH_STRING is by Prefect clients."""
+class RetryBusyServer(httpx.HTTPTransport):
+    """A busy SQLite-backed Prefect server answers 503 ("database is locked": the write was rolled back, so
+    sending it again is safe); Prefect's own client retries it, and so does every client of this module."""
+
+    def __init__(self, attempts: int = 5, backoff_seconds: float = 0.5) -> None:
+        super().__init__()
+        self.attempts, self.backoff_seconds = attempts, backoff_seconds
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(1, self.attempts):
+            response = super().handle_request(request)
+            if response.status_code != 503:
+                return response
+            response.close()
+            time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+        return super().handle_request(request)
+
+
+def api_client(api_url: str, auth_string: str | None = None, timeout: float = 30) -> httpx.Client:
+    """`auth_string` ('user:password') is sent as basic auth, as PREFECT_API_AUTH_STRING is by Prefect clients.
+    503s are retried with backoff (`RetryBusyServer`)."""
     auth = tuple(auth_string.split(":", 1)) if auth_string else None
-    return httpx.Client(base_url=api_url.rstrip("/"), timeout=30, auth=auth)  # type: ignore[arg-type]
+    return httpx.Client(base_url=api_url.rstrip("/"), timeout=timeout, auth=auth,  # type: ignore[arg-type]
+                        transport=RetryBusyServer())
 
 
 def zombie_automation(within_seconds: float) -> dict[str, Any]:
@@ -85,17 +105,10 @@ def events_named(api: httpx.Client, name: str, since: str = "2020-01-01T00:00:00
     return list(api.post("/events/filter", json=body).json()["events"])
 
 
-def create_deployment_run(api: httpx.Client, deployment: str, parameters: dict[str, Any],
-                          attempts: int = 5) -> dict[str, Any]:
-    """Request a run of `deployment`. A busy SQLite-backed server answers 503 now and then: retried with backoff."""
+def create_deployment_run(api: httpx.Client, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Request a run of `deployment` (`api` from `api_client`: a busy server's 503 is retried)."""
     url = f"/deployments/{deployment_id(api, deployment)}/create_flow_run"
-    for attempt in range(1, attempts + 1):
-        response = api.post(url, json={"parameters": parameters})
-        if response.status_code < 500 or attempt == attempts:
-            break
-        time.sleep(0.5 * 2 ** (attempt - 1))
-    response.raise_for_status()
-    return dict(response.json())
+    return dict(api.post(url, json={"parameters": parameters}).raise_for_status().json())
 
 
 def delete_deployments_and_automations(api: httpx.Client, names: tuple[str, ...] | None = None) -> None:

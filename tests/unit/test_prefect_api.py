@@ -1,0 +1,55 @@
+"""tasks/prefect_api.RetryBusyServer against a loopback HTTP server that answers 503 (what a busy SQLite-backed
+Prefect server says for "database is locked") a given number of times."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import httpx
+import pytest
+
+from tasks.prefect_api import RetryBusyServer
+
+
+@pytest.fixture
+def busy_server() -> Iterator[tuple[str, dict[str, int]]]:
+    """(URL, state): answers 503 to the first `state['busy']` requests, then 201 with the body it received."""
+    state = {"busy": 0, "requests": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            state["requests"] += 1
+            busy = state["requests"] <= state["busy"]
+            self.send_response(503 if busy else 201)
+            self.end_headers()
+            self.wfile.write(b'{"exception_message":"Service Unavailable"}' if busy else body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", state
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_busy_answer_is_retried_with_the_same_body(busy_server: tuple[str, dict[str, int]]) -> None:
+    url, state = busy_server
+    state["busy"] = 2
+    with httpx.Client(base_url=url, transport=RetryBusyServer(attempts=5, backoff_seconds=0.01)) as client:
+        response = client.post("/flow_runs/", json={"name": "x"})
+    assert response.status_code == 201 and response.json() == {"name": "x"}
+    assert state["requests"] == 3
+
+
+def test_a_server_busy_for_every_attempt_returns_its_503(busy_server: tuple[str, dict[str, int]]) -> None:
+    url, state = busy_server
+    state["busy"] = 100
+    with httpx.Client(base_url=url, transport=RetryBusyServer(attempts=4, backoff_seconds=0.01)) as client:
+        response = client.post("/flow_runs/", json={})
+    assert response.status_code == 503 and state["requests"] == 4
