@@ -16,6 +16,8 @@ Variants, each in its own subprocess (peak RSS = that process's ru_maxrss):
   flow    flows.batch_inference.batch_inference as a Prefect flow run against the private server: resolve +
           load the champion from the registry (SHA-256 verified), one score-partition task (everything the
           engine does + GX sample suite when present), artifacts.
+  flow-stock  the same flow on Prefect's own sync engine, without flows/prefect_fixes.py (the engine waits for
+          its heartbeat thread's 1 s sleep at the end of the run): what that fix is worth, in the same run.
 `work` is the time of the work inside the process; `startup` is the rest of the process's wall time
 (interpreter start, imports, teardown), reported separately.
 """
@@ -42,6 +44,7 @@ DAY = dt.date(2026, 3, 1)
 MODEL = "churn-bench"
 INPUT_PREFIX = "bench/features/churn"
 CHUNK = 1_000_000
+MODES = ["plain", "engine", "flow", "flow-stock"]
 
 
 # ---- children -------------------------------------------------------------------------------------------------
@@ -115,14 +118,19 @@ def child_engine(rows: int) -> None:
     _report("engine", result.rows_scored, time.perf_counter() - started, imports)
 
 
-def child_flow(rows: int) -> None:
+def child_flow(rows: int, stock_engine: bool = False) -> None:
     from flows.batch_inference import batch_inference
+
+    if stock_engine:
+        from prefect import flow_engine
+
+        flow_engine._send_heartbeats = flow_engine._send_heartbeats.__wrapped__  # type: ignore[attr-defined]
 
     imports = time.perf_counter() - T_START
     started = _start_work()
     result = batch_inference(scoring_date=DAY, model_name=MODEL, features_prefix=INPUT_PREFIX)
     work = time.perf_counter() - started
-    _report("flow", result.rows_scored, work, imports, {"where": result.where()})
+    _report("flow-stock" if stock_engine else "flow", result.rows_scored, work, imports, {"where": result.where()})
 
 
 # ---- parent ---------------------------------------------------------------------------------------------------
@@ -205,10 +213,12 @@ def main() -> int:
     parser.add_argument("--rows", type=int, action="append", help="input rows (repeatable); default 1e6 and 1e7")
     parser.add_argument("--repeats", type=int, default=3, help="runs per variant below 1e7 rows (1e7 runs once)")
     parser.add_argument("--note", default="", help="what else ran on the machine (recorded with the results)")
-    parser.add_argument("--child", choices=["plain", "engine", "flow"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        {"plain": child_plain, "engine": child_engine, "flow": child_flow}[args.child](args.rows[0])
+        children = {"plain": child_plain, "engine": child_engine, "flow": child_flow,
+                    "flow-stock": lambda rows: child_flow(rows, stock_engine=True)}
+        children[args.child](args.rows[0])
         return 0
 
     from configs.settings import TELEMETRY_OFF_ENV
@@ -238,8 +248,7 @@ def main() -> int:
                   flush=True)
             repeats = 1 if rows >= 10_000_000 else args.repeats
             for repeat in range(repeats):
-                modes = ["plain", "engine", "flow"]
-                for mode in modes[repeat % 3:] + modes[: repeat % 3]:  # rotate the order: load drifts
+                for mode in MODES[repeat % len(MODES):] + MODES[: repeat % len(MODES)]:  # rotate: load drifts
                     result = run_child(mode, rows, env)
                     result["load_1m"] = os.getloadavg()[0]
                     rows_out.append(result)
@@ -269,10 +278,9 @@ def results_table(runs: list[dict[str, Any]]) -> str:
     groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for r in runs:
         groups.setdefault((r["rows"], r["mode"]), []).append(r)
-    order = ["plain", "engine", "flow"]
     lines = ["| rows | variant | runs | work s (median) | ratio | work s (best) | ratio (best) | CPU s | CPU ratio "
              "| startup+imports s | peak RSS MB | load 1m |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (rows, mode), group in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]))):
+    for (rows, mode), group in sorted(groups.items(), key=lambda kv: (kv[0][0], MODES.index(kv[0][1]))):
         plain = groups[(rows, "plain")]
 
         def med(g: list[dict[str, Any]], key: str) -> float:

@@ -31,7 +31,7 @@ from tasks.scoring import PartitionResult
 @dataclass(frozen=True)
 class BatchInferenceResult:
     model: str
-    model_version: str
+    model_version: int
     partitions: list[PartitionResult]
 
     @property
