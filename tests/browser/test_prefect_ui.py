@@ -73,9 +73,27 @@ def _form_field(page: Any, name: str) -> Any:
         has=page.locator(".schema-form-property__label", has_text=re.compile(f"^{name}( \\(Optional\\))?$"))).first
 
 
-def _submit_and_open_run(page: Any, stack: LocalStack, ui: str) -> str:
-    page.get_by_role("button", name="Submit").click()
-    page.wait_for_url("**/deployments/deployment/**?tab=Runs")  # the UI goes back to the deployment's runs
+def _submit_and_open_run(page: Any, stack: LocalStack, ui: str, attempts: int = 3) -> str:
+    """Submit the form; the UI then goes back to the deployment's runs. A busy SQLite-backed server answers the
+    form's request 503 ("database is locked", rolled back: nothing was created) and the UI only shows "Something
+    went wrong", without retrying as Prefect's Python client does: the test submits again, as a person would.
+    Any other failed API response is named in the failure."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    failed: list[tuple[int, str]] = []
+    page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 and "/api/" in r.url else None)
+    for attempt in range(1, attempts + 1):
+        failed.clear()
+        page.get_by_role("button", name="Submit").click()
+        try:
+            page.wait_for_url("**/deployments/deployment/**?tab=Runs")
+            break
+        except PlaywrightTimeout:
+            busy = [url for status, url in failed if status == 503]
+            if attempt == attempts or not busy or len(busy) < len(failed):
+                raise AssertionError(f"the form did not create a run (attempt {attempt}); failed API responses: "
+                                     f"{failed or 'none'}") from None
+            print(f"server busy (503 on {busy}): submitting the form again")
     deployment_id = page.url.split("/deployments/deployment/")[1].split("?")[0]
     # The run the form created: the newest manual run of this deployment (the toast's "View run" link goes
     # there too, but a toast may be gone before a loaded machine gets to click it).
