@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
 from configs.settings import NotificationsConfig, load_settings
 from tasks.notify import notify, notify_gate_refusal
+from tests.loopback_http import QuietHandler, loopback_http_server
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cr3t-token-4711"
@@ -22,22 +21,15 @@ TOKEN = "s3cr3t-token-4711"
 def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
     received: list[dict[str, object]] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             length = int(self.headers.get("Content-Length", "0"))
             received.append({"path": self.path, **json.loads(self.rfile.read(length))})
             self.send_response(200)
             self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"json://127.0.0.1:{server.server_port}/hooks/{TOKEN}", received
-    server.shutdown()
-    server.server_close()
+    with loopback_http_server(Handler) as port:
+        yield f"json://127.0.0.1:{port}/hooks/{TOKEN}", received
 
 
 def test_gate_refusal_reaches_the_webhook_and_the_url_is_not_logged(webhook, caplog, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -3,14 +3,13 @@ Prefect server says for "database is locked") a given number of times."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import httpx
 import pytest
 
 from tasks.prefect_api import RetryBusyServer
+from tests.loopback_http import QuietHandler, loopback_http_server
 
 
 @pytest.fixture
@@ -18,7 +17,7 @@ def busy_server() -> Iterator[tuple[str, dict[str, int]]]:
     """(URL, state): answers 503 to the first `state['busy']` requests, then 201 with the body it received."""
     state = {"busy": 0, "requests": 0}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             state["requests"] += 1
@@ -27,15 +26,8 @@ def busy_server() -> Iterator[tuple[str, dict[str, int]]]:
             self.end_headers()
             self.wfile.write(b'{"exception_message":"Service Unavailable"}' if busy else body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", state
-    server.shutdown()
-    server.server_close()
+    with loopback_http_server(Handler) as port:
+        yield f"http://127.0.0.1:{port}", state
 
 
 def test_a_busy_answer_is_retried_with_the_same_body(busy_server: tuple[str, dict[str, int]]) -> None:
