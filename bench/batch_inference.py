@@ -67,8 +67,21 @@ def _report(mode: str, rows: int, work: float, imports: float, extra: dict[str, 
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so a child would report its parent's peak.
     with open("/proc/self/status") as fh:
         peak_mb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
-    print("RESULT " + json.dumps({"mode": mode, "rows": rows, "work_s": work, "cpu_s": cpu, "imports_s": imports,
-                                  "peak_rss_mb": peak_mb, **(extra or {})}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "mode": mode,
+                "rows": rows,
+                "work_s": work,
+                "cpu_s": cpu,
+                "imports_s": imports,
+                "peak_rss_mb": peak_mb,
+                **(extra or {}),
+            }
+        ),
+        flush=True,
+    )
 
 
 def child_plain(rows: int) -> None:
@@ -91,8 +104,13 @@ def child_plain(rows: int) -> None:
     frame = pa.concat_tables([pq.read_table(io.BytesIO(store.get_bytes(k))) for k in keys]).to_pandas()
     ds = settings.dataset
     scores = model.predict_proba(frame[ds.feature_names])[:, 1]
-    out = pd.DataFrame({ds.entity_column: frame[ds.entity_column].to_numpy(), "score": scores,
-                        "decision": scores >= settings.scoring.threshold})
+    out = pd.DataFrame(
+        {
+            ds.entity_column: frame[ds.entity_column].to_numpy(),
+            "score": scores,
+            "decision": scores >= settings.scoring.threshold,
+        }
+    )
     buffer = io.BytesIO()
     out.to_parquet(buffer, index=False, compression="zstd")
     store.put_bytes(f"bench/plain/{MODEL}/dt={DAY.isoformat()}/part-00000.parquet", buffer.getvalue())
@@ -111,10 +129,12 @@ def child_engine(rows: int) -> None:
     store = ObjectStore(settings.storage)
     ref = resolve_model(store, settings, MODEL, None)
     ds = settings.dataset
-    source = PublishedParquetSource(store, f"{INPUT_PREFIX}/dt={DAY.isoformat()}", [ds.entity_column,
-                                                                                      *ds.feature_names])
-    result = score_partition(store, settings, source, load_scoring_model(store, settings, ref), MODEL, DAY,
-                             f"engine-{rows}")
+    source = PublishedParquetSource(
+        store, f"{INPUT_PREFIX}/dt={DAY.isoformat()}", [ds.entity_column, *ds.feature_names]
+    )
+    result = score_partition(
+        store, settings, source, load_scoring_model(store, settings, ref), MODEL, DAY, f"engine-{rows}"
+    )
     _report("engine", result.rows_scored, time.perf_counter() - started, imports)
 
 
@@ -144,9 +164,16 @@ def train_model(settings: Any) -> Any:
 
     ds = settings.dataset
     frame = generate_day(dt.date(2026, 2, 1), ds, settings.generator, snapshot=True, n_entities=50_000)
-    encode = ColumnTransformer([("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                                       encoded_missing_value=-1), ds.categorical_features)],
-                               remainder="passthrough")
+    encode = ColumnTransformer(
+        [
+            (
+                "cat",
+                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1),
+                ds.categorical_features,
+            )
+        ],
+        remainder="passthrough",
+    )
     model = Pipeline([("encode", encode), ("gbm", HistGradientBoostingClassifier(max_iter=100, random_state=0))])
     return model.fit(frame[ds.feature_names], frame[ds.label_column]), frame
 
@@ -166,9 +193,14 @@ def register_champion(store: Any, settings: Any) -> str:
     ds = settings.dataset
     sample = frame[ds.feature_names].head(5000)
     metadata = ModelMetadata(
-        metrics={}, gates={"passed": True, "reasons": ["benchmark model"]}, training_window={},
-        feature_service=settings.features.feature_service, feature_names=ds.feature_names,
-        data_fingerprint="bench", params={"max_iter": 100})
+        metrics={},
+        gates={"passed": True, "reasons": ["benchmark model"]},
+        training_window={},
+        feature_service=settings.features.feature_service,
+        feature_names=ds.feature_names,
+        data_fingerprint="bench",
+        params={"max_iter": 100},
+    )
     registry = ModelRegistry(store, settings)
     version = registry.register(MODEL, model, metadata, sample.assign(score=model.predict_proba(sample)[:, 1]))
     registry.promote(MODEL, version.version, actor="bench", reason="benchmark champion")
@@ -196,13 +228,19 @@ def publish_input(store: Any, settings: Any, rows: int) -> float:
 
 def run_child(mode: str, rows: int, env: dict[str, str]) -> dict[str, Any]:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--child", mode, "--rows", str(rows)], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--rows", str(rows)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     wall = time.perf_counter() - started
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{mode} at {rows} rows failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
+    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
     result["wall_s"] = wall
     result["startup_s"] = wall - result["work_s"]
     return result
@@ -216,8 +254,12 @@ def main() -> int:
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        children = {"plain": child_plain, "engine": child_engine, "flow": child_flow,
-                    "flow-stock": lambda rows: child_flow(rows, stock_engine=True)}
+        children = {
+            "plain": child_plain,
+            "engine": child_engine,
+            "flow": child_flow,
+            "flow-stock": lambda rows: child_flow(rows, stock_engine=True),
+        }
         children[args.child](args.rows[0])
         return 0
 
@@ -244,11 +286,12 @@ def main() -> int:
         version = register_champion(store, settings)
         print(f"private stack at {state}; champion {MODEL} v{version}; load {os.getloadavg()}", flush=True)
         for rows in sizes:
-            print(f"generating + publishing {rows:,} input rows: {publish_input(store, settings, rows):.1f}s",
-                  flush=True)
+            print(
+                f"generating + publishing {rows:,} input rows: {publish_input(store, settings, rows):.1f}s", flush=True
+            )
             repeats = 1 if rows >= 10_000_000 else args.repeats
             for repeat in range(repeats):
-                for mode in MODES[repeat % len(MODES):] + MODES[: repeat % len(MODES)]:  # rotate: load drifts
+                for mode in MODES[repeat % len(MODES) :] + MODES[: repeat % len(MODES)]:  # rotate: load drifts
                     result = run_child(mode, rows, env)
                     result["load_1m"] = os.getloadavg()[0]
                     rows_out.append(result)
@@ -265,7 +308,8 @@ def main() -> int:
     out.write_text(json.dumps({"machine": machine, "runs": rows_out}, indent=2))
     out.with_suffix(".md").write_text(
         f"`{' '.join(['.venv/bin/python', 'bench/batch_inference.py', *sys.argv[1:]])}`; {os.cpu_count()} CPUs, "
-        f"load at start {load_at_start[0]:.1f}; {args.note or 'no note'}\n\n{table}\n")
+        f"load at start {load_at_start[0]:.1f}; {args.note or 'no note'}\n\n{table}\n"
+    )
     print(f"\nresults: {out} and {out.with_suffix('.md')}")
     return 0
 
@@ -278,8 +322,11 @@ def results_table(runs: list[dict[str, Any]]) -> str:
     groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for r in runs:
         groups.setdefault((r["rows"], r["mode"]), []).append(r)
-    lines = ["| rows | variant | runs | work s (median) | ratio | work s (best) | ratio (best) | CPU s | CPU ratio "
-             "| startup+imports s | peak RSS MB | load 1m |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| rows | variant | runs | work s (median) | ratio | work s (best) | ratio (best) | CPU s | CPU ratio "
+        "| startup+imports s | peak RSS MB | load 1m |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for (rows, mode), group in sorted(groups.items(), key=lambda kv: (kv[0][0], MODES.index(kv[0][1]))):
         plain = groups[(rows, "plain")]
 
@@ -289,11 +336,13 @@ def results_table(runs: list[dict[str, Any]]) -> str:
         def best(g: list[dict[str, Any]], key: str) -> float:
             return float(min(x[key] for x in g))
 
-        lines.append(f"| {rows:,} | {mode} | {len(group)} | {med(group, 'work_s'):.2f} | "
-                     f"{med(group, 'work_s') / med(plain, 'work_s'):.2f} | {best(group, 'work_s'):.2f} | "
-                     f"{best(group, 'work_s') / best(plain, 'work_s'):.2f} | {med(group, 'cpu_s'):.2f} | "
-                     f"{med(group, 'cpu_s') / med(plain, 'cpu_s'):.2f} | {med(group, 'startup_s'):.2f} | "
-                     f"{max(x['peak_rss_mb'] for x in group):.0f} | {med(group, 'load_1m'):.1f} |")
+        lines.append(
+            f"| {rows:,} | {mode} | {len(group)} | {med(group, 'work_s'):.2f} | "
+            f"{med(group, 'work_s') / med(plain, 'work_s'):.2f} | {best(group, 'work_s'):.2f} | "
+            f"{best(group, 'work_s') / best(plain, 'work_s'):.2f} | {med(group, 'cpu_s'):.2f} | "
+            f"{med(group, 'cpu_s') / med(plain, 'cpu_s'):.2f} | {med(group, 'startup_s'):.2f} | "
+            f"{max(x['peak_rss_mb'] for x in group):.0f} | {med(group, 'load_1m'):.1f} |"
+        )
     return "\n".join(lines)
 
 

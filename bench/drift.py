@@ -47,11 +47,13 @@ def main() -> None:
     dataset = settings.dataset.model_copy(update={"features": settings.dataset.features[:10]})
     label = settings.dataset.label_column
     made = time.perf_counter()
-    reference = generate_day(dt.date(2026, 1, 15), settings.dataset, settings.generator, snapshot=True,
-                             n_entities=args.rows)
+    reference = generate_day(
+        dt.date(2026, 1, 15), settings.dataset, settings.generator, snapshot=True, n_entities=args.rows
+    )
     shifted = Scenario(covariate_drift=[CovariateDrift(feature="monthly_charges", start=dt.date(2026, 3, 1))])
-    current = generate_day(dt.date(2026, 3, 15), settings.dataset, settings.generator, shifted, snapshot=True,
-                           n_entities=args.rows)
+    current = generate_day(
+        dt.date(2026, 3, 15), settings.dataset, settings.generator, shifted, snapshot=True, n_entities=args.rows
+    )
     made = time.perf_counter() - made
 
     from sklearn.compose import ColumnTransformer
@@ -60,15 +62,18 @@ def main() -> None:
     from sklearn.preprocessing import OrdinalEncoder
 
     categorical = [f for f in features if f in settings.dataset.categorical_features]
-    model = Pipeline([
-        ("pre", ColumnTransformer([("cat", OrdinalEncoder(), categorical)], remainder="passthrough")),
-        ("clf", HistGradientBoostingClassifier(max_iter=100, random_state=0)),
-    ]).fit(reference[features].head(100_000), reference[label].head(100_000))
+    model = Pipeline(
+        [
+            ("pre", ColumnTransformer([("cat", OrdinalEncoder(), categorical)], remainder="passthrough")),
+            ("clf", HistGradientBoostingClassifier(max_iter=100, random_state=0)),
+        ]
+    ).fit(reference[features].head(100_000), reference[label].head(100_000))
     reference["score"] = model.predict_proba(reference[features])[:, 1]
 
     config = settings.drift
-    window = dict(model_name="churn", model_version="bench", window_start=dt.date(2026, 3, 15),
-                  window_end=dt.date(2026, 3, 15))
+    window = dict(
+        model_name="churn", model_version="bench", window_start=dt.date(2026, 3, 15), window_end=dt.date(2026, 3, 15)
+    )
     results: dict[str, float] = {}
     scores: dict[str, np.ndarray] = {}
 
@@ -97,23 +102,38 @@ def main() -> None:
 
     base = results["predict_proba (batch scoring work)"]
     print(f"\n## Drift statistics at {args.rows:,} rows x {len(features)} features (+ score), best of {args.repeat}")
-    print(f"data generation {made:.1f}s (not timed below); load average {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} CPUs: read the ratios\n")
+    print(
+        f"data generation {made:.1f}s (not timed below); load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} CPUs: read the ratios\n"
+    )
     print("| step | seconds | ratio vs predict_proba |")
     print("|---|---:|---:|")
     for name, seconds in results.items():
         print(f"| {name} | {seconds:.3f} | {seconds / base:.2f} |")
-    print(f"\nverdict: {report['r'].verdict}; drifted: {report['r'].drifted_features}; "
-          f"STACK.md plain read->predict->write floor: 2.1 s per 1e6 rows")
+    print(
+        f"\nverdict: {report['r'].verdict}; drifted: {report['r'].drifted_features}; "
+        f"STACK.md plain read->predict->write floor: 2.1 s per 1e6 rows"
+    )
 
     out = Path(__file__).parent / "results" / "drift.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "rows": args.rows, "features": len(features), "repeat": args.repeat, "seconds": results,
-        "ratio_vs_predict": {k: v / base for k, v in results.items()},
-        "drifted_features": report["r"].drifted_features, "cpus": os.cpu_count(), "python": platform.python_version(),
-        "measured_at": dt.datetime.now(dt.UTC).isoformat(), "load_avg_1m": os.getloadavg()[0],
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "features": len(features),
+                "repeat": args.repeat,
+                "seconds": results,
+                "ratio_vs_predict": {k: v / base for k, v in results.items()},
+                "drifted_features": report["r"].drifted_features,
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "measured_at": dt.datetime.now(dt.UTC).isoformat(),
+                "load_avg_1m": os.getloadavg()[0],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -52,10 +52,16 @@ entity_key_serialization_version: 3
 
 
 def bench_dataset() -> DatasetConfig:
-    features = [FeatureSpec(name=f"f{i}", dtype="int64" if i < N_FEATURES // 2 else "float64")
-                for i in range(N_FEATURES)]
-    return DatasetConfig(name="bench", entity_column="entity_id", timestamp_column="event_timestamp",
-                         label_column="label", features=features)
+    features = [
+        FeatureSpec(name=f"f{i}", dtype="int64" if i < N_FEATURES // 2 else "float64") for i in range(N_FEATURES)
+    ]
+    return DatasetConfig(
+        name="bench",
+        entity_column="entity_id",
+        timestamp_column="event_timestamp",
+        label_column="label",
+        features=features,
+    )
 
 
 def bench_settings(work: Path, variant: str) -> Settings:
@@ -66,10 +72,15 @@ def bench_settings(work: Path, variant: str) -> Settings:
     else:
         base = load_settings("local")
         snapshot.write_text(base.model_dump_json())
-    features = base.features.model_copy(update={
-        "project": "bench", "feature_service": "bench_v1", "repo_dir": work / f"repo-{variant}",
-        "state_dir": work / f"state-{variant}", "ttl_days": 365,
-    })
+    features = base.features.model_copy(
+        update={
+            "project": "bench",
+            "feature_service": "bench_v1",
+            "repo_dir": work / f"repo-{variant}",
+            "state_dir": work / f"state-{variant}",
+            "ttl_days": 365,
+        }
+    )
     return base.model_copy(update={"dataset": bench_dataset(), "features": features})
 
 
@@ -95,11 +106,13 @@ def make_data(work: Path, entities: int, rows_per_day: int, seed: int = 7) -> in
         chunk = ids[d * rows_per_day : (d + 1) * rows_per_day]
         n = len(chunk)
         day = START + dt.timedelta(days=d)
-        frame = pd.DataFrame({
-            "entity_id": chunk,
-            "event_timestamp": pd.Timestamp(day, tz="UTC") + pd.to_timedelta(
-                np.sort(rng.integers(0, 86_400_000_000, n)), unit="us"),
-        })
+        frame = pd.DataFrame(
+            {
+                "entity_id": chunk,
+                "event_timestamp": pd.Timestamp(day, tz="UTC")
+                + pd.to_timedelta(np.sort(rng.integers(0, 86_400_000_000, n)), unit="us"),
+            }
+        )
         for i in range(N_FEATURES):
             frame[f"f{i}"] = rng.integers(0, 1000, n) if i < N_FEATURES // 2 else rng.normal(0, 1, n)
         fsm.write_offline_partition(settings, day, frame)
@@ -137,9 +150,16 @@ def worker(work: Path, variant: str, days: int, entities: int) -> dict[str, Any]
     online = fsm.online_features(settings, sample["entity_id"].tolist())
     cols = [f"f{i}" for i in range(N_FEATURES)]
     ok = bool(np.allclose(online[cols].to_numpy(float), sample[cols].to_numpy(float)))
-    result: dict[str, Any] = {"variant": variant, "entities": entities, "days": days, "seconds": seconds,
-                              "entities_per_s": entities / seconds, "cpu_seconds": cpu_seconds,
-                              "peak_rss_mb": peak_mb, "spot_check_ok": ok}
+    result: dict[str, Any] = {
+        "variant": variant,
+        "entities": entities,
+        "days": days,
+        "seconds": seconds,
+        "entities_per_s": entities / seconds,
+        "cpu_seconds": cpu_seconds,
+        "peak_rss_mb": peak_mb,
+        "spot_check_ok": ok,
+    }
     if variant == "conveyor":
         result["retrieval"] = retrieval(settings, work, entities, days)
     return result
@@ -151,12 +171,14 @@ def retrieval(settings: Settings, work: Path, rows: int, days: int) -> dict[str,
 
     rng = np.random.default_rng(11)
     horizon_us = days * 86_400_000_000
-    entity_df = pd.DataFrame({
-        "entity_id": rng.integers(1, rows + 1, rows).astype(np.int64),
-        "event_timestamp": pd.Timestamp(START, tz="UTC") + pd.to_timedelta(rng.integers(0, horizon_us, rows),
-                                                                             unit="us"),
-        "label": rng.integers(0, 2, rows),
-    })
+    entity_df = pd.DataFrame(
+        {
+            "entity_id": rng.integers(1, rows + 1, rows).astype(np.int64),
+            "event_timestamp": pd.Timestamp(START, tz="UTC")
+            + pd.to_timedelta(rng.integers(0, horizon_us, rows), unit="us"),
+            "label": rng.integers(0, 2, rows),
+        }
+    )
     begin = time.perf_counter()
     feast_frame = fsm.build_training_set(settings, entity_df, sync=False)
     feast_s = time.perf_counter() - begin
@@ -166,16 +188,27 @@ def retrieval(settings: Settings, work: Path, rows: int, days: int) -> dict[str,
     left = entity_df.assign(_row=np.arange(rows)).sort_values("event_timestamp")
     right = source.assign(event_timestamp=source["event_timestamp"].astype("datetime64[ns, UTC]"))
     right = right.sort_values("event_timestamp")
-    merged = pd.merge_asof(left, right, on="event_timestamp", by="entity_id", direction="backward",
-                           tolerance=pd.Timedelta(days=settings.features.ttl_days))
+    merged = pd.merge_asof(
+        left,
+        right,
+        on="event_timestamp",
+        by="entity_id",
+        direction="backward",
+        tolerance=pd.Timedelta(days=settings.features.ttl_days),
+    )
     merged = merged.sort_values("_row").reset_index(drop=True)
     asof_s = time.perf_counter() - begin
     cols = [f"f{i}" for i in range(N_FEATURES)]
     a, b = feast_frame[cols].to_numpy(float), merged[cols].to_numpy(float)
     agree = bool(np.allclose(a, b, equal_nan=True)) and len(feast_frame) == rows
-    return {"rows": rows, "feast_seconds": feast_s, "merge_asof_seconds": asof_s,
-            "rows_back": len(feast_frame), "same_values_as_merge_asof": agree,
-            "non_null_share": float(np.isfinite(a[:, 0]).mean())}
+    return {
+        "rows": rows,
+        "feast_seconds": feast_s,
+        "merge_asof_seconds": asof_s,
+        "rows_back": len(feast_frame),
+        "same_values_as_merge_asof": agree,
+        "non_null_share": float(np.isfinite(a[:, 0]).mean()),
+    }
 
 
 def run_size(work: Path, entities: int, rows_per_day: int, variants: list[str]) -> Iterator[dict[str, Any]]:
@@ -185,50 +218,71 @@ def run_size(work: Path, entities: int, rows_per_day: int, variants: list[str]) 
     env = {**os.environ, **TELEMETRY_OFF_ENV}
     for variant in variants:
         make_repo(work, variant)
-        cmd = [sys.executable, __file__, "--worker", variant, "--work", str(work), "--days", str(days),
-               "--entities", str(entities)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            variant,
+            "--work",
+            str(work),
+            "--days",
+            str(days),
+            "--entities",
+            str(entities),
+        ]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             print(out.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"{variant} at {entities} entities failed")
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-        result = json.loads(line[len("RESULT "):])
+        result = json.loads(line[len("RESULT ") :])
         result["load_avg_after"] = os.getloadavg()[0]
-        print(f"  {variant:12s} {entities:>9,} entities: {result['seconds']:7.1f}s wall "
-              f"{result['cpu_seconds']:7.1f}s CPU {result['peak_rss_mb']:8.0f} MB", flush=True)
+        print(
+            f"  {variant:12s} {entities:>9,} entities: {result['seconds']:7.1f}s wall "
+            f"{result['cpu_seconds']:7.1f}s CPU {result['peak_rss_mb']:8.0f} MB",
+            flush=True,
+        )
         yield result
     shutil.rmtree(work, ignore_errors=True)
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| entities x 10 features | window | variant | wall s | entities/s | CPU s | peak RSS MB | "
-             "speed vs stock (wall) | speed vs stock (CPU) | RSS vs stock | online spot check |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| entities x 10 features | window | variant | wall s | entities/s | CPU s | peak RSS MB | "
+        "speed vs stock (wall) | speed vs stock (CPU) | RSS vs stock | online spot check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     stock = {r["entities"]: r for r in results if r["variant"] == "stock"}
     for r in results:
         base = stock.get(r["entities"])
         speed = f"{base['seconds'] / r['seconds']:.2f}x" if base else "-"
         cpu = f"{base['cpu_seconds'] / r['cpu_seconds']:.2f}x" if base and "cpu_seconds" in r else "-"
         rss = f"1/{base['peak_rss_mb'] / r['peak_rss_mb']:.1f}" if base else "-"
-        lines.append(f"| {r['entities']:,} | {r['days']} d | {r['variant']} | {r['seconds']:.1f} | "
-                     f"{r['entities_per_s']:,.0f} | {r.get('cpu_seconds', float('nan')):.1f} | "
-                     f"{r['peak_rss_mb']:,.0f} | {speed} | {cpu} | {rss} | "
-                     f"{'ok' if r['spot_check_ok'] else 'MISMATCH'} |")
-    lines += ["", "| entity rows | build_training_set (Feast duckdb) s | pd.merge_asof s | ratio | rows back | "
-              "same values |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['entities']:,} | {r['days']} d | {r['variant']} | {r['seconds']:.1f} | "
+            f"{r['entities_per_s']:,.0f} | {r.get('cpu_seconds', float('nan')):.1f} | "
+            f"{r['peak_rss_mb']:,.0f} | {speed} | {cpu} | {rss} | "
+            f"{'ok' if r['spot_check_ok'] else 'MISMATCH'} |"
+        )
+    lines += [
+        "",
+        "| entity rows | build_training_set (Feast duckdb) s | pd.merge_asof s | ratio | rows back | same values |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         q = r.get("retrieval")
         if q:
-            lines.append(f"| {q['rows']:,} | {q['feast_seconds']:.2f} | {q['merge_asof_seconds']:.2f} | "
-                         f"{q['feast_seconds'] / q['merge_asof_seconds']:.1f}x slower | {q['rows_back']:,} | "
-                         f"{q['same_values_as_merge_asof']} |")
+            lines.append(
+                f"| {q['rows']:,} | {q['feast_seconds']:.2f} | {q['merge_asof_seconds']:.2f} | "
+                f"{q['feast_seconds'] / q['merge_asof_seconds']:.1f}x slower | {q['rows_back']:,} | "
+                f"{q['same_values_as_merge_asof']} |"
+            )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--entities", type=int, action="append", help="entity count (repeatable); "
-                        "default 1e5 and 1e6")
+    parser.add_argument("--entities", type=int, action="append", help="entity count (repeatable); default 1e5 and 1e6")
     parser.add_argument("--rows-per-day", type=int, default=100_000)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--work", type=Path, default=Path("/tmp") / f"conveyor-bench-materialize-{os.getpid()}")
@@ -253,9 +307,13 @@ def main() -> None:
         print(f"{n:,} entities x {N_FEATURES} features", flush=True)
         for variant_results in run_size(args.work, n, args.rows_per_day, variants):
             results.append(variant_results)
-            meta = {"machine": f"{os.cpu_count()} cores", "load_avg_1m": os.getloadavg()[0],
-                    "when": dt.datetime.now(dt.UTC).isoformat(), "wall_seconds": time.time() - started,
-                    "rows_per_day": args.rows_per_day}
+            meta = {
+                "machine": f"{os.cpu_count()} cores",
+                "load_avg_1m": os.getloadavg()[0],
+                "when": dt.datetime.now(dt.UTC).isoformat(),
+                "wall_seconds": time.time() - started,
+                "rows_per_day": args.rows_per_day,
+            }
             # Written after every variant, so a long run that is stopped keeps what it measured.
             (out / "materialize.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     md = table(results)

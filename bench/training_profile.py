@@ -50,11 +50,18 @@ def plain(settings: Any, start: dt.date, end: dt.date, config: str, threads: int
         model = build_pipeline(ds, cfg.models[config], cfg.seed)
         model.fit(split.train[ds.feature_names], split.train[ds.label_column])
         t2 = time.perf_counter()
-        metrics = classification_metrics(split.test[ds.label_column],
-                                         model.predict_proba(split.test[ds.feature_names])[:, 1])
+        metrics = classification_metrics(
+            split.test[ds.label_column], model.predict_proba(split.test[ds.feature_names])[:, 1]
+        )
         t3 = time.perf_counter()
-    return {"read_raw": t1 - t0, "fit": t2 - t1, "evaluation": t3 - t2, "total": t3 - t0,
-            "rows": float(len(frame)), "roc_auc": metrics["roc_auc"]}
+    return {
+        "read_raw": t1 - t0,
+        "fit": t2 - t1,
+        "evaluation": t3 - t2,
+        "total": t3 - t0,
+        "rows": float(len(frame)),
+        "roc_auc": metrics["roc_auc"],
+    }
 
 
 def main() -> int:
@@ -96,44 +103,77 @@ def main() -> int:
         all_cores = plain(settings, start, end, config, None)
         runs = []
         # Flow #2 starts a day later: on the very same rows the flow would (rightly) skip retraining the champion.
-        for label, first_day in (("flow #1 (no champion)", start),
-                                 ("flow #2 (vs champion)", start + dt.timedelta(days=1))):
+        for label, first_day in (
+            ("flow #1 (no champion)", start),
+            ("flow #2 (vs champion)", start + dt.timedelta(days=1)),
+        ):
             t = time.perf_counter()
             outcome = training(start_date=first_day, end_date=end, model_config_name=config)
             wall = time.perf_counter() - t
             steps = dict(outcome.timings)
             steps["prefect overhead"] = wall - sum(outcome.timings.values())
-            runs.append({"label": label, "wall": wall, "steps": steps, "promoted": outcome.promoted,
-                         "version": outcome.version, "roc_auc": outcome.test_metrics["roc_auc"],
-                         "reasons": outcome.reasons})
+            runs.append(
+                {
+                    "label": label,
+                    "wall": wall,
+                    "steps": steps,
+                    "promoted": outcome.promoted,
+                    "version": outcome.version,
+                    "roc_auc": outcome.test_metrics["roc_auc"],
+                    "reasons": outcome.reasons,
+                }
+            )
     finally:
         stack.down()
 
     step_names = list(runs[0]["steps"])
-    lines = [f"Training flow wall time: {landed.rows:,} raw rows ({days} days, "
-             f"{settings.generator.n_entities:,} customers), model config `{config}`. {os.cpu_count()} CPUs, "
-             f"load average {os.getloadavg()[0]:.1f}: compare ratios within this run, not seconds across runs.", "",
-             f"| step | plain, all cores (s) | plain, {settings.training.max_threads} thread(s) (s) | "
-             + " | ".join(f"{r['label']} (s)" for r in runs) + " |",
-             "|---|---|---|" + "---|" * len(runs)]
+    lines = [
+        f"Training flow wall time: {landed.rows:,} raw rows ({days} days, "
+        f"{settings.generator.n_entities:,} customers), model config `{config}`. {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}: compare ratios within this run, not seconds across runs.",
+        "",
+        f"| step | plain, all cores (s) | plain, {settings.training.max_threads} thread(s) (s) | "
+        + " | ".join(f"{r['label']} (s)" for r in runs)
+        + " |",
+        "|---|---|---|" + "---|" * len(runs),
+    ]
     plain_keys = {"read_raw": "read_raw", "fit": "fit", "evaluation_gates": "evaluation"}
     for name in step_names:
         cells = [f"{r['steps'][name]:.2f} ({100 * r['steps'][name] / r['wall']:.0f}%)" for r in runs]
         bases = [f"{b[plain_keys[name]]:.2f}" if name in plain_keys else "-" for b in (all_cores, baseline)]
         lines.append(f"| {name} | {' | '.join(bases)} | " + " | ".join(cells) + " |")
-    lines.append(f"| **total** | **{all_cores['total']:.2f}** | **{baseline['total']:.2f}** | " +
-                 " | ".join(f"**{r['wall']:.2f}** ({r['wall'] / baseline['total']:.1f}x plain)" for r in runs) + " |")
-    lines += ["", "Ratios are vs the plain script with the same thread cap as the flow.",
-              f"test ROC AUC: plain {baseline['roc_auc']:.4f} (all cores {all_cores['roc_auc']:.4f}); " +
-              "; ".join(f"{r['label']} {r['roc_auc']:.4f} (v{r['version']}, promoted={r['promoted']})" for r in runs),
-              f"(landing the data first took {land_seconds:.1f}s, not counted)"]
+    lines.append(
+        f"| **total** | **{all_cores['total']:.2f}** | **{baseline['total']:.2f}** | "
+        + " | ".join(f"**{r['wall']:.2f}** ({r['wall'] / baseline['total']:.1f}x plain)" for r in runs)
+        + " |"
+    )
+    lines += [
+        "",
+        "Ratios are vs the plain script with the same thread cap as the flow.",
+        f"test ROC AUC: plain {baseline['roc_auc']:.4f} (all cores {all_cores['roc_auc']:.4f}); "
+        + "; ".join(f"{r['label']} {r['roc_auc']:.4f} (v{r['version']}, promoted={r['promoted']})" for r in runs),
+        f"(landing the data first took {land_seconds:.1f}s, not counted)",
+    ]
     print("\n".join(lines))
     out = ROOT / "bench" / "results" / "training_profile.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": landed.rows, "days": days, "entities": settings.generator.n_entities,
-                               "model_config": config, "plain": baseline, "plain_all_cores": all_cores,
-                               "max_threads": settings.training.max_threads, "runs": runs,
-                               "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "rows": landed.rows,
+                "days": days,
+                "entities": settings.generator.n_entities,
+                "model_config": config,
+                "plain": baseline,
+                "plain_all_cores": all_cores,
+                "max_threads": settings.training.max_threads,
+                "runs": runs,
+                "cpus": os.cpu_count(),
+                "load_avg_1m": os.getloadavg()[0],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -61,8 +61,9 @@ def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def run(rows: int, settings: Settings, repeats: int, gx_repeats: int, folder: Path,
-        repeating_entities: bool) -> dict[str, object]:
+def run(
+    rows: int, settings: Settings, repeats: int, gx_repeats: int, folder: Path, repeating_entities: bool
+) -> dict[str, object]:
     frame = generate_day(DAY, settings.dataset, settings.generator, snapshot=True, n_entities=rows)
     if repeating_entities:
         # Event data as a user's files may hold it: ~10 rows per customer, rows NOT sorted by time, so the
@@ -79,11 +80,18 @@ def run(rows: int, settings: Settings, repeats: int, gx_repeats: int, folder: Pa
     gx_s, gx = timed(lambda: validate_frame(loaded, "raw", settings, as_of=AS_OF, engine="gx"), gx_repeats)
     assert plain_ok and fast.passed and gx.passed, "the clean batch must pass every way"  # type: ignore[attr-defined]
     return {
-        "rows": rows, "entities": "~10 rows each, unsorted" if repeating_entities else "1 row each, sorted",
-        "columns": frame.shape[1], "parquet_mb": round(path.stat().st_size / 1e6, 2),
+        "rows": rows,
+        "entities": "~10 rows each, unsorted" if repeating_entities else "1 row each, sorted",
+        "columns": frame.shape[1],
+        "parquet_mb": round(path.stat().st_size / 1e6, 2),
         "expectations": len(fast.outcomes),  # type: ignore[attr-defined]
-        "read_s": read_s, "plain_pandas_s": plain_s, "fast_engine_s": fast_s, "gx_engine_s": gx_s,
-        "fast_vs_read": fast_s / read_s, "gx_vs_read": gx_s / read_s, "plain_vs_read": plain_s / read_s,
+        "read_s": read_s,
+        "plain_pandas_s": plain_s,
+        "fast_engine_s": fast_s,
+        "gx_engine_s": gx_s,
+        "fast_vs_read": fast_s / read_s,
+        "gx_vs_read": gx_s / read_s,
+        "plain_vs_read": plain_s / read_s,
         "fast_vs_plain": fast_s / plain_s,
     }
 
@@ -103,24 +111,42 @@ def main() -> None:
     import tasks.gx_validation  # noqa: F401
 
     with tempfile.TemporaryDirectory() as tmp:
-        results = [run(n, settings, args.repeats, args.gx_repeats, Path(tmp), repeating)
-                   for n in args.rows for repeating in (False, True)]
+        results = [
+            run(n, settings, args.repeats, args.gx_repeats, Path(tmp), repeating)
+            for n in args.rows
+            for repeating in (False, True)
+        ]
     load = os.getloadavg()
-    print(f"\nvalidation vs parquet read (median of {args.repeats}; GX median of {args.gx_repeats}); "
-          f"{os.cpu_count()} cores, load avg {load[0]:.1f}\n")
-    print("| rows | entities | expectations | read | plain pandas | fast engine (gate) | GX engine "
-          "| fast/read | GX/read | plain/read | fast/plain |")
+    print(
+        f"\nvalidation vs parquet read (median of {args.repeats}; GX median of {args.gx_repeats}); "
+        f"{os.cpu_count()} cores, load avg {load[0]:.1f}\n"
+    )
+    print(
+        "| rows | entities | expectations | read | plain pandas | fast engine (gate) | GX engine "
+        "| fast/read | GX/read | plain/read | fast/plain |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['rows']:,} | {r['entities']} | {r['expectations']} | {r['read_s']:.3f}s "
-              f"| {r['plain_pandas_s']:.3f}s "
-              f"| {r['fast_engine_s']:.3f}s | {r['gx_engine_s']:.3f}s | {r['fast_vs_read']:.2f} "
-              f"| {r['gx_vs_read']:.2f} | {r['plain_vs_read']:.2f} | {r['fast_vs_plain']:.2f} |")
+        print(
+            f"| {r['rows']:,} | {r['entities']} | {r['expectations']} | {r['read_s']:.3f}s "
+            f"| {r['plain_pandas_s']:.3f}s "
+            f"| {r['fast_engine_s']:.3f}s | {r['gx_engine_s']:.3f}s | {r['fast_vs_read']:.2f} "
+            f"| {r['gx_vs_read']:.2f} | {r['plain_vs_read']:.2f} | {r['fast_vs_plain']:.2f} |"
+        )
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "measured_at": dt.datetime.now(dt.UTC).isoformat(), "python": platform.python_version(),
-        "cores": os.cpu_count(), "load_avg_1m": load[0], "results": results,
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "measured_at": dt.datetime.now(dt.UTC).isoformat(),
+                "python": platform.python_version(),
+                "cores": os.cpu_count(),
+                "load_avg_1m": load[0],
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\nresults: {RESULTS}")
 
 

@@ -248,7 +248,8 @@ class RetrainingConfig(_Strict):
     approval_timeout_seconds: int = Field(default=86_400, ge=1)
     approval_poll_seconds: int = Field(default=10, ge=1, description="a paused run checks for the answer this often")
     concurrency_slot_timeout_seconds: float = Field(
-        default=10, gt=0, description="a trigger that cannot get the model's slot in this time is suppressed")
+        default=10, gt=0, description="a trigger that cannot get the model's slot in this time is suppressed"
+    )
 
 
 class ModelSpec(_Strict):
@@ -292,7 +293,7 @@ class FeaturesConfig(_Strict):
     state_dir: Path | None = None
     ttl_days: int = Field(default=90, ge=1)
     owner: str = "ml-platform"
-    redis_connection_string: str = "127.0.0.1:6379"   # prod profile's online store
+    redis_connection_string: str = "127.0.0.1:6379"  # prod profile's online store
     # Prod profile's registry: a SQLAlchemy URL (postgresql+psycopg://user:password@host/db) of a SQL registry that
     # every worker shares; from the environment (CONVEYOR_FEATURES__REGISTRY_URL), never from this repo.
     registry_url: SecretStr | None = None
@@ -327,11 +328,15 @@ class ValidationConfig(_Strict):
     """The data validation gate (tasks/validation.py); the suites themselves are JSON in `suites_dir`."""
 
     mode: Literal["batch", "row"] = Field(
-        default="batch", description="batch: any failure rejects the whole batch; row: rows breaking row-level "
-        "rules are quarantined and the rest go on (batch-level rules still reject the batch)")
+        default="batch",
+        description="batch: any failure rejects the whole batch; row: rows breaking row-level "
+        "rules are quarantined and the rest go on (batch-level rules still reject the batch)",
+    )
     engine: Literal["fast", "gx"] = Field(
-        default="fast", description="fast: vectorized pandas decides, Great Expectations renders the report and "
-        "Data Docs when a batch fails; gx: Great Expectations decides every batch (slower)")
+        default="fast",
+        description="fast: vectorized pandas decides, Great Expectations renders the report and "
+        "Data Docs when a batch fails; gx: Great Expectations decides every batch (slower)",
+    )
     suites_dir: Path = Path("configs/expectations")
     # Data Docs (HTML) go here; default <local_stack.state_dir>/gx-docs (git-ignored).
     docs_dir: Path | None = None
@@ -429,14 +434,14 @@ def _describe(exc: ValidationError, files: list[Path]) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"]) or "<root>"
-        got = f" (got {err['input']!r})" if err["type"] not in ("missing",) and not isinstance(
-            err.get("input"), dict | list
-        ) else ""
+        got = (
+            f" (got {err['input']!r})"
+            if err["type"] not in ("missing",) and not isinstance(err.get("input"), dict | list)
+            else ""
+        )
         lines.append(f"  {key}: {err['msg']}{got}")
     sources = ", ".join(str(f) for f in files)
-    return f"invalid configuration ({len(lines)} problem(s)) from {sources} + CONVEYOR_* env:\n" + "\n".join(
-        lines
-    )
+    return f"invalid configuration ({len(lines)} problem(s)) from {sources} + CONVEYOR_* env:\n" + "\n".join(lines)
 
 
 def load_settings(profile: str | None = None, config_dir: Path | str | None = None) -> Settings:

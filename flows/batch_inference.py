@@ -53,19 +53,28 @@ def scoring_days(scoring_date: dt.date | None, end_date: dt.date | None) -> list
     return [scoring_date + dt.timedelta(days=i) for i in range((end - scoring_date).days + 1)]
 
 
-@flow(name="batch-inference", description="Score the population with the champion; publish predictions to S3.",
-      on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
+@flow(
+    name="batch-inference",
+    description="Score the population with the champion; publish predictions to S3.",
+    on_failure=[notify_on_failure],
+    on_crashed=[notify_on_failure],
+)
 def batch_inference(
-    scoring_date: Annotated[dt.date | None, Field(description="day to score; default: the day before the "
-                                                  "scheduled start (UTC)")] = None,
-    end_date: Annotated[dt.date | None, Field(description="last day of a backfill (inclusive); one task per "
-                                              "day")] = None,
+    scoring_date: Annotated[
+        dt.date | None, Field(description="day to score; default: the day before the scheduled start (UTC)")
+    ] = None,
+    end_date: Annotated[
+        dt.date | None, Field(description="last day of a backfill (inclusive); one task per day")
+    ] = None,
     model_name: Annotated[str | None, Field(description="registry model; default scoring.model_name")] = None,
     model_version: Annotated[int | None, Field(description="pin a version; default: the champion")] = None,
-    challenger_version: Annotated[int | None, Field(description="also score this version into the shadow "
-                                                    "prefix (never published)")] = None,
-    features_prefix: Annotated[str | None, Field(description="score a published feature snapshot "
-                                                 "<prefix>/dt=<day>/ instead of the feature store")] = None,
+    challenger_version: Annotated[
+        int | None, Field(description="also score this version into the shadow prefix (never published)")
+    ] = None,
+    features_prefix: Annotated[
+        str | None,
+        Field(description="score a published feature snapshot <prefix>/dt=<day>/ instead of the feature store"),
+    ] = None,
 ) -> BatchInferenceResult:
     """Score `scoring_date` (default: yesterday), or every day up to `end_date` for a backfill, with the champion
     of `model_name` (or the pinned `model_version`). `challenger_version` adds shadow scores. Features come from
@@ -87,9 +96,20 @@ def batch_inference(
     run_id = current_run_id()
     sweep_staging_task(settings)
     with scoring_task_runner(settings) as runner:
-        futures = [runner.submit(score_partition_task, {"settings": settings, "day": day, "champion": champion,
-                                                        "challenger": challenger, "features_prefix": features_prefix,
-                                                        "run_id": run_id}) for day in days]
+        futures = [
+            runner.submit(
+                score_partition_task,
+                {
+                    "settings": settings,
+                    "day": day,
+                    "champion": champion,
+                    "challenger": challenger,
+                    "features_prefix": features_prefix,
+                    "run_id": run_id,
+                },
+            )
+            for day in days
+        ]
         partitions = [future.result() for future in futures]
     publish_summary(partitions)
     return BatchInferenceResult(name, champion.version, partitions)

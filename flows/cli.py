@@ -88,25 +88,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = conveyor_pipeline(start_date=start, days=args.days)
     landed, trained, scored = result.landed, result.trained, result.scored
     _out(f"\npipeline finished in {time.monotonic() - started:.1f}s")
-    _out(f"raw data:    {landed.rows} rows in {len(landed.days)} daily partitions ({landed.days[0]} .. "
-         f"{landed.days[-1]}) at s3://{settings.storage.bucket}/{raw_root(settings)}")
-    decision = ("promoted to champion" if trained.promoted else
-                f"not promoted (champion stays v{trained.champion_after}): {'; '.join(trained.reasons)}")
+    _out(
+        f"raw data:    {landed.rows} rows in {len(landed.days)} daily partitions ({landed.days[0]} .. "
+        f"{landed.days[-1]}) at s3://{settings.storage.bucket}/{raw_root(settings)}"
+    )
+    decision = (
+        "promoted to champion"
+        if trained.promoted
+        else f"not promoted (champion stays v{trained.champion_after}): {'; '.join(trained.reasons)}"
+    )
     auc = trained.test_metrics.get("roc_auc")
-    _out(f"model:       {trained.model_name} v{trained.version} {decision}; test ROC AUC "
-         f"{auc:.3f}; {trained.version_uri}" if auc is not None else f"model: {decision}")
+    _out(
+        f"model:       {trained.model_name} v{trained.version} {decision}; test ROC AUC "
+        f"{auc:.3f}; {trained.version_uri}"
+        if auc is not None
+        else f"model: {decision}"
+    )
     skew = result.features
-    _out(f"features:    online store refreshed; skew check on {skew.entities_checked} entities "
-         f"{'passed' if skew.passed else 'FAILED'}"
-         + ("" if skew.passed else f": {'; '.join(skew.reasons)}"))
+    _out(
+        f"features:    online store refreshed; skew check on {skew.entities_checked} entities "
+        f"{'passed' if skew.passed else 'FAILED'}" + ("" if skew.passed else f": {'; '.join(skew.reasons)}")
+    )
     _out(f"predictions: {scored.rows_scored} rows, model {scored.model} v{scored.model_version}, at {scored.where()}")
     if args.no_loop:
         return 0
     from flows.loop_demo import demonstrate_retraining_loop
 
     _out("\nclosed loop: inject drift -> score -> drift detected -> retraining triggered -> gate decision ...")
-    loop = demonstrate_retraining_loop(settings, os.environ["PREFECT_API_URL"],
-                                       drift_start=landed.days[-1] + dt.timedelta(days=1))
+    loop = demonstrate_retraining_loop(
+        settings, os.environ["PREFECT_API_URL"], drift_start=landed.days[-1] + dt.timedelta(days=1)
+    )
     _out("timeline:")
     for line in loop.timeline:
         _out(line)
@@ -136,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     stack = sub.add_parser("stack", help="the local S3 + Prefect servers on 127.0.0.1")
     stack.add_argument("action", choices=["up", "down", "status"])
-    stack.add_argument("--worker", action="store_true",
-                       help="with `up`: also start a Prefect process worker polling the work pool")
+    stack.add_argument(
+        "--worker", action="store_true", help="with `up`: also start a Prefect process worker polling the work pool"
+    )
     stack.set_defaults(func=cmd_stack)
 
     deploy = sub.add_parser("deploy", help="create the work pool and apply every deployment in prefect.yaml")
@@ -146,13 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the main pipeline end to end")
     run.add_argument("--start", help="first day of data (YYYY-MM-DD); default generator.start_date")
     run.add_argument("--days", type=int, help="days of data; default generator.days")
-    run.add_argument("--no-loop", action="store_true",
-                     help="skip the drift -> retraining demonstration (needs the Prefect server's triggers)")
+    run.add_argument(
+        "--no-loop",
+        action="store_true",
+        help="skip the drift -> retraining demonstration (needs the Prefect server's triggers)",
+    )
     run.set_defaults(func=cmd_run)
 
     validation = sub.add_parser("validation", help="data validation suites (configs/expectations/)")
-    validation.add_argument("action", choices=["init-suites"],
-                            help="init-suites: write raw.json and scoring.json from configs/dataset.yaml")
+    validation.add_argument(
+        "action", choices=["init-suites"], help="init-suites: write raw.json and scoring.json from configs/dataset.yaml"
+    )
     validation.add_argument("--force", action="store_true", help="overwrite existing suite files")
     validation.set_defaults(func=cmd_validation)
 
@@ -164,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in TELEMETRY_OFF_ENV.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call drowns the run's own log
     try:
         return int(args.func(args))

@@ -25,8 +25,12 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     models.add_argument("--reason", help="why (promote, rollback, prune): recorded in the audit log")
     models.add_argument("--actor", default=None, help="who (default: the current user)")
     models.add_argument("--force", action="store_true", help="promote even though the version's gates failed")
-    models.add_argument("--older-than-days", type=float, default=30.0,
-                        help="prune: refused versions registered longer ago than this (default 30)")
+    models.add_argument(
+        "--older-than-days",
+        type=float,
+        default=30.0,
+        help="prune: refused versions registered longer ago than this (default 30)",
+    )
     models.add_argument("--dry-run", action="store_true", help="prune: list what would be deleted, delete nothing")
     models.set_defaults(func=cmd_models)
 
@@ -45,11 +49,20 @@ def cmd_models(args: argparse.Namespace) -> int:
                 _out(f"no versions of {name!r} at {registry.store.uri(settings.storage.prefixes.models + '/' + name)}/")
             for v in versions:
                 test, nan = v.test_metrics, float("nan")
-                status = ("champion" if v.version == champion else "gates ok" if v.gates_passed else
-                          "pruned" if v.version in pruned else "refused")
-                _out(f"v{v.version:<4d} {status:9s} {v.created_at[:19]}  roc_auc {test.get('roc_auc', nan):.4f}"
-                     f"  pr_auc {test.get('pr_auc', nan):.4f}  {v.model_config_name or '-':9s} "
-                     f"window {v.training_window.get('start', '?')}..{v.training_window.get('end', '?')}")
+                status = (
+                    "champion"
+                    if v.version == champion
+                    else "gates ok"
+                    if v.gates_passed
+                    else "pruned"
+                    if v.version in pruned
+                    else "refused"
+                )
+                _out(
+                    f"v{v.version:<4d} {status:9s} {v.created_at[:19]}  roc_auc {test.get('roc_auc', nan):.4f}"
+                    f"  pr_auc {test.get('pr_auc', nan):.4f}  {v.model_config_name or '-':9s} "
+                    f"window {v.training_window.get('start', '?')}..{v.training_window.get('end', '?')}"
+                )
         elif args.action == "show":
             version = args.version or registry.champion_version(name)
             if version is None:
@@ -60,8 +73,11 @@ def cmd_models(args: argparse.Namespace) -> int:
             if args.version is None or not args.reason:
                 raise RegistryError("promote needs a version and --reason")
             event = registry.promote(name, args.version, actor=actor, reason=args.reason, force=args.force)
-            _out(f"{name} v{args.version} already is the champion" if event is None else
-                 f"{name}: champion v{event.previous_champion} -> v{event.version} (audit event {event.seq})")
+            _out(
+                f"{name} v{args.version} already is the champion"
+                if event is None
+                else f"{name}: champion v{event.previous_champion} -> v{event.version} (audit event {event.seq})"
+            )
         elif args.action == "rollback":
             if not args.reason:
                 raise RegistryError("rollback needs --reason")
@@ -73,15 +89,21 @@ def cmd_models(args: argparse.Namespace) -> int:
                 for v in registry.prunable(name, older_than):
                     _out(f"would prune {v.label} (registered {v.created_at[:19]}, gates failed)")
                 return 0
-            pruned = registry.prune(name, older_than, actor=actor,
-                                    reason=args.reason or f"refused, older than {args.older_than_days:g} days")
+            pruned = registry.prune(
+                name,
+                older_than,
+                actor=actor,
+                reason=args.reason or f"refused, older than {args.older_than_days:g} days",
+            )
             for meta, freed in pruned:
                 _out(f"pruned {meta.label}: {freed:,} bytes of artifacts deleted (metadata and audit log kept)")
             _out(f"{name}: {len(pruned)} version(s) pruned")
         else:
             for e in registry.audit_log(name):
-                _out(f"#{e.seq:<4d} {e.at[:19]} {e.action:9s} v{e.version:<4d} champion {e.champion_after} "
-                     f"by {e.actor}{' (forced)' if e.forced else ''}: {e.reason}")
+                _out(
+                    f"#{e.seq:<4d} {e.at[:19]} {e.action:9s} v{e.version:<4d} champion {e.champion_after} "
+                    f"by {e.actor}{' (forced)' if e.forced else ''}: {e.reason}"
+                )
     except (RegistryError, ObjectStoreError) as exc:
         _out(f"error: {exc}")
         return 2

@@ -16,8 +16,12 @@ from tasks.monitoring import check_drift, emit_drift_detected
 from tasks.notify import notify_on_failure
 
 
-@flow(name="drift-monitor", description="Compare the latest scored window with the champion's reference profile.",
-      on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
+@flow(
+    name="drift-monitor",
+    description="Compare the latest scored window with the champion's reference profile.",
+    on_failure=[notify_on_failure],
+    on_crashed=[notify_on_failure],
+)
 def drift_monitor(
     model_name: Annotated[str | None, Field(description="registry model; default scoring.model_name")] = None,
     scored_day: Annotated[dt.date | None, Field(description="scored day to judge; default the latest")] = None,

@@ -11,8 +11,10 @@ from flows import prefect_fixes  # noqa: F401  (installs the engine fix before a
 from tasks.feature_store import SkewReport, apply_feature_definitions, check_feature_skew, materialize_features
 
 
-@flow(name="refresh-features",
-      description="Materialize feature values into the online store (incremental) and check training/serving skew.")
+@flow(
+    name="refresh-features",
+    description="Materialize feature values into the online store (incremental) and check training/serving skew.",
+)
 def refresh_features(start_date: dt.date, end_date: dt.date) -> SkewReport:
     """Each feature view resumes where its last window stopped; a first run covers [start_date, end_date).
     Returns the skew report (online == point-in-time offline for a sample of entities)."""

@@ -16,8 +16,12 @@ from tasks.notify import notify_on_failure
 from tasks.synthetic import Scenario
 
 
-@flow(name="ingest", description="Land raw data as daily partitions on the object store.",
-      on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
+@flow(
+    name="ingest",
+    description="Land raw data as daily partitions on the object store.",
+    on_failure=[notify_on_failure],
+    on_crashed=[notify_on_failure],
+)
 def ingest(
     start_date: dt.date | None = None,
     days: Annotated[int | None, Field(ge=1, le=3660)] = None,

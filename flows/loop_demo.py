@@ -48,15 +48,21 @@ class LoopResult:
     event_to_retraining_start_s: float | None
 
 
-def demonstrate_retraining_loop(settings: Settings, api_url: str, drift_start: dt.date, days: int = 7,
-                                timeout: float = 900) -> LoopResult:
+def demonstrate_retraining_loop(
+    settings: Settings, api_url: str, drift_start: dt.date, days: int = 7, timeout: float = 900
+) -> LoopResult:
     log_path = settings.local_stack.state_dir / "logs" / "serve-loop.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "2", "OMP_NUM_THREADS": "1"}
     with open(log_path, "ab") as log:
-        runner = subprocess.Popen([sys.executable, "-m", "flows.serve_loop", *LOOP_DEPLOYMENTS],  # noqa: S603
-                                  cwd=settings.project_root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "flows.serve_loop", *LOOP_DEPLOYMENTS],
+            cwd=settings.project_root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     with api_client(api_url) as api:
         try:
             return _drive(settings, api, drift_start, days, timeout, log_path)
@@ -68,8 +74,9 @@ def demonstrate_retraining_loop(settings: Settings, api_url: str, drift_start: d
             delete_deployments_and_automations(api, LOOP_DEPLOYMENTS)
 
 
-def _drive(settings: Settings, api: httpx.Client, drift_start: dt.date, days: int, timeout: float,
-           log_path: Any) -> LoopResult:
+def _drive(
+    settings: Settings, api: httpx.Client, drift_start: dt.date, days: int, timeout: float, log_path: Any
+) -> LoopResult:
     store = ObjectStore(settings.storage)
     model = settings.training.model_name
     began = time.time()
@@ -83,8 +90,9 @@ def _drive(settings: Settings, api: httpx.Client, drift_start: dt.date, days: in
 
     scenario = Scenario(covariate_drift=[CovariateDrift(feature=DRIFTED_FEATURE, start=drift_start, shift=1.0)])
     landed = land_synthetic(settings, store, drift_start, days, scenario, current_run_id())
-    timeline.append((f"drifted data landed: {DRIFTED_FEATURE} +1 std from {drift_start} ({landed.rows} rows)",
-                     time.time()))
+    timeline.append(
+        (f"drifted data landed: {DRIFTED_FEATURE} +1 std from {drift_start} ({landed.rows} rows)", time.time())
+    )
     scored_day = landed.days[-1]
     requested_at = time.time()
     scoring_id = create_deployment_run(api, "batch-inference", {"scoring_date": scored_day.isoformat()})["id"]
@@ -97,8 +105,11 @@ def _drive(settings: Settings, api: httpx.Client, drift_start: dt.date, days: in
         failed = [r for r in [scoring, *monitors] if r["state_type"] in TERMINAL_STATES - {"COMPLETED"}]
         if failed:
             raise RuntimeError(f"flow run {failed[0]['name']} ended {failed[0]['state_type']}; see {log_path}")
-        if scoring["state_type"] != "COMPLETED" or not monitors or any(
-                r["state_type"] != "COMPLETED" for r in monitors):
+        if (
+            scoring["state_type"] != "COMPLETED"
+            or not monitors
+            or any(r["state_type"] != "COMPLETED" for r in monitors)
+        ):
             return None
         retrains = new_runs("retraining")
         if retrains and all(r["state_type"] in TERMINAL_STATES for r in retrains):
@@ -113,8 +124,10 @@ def _drive(settings: Settings, api: httpx.Client, drift_start: dt.date, days: in
     for name, label in (("batch-inference", "scoring"), ("drift-monitor", "drift monitor")):
         for run in new_runs(name):
             if run["start_time"] and run["end_time"]:
-                timeline += [(f"{label} started", timestamp(run["start_time"])),
-                             (f"{label} completed", timestamp(run["end_time"]))]
+                timeline += [
+                    (f"{label} started", timestamp(run["start_time"])),
+                    (f"{label} completed", timestamp(run["end_time"])),
+                ]
     events = events_named(api, "conveyor.drift.detected", since)
     latency = None
     decision = outcome
@@ -128,9 +141,11 @@ def _drive(settings: Settings, api: httpx.Client, drift_start: dt.date, days: in
             ledger = read_ledger(store, settings, model)
             last = ledger[-1] if ledger else None
             decision = _describe(last.kind, last.detail) if last is not None else run["state_type"]
-            timeline += [("retraining run created by the trigger", timestamp(run["created"])),
-                         ("retraining run started", timestamp(run["start_time"])),
-                         (f"retraining finished -> {decision}", timestamp(run["end_time"]))]
+            timeline += [
+                ("retraining run created by the trigger", timestamp(run["created"])),
+                ("retraining run started", timestamp(run["start_time"])),
+                (f"retraining finished -> {decision}", timestamp(run["end_time"])),
+            ]
     return LoopResult(decision, format_timeline(timeline), latency)
 
 

@@ -26,8 +26,10 @@ class PipelineResult:
     scored: BatchInferenceResult
 
 
-@flow(name="conveyor-pipeline",
-      description="Conveyor end to end: land data, train behind the gates, refresh features, score.")
+@flow(
+    name="conveyor-pipeline",
+    description="Conveyor end to end: land data, train behind the gates, refresh features, score.",
+)
 def conveyor_pipeline(start_date: dt.date | None = None, days: int | None = None) -> PipelineResult:
     """Land raw data, train a model (promoted only if every gate passes), materialize the online store, score the
     last day with the champion.

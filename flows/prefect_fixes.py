@@ -44,9 +44,12 @@ def install() -> bool:
     if stock is not None and getattr(stock, _MARK, False):
         return True
     if stock is None or "join_on_exit" not in inspect.signature(stock).parameters:
-        warnings.warn("prefect.flow_engine._send_heartbeats(engine, join_on_exit) not found: flows/prefect_fixes.py "
-                      "does not apply to this Prefect version (each sync flow run may end up to 1 s late)",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            "prefect.flow_engine._send_heartbeats(engine, join_on_exit) not found: flows/prefect_fixes.py "
+            "does not apply to this Prefect version (each sync flow run may end up to 1 s late)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return False
     flow_engine._send_heartbeats = heartbeats_not_joined(stock)  # type: ignore[attr-defined]
     return True

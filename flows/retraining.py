@@ -24,8 +24,12 @@ from tasks.retraining import (
 )
 
 
-@flow(name="retraining", description="Retrain a model after drift, behind a cooldown, one run per model at a time.",
-      on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
+@flow(
+    name="retraining",
+    description="Retrain a model after drift, behind a cooldown, one run per model at a time.",
+    on_failure=[notify_on_failure],
+    on_crashed=[notify_on_failure],
+)
 def retraining(
     model_name: Annotated[str, Field(description="registry model to retrain")],
     window_end: Annotated[dt.date | None, Field(description="last day of the drifted window; default today")] = None,
@@ -47,8 +51,9 @@ def retraining(
         from flows.training import training
 
         start, end = training_window(settings, window_end)
-        outcome = training(start_date=start, end_date=end, model_name=model_name,
-                           promote=not settings.retraining.require_approval)
+        outcome = training(
+            start_date=start, end_date=end, model_name=model_name, promote=not settings.retraining.require_approval
+        )
         if settings.retraining.require_approval and outcome.version is not None:
             outcome = await_approval(settings, model_name, outcome)
         return finish_retraining(settings, model_name, run_id, trigger_event_id, outcome)

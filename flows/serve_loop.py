@@ -35,13 +35,21 @@ def runner_deployments(names: tuple[str, ...] = LOOP_DEPLOYMENTS) -> list[Any]:
     deployments = []
     for spec in deployment_specs(names):
         flow = load_flow_from_entrypoint(str(PREFECT_YAML.parent / spec["entrypoint"]))
-        triggers = [DeploymentEventTrigger(**{k: v for k, v in t.items() if k != "type"})
-                    for t in spec.get("triggers", []) if t.get("type") == "event"]
-        deployments.append(flow.to_deployment(
-            name=spec["name"], description=spec.get("description"), tags=spec.get("tags"),
-            parameters=spec.get("parameters") or {}, triggers=triggers,
-            enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
-        ))
+        triggers = [
+            DeploymentEventTrigger(**{k: v for k, v in t.items() if k != "type"})
+            for t in spec.get("triggers", [])
+            if t.get("type") == "event"
+        ]
+        deployments.append(
+            flow.to_deployment(
+                name=spec["name"],
+                description=spec.get("description"),
+                tags=spec.get("tags"),
+                parameters=spec.get("parameters") or {},
+                triggers=triggers,
+                enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
+            )
+        )
     return deployments
 
 

@@ -30,14 +30,22 @@ from tasks.training import (
 from tasks.validation import validate_or_quarantine
 
 
-@flow(name="training", description="Validate, build features, train, gate, register and promote a model.",
-      on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
+@flow(
+    name="training",
+    description="Validate, build features, train, gate, register and promote a model.",
+    on_failure=[notify_on_failure],
+    on_crashed=[notify_on_failure],
+)
 def training(
-    start_date: Annotated[dt.date | None, Field(description="first day of the training window; default: "
-                                                "end_date - training.window_days + 1")] = None,
+    start_date: Annotated[
+        dt.date | None,
+        Field(description="first day of the training window; default: end_date - training.window_days + 1"),
+    ] = None,
     end_date: Annotated[dt.date | None, Field(description="last day (inclusive); default: latest raw day")] = None,
-    model_config_name: Annotated[str | None, Field(description="entry of training.models in configs/base.yaml; "
-                                                   "default training.model_config_name")] = None,
+    model_config_name: Annotated[
+        str | None,
+        Field(description="entry of training.models in configs/base.yaml; default training.model_config_name"),
+    ] = None,
     promote: Annotated[bool, Field(description="make it the champion if every gate passes")] = True,
     model_name: Annotated[str | None, Field(description="registry name; default training.model_name")] = None,
 ) -> TrainingOutcome:
@@ -68,6 +76,9 @@ def training(
         decision = run_gates(candidate, settings, name)
     with timer.step("registry"):
         version = register_candidate(candidate, decision, settings, name, start, end, settings.features.feature_service)
-        promotion = promote_candidate(version, decision, settings, f"training run {run_id}") if (
-            decision.passed and promote) else None
+        promotion = (
+            promote_candidate(version, decision, settings, f"training run {run_id}")
+            if (decision.passed and promote)
+            else None
+        )
     return finish(settings, version, decision, promotion, timer.seconds)

@@ -66,16 +66,19 @@ def resolve_model(store: ObjectStore, settings: Settings, name: str, version: in
     registry = ModelRegistry(store, settings)
     meta = registry.champion(name) if version is None else registry.get_version(name, version)
     if meta is None:
-        raise LookupError(f"model {name!r} has no champion in the registry at "
-                          f"{store.uri(settings.storage.prefixes.models + '/' + name)}/: train and promote one")
+        raise LookupError(
+            f"model {name!r} has no champion in the registry at "
+            f"{store.uri(settings.storage.prefixes.models + '/' + name)}/: train and promote one"
+        )
     return ModelRef(name, meta.version, meta.feature_service or settings.features.feature_service)
 
 
 def load_scoring_model(store: ObjectStore, settings: Settings, ref: ModelRef) -> ScoringModel:
     """Load `ref` from the registry, SHA-256 verified before unpickling (raises on tamper)."""
     loaded = ModelRegistry(store, settings).load(ref.name, ref.version)
-    return ScoringModel(loaded.model, str(loaded.version.version), ref.feature_service,
-                        tuple(loaded.version.feature_names) or None)
+    return ScoringModel(
+        loaded.model, str(loaded.version.version), ref.feature_service, tuple(loaded.version.feature_names) or None
+    )
 
 
 def select_entities(store: ObjectStore, settings: Settings, day: dt.date) -> np.ndarray:
@@ -84,8 +87,10 @@ def select_entities(store: ObjectStore, settings: Settings, day: dt.date) -> np.
     entity = settings.dataset.entity_column
     days = [d for d in published_days(store, settings) if first <= d <= day]
     if not days:
-        raise LookupError(f"no raw partitions of {settings.dataset.name!r} between {first} and {day}: "
-                          "no population to score (run ingest first)")
+        raise LookupError(
+            f"no raw partitions of {settings.dataset.name!r} between {first} and {day}: "
+            "no population to score (run ingest first)"
+        )
     ids = [store.read_published_parquet(raw_prefix(settings, d), columns=[entity])[entity].to_numpy() for d in days]
     return np.unique(np.concatenate(ids))
 
@@ -111,8 +116,13 @@ def feature_store_source(store: ObjectStore, settings: Settings, day: dt.date, f
         return feature_store.online_features(settings, chunk, feature_service)
 
     fetch = offline if settings.scoring.feature_source == "offline" else online
-    return ChunkedFetchSource(ids, fetch, ds.entity_column, [ds.entity_column, *ds.feature_names],
-                              f"feature service {feature_service!r} ({settings.scoring.feature_source}, as of {stamp})")
+    return ChunkedFetchSource(
+        ids,
+        fetch,
+        ds.entity_column,
+        [ds.entity_column, *ds.feature_names],
+        f"feature service {feature_service!r} ({settings.scoring.feature_source}, as of {stamp})",
+    )
 
 
 def suite_check(settings: Settings, day: dt.date) -> Callable[[pd.DataFrame], str | None]:
@@ -131,8 +141,7 @@ def suite_check(settings: Settings, day: dt.date) -> Callable[[pd.DataFrame], st
 @task(name="resolve-model", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def resolve_model_task(settings: Settings, name: str, version: int | None) -> ModelRef:
     ref = resolve_model(object_store(settings), settings, name, version)
-    get_run_logger().info("scoring with %s version %s (feature service %s)", ref.name, ref.version,
-                          ref.feature_service)
+    get_run_logger().info("scoring with %s version %s (feature service %s)", ref.name, ref.version, ref.feature_service)
     return ref
 
 
@@ -142,39 +151,63 @@ def sweep_staging_task(settings: Settings) -> None:
     retention = dt.timedelta(hours=settings.storage.staging_retention_hours)
     swept = object_store(settings).sweep_staging(older_than=retention)
     if swept.objects_deleted or swept.uploads_aborted:
-        get_run_logger().info("staging older than %s: %d objects deleted, %d multipart uploads aborted",
-                              retention, swept.objects_deleted, swept.uploads_aborted)
+        get_run_logger().info(
+            "staging older than %s: %d objects deleted, %d multipart uploads aborted",
+            retention,
+            swept.objects_deleted,
+            swept.uploads_aborted,
+        )
 
 
-@task(name="score-partition", retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE,
-      task_run_name="score-{day}")
-def score_partition_task(settings: Settings, day: dt.date, champion: ModelRef, challenger: ModelRef | None,
-                         features_prefix: str | None, run_id: str) -> PartitionResult:
+@task(name="score-partition", retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE, task_run_name="score-{day}")
+def score_partition_task(
+    settings: Settings,
+    day: dt.date,
+    champion: ModelRef,
+    challenger: ModelRef | None,
+    features_prefix: str | None,
+    run_id: str,
+) -> PartitionResult:
     """Select entities -> features -> checks -> score -> write -> publish, for one day."""
     store = object_store(settings)
     if features_prefix:
         prefix = f"{features_prefix.rstrip('/')}/dt={day.isoformat()}"
         ds = settings.dataset
         source: FeatureSource = PublishedParquetSource(
-            store, prefix, [ds.entity_column, ds.timestamp_column, *ds.feature_names])
+            store, prefix, [ds.entity_column, ds.timestamp_column, *ds.feature_names]
+        )
     else:
         source = feature_store_source(store, settings, day, champion.feature_service)
     result = score_partition(
-        store, settings, source, load_scoring_model(store, settings, champion), champion.name, day, run_id,
+        store,
+        settings,
+        source,
+        load_scoring_model(store, settings, champion),
+        champion.name,
+        day,
+        run_id,
         challenger=load_scoring_model(store, settings, challenger) if challenger else None,
         sample_check=suite_check(settings, day),
     )
     get_run_logger().info(
-        "dt=%s: %d rows scored (%d with defaults), %d quarantined, published at %s in %.1fs", day,
-        result.rows_scored, result.rows_defaulted, result.rows_quarantined, result.uri, result.seconds)
+        "dt=%s: %d rows scored (%d with defaults), %d quarantined, published at %s in %.1fs",
+        day,
+        result.rows_scored,
+        result.rows_defaulted,
+        result.rows_quarantined,
+        result.uri,
+        result.seconds,
+    )
     if result.shadow is not None:
         shift = result.shadow
         create_markdown_artifact(
             key=f"shadow-{champion.name}-{day.isoformat()}".replace("_", "-"),
             description="champion vs challenger on the same rows (shadow scores are never published)",
-            markdown=(f"### Shadow scoring {champion.name} dt={day}\n\n| | value |\n|---|---|\n"
-                      + "\n".join(f"| {k} | {v} |" for k, v in shift.items())
-                      + f"\n\nshadow scores: {result.shadow_uri}"),
+            markdown=(
+                f"### Shadow scoring {champion.name} dt={day}\n\n| | value |\n|---|---|\n"
+                + "\n".join(f"| {k} | {v} |" for k, v in shift.items())
+                + f"\n\nshadow scores: {result.shadow_uri}"
+            ),
         )
     return result
 
@@ -185,21 +218,27 @@ def scoring_task_runner(settings: Settings) -> AbstractContextManager[Any]:
     if settings.scoring.task_runner == "dask":
         from prefect_dask import DaskTaskRunner
 
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
-                                              "dashboard_address": None})
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+        )
     return ThreadPoolTaskRunner(max_workers=workers)
 
 
 def summary_markdown(results: list[PartitionResult]) -> str:
-    lines = ["| day | rows in | scored | defaulted | quarantined | model | seconds | published |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| day | rows in | scored | defaulted | quarantined | model | seconds | published |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
-        lines.append(f"| {r.day} | {r.rows_in} | {r.rows_scored} | {r.rows_defaulted} | {r.rows_quarantined} | "
-                     f"{r.model_version} | {r.seconds:.1f} | {r.uri} |")
+        lines.append(
+            f"| {r.day} | {r.rows_in} | {r.rows_scored} | {r.rows_defaulted} | {r.rows_quarantined} | "
+            f"{r.model_version} | {r.seconds:.1f} | {r.uri} |"
+        )
     return "\n".join(lines)
 
 
 def publish_summary(results: list[PartitionResult]) -> None:
     """A table artifact of the run's partitions (called in the flow: no task run of its own)."""
-    create_markdown_artifact(key="batch-inference", markdown=summary_markdown(results),
-                             description="predictions published by this run")
+    create_markdown_artifact(
+        key="batch-inference", markdown=summary_markdown(results), description="predictions published by this run"
+    )

@@ -182,8 +182,13 @@ def _numeric_values(column: pd.Series) -> np.ndarray:
     return values[~np.isnan(values)]
 
 
-def numeric_drift(name: str, reference: pd.Series, current: pd.Series, config: DriftConfig,
-                  kind: Literal["numeric", "prediction"] = "numeric") -> FeatureDrift:
+def numeric_drift(
+    name: str,
+    reference: pd.Series,
+    current: pd.Series,
+    config: DriftConfig,
+    kind: Literal["numeric", "prediction"] = "numeric",
+) -> FeatureDrift:
     ref, cur = _numeric_values(reference), _numeric_values(current)
     if kind == "prediction":
         psi_limit, ks_limit = config.prediction_psi_threshold, config.ks_threshold
@@ -198,10 +203,18 @@ def numeric_drift(name: str, reference: pd.Series, current: pd.Series, config: D
     if ks > ks_limit:
         reasons.append(f"{name}: KS statistic {ks:.3f} > {ks_limit}")
     return FeatureDrift(
-        name=name, kind=kind, psi=psi, ks=ks, psi_threshold=psi_limit, ks_threshold=ks_limit,
-        drifted=bool(reasons), reference_rows=len(ref), current_rows=len(cur),
+        name=name,
+        kind=kind,
+        psi=psi,
+        ks=ks,
+        psi_threshold=psi_limit,
+        ks_threshold=ks_limit,
+        drifted=bool(reasons),
+        reference_rows=len(ref),
+        current_rows=len(cur),
         reference_mean=float(ref.mean()) if len(ref) else None,
-        current_mean=float(cur.mean()) if len(cur) else None, reasons=reasons,
+        current_mean=float(cur.mean()) if len(cur) else None,
+        reasons=reasons,
     )
 
 
@@ -214,14 +227,29 @@ def categorical_drift(name: str, reference: pd.Series, current: pd.Series, confi
         # matter (the validation gate's job), so they do not flip the verdict unless the PSI does.
         reasons.append(f"{name}: {len(unseen)} categories not in the reference ({share:.1%} of rows): {unseen[:5]}")
     return FeatureDrift(
-        name=name, kind="categorical", psi=psi, ks=None, psi_threshold=psi_limit, ks_threshold=None,
-        drifted=psi > psi_limit, reference_rows=len(reference), current_rows=len(current),
-        unseen_categories=unseen, unseen_share=share, reasons=reasons,
+        name=name,
+        kind="categorical",
+        psi=psi,
+        ks=None,
+        psi_threshold=psi_limit,
+        ks_threshold=None,
+        drifted=psi > psi_limit,
+        reference_rows=len(reference),
+        current_rows=len(current),
+        unseen_categories=unseen,
+        unseen_share=share,
+        reasons=reasons,
     )
 
 
-def performance_check(labels: np.ndarray, scores: np.ndarray, expected_roc_auc: float, max_drop: float,
-                      window_start: dt.date, window_end: dt.date) -> PerformanceCheck | None:
+def performance_check(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    expected_roc_auc: float,
+    max_drop: float,
+    window_start: dt.date,
+    window_end: dt.date,
+) -> PerformanceCheck | None:
     """ROC AUC on a labelled past window vs the test ROC AUC; None when the labels hold a single class."""
     from sklearn.metrics import roc_auc_score
 
@@ -230,8 +258,12 @@ def performance_check(labels: np.ndarray, scores: np.ndarray, expected_roc_auc: 
         return None
     auc = float(roc_auc_score(labels, scores))
     return PerformanceCheck(
-        window_start=window_start.isoformat(), window_end=window_end.isoformat(), rows=len(labels),
-        roc_auc=auc, expected_roc_auc=expected_roc_auc, max_drop=max_drop,
+        window_start=window_start.isoformat(),
+        window_end=window_end.isoformat(),
+        rows=len(labels),
+        roc_auc=auc,
+        expected_roc_auc=expected_roc_auc,
+        max_drop=max_drop,
         decayed=auc < expected_roc_auc - max_drop,
     )
 
@@ -258,8 +290,15 @@ def compare(
         current_scores = current[SCORE_COLUMN]
     if len(current) < config.min_rows:
         return DriftReport(
-            model_name, model_version, window_start.isoformat(), window_end.isoformat(), "insufficient_data",
-            [], None, performance, 0.0,
+            model_name,
+            model_version,
+            window_start.isoformat(),
+            window_end.isoformat(),
+            "insufficient_data",
+            [],
+            None,
+            performance,
+            0.0,
             [f"{len(current)} rows in the current window, fewer than drift.min_rows={config.min_rows}"],
         )
     missing = [c for c in dataset.feature_names if c not in current.columns or c not in reference.columns]
@@ -273,14 +312,15 @@ def compare(
     ]
     prediction = None
     if SCORE_COLUMN in reference.columns and current_scores is not None and len(current_scores):
-        prediction = numeric_drift(SCORE_COLUMN, reference[SCORE_COLUMN], current_scores, config,
-                                   kind="prediction")
+        prediction = numeric_drift(SCORE_COLUMN, reference[SCORE_COLUMN], current_scores, config, kind="prediction")
     drifted = [f for f in features if f.drifted]
     share = len(drifted) / len(features)
     reasons: list[str] = []
     if share > config.max_drifted_share:
-        reasons.append(f"{len(drifted)} of {len(features)} features drifted ({share:.0%} > "
-                       f"drift.max_drifted_share {config.max_drifted_share:.0%}): {[f.name for f in drifted]}")
+        reasons.append(
+            f"{len(drifted)} of {len(features)} features drifted ({share:.0%} > "
+            f"drift.max_drifted_share {config.max_drifted_share:.0%}): {[f.name for f in drifted]}"
+        )
         reasons += [r for f in drifted for r in f.reasons]
     if prediction is not None and prediction.drifted:
         reasons += ["prediction drift: " + r for r in prediction.reasons]
@@ -290,8 +330,18 @@ def compare(
             f"{performance.roc_auc:.3f} < test {performance.expected_roc_auc:.3f} - {performance.max_drop}"
         )
     verdict: Verdict = "drift" if reasons else "no_drift"
-    return DriftReport(model_name, model_version, window_start.isoformat(), window_end.isoformat(), verdict,
-                       features, prediction, performance, share, reasons)
+    return DriftReport(
+        model_name,
+        model_version,
+        window_start.isoformat(),
+        window_end.isoformat(),
+        verdict,
+        features,
+        prediction,
+        performance,
+        share,
+        reasons,
+    )
 
 
 # ---- reports ------------------------------------------------------------------------------------------------
@@ -303,16 +353,24 @@ def verdict_table(report: DriftReport) -> list[dict[str, Any]]:
     """One row per column: what the Prefect table artifact and the HTML report show."""
     rows = []
     for f in [*report.features, *([report.prediction] if report.prediction else [])]:
-        rows.append({
-            "column": f.name, "kind": f.kind, "psi": round(f.psi, 4), "psi_threshold": f.psi_threshold,
-            "ks": None if f.ks is None else round(f.ks, 4), "ks_threshold": f.ks_threshold,
-            "unseen_share": round(f.unseen_share, 4), "verdict": "DRIFT" if f.drifted else "ok",
-        })
+        rows.append(
+            {
+                "column": f.name,
+                "kind": f.kind,
+                "psi": round(f.psi, 4),
+                "psi_threshold": f.psi_threshold,
+                "ks": None if f.ks is None else round(f.ks, 4),
+                "ks_threshold": f.ks_threshold,
+                "unseen_share": round(f.unseen_share, 4),
+                "verdict": "DRIFT" if f.drifted else "ok",
+            }
+        )
     return rows
 
 
-def _histogram_figure(reference: pd.DataFrame, current: pd.DataFrame, current_scores: pd.Series | None,
-                      report: DriftReport, sample: int) -> str:
+def _histogram_figure(
+    reference: pd.DataFrame, current: pd.DataFrame, current_scores: pd.Series | None, report: DriftReport, sample: int
+) -> str:
     """All reference-vs-current histograms in one PNG grid (one render is far cheaper than one per column)."""
     import matplotlib
 
@@ -343,10 +401,13 @@ def _histogram_figure(reference: pd.DataFrame, current: pd.DataFrame, current_sc
             ax.hist(r_vals, edges, density=True, alpha=0.5, label="reference")
             ax.hist(c_vals, edges, density=True, alpha=0.5, label="current")
         ks = "" if stat.ks is None else f" KS {stat.ks:.3f}"
-        ax.set_title(f"{stat.name}: PSI {stat.psi:.3f}{ks}" + (" DRIFT" if stat.drifted else ""), fontsize=9,
-                     color="crimson" if stat.drifted else "black")
+        ax.set_title(
+            f"{stat.name}: PSI {stat.psi:.3f}{ks}" + (" DRIFT" if stat.drifted else ""),
+            fontsize=9,
+            color="crimson" if stat.drifted else "black",
+        )
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(columns):]:
+    for ax in list(axes.flat)[len(columns) :]:
         ax.axis("off")
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -355,23 +416,31 @@ def _histogram_figure(reference: pd.DataFrame, current: pd.DataFrame, current_sc
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFrame,
-                current_scores: pd.Series | None = None, sample: int = 200_000) -> str:
+def render_html(
+    report: DriftReport,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    current_scores: pd.Series | None = None,
+    sample: int = 200_000,
+) -> str:
     """A self-contained HTML page: verdict, reasons, the per-column table and the histograms (inline PNG)."""
     rows = verdict_table(report)
     head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0]) if rows else ""
     body = "".join(
         "<tr{}>".format(' style="background:#fdd"' if r["verdict"] == "DRIFT" else "")
-        + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
+        + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values())
+        + "</tr>"
         for r in rows
     )
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in report.reasons) or "<li>none</li>"
     perf = ""
     if report.performance is not None:
         p = report.performance
-        perf = (f"<p>Performance on {p.window_start}..{p.window_end} ({p.rows} labelled rows): ROC AUC "
-                f"{p.roc_auc:.3f} vs test {p.expected_roc_auc:.3f} (max drop {p.max_drop}): "
-                f"{'DECAYED' if p.decayed else 'ok'}</p>")
+        perf = (
+            f"<p>Performance on {p.window_start}..{p.window_end} ({p.rows} labelled rows): ROC AUC "
+            f"{p.roc_auc:.3f} vs test {p.expected_roc_auc:.3f} (max drop {p.max_drop}): "
+            f"{'DECAYED' if p.decayed else 'ok'}</p>"
+        )
     image = ""
     if rows:
         png = _histogram_figure(reference, current, current_scores, report, sample)

@@ -39,26 +39,30 @@ _TYPE_LISTS: dict[str, list[str]] = {
 _ENTITY_TYPES = ["int64", "Int64", "int32"]
 _LABEL_TYPES = ["int64", "Int64", "int32", "bool"]
 
-FAST_TYPES = frozenset({
-    "expect_table_row_count_to_be_between",
-    "expect_column_to_exist",
-    "expect_column_values_to_be_in_type_list",
-    "expect_column_values_to_be_of_type",
-    "expect_column_values_to_not_be_null",
-    "expect_column_values_to_be_between",
-    "expect_column_values_to_be_in_set",
-    "expect_compound_columns_to_be_unique",
-    "expect_column_max_to_be_between",
-})
+FAST_TYPES = frozenset(
+    {
+        "expect_table_row_count_to_be_between",
+        "expect_column_to_exist",
+        "expect_column_values_to_be_in_type_list",
+        "expect_column_values_to_be_of_type",
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_be_in_set",
+        "expect_compound_columns_to_be_unique",
+        "expect_column_max_to_be_between",
+    }
+)
 # Rules a single row can break: row-level mode quarantines the rows breaking the strict ones (no `mostly`).
-ROW_LEVEL_TYPES = frozenset({
-    "expect_column_values_to_be_in_type_list",
-    "expect_column_values_to_be_of_type",
-    "expect_column_values_to_not_be_null",
-    "expect_column_values_to_be_between",
-    "expect_column_values_to_be_in_set",
-    "expect_compound_columns_to_be_unique",
-})
+ROW_LEVEL_TYPES = frozenset(
+    {
+        "expect_column_values_to_be_in_type_list",
+        "expect_column_values_to_be_of_type",
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_be_in_set",
+        "expect_compound_columns_to_be_unique",
+    }
+)
 NUMERIC_TYPE_NAMES = {"int64", "Int64", "int32", "float64", "float32", "Float64", "int", "float"}
 
 
@@ -69,14 +73,19 @@ def _expectation(kind: str, meta: dict[str, Any] | None = None, **kwargs: Any) -
 
 def _feature_expectations(spec: FeatureSpec, config: ValidationConfig) -> list[dict[str, Any]]:
     col = spec.name
-    found = [
-        _expectation("expect_column_values_to_be_in_type_list", column=col, type_list=_TYPE_LISTS[spec.dtype]),
-    ] if spec.dtype in _TYPE_LISTS else []
+    found = (
+        [
+            _expectation("expect_column_values_to_be_in_type_list", column=col, type_list=_TYPE_LISTS[spec.dtype]),
+        ]
+        if spec.dtype in _TYPE_LISTS
+        else []
+    )
     tolerance: dict[str, Any] = {"mostly": round(1 - config.max_null_share, 6)} if config.max_null_share else {}
     found.append(_expectation("expect_column_values_to_not_be_null", column=col, **tolerance))
     if spec.is_numeric and (spec.min is not None or spec.max is not None):
-        found.append(_expectation("expect_column_values_to_be_between", column=col,
-                                  min_value=spec.min, max_value=spec.max))
+        found.append(
+            _expectation("expect_column_values_to_be_between", column=col, min_value=spec.min, max_value=spec.max)
+        )
     if spec.dtype == "category" and spec.categories:
         found.append(_expectation("expect_column_values_to_be_in_set", column=col, value_set=list(spec.categories)))
     return found
@@ -86,8 +95,9 @@ def default_suite(dataset: DatasetConfig, config: ValidationConfig, name: SuiteN
     """The default suite for `dataset` as GX 1.x suite JSON: training rows ('raw') or scoring inputs."""
     ent, ts, label = dataset.entity_column, dataset.timestamp_column, dataset.label_column
     columns = [ent, ts, *dataset.feature_names] + ([label] if name == "raw" else [])
-    expectations = [_expectation("expect_table_row_count_to_be_between",
-                                 min_value=config.min_rows, max_value=config.max_rows)]
+    expectations = [
+        _expectation("expect_table_row_count_to_be_between", min_value=config.min_rows, max_value=config.max_rows)
+    ]
     expectations += [_expectation("expect_column_to_exist", column=c) for c in columns]
     expectations += [
         _expectation("expect_column_values_to_be_in_type_list", column=ent, type_list=_ENTITY_TYPES),
@@ -105,16 +115,22 @@ def default_suite(dataset: DatasetConfig, config: ValidationConfig, name: SuiteN
         ]
     expectations += [
         _expectation("expect_compound_columns_to_be_unique", column_list=[ent, ts]),
-        _expectation("expect_column_max_to_be_between", meta={"max_age_hours": config.max_age_hours},
-                     column=ts, min_value={"$PARAMETER": FRESHNESS_PARAMETER}),
+        _expectation(
+            "expect_column_max_to_be_between",
+            meta={"max_age_hours": config.max_age_hours},
+            column=ts,
+            min_value={"$PARAMETER": FRESHNESS_PARAMETER},
+        ),
     ]
     what = "training rows" if name == "raw" else "scoring inputs"
     return {
         "name": f"{dataset.name}_{name}",
         "expectations": expectations,
-        "meta": {"great_expectations_version": "1.24.1",
-                 "conveyor": f"{what} of dataset {dataset.name!r}; generated from configs/dataset.yaml by "
-                             "`conveyor validation init-suites`, then yours to edit"},
+        "meta": {
+            "great_expectations_version": "1.24.1",
+            "conveyor": f"{what} of dataset {dataset.name!r}; generated from configs/dataset.yaml by "
+            "`conveyor validation init-suites`, then yours to edit",
+        },
         "notes": None,
     }
 
@@ -220,8 +236,15 @@ class ValidationResult:
 def _sample(values: pd.Series, n: int) -> list[Any]:
     out = []
     for v in values.head(n).tolist():
-        out.append(None if v is None or (isinstance(v, float) and np.isnan(v)) else
-                   v.isoformat() if isinstance(v, pd.Timestamp) else v.item() if isinstance(v, np.generic) else v)
+        out.append(
+            None
+            if v is None or (isinstance(v, float) and np.isnan(v))
+            else v.isoformat()
+            if isinstance(v, pd.Timestamp)
+            else v.item()
+            if isinstance(v, np.generic)
+            else v
+        )
     return out
 
 
@@ -322,13 +345,29 @@ class FastEvaluator:
             checked.bad_rows = None  # tolerated share: a batch-level rule, not a row-level one
         return checked
 
-    def _map_outcome(self, kind: str, kw: dict[str, Any], rule: str, bad: np.ndarray, total: int,
-                     values: pd.Series, missing: int | None = None) -> _Checked:
+    def _map_outcome(
+        self,
+        kind: str,
+        kw: dict[str, Any],
+        rule: str,
+        bad: np.ndarray,
+        total: int,
+        values: pd.Series,
+        missing: int | None = None,
+    ) -> _Checked:
         count = int(bad.sum())
         mostly = float(kw.get("mostly", 1.0))
         success = total == 0 or (total - count) / total >= mostly
-        outcome = ExpectationOutcome(kind, kw.get("column"), rule, bool(success), count, _pct(count, total), total,
-                                     sample=_sample(values[bad], self.sample_size) if count else [])
+        outcome = ExpectationOutcome(
+            kind,
+            kw.get("column"),
+            rule,
+            bool(success),
+            count,
+            _pct(count, total),
+            total,
+            sample=_sample(values[bad], self.sample_size) if count else [],
+        )
         if missing:
             outcome.observed = f"{missing:,} nulls not counted"
         return _Checked(outcome, bad)
@@ -336,8 +375,9 @@ class FastEvaluator:
     def _table_row_count_to_be_between(self, kw: dict[str, Any], rule: str) -> _Checked:
         lo, hi = kw.get("min_value"), kw.get("max_value")
         ok = (lo is None or self.n >= lo) and (hi is None or self.n <= hi)
-        return _Checked(ExpectationOutcome("expect_table_row_count_to_be_between", None, rule, ok,
-                                           observed=f"{self.n:,} rows"))
+        return _Checked(
+            ExpectationOutcome("expect_table_row_count_to_be_between", None, rule, ok, observed=f"{self.n:,} rows")
+        )
 
     def _column_to_exist(self, kw: dict[str, Any], rule: str) -> _Checked:
         return _Checked(ExpectationOutcome("expect_column_to_exist", kw["column"], rule, True))
@@ -348,11 +388,13 @@ class FastEvaluator:
         return self._map_outcome("expect_column_values_to_not_be_null", kw, rule, bad, self.n, values)
 
     def _column_values_to_be_of_type(self, kw: dict[str, Any], rule: str) -> _Checked:
-        return self._column_values_to_be_in_type_list({**kw, "type_list": [kw["type_"]]}, rule,
-                                                      "expect_column_values_to_be_of_type")
+        return self._column_values_to_be_in_type_list(
+            {**kw, "type_list": [kw["type_"]]}, rule, "expect_column_values_to_be_of_type"
+        )
 
-    def _column_values_to_be_in_type_list(self, kw: dict[str, Any], rule: str,
-                                          kind: str = "expect_column_values_to_be_in_type_list") -> _Checked:
+    def _column_values_to_be_in_type_list(
+        self, kw: dict[str, Any], rule: str, kind: str = "expect_column_values_to_be_in_type_list"
+    ) -> _Checked:
         values = self.frame[kw["column"]]
         type_list = list(kw.get("type_list") or [])
         if values.dtype != object:
@@ -392,27 +434,49 @@ class FastEvaluator:
             if hi is not None:
                 inside &= arr <= hi
         bad = present & ~(number & inside)
-        return self._map_outcome("expect_column_values_to_be_between", kw, rule, bad, int(present.sum()), raw,
-                                 missing=self.n - int(present.sum()))
+        return self._map_outcome(
+            "expect_column_values_to_be_between",
+            kw,
+            rule,
+            bad,
+            int(present.sum()),
+            raw,
+            missing=self.n - int(present.sum()),
+        )
 
     def _column_values_to_be_in_set(self, kw: dict[str, Any], rule: str) -> _Checked:
         values = self.frame[kw["column"]]
         present = self.present(kw["column"])
         bad = present & ~self.in_set(kw["column"], list(kw["value_set"]))
-        return self._map_outcome("expect_column_values_to_be_in_set", kw, rule, bad, int(present.sum()), values,
-                                 missing=self.n - int(present.sum()))
+        return self._map_outcome(
+            "expect_column_values_to_be_in_set",
+            kw,
+            rule,
+            bad,
+            int(present.sum()),
+            values,
+            missing=self.n - int(present.sum()),
+        )
 
     def _compound_columns_to_be_unique(self, kw: dict[str, Any], rule: str) -> _Checked:
         cols = list(kw["column_list"])
         missing = [c for c in cols if c not in self.frame.columns]
         if missing:
-            return _Checked(ExpectationOutcome("expect_compound_columns_to_be_unique", ",".join(cols), rule, False,
-                                               observed=f"columns missing: {missing}"))
+            return _Checked(
+                ExpectationOutcome(
+                    "expect_compound_columns_to_be_unique",
+                    ",".join(cols),
+                    rule,
+                    False,
+                    observed=f"columns missing: {missing}",
+                )
+            )
         keys = self.frame[cols]
         counted = np.logical_or.reduce([self.present(c) for c in cols])
         bad = counted & duplicated_rows(keys)
-        checked = self._map_outcome("expect_compound_columns_to_be_unique", kw, rule, bad, int(counted.sum()),
-                                    keys.iloc[:, 0])
+        checked = self._map_outcome(
+            "expect_compound_columns_to_be_unique", kw, rule, bad, int(counted.sum()), keys.iloc[:, 0]
+        )
         checked.outcome.column = ",".join(cols)
         checked.outcome.sample = keys[bad].head(self.sample_size).astype(str).to_numpy().tolist()
         return checked
@@ -445,14 +509,18 @@ def object_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     arr = np.ascontiguousarray(values.to_numpy(dtype=object))
     n = len(arr)
     if n and len({id(v) for v in arr[:1000]}) <= 100:
-        addresses = np.frombuffer((ctypes.c_ssize_t * n).from_address(arr.ctypes.data),  # type: ignore[call-overload]
-                                  dtype=np.intp)
+        addresses = np.frombuffer(
+            (ctypes.c_ssize_t * n).from_address(arr.ctypes.data),  # type: ignore[call-overload]
+            dtype=np.intp,
+        )
         codes, distinct = pd.factorize(addresses)
         if len(distinct) <= max(1000, n // 100):
             # The addresses belong to objects `arr` keeps alive for the duration of this call.
             objects = [ctypes.cast(int(a), ctypes.py_object).value for a in distinct]
-            is_null = np.array([v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT
-                                for v in objects], dtype=bool)
+            is_null = np.array(
+                [v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT for v in objects],
+                dtype=bool,
+            )
             # Re-key by value (equal strings may be distinct objects), nulls -> -1, as pd.factorize does.
             by_value: dict[Any, int] = {}
             keys = np.empty(len(objects), dtype=np.int64)
@@ -545,8 +613,9 @@ def rule_text(kind: str, kw: dict[str, Any]) -> str:
     return kind.removeprefix("expect_").replace("_", " ") + mostly
 
 
-def evaluate_fast(frame: pd.DataFrame, suite: dict[str, Any], parameters: dict[str, str],
-                  sample_size: int) -> tuple[list[ExpectationOutcome], np.ndarray]:
+def evaluate_fast(
+    frame: pd.DataFrame, suite: dict[str, Any], parameters: dict[str, str], sample_size: int
+) -> tuple[list[ExpectationOutcome], np.ndarray]:
     """Every expectation's outcome, and the mask of rows breaking a strict row-level rule."""
     evaluator = FastEvaluator(frame, parameters, sample_size)
     outcomes, bad_rows = [], np.zeros(len(frame), dtype=bool)

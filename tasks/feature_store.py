@@ -80,9 +80,7 @@ class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
     """`online_store: {type: tasks.feature_store.BatchedSqliteOnlineStore, path: ...}` in feature_store.yaml."""
 
     # A selector of its own (narrower than the parent's Literal, hence the ignore).
-    type: Literal["tasks.feature_store.BatchedSqliteOnlineStore"] = (
-        "tasks.feature_store.BatchedSqliteOnlineStore"  # type: ignore[assignment]
-    )
+    type: Literal["tasks.feature_store.BatchedSqliteOnlineStore"] = "tasks.feature_store.BatchedSqliteOnlineStore"  # type: ignore[assignment]
 
 
 class BatchedSqliteOnlineStore(SqliteOnlineStore):
@@ -125,8 +123,15 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         finally:
             self._deferred = False
 
-    def update(self, config: RepoConfig, tables_to_delete: Sequence[FeatureView], tables_to_keep: Sequence[FeatureView],
-               entities_to_delete: Sequence[Entity], entities_to_keep: Sequence[Entity], partial: bool) -> None:
+    def update(
+        self,
+        config: RepoConfig,
+        tables_to_delete: Sequence[FeatureView],
+        tables_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Entity],
+        entities_to_keep: Sequence[Entity],
+        partial: bool,
+    ) -> None:
         """Feast's tables, created WITHOUT ROWID (rows live in the primary-key B-tree: one tree to fill, not two)
         and without Feast's extra index on entity_key (the primary key already starts with it). Same columns,
         so Feast's reads, filters and the stock store work on them unchanged."""
@@ -180,14 +185,23 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
             per_feature = []
             for name in sorted(encoded_columns):
                 blobs, texts = encoded_columns[name]
-                per_feature.append(zip(sorted_keys, repeat(name), [blobs[i] for i in order],
-                                       [texts[i] for i in order], epochs, repeat(None)))
+                per_feature.append(
+                    zip(
+                        sorted_keys,
+                        repeat(name),
+                        [blobs[i] for i in order],
+                        [texts[i] for i in order],
+                        epochs,
+                        repeat(None),
+                    )
+                )
             self._execute(conn, sql, chain.from_iterable(zip(*per_feature, strict=True)))
             if progress:
                 progress(len(data))
             return
-        keys = [serialize_entity_key(entity_key, entity_key_serialization_version=version)
-                for entity_key, _, _, _ in data]
+        keys = [
+            serialize_entity_key(entity_key, entity_key_serialization_version=version) for entity_key, _, _, _ in data
+        ]
         # Value protos are often shared (one per distinct value): serialize each object once.
         encoded: dict[int, tuple[bytes, str | None]] = {}
         rows: list[tuple[bytes, str, bytes, str | None, int, int | None]] = []
@@ -208,7 +222,6 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         self._execute(conn, sql, rows)
         if progress:
             progress(len(data))
-
 
     def _execute(self, conn: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         if self._deferred:  # inside one_transaction: sqlite3 opens the transaction, one_transaction commits
@@ -261,7 +274,8 @@ def repo_config(settings: Settings) -> RepoConfig:
         if settings.features.registry_url is None:
             raise FeatureStoreError(
                 f"{path} declares a SQL registry: set features.registry_url (CONVEYOR_FEATURES__REGISTRY_URL, "
-                "e.g. postgresql+psycopg://user:password@host:5432/feast)")
+                "e.g. postgresql+psycopg://user:password@host:5432/feast)"
+            )
         registry = {**registry, "path": settings.features.registry_url.get_secret_value()}
     if isinstance(registry, dict) and registry.get("registry_type", "file") == "file":
         registry_path = str(registry["path"])
@@ -371,7 +385,7 @@ def _without_password(registry_path: str) -> str:
 
     try:
         return make_url(registry_path).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a SQLAlchemy URL (e.g. s3://): it has no password to hide
+    except Exception:  # not a SQLAlchemy URL (e.g. s3://): it has no password to hide
         return registry_path.split("://", 1)[0] + "://..." if "@" in registry_path else registry_path
 
 
@@ -386,8 +400,9 @@ def _offline_frame(settings: Settings, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_offline_partition(settings: Settings, day: dt.date, frame: pd.DataFrame,
-                            source: dict[str, Any] | None = None) -> Path:
+def write_offline_partition(
+    settings: Settings, day: dt.date, frame: pd.DataFrame, source: dict[str, Any] | None = None
+) -> Path:
     """Replace the offline copy of `day` (written to a temp file, then renamed: readers never see half)."""
     folder = offline_root(settings) / f"dt={day.isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -449,8 +464,9 @@ def _utc(value: dt.datetime | dt.date | pd.Timestamp) -> dt.datetime:
 
 
 # ---- training sets (point in time) --------------------------------------------------------------------
-def build_training_set(settings: Settings, entity_df: pd.DataFrame, feature_service: str | None = None,
-                       *, sync: bool = True) -> pd.DataFrame:
+def build_training_set(
+    settings: Settings, entity_df: pd.DataFrame, feature_service: str | None = None, *, sync: bool = True
+) -> pd.DataFrame:
     """Point-in-time join: for each (entity, timestamp) row, each feature's latest value at or before that
     timestamp and within the TTL (else null). Every row comes back, in the input order, with its extra columns
     (e.g. the label) untouched; feature columns are appended. `sync` first copies the raw partitions the rows
@@ -475,9 +491,13 @@ def build_training_set(settings: Settings, entity_df: pd.DataFrame, feature_serv
         sync_offline(settings, (stamps.min() - reach).date(), stamps.max().date())
     _require_offline_data(settings)
 
-    frame = pd.DataFrame({ROW_ID: np.arange(len(entity_df), dtype=np.int64),
-                          ds.entity_column: entity_df[ds.entity_column].to_numpy(),
-                          FEAST_TS: stamps.to_numpy()})
+    frame = pd.DataFrame(
+        {
+            ROW_ID: np.arange(len(entity_df), dtype=np.int64),
+            ds.entity_column: entity_df[ds.entity_column].to_numpy(),
+            FEAST_TS: stamps.to_numpy(),
+        }
+    )
     frame[FEAST_TS] = frame[FEAST_TS].dt.tz_localize("UTC") if frame[FEAST_TS].dt.tz is None else frame[FEAST_TS]
     job = store.get_historical_features(entity_df=frame, features=_service(store, name), full_feature_names=False)
     joined = job.to_df()
@@ -496,8 +516,9 @@ def build_training_set(settings: Settings, entity_df: pd.DataFrame, feature_serv
 
 
 # ---- online store -------------------------------------------------------------------------------------
-def online_features(settings: Settings, entity_ids: Iterable[int], feature_service: str | None = None,
-                    batch_size: int = 10_000) -> pd.DataFrame:
+def online_features(
+    settings: Settings, entity_ids: Iterable[int], feature_service: str | None = None, batch_size: int = 10_000
+) -> pd.DataFrame:
     """Latest materialized feature values for each entity id, in the given order (null where none).
     Note: online reads ignore TTL (Feast); the skew check covers that gap."""
     ds = settings.dataset
@@ -543,8 +564,11 @@ def _write_table(store: FeatureStore, view: FeatureView, table: pa.Table, batch_
     # per call; any other online store gets a plain list of Feast's tuples and commits the way it always does.
     online_store = getattr(provider, "online_store", None)
     batched = isinstance(online_store, BatchedSqliteOnlineStore)
-    transaction = (online_store.one_transaction(store.config) if isinstance(online_store, BatchedSqliteOnlineStore)
-                   else nullcontext())
+    transaction = (
+        online_store.one_transaction(store.config)
+        if isinstance(online_store, BatchedSqliteOnlineStore)
+        else nullcontext()
+    )
     with transaction, ThreadPoolExecutor(max_workers=1, thread_name_prefix="online-write") as writer:
         for batch in table.to_batches(max_chunksize=batch_size):
             encoded = arrow_to_protos(batch, view)
@@ -557,8 +581,14 @@ def _write_table(store: FeatureStore, view: FeatureView, table: pa.Table, batch_
 
 
 # Feast scalar types -> the ValueProto field Feast's own type map fills for them.
-_PROTO_FIELDS = {"INT64": "int64_val", "INT32": "int32_val", "DOUBLE": "double_val", "FLOAT": "float_val",
-                 "STRING": "string_val", "BOOL": "bool_val"}
+_PROTO_FIELDS = {
+    "INT64": "int64_val",
+    "INT32": "int32_val",
+    "DOUBLE": "double_val",
+    "FLOAT": "float_val",
+    "STRING": "string_val",
+    "BOOL": "bool_val",
+}
 _NULL = ValueProto()
 
 
@@ -568,9 +598,14 @@ class EncodedRows(Sequence[Any]):
     feature's serialized values and value_text per row, the event epochs and the serialized entity keys, which
     BatchedSqliteOnlineStore writes directly without building or re-encoding any proto."""
 
-    def __init__(self, build: Callable[[], Iterable[Any]], n: int,
-                 encoded: dict[str, tuple[list[bytes], list[str | None]]], epochs: list[int],
-                 keys: Callable[[int], list[bytes]]) -> None:
+    def __init__(
+        self,
+        build: Callable[[], Iterable[Any]],
+        n: int,
+        encoded: dict[str, tuple[list[bytes], list[str | None]]],
+        epochs: list[int],
+        keys: Callable[[int], list[bytes]],
+    ) -> None:
         self._build, self._n = build, n
         self._rows: list[Any] | None = None
         self.encoded, self.epochs, self._keys = encoded, epochs, keys
@@ -605,8 +640,14 @@ def _column_protos(values: pa.Array | pa.ChunkedArray, proto_field: str) -> np.n
     return protos[codes]
 
 
-_CASTS: dict[str, Callable[[Any], Any]] = {"int64_val": int, "int32_val": int, "double_val": float,
-                                           "float_val": float, "string_val": str, "bool_val": bool}
+_CASTS: dict[str, Callable[[Any], Any]] = {
+    "int64_val": int,
+    "int32_val": int,
+    "double_val": float,
+    "float_val": float,
+    "string_val": str,
+    "bool_val": bool,
+}
 # A double ValueProto serializes as one tag byte + 8 little-endian bytes (taken from protobuf, not hard-coded).
 _DOUBLE_TAG = ValueProto(double_val=1.5).SerializeToString()[:1]
 
@@ -635,8 +676,11 @@ def _column_encoded(values: pa.Array | pa.ChunkedArray, proto_field: str) -> tup
     return blob_of[codes].tolist(), text_of[codes].tolist()
 
 
-def _key_serializer(batch: pa.RecordBatch, key_types: dict[str, Any], key_fields: dict[str, str | None],
-                    ) -> Callable[[int], list[bytes]]:
+def _key_serializer(
+    batch: pa.RecordBatch,
+    key_types: dict[str, Any],
+    key_fields: dict[str, str | None],
+) -> Callable[[int], list[bytes]]:
     """Serialized entity keys per row. One int64 join key (the common case): Feast's serialization of the first
     row minus its 8 value bytes, then every row's little-endian value appended (checked against Feast on the
     first row). Anything else: Feast's serialize_entity_key per row."""
@@ -654,7 +698,8 @@ def _key_serializer(batch: pa.RecordBatch, key_types: dict[str, Any], key_fields
                 values = column.to_numpy(zero_copy_only=False).astype("<i8")
                 first = serialize_entity_key(
                     EntityKeyProto(join_keys=list(key_types), entity_values=[ValueProto(int64_val=int(values[0]))]),
-                    entity_key_serialization_version=version)
+                    entity_key_serialization_version=version,
+                )
                 prefix, raw = first[:-8], values.tobytes()
                 if first == prefix + raw[:8]:
                     return [prefix + raw[i : i + 8] for i in range(0, len(raw), 8)]
@@ -664,8 +709,9 @@ def _key_serializer(batch: pa.RecordBatch, key_types: dict[str, Any], key_fields
     return serialize
 
 
-def arrow_to_protos(batch: pa.RecordBatch, view: FeatureView) -> Sequence[
-        tuple[EntityKeyProto, dict[str, ValueProto], dt.datetime, dt.datetime | None]]:
+def arrow_to_protos(
+    batch: pa.RecordBatch, view: FeatureView
+) -> Sequence[tuple[EntityKeyProto, dict[str, ValueProto], dt.datetime, dt.datetime | None]]:
     """The rows `OnlineStore.online_write_batch` takes, built column-wise: the same protos Feast's own
     `_convert_arrow_to_proto` makes for scalar types (tested), without one Python call per cell, built only if a
     store reads them. Views with other types (lists, timestamps...) go through Feast's converter."""
@@ -712,8 +758,10 @@ class MaterializationResult:
 
     def summary(self) -> str:
         spans = ", ".join(f"{v} [{s:%Y-%m-%d %H:%M}, {e:%Y-%m-%d %H:%M})" for v, (s, e) in self.windows.items())
-        return (f"materialized {self.rows_written:,} entity rows in {self.chunks} chunks, {self.seconds:.1f}s: "
-                f"{spans or 'nothing to do'}")
+        return (
+            f"materialized {self.rows_written:,} entity rows in {self.chunks} chunks, {self.seconds:.1f}s: "
+            f"{spans or 'nothing to do'}"
+        )
 
 
 def _batch_source(view: FeatureView) -> DataSource:
@@ -722,8 +770,9 @@ def _batch_source(view: FeatureView) -> DataSource:
     return view.batch_source
 
 
-def _materialize_view(store: FeatureStore, view: FeatureView, start: dt.datetime, end: dt.datetime,
-                      settings: Settings) -> tuple[int, int]:
+def _materialize_view(
+    store: FeatureStore, view: FeatureView, start: dt.datetime, end: dt.datetime, settings: Settings
+) -> tuple[int, int]:
     """Stream [start, end) of one view into the online store, one time slice at a time. Returns (rows, chunks)."""
     config = store.config
     provider = store._get_provider()
@@ -739,10 +788,16 @@ def _materialize_view(store: FeatureStore, view: FeatureView, start: dt.datetime
     cursor = start
     while cursor < end:
         upper = min(cursor + step, end)
-        job = pull(config=config, data_source=source, join_key_columns=join_keys, feature_name_columns=features,
-                   timestamp_field=source.timestamp_field,
-                   created_timestamp_column=source.created_timestamp_column or None,
-                   start_date=cursor, end_date=upper - ONE_US)  # Feast's bounds are inclusive: make it [a, b)
+        job = pull(
+            config=config,
+            data_source=source,
+            join_key_columns=join_keys,
+            feature_name_columns=features,
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column or None,
+            start_date=cursor,
+            end_date=upper - ONE_US,
+        )  # Feast's bounds are inclusive: make it [a, b)
         table = job.to_arrow()
         if source.field_mapping:
             table = table.rename_columns([source.field_mapping.get(c, c) for c in table.column_names])
@@ -756,8 +811,14 @@ def _materialize_view(store: FeatureStore, view: FeatureView, start: dt.datetime
     return rows, chunks
 
 
-def materialize_window(settings: Settings, start: dt.datetime | dt.date, end: dt.datetime | dt.date,
-                       *, sync: bool = True, feature_views: Sequence[str] | None = None) -> MaterializationResult:
+def materialize_window(
+    settings: Settings,
+    start: dt.datetime | dt.date,
+    end: dt.datetime | dt.date,
+    *,
+    sync: bool = True,
+    feature_views: Sequence[str] | None = None,
+) -> MaterializationResult:
     """Load feature values with event time in [start, end) into the online store and record the window in the
     registry. Bounded memory: one `materialize_chunk_hours` slice at a time."""
     begin = time.perf_counter()
@@ -785,12 +846,16 @@ def materialized_until(settings: Settings) -> dict[str, dt.datetime | None]:
     """For each online feature view, the end of the last materialized window (None: never materialized)."""
     store = feature_store(settings)
     store.refresh_registry()
-    return {v.name: (_utc(v.most_recent_end_time) if v.most_recent_end_time else None)
-            for v in store.list_feature_views() if v.online}
+    return {
+        v.name: (_utc(v.most_recent_end_time) if v.most_recent_end_time else None)
+        for v in store.list_feature_views()
+        if v.online
+    }
 
 
-def materialize_incremental(settings: Settings, start: dt.datetime | dt.date, end: dt.datetime | dt.date,
-                            *, sync: bool = True) -> MaterializationResult:
+def materialize_incremental(
+    settings: Settings, start: dt.datetime | dt.date, end: dt.datetime | dt.date, *, sync: bool = True
+) -> MaterializationResult:
     """Materialize up to `end`, each view from where its last window stopped. A view never materialized starts
     at `start` (Feast's own incremental would start at end - TTL and skip older history)."""
     begin = time.perf_counter()
@@ -836,8 +901,13 @@ def _same(online: Any, offline: Any, tolerance: float) -> bool:
     return bool(online == offline)
 
 
-def check_skew(settings: Settings, sample_size: int | None = None, as_of: dt.datetime | None = None,
-               feature_service: str | None = None, seed: int = 0) -> SkewReport:
+def check_skew(
+    settings: Settings,
+    sample_size: int | None = None,
+    as_of: dt.datetime | None = None,
+    feature_service: str | None = None,
+    seed: int = 0,
+) -> SkewReport:
     """For a sample of entities with data within TTL of `as_of` (default: the end of the last materialized
     window), the online features must equal the point-in-time offline features the training path would read."""
     ds = settings.dataset
@@ -854,9 +924,14 @@ def check_skew(settings: Settings, sample_size: int | None = None, as_of: dt.dat
     offline = store._get_provider().offline_store
     source = _batch_source(view)
     latest = offline.pull_latest_from_table_or_query(
-        config=store.config, data_source=source, join_key_columns=[ds.entity_column], feature_name_columns=[],
-        timestamp_field=source.timestamp_field, created_timestamp_column=source.created_timestamp_column or None,
-        start_date=cutoff - ttl, end_date=cutoff,
+        config=store.config,
+        data_source=source,
+        join_key_columns=[ds.entity_column],
+        feature_name_columns=[],
+        timestamp_field=source.timestamp_field,
+        created_timestamp_column=source.created_timestamp_column or None,
+        start_date=cutoff - ttl,
+        end_date=cutoff,
     ).to_arrow()
     ids = np.asarray(latest.column(ds.entity_column).to_numpy(), dtype=np.int64)
     rng = np.random.default_rng(seed)
@@ -874,15 +949,22 @@ def check_skew(settings: Settings, sample_size: int | None = None, as_of: dt.dat
             if not _same(on, off, settings.features.skew_tolerance):
                 count += 1
                 if len(mismatches) < 20:
-                    mismatches.append({"entity": int(sample[i]), "feature": feature,
-                                       "online": None if pd.isna(on) else str(on),
-                                       "offline": None if pd.isna(off) else str(off)})
+                    mismatches.append(
+                        {
+                            "entity": int(sample[i]),
+                            "feature": feature,
+                            "online": None if pd.isna(on) else str(on),
+                            "offline": None if pd.isna(off) else str(off),
+                        }
+                    )
     reasons = []
     if count:
         bad_features = sorted({m["feature"] for m in mismatches})
-        reasons.append(f"{count} of {n * len(features)} feature values differ between online and offline "
-                       f"for {n} sampled entities as of {cutoff:%Y-%m-%d %H:%M:%S} (e.g. {bad_features}); "
-                       "re-materialize the window or look for writes outside materialization")
+        reasons.append(
+            f"{count} of {n * len(features)} feature values differ between online and offline "
+            f"for {n} sampled entities as of {cutoff:%Y-%m-%d %H:%M:%S} (e.g. {bad_features}); "
+            "re-materialize the window or look for writes outside materialization"
+        )
     if n == 0:
         reasons.append(f"no entity has offline data within the TTL ({settings.features.ttl_days} days) of {cutoff}")
     return SkewReport(count == 0 and n > 0, _utc(as_of), name, n, count, mismatches, reasons)
@@ -892,14 +974,20 @@ def check_skew(settings: Settings, sample_size: int | None = None, as_of: dt.dat
 @task(name="apply-feature-definitions")
 def apply_feature_definitions(settings: Settings) -> AppliedDefinitions:
     applied = apply_definitions(settings)
-    get_run_logger().info("feature store %s: views %s, services %s (registry %s)", applied.project,
-                          applied.feature_views, applied.feature_services, applied.registry)
+    get_run_logger().info(
+        "feature store %s: views %s, services %s (registry %s)",
+        applied.project,
+        applied.feature_views,
+        applied.feature_services,
+        applied.registry,
+    )
     return applied
 
 
 @task(name="materialize-features", retries=2, retry_delay_seconds=10)
-def materialize_features(settings: Settings, start: dt.datetime | dt.date,
-                         end: dt.datetime | dt.date) -> MaterializationResult:
+def materialize_features(
+    settings: Settings, start: dt.datetime | dt.date, end: dt.datetime | dt.date
+) -> MaterializationResult:
     """Incremental: each view from where it stopped (a first run covers [start, end))."""
     result = materialize_incremental(settings, start, end)
     get_run_logger().info(result.summary())
@@ -907,11 +995,16 @@ def materialize_features(settings: Settings, start: dt.datetime | dt.date,
 
 
 @task(name="build-training-set", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def build_training_set_task(settings: Settings, entity_df: pd.DataFrame,
-                            feature_service: str | None = None) -> pd.DataFrame:
+def build_training_set_task(
+    settings: Settings, entity_df: pd.DataFrame, feature_service: str | None = None
+) -> pd.DataFrame:
     frame = build_training_set(settings, entity_df, feature_service)
-    get_run_logger().info("training set: %d rows x %d features (%s)", len(frame),
-                          len(frame.columns) - len(entity_df.columns), _service_name(settings, feature_service))
+    get_run_logger().info(
+        "training set: %d rows x %d features (%s)",
+        len(frame),
+        len(frame.columns) - len(entity_df.columns),
+        _service_name(settings, feature_service),
+    )
     return frame
 
 

@@ -45,14 +45,23 @@ class GateDecision:
         return [f"{r.name}: {reason}" for r in self.results for reason in r.reasons]
 
     def to_json(self) -> dict[str, Any]:
-        return {"passed": self.passed, "champion_version": self.champion_version, "reasons": self.reasons,
-                "results": [asdict(r) for r in self.results]}
+        return {
+            "passed": self.passed,
+            "champion_version": self.champion_version,
+            "reasons": self.reasons,
+            "results": [asdict(r) for r in self.results],
+        }
 
     def markdown(self) -> str:
         verdict = "PASSED: the model may be promoted" if self.passed else "FAILED: the champion stays"
-        lines = [f"## Gate decision: {verdict}", "",
-                 f"Compared against champion: {'v' + str(self.champion_version) if self.champion_version else 'none'}",
-                 "", "| gate | passed | metrics | reasons |", "|---|---|---|---|"]
+        lines = [
+            f"## Gate decision: {verdict}",
+            "",
+            f"Compared against champion: {'v' + str(self.champion_version) if self.champion_version else 'none'}",
+            "",
+            "| gate | passed | metrics | reasons |",
+            "|---|---|---|---|",
+        ]
         for r in self.results:
             metrics = ", ".join(f"{k}={v:.4g}" for k, v in r.metrics.items())
             lines.append(f"| {r.name} | {'yes' if r.passed else '**no**'} | {metrics} | {'; '.join(r.reasons)} |")
@@ -63,11 +72,17 @@ def classification_metrics(y_true: np.ndarray | pd.Series, scores: np.ndarray) -
     """ROC AUC, PR AUC (average precision), Brier score, log loss, positive rate and row count."""
     y = np.asarray(y_true).astype(int)
     p = np.clip(np.asarray(scores, dtype=float), 1e-7, 1 - 1e-7)
-    out = {"rows": float(len(y)), "positive_rate": float(y.mean()) if len(y) else float("nan"),
-           "brier": float(brier_score_loss(y, p)) if len(y) else float("nan")}
+    out = {
+        "rows": float(len(y)),
+        "positive_rate": float(y.mean()) if len(y) else float("nan"),
+        "brier": float(brier_score_loss(y, p)) if len(y) else float("nan"),
+    }
     if len(np.unique(y)) == 2:
-        out.update(roc_auc=float(roc_auc_score(y, p)), pr_auc=float(average_precision_score(y, p)),
-                   log_loss=float(log_loss(y, p)))
+        out.update(
+            roc_auc=float(roc_auc_score(y, p)),
+            pr_auc=float(average_precision_score(y, p)),
+            log_loss=float(log_loss(y, p)),
+        )
     else:  # one class only: ranking metrics are undefined
         out.update(roc_auc=float("nan"), pr_auc=float("nan"), log_loss=float("nan"))
     return out
@@ -82,20 +97,25 @@ def minimum_rows_gate(training_rows: int, gates: GatesConfig) -> GateResult:
 def absolute_gate(test_metrics: Mapping[str, float], gates: GatesConfig) -> GateResult:
     """Minimum quality whatever the champion: ROC AUC, PR AUC floors and a Brier ceiling (calibration)."""
     reasons = []
-    checks = [("roc_auc", gates.min_roc_auc, ">="), ("pr_auc", gates.min_pr_auc, ">="),
-              ("brier", gates.max_brier, "<=")]
+    checks = [
+        ("roc_auc", gates.min_roc_auc, ">="),
+        ("pr_auc", gates.min_pr_auc, ">="),
+        ("brier", gates.max_brier, "<="),
+    ]
     for metric, bound, op in checks:
         value = float(test_metrics.get(metric, float("nan")))
         ok = value >= bound if op == ">=" else value <= bound
         if not ok:  # NaN fails both comparisons: an undefined metric never passes
-            reasons.append(f"test {metric} {value:.4f} is not {op} {bound} (gates."
-                           f"{'min' if op == '>=' else 'max'}_{metric})")
+            reasons.append(
+                f"test {metric} {value:.4f} is not {op} {bound} (gates.{'min' if op == '>=' else 'max'}_{metric})"
+            )
     metrics = {m: float(test_metrics.get(m, float("nan"))) for m, _, _ in checks}
     return GateResult("absolute_minimums", not reasons, metrics, reasons)
 
 
-def champion_gate(challenger: Mapping[str, float], champion: Mapping[str, float] | None, primary: str,
-                  gates: GatesConfig) -> GateResult:
+def champion_gate(
+    challenger: Mapping[str, float], champion: Mapping[str, float] | None, primary: str, gates: GatesConfig
+) -> GateResult:
     """Same test set: the primary metric must beat the champion by `min_improvement_to_replace`, and no metric
     (ROC AUC, PR AUC, Brier) may be worse than the champion's by more than `max_regression_vs_champion`."""
     if champion is None:
@@ -107,18 +127,23 @@ def champion_gate(challenger: Mapping[str, float], champion: Mapping[str, float]
         gain = new - old if metric in _HIGHER_IS_BETTER else old - new
         metrics[f"{metric}_challenger"], metrics[f"{metric}_champion"], metrics[f"{metric}_gain"] = new, old, gain
         if not gain >= -gates.max_regression_vs_champion:
-            reasons.append(f"{metric} {new:.4f} is worse than the champion's {old:.4f} by {-gain:.4f} "
-                           f"(> max_regression_vs_champion {gates.max_regression_vs_champion})")
+            reasons.append(
+                f"{metric} {new:.4f} is worse than the champion's {old:.4f} by {-gain:.4f} "
+                f"(> max_regression_vs_champion {gates.max_regression_vs_champion})"
+            )
     gain = metrics[f"{primary}_gain"]
     regressed = not gain >= -gates.max_regression_vs_champion  # already reported above
     if not regressed and not gain >= gates.min_improvement_to_replace:
-        reasons.append(f"{primary} gain {gain:+.4f} over the champion is below min_improvement_to_replace "
-                       f"{gates.min_improvement_to_replace}")
+        reasons.append(
+            f"{primary} gain {gain:+.4f} over the champion is below min_improvement_to_replace "
+            f"{gates.min_improvement_to_replace}"
+        )
     return GateResult("challenger_vs_champion", not reasons, metrics, reasons)
 
 
-def slice_gate(y_true: pd.Series, challenger: np.ndarray, champion: np.ndarray | None, segments: pd.DataFrame,
-               gates: GatesConfig) -> GateResult:
+def slice_gate(
+    y_true: pd.Series, challenger: np.ndarray, champion: np.ndarray | None, segments: pd.DataFrame, gates: GatesConfig
+) -> GateResult:
     """Per segment value (e.g. contract_type=two_year): challenger ROC AUC may not drop below the champion's
     by more than `max_slice_regression`. Slices under `min_slice_rows` or with one class are skipped."""
     if champion is None or segments.empty or segments.shape[1] == 0:
@@ -135,14 +160,17 @@ def slice_gate(y_true: pd.Series, challenger: np.ndarray, champion: np.ndarray |
             new, old = roc_auc_score(y[mask], challenger[mask]), roc_auc_score(y[mask], champion[mask])
             metrics[f"{column}={value}"] = float(new - old)
             if new - old < -gates.max_slice_regression:
-                reasons.append(f"slice {column}={value} ({int(mask.sum())} rows): roc_auc {new:.4f} vs champion "
-                               f"{old:.4f} (drop {old - new:.4f} > max_slice_regression {gates.max_slice_regression})")
+                reasons.append(
+                    f"slice {column}={value} ({int(mask.sum())} rows): roc_auc {new:.4f} vs champion "
+                    f"{old:.4f} (drop {old - new:.4f} > max_slice_regression {gates.max_slice_regression})"
+                )
     metrics["slices_skipped"] = float(skipped)
     return GateResult("slice_no_regression", not reasons, metrics, reasons)
 
 
-def invariance_gate(score: Scorer, frame: pd.DataFrame, features: list[str], gates: GatesConfig,
-                    seed: int = 0) -> GateResult:
+def invariance_gate(
+    score: Scorer, frame: pd.DataFrame, features: list[str], gates: GatesConfig, seed: int = 0
+) -> GateResult:
     """Behavioural: (1) a column the model was not trained on must not change any score (the pipeline selects
     its own columns); (2) permuting each of `gates.invariant_features` moves scores by at most
     `max_invariance_shift` on average."""
@@ -152,8 +180,10 @@ def invariance_gate(score: Scorer, frame: pd.DataFrame, features: list[str], gat
     shift = float(np.max(np.abs(score(extra) - base))) if len(frame) else 0.0
     metrics["extra_column_max_shift"] = shift
     if shift > 1e-12:
-        reasons.append(f"an unused extra column changed scores by up to {shift:.3g}: the model reads columns "
-                       "outside its feature list")
+        reasons.append(
+            f"an unused extra column changed scores by up to {shift:.3g}: the model reads columns "
+            "outside its feature list"
+        )
     rng = np.random.default_rng(seed)
     for name in gates.invariant_features:
         if name not in features:
@@ -162,13 +192,16 @@ def invariance_gate(score: Scorer, frame: pd.DataFrame, features: list[str], gat
         mean_shift = float(np.mean(np.abs(score(permuted) - base)))
         metrics[f"{name}_mean_abs_shift"] = mean_shift
         if mean_shift > gates.max_invariance_shift:
-            reasons.append(f"permuting {name!r} moved scores by {mean_shift:.4f} on average "
-                           f"(> max_invariance_shift {gates.max_invariance_shift})")
+            reasons.append(
+                f"permuting {name!r} moved scores by {mean_shift:.4f} on average "
+                f"(> max_invariance_shift {gates.max_invariance_shift})"
+            )
     return GateResult("behaviour_invariance", not reasons, metrics, reasons)
 
 
-def directional_gate(score: Scorer, frame: pd.DataFrame, checks: list[DirectionalCheck],
-                     features: list[str]) -> GateResult:
+def directional_gate(
+    score: Scorer, frame: pd.DataFrame, checks: list[DirectionalCheck], features: list[str]
+) -> GateResult:
     """Behavioural: adding `delta` to a feature moves the mean score the expected way (e.g. more support calls
     never lower the average churn score)."""
     base = float(np.mean(score(frame))) if len(frame) else 0.0
@@ -181,11 +214,14 @@ def directional_gate(score: Scorer, frame: pd.DataFrame, checks: list[Directiona
         metrics[f"{check.feature}+{check.delta:g}_mean_change"] = change
         signed = change if check.direction == "increase" else -change
         if signed < -check.tolerance:
-            reasons.append(f"{check.feature} + {check.delta:g} changed the mean score by {change:+.4f}; expected "
-                           f"an {check.direction} (tolerance {check.tolerance})")
+            reasons.append(
+                f"{check.feature} + {check.delta:g} changed the mean score by {change:+.4f}; expected "
+                f"an {check.direction} (tolerance {check.tolerance})"
+            )
     return GateResult("behaviour_directional", not reasons, metrics, reasons)
 
 
-def decide(results: list[GateResult], champion_version: int | None,
-           champion_metrics: dict[str, float] | None = None) -> GateDecision:
+def decide(
+    results: list[GateResult], champion_version: int | None, champion_metrics: dict[str, float] | None = None
+) -> GateDecision:
     return GateDecision(all(r.passed for r in results), results, champion_version, champion_metrics)

@@ -35,11 +35,14 @@ def _context(docs_dir: Path | None) -> Any:
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     if docs_dir is not None:
-        context.update_data_docs_site(SITE_NAME, {
-            "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-        })
+        context.update_data_docs_site(
+            SITE_NAME,
+            {
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            },
+        )
     return context
 
 
@@ -52,7 +55,10 @@ def _outcome(result: dict[str, Any], sample_size: int) -> ExpectationOutcome:
         observed = f"error: {result['exception_info'].get('exception_message')}"
     count = details.get("unexpected_count")
     return ExpectationOutcome(
-        expectation=kind, column=column, rule=rule_text(kind, kwargs), success=bool(result["success"]),
+        expectation=kind,
+        column=column,
+        rule=rule_text(kind, kwargs),
+        success=bool(result["success"]),
         unexpected_count=None if count is None else int(count),
         unexpected_percent=details.get("unexpected_percent"),
         element_count=details.get("element_count") if count is not None else None,
@@ -61,25 +67,37 @@ def _outcome(result: dict[str, Any], sample_size: int) -> ExpectationOutcome:
     )
 
 
-def gx_validate(frame: pd.DataFrame, suite: dict[str, Any], parameters: dict[str, str], sample_size: int,
-                docs_dir: Path | None = None, batch_name: str = "batch") -> GxRun:
+def gx_validate(
+    frame: pd.DataFrame,
+    suite: dict[str, Any],
+    parameters: dict[str, str],
+    sample_size: int,
+    docs_dir: Path | None = None,
+    batch_name: str = "batch",
+) -> GxRun:
     """Validate `frame` with the suite JSON through a Checkpoint; Data Docs go to `docs_dir` when given."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
     context = _context(docs_dir)
-    batch = (context.data_sources.add_or_update_pandas("conveyor")
-             .add_dataframe_asset(batch_name).add_batch_definition_whole_dataframe("whole"))
+    batch = (
+        context.data_sources.add_or_update_pandas("conveyor")
+        .add_dataframe_asset(batch_name)
+        .add_batch_definition_whole_dataframe("whole")
+    )
     body = {k: v for k, v in suite.items() if k in ("name", "expectations", "meta", "notes")}
     expectation_suite = context.suites.add(gx.ExpectationSuite(**body))
     definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{expectation_suite.name}-{batch_name}", data=batch, suite=expectation_suite))
-    checkpoint = context.checkpoints.add(gx.Checkpoint(
-        name=f"{expectation_suite.name}-checkpoint",
-        validation_definitions=[definition],
-        actions=[UpdateDataDocsAction(name="data-docs", site_names=[SITE_NAME])] if docs_dir is not None else [],
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": max(sample_size, 1)},
-    ))
+        gx.ValidationDefinition(name=f"{expectation_suite.name}-{batch_name}", data=batch, suite=expectation_suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{expectation_suite.name}-checkpoint",
+            validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="data-docs", site_names=[SITE_NAME])] if docs_dir is not None else [],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": max(sample_size, 1)},
+        )
+    )
     result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
     identifier, validation = next(iter(result.run_results.items()))
     docs_url = None

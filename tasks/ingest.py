@@ -23,8 +23,9 @@ class LandedData:
     prefixes: list[str]
 
 
-def land_synthetic(settings: Settings, store: ObjectStore, start: dt.date, days: int, scenario: Scenario,
-                   run_id: str) -> LandedData:
+def land_synthetic(
+    settings: Settings, store: ObjectStore, start: dt.date, days: int, scenario: Scenario, run_id: str
+) -> LandedData:
     """Generate `days` daily partitions from `start` and publish each one (replacing any earlier version)."""
     landed_days, prefixes, rows = [], [], 0
     for offset in range(days):
@@ -55,13 +56,18 @@ def land_raw_data(settings: Settings, start: dt.date, days: int, scenario: Scena
     else:
         landed = land_synthetic(settings, store, start, days, scenario, run_id)
     get_run_logger().info(
-        "landed %d rows in %d daily partitions under %s", landed.rows, len(landed.days),
+        "landed %d rows in %d daily partitions under %s",
+        landed.rows,
+        len(landed.days),
         store.uri(raw_root(settings)),
     )
     # What the run landed, listed on the run's Artifacts tab in the UI.
     create_table_artifact(
-        key="ingest", description=f"{landed.rows} rows in {len(landed.days)} daily partitions",
-        table=[{"day": str(day), "partition": store.uri(prefix)}
-               for day, prefix in zip(landed.days, landed.prefixes, strict=True)],
+        key="ingest",
+        description=f"{landed.rows} rows in {len(landed.days)} daily partitions",
+        table=[
+            {"day": str(day), "partition": store.uri(prefix)}
+            for day, prefix in zip(landed.days, landed.prefixes, strict=True)
+        ],
     )
     return landed

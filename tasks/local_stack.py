@@ -31,7 +31,7 @@ from tasks.prefect_api import api_client
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("s3", "prefect")           # `up()` default; `up(WITH_WORKER)` adds the worker
+SERVICES = ("s3", "prefect")  # `up()` default; `up(WITH_WORKER)` adds the worker
 WITH_WORKER = ("s3", "prefect", "worker")
 STOP_ORDER = ("worker", "s3", "prefect")  # the worker goes first: it must not outlive the server it polls
 
@@ -99,7 +99,7 @@ def private_stack_env(state_dir: Path, bucket: str) -> dict[str, str]:
 
 def _http_status(url: str, timeout: float = 2.0) -> tuple[int, str] | None:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, response.read(200).decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, ""
@@ -153,8 +153,13 @@ class LocalStack:
     def _s3_ports(self) -> dict[str, int]:
         # Every SeaweedFS port is pinned: a busy default port silently moves up by one otherwise.
         base = self.cfg.s3_port
-        return {"s3.port": base, "master.port": base + 1, "volume.port": base + 2, "filer.port": base + 3,
-                "admin.port": base + 4}
+        return {
+            "s3.port": base,
+            "master.port": base + 1,
+            "volume.port": base + 2,
+            "filer.port": base + 3,
+            "admin.port": base + 4,
+        }
 
     def ports(self, service: str) -> list[int]:
         if service == "worker":
@@ -199,8 +204,11 @@ class LocalStack:
         return None
 
     def status(self) -> list[ServiceState]:
-        urls = {"s3": self.s3_url, "prefect": self.prefect_api_url,
-                "worker": f"{self.prefect_api_url}/work_pools/{self.settings.prefect.work_pool}"}
+        urls = {
+            "s3": self.s3_url,
+            "prefect": self.prefect_api_url,
+            "worker": f"{self.prefect_api_url}/work_pools/{self.settings.prefect.work_pool}",
+        }
         return [ServiceState(s, self._recorded_pid(s), self.healthy(s), urls[s]) for s in WITH_WORKER]
 
     # ---- Prefect API (plain HTTP: this module never imports prefect) ----------------------------------
@@ -222,8 +230,9 @@ class LocalStack:
         status, _ = self.api("GET", f"/work_pools/{pool}")
         if status == 200:
             return False
-        status, detail = self.api("POST", "/work_pools/", {"name": pool, "type": "process",
-                                                           "description": "Conveyor flows, run in place"})
+        status, detail = self.api(
+            "POST", "/work_pools/", {"name": pool, "type": "process", "description": "Conveyor flows, run in place"}
+        )
         if status not in (200, 201, 409):
             raise StackError(f"could not create work pool {pool!r} at {self.prefect_api_url}: HTTP {status} {detail}")
         return status != 409
@@ -252,17 +261,37 @@ class LocalStack:
             env.update(self.client_env())
             env["CONVEYOR_PROJECT_ROOT"] = str(self.settings.project_root)
             self.ensure_work_pool()
-            cmd = [_bin("prefect"), "worker", "start", "--pool", self.settings.prefect.work_pool, "--type",
-                   "process", "--name", self.worker_name, "--install-policy", "never"]
+            cmd = [
+                _bin("prefect"),
+                "worker",
+                "start",
+                "--pool",
+                self.settings.prefect.work_pool,
+                "--type",
+                "process",
+                "--name",
+                self.worker_name,
+                "--install-policy",
+                "never",
+            ]
             return cmd, env
         if service == "s3":
             data_dir = self.state_dir / "seaweedfs"
             data_dir.mkdir(parents=True, exist_ok=True)
             key, secret = self.s3_credentials()
             env.update({"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret})
-            cmd = [_bin("weed"), "mini", f"-dir={data_dir}", f"-ip={self.host}", f"-ip.bind={self.host}",
-                   "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
-                   "-s3.port.iceberg=0", "-s3.port.lance=0"]
+            cmd = [
+                _bin("weed"),
+                "mini",
+                f"-dir={data_dir}",
+                f"-ip={self.host}",
+                f"-ip.bind={self.host}",
+                "-webdav=false",
+                "-admin.ui=false",
+                "-master.telemetry=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+            ]
             cmd += [f"-{flag}={port}" for flag, port in self._s3_ports().items()]
             return cmd, env
         self.prefect_home.mkdir(parents=True, exist_ok=True)
@@ -277,8 +306,16 @@ class LocalStack:
         auth = self.settings.prefect.api_auth_string
         if auth is not None:
             env["PREFECT_SERVER_API_AUTH_STRING"] = auth.get_secret_value()
-        cmd = [_bin("prefect"), "server", "start", "--host", self.host, "--port", str(self.cfg.prefect_port),
-               "--analytics-off"]
+        cmd = [
+            _bin("prefect"),
+            "server",
+            "start",
+            "--host",
+            self.host,
+            "--port",
+            str(self.cfg.prefect_port),
+            "--analytics-off",
+        ]
         return cmd, env
 
     def _start(self, service: str) -> int:
@@ -292,9 +329,14 @@ class LocalStack:
         log_path = self._log_file(service)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_fh:
-            process = subprocess.Popen(  # noqa: S603
-                cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                cwd=self.state_dir, start_new_session=True,  # own process group: stopped as one by its PID
+            process = subprocess.Popen(
+                cmd,
+                stdout=log_fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.state_dir,
+                start_new_session=True,  # own process group: stopped as one by its PID
             )
         self._processes[service] = process
         pid_file = self._pid_file(service)
@@ -357,9 +399,14 @@ class LocalStack:
 def deploy_all(project_root: Path, env: dict[str, str], timeout: float = 300.0) -> str:
     """`prefect deploy --all --no-prompt` from the project root (every deployment in prefect.yaml); returns its
     output. Raises StackError with the tail of the output when it fails."""
-    result = subprocess.run(  # noqa: S603
-        [_bin("prefect"), "--no-prompt", "deploy", "--all"], cwd=project_root, env={**os.environ, **env},
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    result = subprocess.run(
+        [_bin("prefect"), "--no-prompt", "deploy", "--all"],
+        cwd=project_root,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     output = result.stdout + result.stderr
     if result.returncode != 0:

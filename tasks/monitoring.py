@@ -36,8 +36,9 @@ def _window(end: dt.date, days: int) -> tuple[dt.date, dt.date]:
     return end - dt.timedelta(days=days - 1), end
 
 
-def labelled_performance(store: ObjectStore, settings: Settings, model: LoadedModel, expected_auc: float | None,
-                         scored_day: dt.date) -> drift.PerformanceCheck | None:
+def labelled_performance(
+    store: ObjectStore, settings: Settings, model: LoadedModel, expected_auc: float | None, scored_day: dt.date
+) -> drift.PerformanceCheck | None:
     """Performance on the past window whose labels have arrived; None if there is none or no test AUC."""
     if expected_auc is None:
         return None
@@ -47,12 +48,19 @@ def labelled_performance(store: ObjectStore, settings: Settings, model: LoadedMo
     except LookupError:
         return None
     scores = model.score(labelled)
-    return drift.performance_check(labelled[settings.dataset.label_column].to_numpy(), scores, expected_auc,
-                                   settings.drift.max_metric_drop, start, end)
+    return drift.performance_check(
+        labelled[settings.dataset.label_column].to_numpy(),
+        scores,
+        expected_auc,
+        settings.drift.max_metric_drop,
+        start,
+        end,
+    )
 
 
-def drift_report_for_day(store: ObjectStore, settings: Settings, model_name: str,
-                         scored_day: dt.date) -> tuple[drift.DriftReport, pd.DataFrame, pd.DataFrame, pd.Series]:
+def drift_report_for_day(
+    store: ObjectStore, settings: Settings, model_name: str, scored_day: dt.date
+) -> tuple[drift.DriftReport, pd.DataFrame, pd.DataFrame, pd.Series]:
     """Everything the verdict needs, loaded and compared; also returns the frames for the HTML histograms."""
     registry = ModelRegistry(store, settings)
     champion = registry.champion(model_name)
@@ -63,16 +71,30 @@ def drift_report_for_day(store: ObjectStore, settings: Settings, model_name: str
     current = read_raw_window(store, settings, start, end)
     scores = store.read_published_parquet(predictions_prefix(settings, model_name, scored_day), columns=["score"])
     loaded = registry.load_version(champion)
-    performance = labelled_performance(store, settings, loaded, champion.test_metrics.get("roc_auc"),
-                                       scored_day)
-    report = drift.compare(reference, current, settings.dataset, settings.drift, model_name=model_name,
-                           model_version=str(champion.version), window_start=start, window_end=end,
-                           current_scores=scores["score"], performance=performance)
+    performance = labelled_performance(store, settings, loaded, champion.test_metrics.get("roc_auc"), scored_day)
+    report = drift.compare(
+        reference,
+        current,
+        settings.dataset,
+        settings.drift,
+        model_name=model_name,
+        model_version=str(champion.version),
+        window_start=start,
+        window_end=end,
+        current_scores=scores["score"],
+        performance=performance,
+    )
     return report, reference, current, scores["score"]
 
 
-def write_reports(store: ObjectStore, settings: Settings, report: drift.DriftReport, reference: pd.DataFrame,
-                  current: pd.DataFrame, scores: pd.Series) -> dict[str, str]:
+def write_reports(
+    store: ObjectStore,
+    settings: Settings,
+    report: drift.DriftReport,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    scores: pd.Series,
+) -> dict[str, str]:
     """JSON + HTML report under `reports/drift/<model>/dt=<day>/`; returns their URIs."""
     prefix = drift.report_prefix(settings, report.model_name, report.window_end)
     store.put_json(f"{prefix}/drift.json", report.to_json())
@@ -90,19 +112,32 @@ def check_drift(settings: Settings, model_name: str, scored_day: dt.date | None)
     report, reference, current, scores = drift_report_for_day(store, settings, model_name, day)
     uris = write_reports(store, settings, report, reference, current, scores)
     key = f"drift-{model_name}".replace("_", "-").lower()
-    create_table_artifact(table=drift.verdict_table(report), key=key,
-                          description=f"Drift verdict **{report.verdict}** for {model_name} v{report.model_version}, "
-                                      f"{report.window_start}..{report.window_end}. " + "; ".join(report.reasons))
+    create_table_artifact(
+        table=drift.verdict_table(report),
+        key=key,
+        description=f"Drift verdict **{report.verdict}** for {model_name} v{report.model_version}, "
+        f"{report.window_start}..{report.window_end}. " + "; ".join(report.reasons),
+    )
     create_link_artifact(link=uris["html"], key=f"{key}-report", description="HTML drift report (object store)")
-    logger.info("drift verdict for %s v%s on %s..%s: %s%s (report %s)", model_name, report.model_version,
-                report.window_start, report.window_end, report.verdict,
-                "" if not report.reasons else " - " + "; ".join(report.reasons), uris["html"])
+    logger.info(
+        "drift verdict for %s v%s on %s..%s: %s%s (report %s)",
+        model_name,
+        report.model_version,
+        report.window_start,
+        report.window_end,
+        report.verdict,
+        "" if not report.reasons else " - " + "; ".join(report.reasons),
+        uris["html"],
+    )
     return report
 
 
 def drift_event_payload(report: drift.DriftReport, report_uri: str | None = None) -> dict[str, Any]:
-    scores = {f.name: {"psi": round(f.psi, 4), "ks": None if f.ks is None else round(f.ks, 4)}
-              for f in report.features if f.drifted}
+    scores = {
+        f.name: {"psi": round(f.psi, 4), "ks": None if f.ks is None else round(f.ks, 4)}
+        for f in report.features
+        if f.drifted
+    }
     if report.prediction is not None:
         scores["score"] = {"psi": round(report.prediction.psi, 4), "ks": round(report.prediction.ks or 0.0, 4)}
     return {
@@ -120,8 +155,9 @@ def drift_event_payload(report: drift.DriftReport, report_uri: str | None = None
 @task(name="emit-drift-detected")
 def emit_drift_detected(settings: Settings, report: drift.DriftReport) -> str | None:
     """Send `conveyor.drift.detected`: the retraining deployment's trigger picks it up."""
-    uri = ObjectStore(settings.storage).uri(drift.report_prefix(settings, report.model_name, report.window_end)
-                                            + "/drift.html")
+    uri = ObjectStore(settings.storage).uri(
+        drift.report_prefix(settings, report.model_name, report.window_end) + "/drift.html"
+    )
     # Delivered by Prefect's background events worker (drained when the run's process exits).
     event_id = events.emit_drift_detected(report.model_name, drift_event_payload(report, uri))
     get_run_logger().info("emitted %s for %s (event %s)", events.DRIFT_DETECTED, report.model_name, event_id)

@@ -43,10 +43,19 @@ MANIFEST_NAME = "_manifest.json"
 T = TypeVar("T")
 
 _TRANSIENT_EXCEPTIONS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
-_TRANSIENT_CODES = {"500", "502", "503", "504", "InternalError", "SlowDown", "ServiceUnavailable",
-                    "RequestTimeout", "Throttling", "ThrottlingException"}
-_AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken",
-               "ExpiredToken"}
+_TRANSIENT_CODES = {
+    "500",
+    "502",
+    "503",
+    "504",
+    "InternalError",
+    "SlowDown",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+}
+_AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken", "ExpiredToken"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
@@ -126,8 +135,10 @@ def credentials_from_block(block_name: str) -> tuple[str, str]:
         ) from None
     secret = block.aws_secret_access_key.get_secret_value() if block.aws_secret_access_key else None
     if not block.aws_access_key_id or not secret:
-        raise AccessDenied(f"storage.credentials_block {block_name!r}: the block has no access key id and secret "
-                           "access key (profiles and assumed roles are not supported here)")
+        raise AccessDenied(
+            f"storage.credentials_block {block_name!r}: the block has no access key id and secret "
+            "access key (profiles and assumed roles are not supported here)"
+        )
     return block.aws_access_key_id, secret
 
 
@@ -138,8 +149,13 @@ def sha256_bytes(data: bytes) -> str:
 def dataframe_to_parquet_bytes(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     # Microsecond timestamps: what every engine reads (duckdb 2 / Feast break on nanoseconds).
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer, compression="zstd",
-                   coerce_timestamps="us", allow_truncated_timestamps=True)
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False),
+        buffer,
+        compression="zstd",
+        coerce_timestamps="us",
+        allow_truncated_timestamps=True,
+    )
     return buffer.getvalue()
 
 
@@ -251,8 +267,15 @@ class ObjectStore:
         )
         return sha256_bytes(data)
 
-    def put_bytes_conditional(self, key: str, data: bytes, *, if_absent: bool = False,
-                              if_match: str | None = None, content_type: str = "application/json") -> str:
+    def put_bytes_conditional(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_absent: bool = False,
+        if_match: str | None = None,
+        content_type: str = "application/json",
+    ) -> str:
         """Write one object only if it does not exist yet (`if_absent`) or still has ETag `if_match`.
 
         Raises PreconditionFailed when another writer got there first; returns the new ETag. Needs an S3 server
@@ -263,17 +286,16 @@ class ObjectStore:
         condition = {"IfNoneMatch": "*"} if if_absent else {"IfMatch": if_match}
         response = self._call(
             f"conditional put {self.uri(key)}",
-            lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
-                                           **condition),
+            lambda: self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **condition
+            ),
         )
         return str(response["ETag"])
 
     def get_bytes_and_etag(self, key: str) -> tuple[bytes, str]:
         """The object's bytes and ETag (for a later `put_bytes_conditional(if_match=...)`)."""
         try:
-            response = self._call(
-                f"get {self.uri(key)}", lambda: self.client.get_object(Bucket=self.bucket, Key=key)
-            )
+            response = self._call(f"get {self.uri(key)}", lambda: self.client.get_object(Bucket=self.bucket, Key=key))
         except ObjectNotFound:
             raise ObjectNotFound(f"no object at {self.uri(key)} ({self._where()})") from None
         body: bytes = response["Body"].read()
@@ -377,8 +399,10 @@ class ObjectStore:
             while block := fh.read(8 * 2**20):
                 digest.update(block)
         if sha256 is not None and digest.hexdigest() != sha256:
-            raise ChecksumMismatch(f"{self.uri(key)}: SHA-256 {digest.hexdigest()[:12]}... does not match the "
-                                   f"expected {sha256[:12]}... (changed after publication?)")
+            raise ChecksumMismatch(
+                f"{self.uri(key)}: SHA-256 {digest.hexdigest()[:12]}... does not match the "
+                f"expected {sha256[:12]}... (changed after publication?)"
+            )
         return digest.hexdigest()
 
     def copy(self, source_key: str, dest_key: str) -> None:
@@ -397,21 +421,41 @@ class ObjectStore:
         staging = self.config.prefixes.staging + "/"
         cutoff = dt.datetime.now(dt.UTC) - older_than
         old_objects: list[str] = []
-        for page in self._call(f"list {self.uri(staging)}", lambda: list(
-                self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=staging))):
+        for page in self._call(
+            f"list {self.uri(staging)}",
+            lambda: list(self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=staging)),
+        ):
             old_objects.extend(o["Key"] for o in page.get("Contents", []) if o["LastModified"] <= cutoff)
         self.delete_keys(old_objects)
-        uploads = self._call(f"list multipart uploads {self.uri(staging)}", lambda: [
-            u for page in self.client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=staging) for u in page.get("Uploads", [])])
+        uploads = self._call(
+            f"list multipart uploads {self.uri(staging)}",
+            lambda: [
+                u
+                for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                    Bucket=self.bucket, Prefix=staging
+                )
+                for u in page.get("Uploads", [])
+            ],
+        )
         old_uploads = [u for u in uploads if u["Initiated"] <= cutoff]
         for upload in old_uploads:
-            self._call(f"abort multipart {self.uri(upload['Key'])}", partial(
-                self.client.abort_multipart_upload, Bucket=self.bucket, Key=upload["Key"],
-                UploadId=upload["UploadId"]))
+            self._call(
+                f"abort multipart {self.uri(upload['Key'])}",
+                partial(
+                    self.client.abort_multipart_upload,
+                    Bucket=self.bucket,
+                    Key=upload["Key"],
+                    UploadId=upload["UploadId"],
+                ),
+            )
         if old_objects or old_uploads:
-            log.debug("swept staging %s: %d objects deleted, %d multipart uploads aborted (older than %s)",
-                     self.uri(staging), len(old_objects), len(old_uploads), older_than)
+            log.debug(
+                "swept staging %s: %d objects deleted, %d multipart uploads aborted (older than %s)",
+                self.uri(staging),
+                len(old_objects),
+                len(old_uploads),
+                older_than,
+            )
         return StagingSweep(len(old_objects), len(old_uploads))
 
     def publication(self, prefix: str, run_id: str) -> Publication:
@@ -506,8 +550,7 @@ class Publication:
         # in but never listed. Only direct children: a prefix may hold other published prefixes below it.
         keep = {e.key for e in manifest.files} | {f"{self.prefix}/{MANIFEST_NAME}"}
         stale = [
-            k for k in self.store.list_keys(self.prefix + "/")
-            if k not in keep and "/" not in k[len(self.prefix) + 1 :]
+            k for k in self.store.list_keys(self.prefix + "/") if k not in keep and "/" not in k[len(self.prefix) + 1 :]
         ]
         self.store.delete_keys(stale)
         self.store.delete_keys([k for k, _ in self._staged])
@@ -588,8 +631,10 @@ class StreamingPart:
         store, bucket, key = self.store, self.store.bucket, self.key
         if self._upload_id is None:
             store.ensure_bucket()
-            response = store._call(f"create multipart {store.uri(key)}",
-                                   lambda: store.client.create_multipart_upload(Bucket=bucket, Key=key))
+            response = store._call(
+                f"create multipart {store.uri(key)}",
+                lambda: store.client.create_multipart_upload(Bucket=bucket, Key=key),
+            )
             self._upload_id = response["UploadId"]
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
         self._wait_pending()
@@ -598,8 +643,9 @@ class StreamingPart:
         def upload() -> dict[str, Any]:
             result = store._call(
                 f"upload part {number} of {store.uri(key)}",
-                lambda: store.client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                                 Body=chunk),
+                lambda: store.client.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk
+                ),
             )
             return {"PartNumber": number, "ETag": result["ETag"]}
 
@@ -625,8 +671,12 @@ class StreamingPart:
                     self._ship(bytes(self._buffer))
                 self._wait_pending()
                 upload_id, parts = self._upload_id, list(self._parts)
-                store._call(f"complete multipart {store.uri(key)}", lambda: store.client.complete_multipart_upload(
-                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}))
+                store._call(
+                    f"complete multipart {store.uri(key)}",
+                    lambda: store.client.complete_multipart_upload(
+                        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                    ),
+                )
         except BaseException:
             self.abort()
             raise
@@ -635,8 +685,9 @@ class StreamingPart:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
         pub = self.publication
-        self.entry = PublishedFile(f"{pub.prefix}/run-{pub.run_id}-{self.name}", self._digest.hexdigest(),
-                                   self._size, self.rows)
+        self.entry = PublishedFile(
+            f"{pub.prefix}/run-{pub.run_id}-{self.name}", self._digest.hexdigest(), self._size, self.rows
+        )
         pub._add_staged(key, self.entry)
 
     def abort(self) -> None:
@@ -652,5 +703,5 @@ class StreamingPart:
             store, upload_id = self.store, self._upload_id
             try:
                 store.client.abort_multipart_upload(Bucket=store.bucket, Key=self.key, UploadId=upload_id)
-            except Exception as exc:  # noqa: BLE001 - staging is garbage either way
+            except Exception as exc:  # staging is garbage either way
                 log.warning("could not abort multipart upload of %s: %s", store.uri(self.key), exc)

@@ -44,8 +44,12 @@ def api_client(api_url: str, auth_string: str | None = None, timeout: float = 30
     """`auth_string` ('user:password') is sent as basic auth, as PREFECT_API_AUTH_STRING is by Prefect clients.
     503s are retried with backoff (`RetryBusyServer`)."""
     auth = tuple(auth_string.split(":", 1)) if auth_string else None
-    return httpx.Client(base_url=api_url.rstrip("/"), timeout=timeout, auth=auth,  # type: ignore[arg-type]
-                        transport=RetryBusyServer())
+    return httpx.Client(
+        base_url=api_url.rstrip("/"),
+        timeout=timeout,
+        auth=auth,  # type: ignore[arg-type]
+        transport=RetryBusyServer(),
+    )
 
 
 def zombie_automation(within_seconds: float) -> dict[str, Any]:
@@ -62,13 +66,22 @@ def zombie_automation(within_seconds: float) -> dict[str, Any]:
         name=ZOMBIE_AUTOMATION,
         description="Marks a flow run Crashed when its heartbeats stop before it ends (installed by conveyor deploy).",
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.heartbeat", *terminal},
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *terminal},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
-            for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
-            within=dt.timedelta(seconds=within_seconds)),
-        actions=[ChangeFlowRunState(name="Crashed", state=StateType.CRASHED,
-                                    message=f"no heartbeat for {within_seconds:g}s: the flow run's process is gone",
-                                    force=False)],
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=dt.timedelta(seconds=within_seconds),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                name="Crashed",
+                state=StateType.CRASHED,
+                message=f"no heartbeat for {within_seconds:g}s: the flow run's process is gone",
+                force=False,
+            )
+        ],
     )
     return automation.model_dump(mode="json")
 
@@ -76,8 +89,9 @@ def zombie_automation(within_seconds: float) -> dict[str, Any]:
 def ensure_zombie_automation(api: httpx.Client, within_seconds: float) -> str:
     """Create the zombie-run automation, or update it in place (idempotent); returns 'created' or 'updated'."""
     body = zombie_automation(within_seconds)
-    existing = [a for a in api.post("/automations/filter", json={}).raise_for_status().json()
-                if a["name"] == ZOMBIE_AUTOMATION]
+    existing = [
+        a for a in api.post("/automations/filter", json={}).raise_for_status().json() if a["name"] == ZOMBIE_AUTOMATION
+    ]
     if existing:
         api.put(f"/automations/{existing[0]['id']}", json=body).raise_for_status()
         for duplicate in existing[1:]:
@@ -96,8 +110,11 @@ def deployment_runs(api: httpx.Client, deployment: str) -> list[dict[str, Any]]:
     dep_id = deployment_id(api, deployment)
     if not dep_id:
         return []
-    return list(api.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [dep_id]}},
-                                                    "sort": "START_TIME_ASC"}).json())
+    return list(
+        api.post(
+            "/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [dep_id]}}, "sort": "START_TIME_ASC"}
+        ).json()
+    )
 
 
 def events_named(api: httpx.Client, name: str, since: str = "2020-01-01T00:00:00Z") -> list[dict[str, Any]]:
@@ -124,8 +141,9 @@ def delete_deployments_and_automations(api: httpx.Client, names: tuple[str, ...]
             api.delete(f"/automations/{automation['id']}")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, log: Path | None = None,
-             interval: float = 1.0) -> T:
+def wait_for(
+    predicate: Callable[[], T], timeout: float, what: str, log: Path | None = None, interval: float = 1.0
+) -> T:
     """Poll `predicate` until it returns something truthy; on time-out say what we waited for (and the log)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -134,8 +152,9 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, log: Path | 
             return value
         time.sleep(interval)
     tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f"\n--- log tail ---\n{tail}"
-                                                                               if tail else ""))
+    raise TimeoutError(
+        f"timed out after {timeout:.0f}s waiting for {what}" + (f"\n--- log tail ---\n{tail}" if tail else "")
+    )
 
 
 def timestamp(value: str) -> float:

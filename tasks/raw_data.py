@@ -27,8 +27,9 @@ def raw_prefix(settings: Settings, day: dt.date) -> str:
     return f"{raw_root(settings)}dt={day.isoformat()}"
 
 
-def publish_raw_partition(store: ObjectStore, settings: Settings, day: dt.date, frame: pd.DataFrame,
-                          run_id: str) -> Manifest:
+def publish_raw_partition(
+    store: ObjectStore, settings: Settings, day: dt.date, frame: pd.DataFrame, run_id: str
+) -> Manifest:
     """Replace the raw partition for `day` with `frame`, atomically."""
     with store.publication(raw_prefix(settings, day), run_id) as publication:
         publication.write_parquet("part-00000.parquet", frame)
@@ -56,12 +57,14 @@ def read_source_files(path: str, store: ObjectStore | None = None) -> pd.DataFra
     if path.startswith("s3://"):
         if store is None:
             raise ValueError("reading s3:// sources needs an object store")
-        bucket, _, prefix = path[len("s3://"):].partition("/")
+        bucket, _, prefix = path[len("s3://") :].partition("/")
         if bucket != store.bucket:
             raise ValueError(f"source.path {path!r}: bucket {bucket!r} is not storage.bucket {store.bucket!r}")
         keys = [k for k in store.list_keys(prefix) if k.endswith((".parquet", ".csv"))]
-        frames = [store.get_parquet(k) if k.endswith(".parquet") else pd.read_csv(io.BytesIO(store.get_bytes(k)))
-                  for k in keys]
+        frames = [
+            store.get_parquet(k) if k.endswith(".parquet") else pd.read_csv(io.BytesIO(store.get_bytes(k)))
+            for k in keys
+        ]
     else:
         root = Path(path)
         files = sorted(root.rglob("*")) if root.is_dir() else [root]
@@ -79,5 +82,4 @@ def split_by_day(frame: pd.DataFrame, dataset: DatasetConfig) -> dict[dt.date, p
         raise KeyError(f"column {ts_col!r} (dataset.timestamp_column) is not in the source data")
     stamps = pd.to_datetime(frame[ts_col], utc=True)
     frame = frame.assign(**{ts_col: stamps})
-    return {day.date(): part.reset_index(drop=True)
-            for day, part in frame.groupby(stamps.dt.floor("D"), sort=True)}
+    return {day.date(): part.reset_index(drop=True) for day, part in frame.groupby(stamps.dt.floor("D"), sort=True)}

@@ -175,8 +175,9 @@ class RegistryState:
 def code_version(project_root: Path) -> str | None:
     """The git commit of the code that trained the model, if this is a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root, capture_output=True, text=True,
-                             timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root, capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -242,20 +243,32 @@ class ModelRegistry:
 
     # ---- versions -------------------------------------------------------------------------------------
     def _claim_version(self, model_name: str) -> int:
-        existing = [int(p.rstrip("/").rsplit("/", 1)[1])
-                    for p in self.store.list_prefixes(f"{self._model_root(model_name)}/versions/")]
+        existing = [
+            int(p.rstrip("/").rsplit("/", 1)[1])
+            for p in self.store.list_prefixes(f"{self._model_root(model_name)}/versions/")
+        ]
         candidate = max(existing, default=0) + 1
         for _ in range(_MAX_APPEND_ATTEMPTS):
             try:
-                self.store.put_bytes_conditional(f"{self._version_root(model_name, candidate)}/_claim",
-                                                 json.dumps({"at": _now()}).encode(), if_absent=True)
+                self.store.put_bytes_conditional(
+                    f"{self._version_root(model_name, candidate)}/_claim",
+                    json.dumps({"at": _now()}).encode(),
+                    if_absent=True,
+                )
                 return candidate
             except PreconditionFailed:
                 candidate += 1
         raise RegistryError(f"{model_name}: could not claim a version number after {_MAX_APPEND_ATTEMPTS} tries")
 
-    def register(self, model_name: str, model: Any, metadata: ModelMetadata, reference: pd.DataFrame,
-                 files: dict[str, bytes] | None = None, actor: str | None = None) -> ModelVersion:
+    def register(
+        self,
+        model_name: str,
+        model: Any,
+        metadata: ModelMetadata,
+        reference: pd.DataFrame,
+        files: dict[str, bytes] | None = None,
+        actor: str | None = None,
+    ) -> ModelVersion:
         """Store a new version: artifact, reference sample, files, then metadata.json last (the commit)."""
         self._require_conditional_writes()
         if "score" not in reference.columns:
@@ -271,20 +284,34 @@ class ModelRegistry:
         stored_files = {}
         for name, data in (files or {}).items():
             key = f"{root}/{name}"
-            self.store.put_bytes(key, data, content_type="image/png" if name.endswith(".png") else
-                                 "application/octet-stream")
+            self.store.put_bytes(
+                key, data, content_type="image/png" if name.endswith(".png") else "application/octet-stream"
+            )
             stored_files[name] = key
         registered = ModelVersion(
-            **asdict(metadata), model_name=model_name, version=version, created_at=_now(),
-            artifact_key=f"{root}/model.joblib", sha256=sha, reference_key=f"{root}/reference.parquet",
-            reference_sha256=reference_sha, files=stored_files, code_version=code_version(self.settings.project_root),
-            library_versions=library_versions(), registered_by=actor or default_actor(),
+            **asdict(metadata),
+            model_name=model_name,
+            version=version,
+            created_at=_now(),
+            artifact_key=f"{root}/model.joblib",
+            sha256=sha,
+            reference_key=f"{root}/reference.parquet",
+            reference_sha256=reference_sha,
+            files=stored_files,
+            code_version=code_version(self.settings.project_root),
+            library_versions=library_versions(),
+            registered_by=actor or default_actor(),
         )
         self.store.put_json(f"{root}/metadata.json", registered.to_json())
-        self._append(model_name, lambda state: ("register", version, state.champion), actor or default_actor(),
-                     f"registered (gates {'passed' if registered.gates_passed else 'failed'})")
-        log.info("registered %s (sha256 %s...) at %s", registered.label, sha[:12],
-                 self.version_uri(model_name, version))
+        self._append(
+            model_name,
+            lambda state: ("register", version, state.champion),
+            actor or default_actor(),
+            f"registered (gates {'passed' if registered.gates_passed else 'failed'})",
+        )
+        log.info(
+            "registered %s (sha256 %s...) at %s", registered.label, sha[:12], self.version_uri(model_name, version)
+        )
         return registered
 
     def get_version(self, model_name: str, version: int) -> ModelVersion:
@@ -306,8 +333,9 @@ class ModelRegistry:
         try:
             data = self.store.get_bytes(key)
         except ObjectNotFound:
-            raise RegistryError(f"{what}: {self.store.uri(key)} is gone (a pruned version? see the audit log: "
-                                "`conveyor models log`)") from None
+            raise RegistryError(
+                f"{what}: {self.store.uri(key)} is gone (a pruned version? see the audit log: `conveyor models log`)"
+            ) from None
         actual = sha256_bytes(data)
         if actual != expected:
             raise TamperedArtifact(
@@ -384,8 +412,16 @@ class ModelRegistry:
 
     def _advance_pointer(self, model_name: str, target: RegistryState) -> None:
         """Move champion.json forward to `target` (compare-and-swap on its ETag); never backwards."""
-        payload = json.dumps({"seq": target.seq, "champion": target.champion, "history": list(target.history),
-                              "pruned": list(target.pruned), "updated_at": _now()}, sort_keys=True).encode()
+        payload = json.dumps(
+            {
+                "seq": target.seq,
+                "champion": target.champion,
+                "history": list(target.history),
+                "pruned": list(target.pruned),
+                "updated_at": _now(),
+            },
+            sort_keys=True,
+        ).encode()
         for _ in range(_MAX_APPEND_ATTEMPTS):
             current, etag = self._read_pointer(model_name)
             if current.seq >= target.seq:
@@ -398,8 +434,9 @@ class ModelRegistry:
                 return
             except PreconditionFailed:
                 continue
-        log.warning("%s: champion pointer not advanced to seq %d (readers catch up from the log)",
-                    model_name, target.seq)
+        log.warning(
+            "%s: champion pointer not advanced to seq %d (readers catch up from the log)", model_name, target.seq
+        )
 
     def _append(self, model_name: str, decide: Any, actor: str, reason: str, forced: bool = False) -> AuditEvent:
         """Append one event: `decide(state) -> (action, version, previous)` is re-run on the newest state after
@@ -409,10 +446,21 @@ class ModelRegistry:
             state = self.state(model_name)
             action, version, previous = decide(state)
             after = state.apply(
-                AuditEvent(state.seq + 1, "", action, model_name, version, previous, None, actor, reason, ""))
-            event = AuditEvent(seq=state.seq + 1, event_id=uuid.uuid4().hex, action=action, model_name=model_name,
-                               version=version, previous_champion=previous, champion_after=after.champion,
-                               actor=actor, reason=reason, at=_now(), forced=forced)
+                AuditEvent(state.seq + 1, "", action, model_name, version, previous, None, actor, reason, "")
+            )
+            event = AuditEvent(
+                seq=state.seq + 1,
+                event_id=uuid.uuid4().hex,
+                action=action,
+                model_name=model_name,
+                version=version,
+                previous_champion=previous,
+                champion_after=after.champion,
+                actor=actor,
+                reason=reason,
+                at=_now(),
+                forced=forced,
+            )
             key = self._event_key(model_name, event.seq)
             body = json.dumps(event.to_json(), sort_keys=True, indent=2).encode()
             try:
@@ -425,11 +473,20 @@ class ModelRegistry:
                     continue
             self._advance_pointer(model_name, after)
             return event
-        raise RegistryError(f"{model_name}: gave up appending to the audit log after {_MAX_APPEND_ATTEMPTS} "
-                            "lost races (too many concurrent writers?)")
+        raise RegistryError(
+            f"{model_name}: gave up appending to the audit log after {_MAX_APPEND_ATTEMPTS} "
+            "lost races (too many concurrent writers?)"
+        )
 
-    def promote(self, model_name: str, version: int, actor: str, reason: str,
-                expected_champion: int | None | object = _ANY, force: bool = False) -> AuditEvent | None:
+    def promote(
+        self,
+        model_name: str,
+        version: int,
+        actor: str,
+        reason: str,
+        expected_champion: int | None | object = _ANY,
+        force: bool = False,
+    ) -> AuditEvent | None:
         """Make `version` the champion. With `expected_champion`, only if the champion is still that version
         (the one the gates compared against); raises PromotionConflict otherwise. Refuses a version whose
         gates failed unless `force` (recorded in the log). Returns None when it already is the champion."""
@@ -444,7 +501,8 @@ class ModelRegistry:
             if expected_champion is not _ANY and state.champion != expected_champion:
                 raise PromotionConflict(
                     f"{model_name}: champion is v{state.champion} now, not v{expected_champion} as expected "
-                    f"when promoting v{version} (another promotion won; re-evaluate against the new champion)")
+                    f"when promoting v{version} (another promotion won; re-evaluate against the new champion)"
+                )
             if state.champion == version:
                 raise _NothingToDo
             return "promote", version, state.champion
@@ -462,29 +520,41 @@ class ModelRegistry:
 
         def decide(state: RegistryState) -> tuple[str, int, int | None]:
             if len(state.history) < 2:
-                raise RegistryError(f"{model_name}: no previous champion to roll back to "
-                                    f"(champion history: {list(state.history) or 'empty'})")
+                raise RegistryError(
+                    f"{model_name}: no previous champion to roll back to "
+                    f"(champion history: {list(state.history) or 'empty'})"
+                )
             return "rollback", state.history[-2], state.history[-1]
 
         event = self._append(model_name, decide, actor, reason)
-        log.info("rolled back %s to v%s (from v%s) by %s: %s", model_name, event.version, event.previous_champion,
-                 actor, reason)
+        log.info(
+            "rolled back %s to v%s (from v%s) by %s: %s",
+            model_name,
+            event.version,
+            event.previous_champion,
+            actor,
+            reason,
+        )
         return event
 
-    def prunable(self, model_name: str, older_than: dt.timedelta,
-                 now: dt.datetime | None = None) -> list[ModelVersion]:
+    def prunable(self, model_name: str, older_than: dt.timedelta, now: dt.datetime | None = None) -> list[ModelVersion]:
         """Versions whose artifacts `prune` would delete: gates failed, registered more than `older_than` ago,
         never promoted (not even forced), not pruned yet."""
         cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
         events = self.audit_log(model_name)
         ever_champion = {e.version for e in events if e.action in ("promote", "rollback")}
         pruned = {e.version for e in events if e.action == "prune"}
-        return [v for v in self.list_versions(model_name)
-                if not v.gates_passed and v.version not in ever_champion | pruned
-                and dt.datetime.fromisoformat(v.created_at) < cutoff]
+        return [
+            v
+            for v in self.list_versions(model_name)
+            if not v.gates_passed
+            and v.version not in ever_champion | pruned
+            and dt.datetime.fromisoformat(v.created_at) < cutoff
+        ]
 
-    def prune(self, model_name: str, older_than: dt.timedelta, actor: str, reason: str,
-              now: dt.datetime | None = None) -> list[tuple[ModelVersion, int]]:
+    def prune(
+        self, model_name: str, older_than: dt.timedelta, actor: str, reason: str, now: dt.datetime | None = None
+    ) -> list[tuple[ModelVersion, int]]:
         """Delete the artifacts (model, reference sample, plots) of every `prunable` version: the log records the
         prune first, then the objects go; metadata.json stays. Returns (version, bytes freed) per pruned version.
         A version (force-)promoted after `prunable` looked is skipped: promote and prune are both log events,
@@ -504,8 +574,12 @@ class ModelRegistry:
             except _NothingToDo:
                 continue
             self.store.delete_keys(list(sizes))
-            log.info("pruned %s: %d objects, %d bytes (metadata and audit log kept)", meta.label, len(sizes),
-                     sum(sizes.values()))
+            log.info(
+                "pruned %s: %d objects, %d bytes (metadata and audit log kept)",
+                meta.label,
+                len(sizes),
+                sum(sizes.values()),
+            )
             pruned.append((meta, sum(sizes.values())))
         return pruned
 

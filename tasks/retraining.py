@@ -27,8 +27,9 @@ from configs.settings import Settings
 from tasks import events
 from tasks.object_store import ObjectStore
 
-LedgerKind = Literal["started", "suppressed", "completed", "failed", "awaiting_approval", "approved", "rejected",
-                     "superseded"]
+LedgerKind = Literal[
+    "started", "suppressed", "completed", "failed", "awaiting_approval", "approved", "rejected", "superseded"
+]
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,9 @@ def append_ledger(store: ObjectStore, settings: Settings, entry: LedgerEntry) ->
     return key
 
 
-def read_ledger(store: ObjectStore, settings: Settings, model_name: str, kind: LedgerKind | None = None,
-                last: int | None = None) -> list[LedgerEntry]:
+def read_ledger(
+    store: ObjectStore, settings: Settings, model_name: str, kind: LedgerKind | None = None, last: int | None = None
+) -> list[LedgerEntry]:
     """The model's ledger in time order; only entries of `kind`, only the `last` ones, when given. Both filters
     work on the keys (time stamp and kind are in them), so only the entries returned are read."""
     keys = store.list_keys(ledger_prefix(settings, model_name))
@@ -89,8 +91,9 @@ def cooldown_decision(ledger: list[LedgerEntry], now: dt.datetime, cooldown: dt.
     last = max(e.at_time for e in started)
     if now - last < cooldown:
         wait = cooldown - (now - last)
-        return CooldownDecision(False, f"cooldown: last retraining started {last.isoformat()}, "
-                                       f"{cooldown} cooldown has {wait} left")
+        return CooldownDecision(
+            False, f"cooldown: last retraining started {last.isoformat()}, {cooldown} cooldown has {wait} left"
+        )
     return CooldownDecision(True, f"last retraining started {last.isoformat()}, outside the {cooldown} cooldown")
 
 
@@ -121,16 +124,26 @@ def retraining_slot(settings: Settings, model_name: str) -> Iterator[bool]:
     ensure_concurrency_limit(name)
     with ExitStack() as held:
         try:
-            held.enter_context(concurrency(name, occupy=1, strict=True,
-                                           timeout_seconds=settings.retraining.concurrency_slot_timeout_seconds))
+            held.enter_context(
+                concurrency(
+                    name, occupy=1, strict=True, timeout_seconds=settings.retraining.concurrency_slot_timeout_seconds
+                )
+            )
         except AcquireConcurrencySlotTimeoutError:
             yield False
             return
         yield True  # the slot is released when the block ends, whether it raised or not
 
 
-def record(store: ObjectStore, settings: Settings, kind: LedgerKind, model_name: str, run_id: str,
-           trigger_event_id: str | None, **detail: Any) -> LedgerEntry:
+def record(
+    store: ObjectStore,
+    settings: Settings,
+    kind: LedgerKind,
+    model_name: str,
+    run_id: str,
+    trigger_event_id: str | None,
+    **detail: Any,
+) -> LedgerEntry:
     entry = LedgerEntry(kind, model_name, now_utc().isoformat(), run_id, trigger_event_id, detail)
     append_ledger(store, settings, entry)
     events.emit_retraining(kind, model_name, {"run_id": run_id, "trigger_event_id": trigger_event_id, **detail})
@@ -138,8 +151,14 @@ def record(store: ObjectStore, settings: Settings, kind: LedgerKind, model_name:
 
 
 @task(name="claim-retraining")
-def claim_retraining(settings: Settings, model_name: str, run_id: str, trigger_event_id: str | None,
-                     drifted_features: list[str], final: bool) -> CooldownDecision:
+def claim_retraining(
+    settings: Settings,
+    model_name: str,
+    run_id: str,
+    trigger_event_id: str | None,
+    drifted_features: list[str],
+    final: bool,
+) -> CooldownDecision:
     """Apply the cooldown. A suppressed trigger is always recorded in the ledger; with `final` (taken while
     holding the model's slot) an allowed one is recorded as 'started', which is what starts the cooldown."""
     store = ObjectStore(settings.storage)
@@ -150,20 +169,39 @@ def claim_retraining(settings: Settings, model_name: str, run_id: str, trigger_e
     if decision.allowed and not final:
         return decision
     kind: LedgerKind = "started" if decision.allowed else "suppressed"
-    record(store, settings, kind, model_name, run_id, trigger_event_id, reason=decision.reason,
-           drifted_features=drifted_features)
+    record(
+        store,
+        settings,
+        kind,
+        model_name,
+        run_id,
+        trigger_event_id,
+        reason=decision.reason,
+        drifted_features=drifted_features,
+    )
     get_run_logger().info("retraining of %s %s: %s", model_name, kind, decision.reason)
     return decision
 
 
 @task(name="suppress-retraining")
-def suppress_busy(settings: Settings, model_name: str, run_id: str, trigger_event_id: str | None,
-                  drifted_features: list[str]) -> CooldownDecision:
+def suppress_busy(
+    settings: Settings, model_name: str, run_id: str, trigger_event_id: str | None, drifted_features: list[str]
+) -> CooldownDecision:
     """Record a trigger that found another retraining of the model running (slot busy)."""
-    reason = (f"concurrency: another retraining of {model_name} holds {concurrency_limit_name(model_name)} "
-              f"(waited {settings.retraining.concurrency_slot_timeout_seconds:g}s)")
-    record(ObjectStore(settings.storage), settings, "suppressed", model_name, run_id, trigger_event_id,
-           reason=reason, drifted_features=drifted_features)
+    reason = (
+        f"concurrency: another retraining of {model_name} holds {concurrency_limit_name(model_name)} "
+        f"(waited {settings.retraining.concurrency_slot_timeout_seconds:g}s)"
+    )
+    record(
+        ObjectStore(settings.storage),
+        settings,
+        "suppressed",
+        model_name,
+        run_id,
+        trigger_event_id,
+        reason=reason,
+        drifted_features=drifted_features,
+    )
     return CooldownDecision(False, reason)
 
 
@@ -191,16 +229,32 @@ def _outcome_from_training(model_name: str, run_id: str, training: Any) -> Retra
 
 
 @task(name="finish-retraining")
-def finish_retraining(settings: Settings, model_name: str, run_id: str, trigger_event_id: str | None,
-                      training: Any) -> RetrainingOutcome:
+def finish_retraining(
+    settings: Settings, model_name: str, run_id: str, trigger_event_id: str | None, training: Any
+) -> RetrainingOutcome:
     """Record the gate's decision in the ledger (and as an event); `training` is a TrainingOutcome or a
     RetrainingOutcome from the approval step."""
-    outcome = training if isinstance(training, RetrainingOutcome) else _outcome_from_training(
-        model_name, run_id, training)
-    record(ObjectStore(settings.storage), settings, "completed", model_name, run_id, trigger_event_id,
-           status=outcome.status, version=outcome.version, reasons=outcome.reasons[:10])
-    get_run_logger().info("retraining of %s finished: %s (version %s) %s", model_name, outcome.status,
-                          outcome.version, "; ".join(outcome.reasons))
+    outcome = (
+        training if isinstance(training, RetrainingOutcome) else _outcome_from_training(model_name, run_id, training)
+    )
+    record(
+        ObjectStore(settings.storage),
+        settings,
+        "completed",
+        model_name,
+        run_id,
+        trigger_event_id,
+        status=outcome.status,
+        version=outcome.version,
+        reasons=outcome.reasons[:10],
+    )
+    get_run_logger().info(
+        "retraining of %s finished: %s (version %s) %s",
+        model_name,
+        outcome.status,
+        outcome.version,
+        "; ".join(outcome.reasons),
+    )
     return outcome
 
 
@@ -234,37 +288,95 @@ def await_approval(settings: Settings, model_name: str, training: Any) -> Retrai
     if registry.champion_version(model_name) == version:
         return outcome  # unchanged window: training returned the champion itself, nothing to approve
     record(store, settings, "awaiting_approval", model_name, run_id, None, version=outcome.version)
-    get_run_logger().info("challenger %s v%s passed the gates; waiting for approval (resume this run in the UI)",
-                          model_name, outcome.version)
+    get_run_logger().info(
+        "challenger %s v%s passed the gates; waiting for approval (resume this run in the UI)",
+        model_name,
+        outcome.version,
+    )
     try:
-        answer = pause_flow_run(wait_for_input=ApprovalInput, timeout=settings.retraining.approval_timeout_seconds,
-                                poll_interval=settings.retraining.approval_poll_seconds,
-                                key=f"approve-{model_name}-{outcome.version}")
+        answer = pause_flow_run(
+            wait_for_input=ApprovalInput,
+            timeout=settings.retraining.approval_timeout_seconds,
+            poll_interval=settings.retraining.approval_poll_seconds,
+            key=f"approve-{model_name}-{outcome.version}",
+        )
     except FlowPauseTimeout:  # the run fails (and notifies); the ledger says why, the champion stays
-        record(store, settings, "failed", model_name, run_id, None, version=outcome.version,
-               reason=f"no approval within retraining.approval_timeout_seconds="
-                      f"{settings.retraining.approval_timeout_seconds}")
+        record(
+            store,
+            settings,
+            "failed",
+            model_name,
+            run_id,
+            None,
+            version=outcome.version,
+            reason=f"no approval within retraining.approval_timeout_seconds="
+            f"{settings.retraining.approval_timeout_seconds}",
+        )
         raise
     if not answer.approve:
-        record(store, settings, "rejected", model_name, run_id, None, version=outcome.version,
-               approver=answer.approver, reason=answer.reason)
-        return RetrainingOutcome(model_name, "rejected_by_approver", run_id, outcome.version,
-                                 [f"rejected by {answer.approver}: {answer.reason}"])
+        record(
+            store,
+            settings,
+            "rejected",
+            model_name,
+            run_id,
+            None,
+            version=outcome.version,
+            approver=answer.approver,
+            reason=answer.reason,
+        )
+        return RetrainingOutcome(
+            model_name,
+            "rejected_by_approver",
+            run_id,
+            outcome.version,
+            [f"rejected by {answer.approver}: {answer.reason}"],
+        )
     # The gates compared the challenger with the champion of that moment; a pause can last hours, and a person
     # may have promoted or rolled back meanwhile. An approval of a comparison that no longer holds is not applied.
     compared_with = challenger.gates.get("champion_version")
     try:
-        registry.promote(model_name, version, actor=answer.approver,
-                         reason=answer.reason or "approved after drift retraining", expected_champion=compared_with)
+        registry.promote(
+            model_name,
+            version,
+            actor=answer.approver,
+            reason=answer.reason or "approved after drift retraining",
+            expected_champion=compared_with,
+        )
     except PromotionConflict as exc:
-        record(store, settings, "superseded", model_name, run_id, None, version=outcome.version,
-               approver=answer.approver, compared_with=compared_with, reason=str(exc))
-        return RetrainingOutcome(model_name, "champion_changed", run_id, outcome.version,
-                                 [f"approved by {answer.approver}, not promoted: {exc}"])
-    record(store, settings, "approved", model_name, run_id, None, version=outcome.version, approver=answer.approver,
-           reason=answer.reason)
-    return RetrainingOutcome(model_name, "promoted", run_id, outcome.version,
-                             [f"approved by {answer.approver}: {answer.reason}"])
+        record(
+            store,
+            settings,
+            "superseded",
+            model_name,
+            run_id,
+            None,
+            version=outcome.version,
+            approver=answer.approver,
+            compared_with=compared_with,
+            reason=str(exc),
+        )
+        return RetrainingOutcome(
+            model_name,
+            "champion_changed",
+            run_id,
+            outcome.version,
+            [f"approved by {answer.approver}, not promoted: {exc}"],
+        )
+    record(
+        store,
+        settings,
+        "approved",
+        model_name,
+        run_id,
+        None,
+        version=outcome.version,
+        approver=answer.approver,
+        reason=answer.reason,
+    )
+    return RetrainingOutcome(
+        model_name, "promoted", run_id, outcome.version, [f"approved by {answer.approver}: {answer.reason}"]
+    )
 
 
 def current_run_id_or_none() -> str | None:

@@ -114,8 +114,14 @@ class ChunkedFetchSource:
     one chunk of features is in memory at a time. Rows come back sorted by entity: the output is deterministic
     even when the fetch does not keep row order (Feast does not)."""
 
-    def __init__(self, entity_ids: np.ndarray, fetch: Callable[[np.ndarray], pd.DataFrame], entity_column: str,
-                 expected_columns: list[str], description: str) -> None:
+    def __init__(
+        self,
+        entity_ids: np.ndarray,
+        fetch: Callable[[np.ndarray], pd.DataFrame],
+        entity_column: str,
+        expected_columns: list[str],
+        description: str,
+    ) -> None:
         self.entity_ids = np.sort(np.asarray(entity_ids))
         self.fetch = fetch
         self.entity_column = entity_column
@@ -164,8 +170,9 @@ class PublishedParquetSource:
         if index < len(self.manifest.files) and index not in self._downloads:
             entry = self.manifest.files[index]
             path = os.path.join(self._tmpdir.name, f"input-{index}.parquet")
-            self._downloads[index] = self._downloader.submit(self.store.download_verified, entry.key, path,
-                                                             entry.sha256)
+            self._downloads[index] = self._downloader.submit(
+                self.store.download_verified, entry.key, path, entry.sha256
+            )
 
     def _local(self, index: int) -> str:
         self._prefetch(index)
@@ -204,9 +211,9 @@ class PublishedParquetSource:
 # ---- row checks ---------------------------------------------------------------------------------------------
 @dataclass
 class CheckedChunk:
-    features: pd.DataFrame          # rows to score, defaults applied
+    features: pd.DataFrame  # rows to score, defaults applied
     entities: pd.Series
-    quarantined: pd.DataFrame       # entity, features as text, reason
+    quarantined: pd.DataFrame  # entity, features as text, reason
     counts: Counter[str]
 
 
@@ -228,8 +235,11 @@ def _arrow_clean(table: pa.Table, dataset: DatasetConfig) -> bool:
             if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
                 return False
             bounds = pc.min_max(column).as_py()
-            if bounds["min"] is None or (spec.min is not None and bounds["min"] < spec.min) or (
-                    spec.max is not None and bounds["max"] > spec.max):
+            if (
+                bounds["min"] is None
+                or (spec.min is not None and bounds["min"] < spec.min)
+                or (spec.max is not None and bounds["max"] > spec.max)
+            ):
                 return False
             if pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
                 return False
@@ -354,29 +364,45 @@ def output_schema(entity_column: str, entity_type: pa.DataType) -> pa.Schema:
     # Constant audit columns are dictionary-encoded in memory (no per-row hashing when written); the parquet
     # file stores plain strings (store_schema=False), so every reader sees `string`, not a categorical.
     text = pa.dictionary(pa.int32(), pa.string())
-    return pa.schema([
-        (entity_column, entity_type), ("score", pa.float64()), ("decision", pa.bool_()),
-        ("model_version", text), ("feature_service", text), ("run_id", text),
-        ("scored_at", pa.timestamp("us", tz="UTC")),
-    ])
+    return pa.schema(
+        [
+            (entity_column, entity_type),
+            ("score", pa.float64()),
+            ("decision", pa.bool_()),
+            ("model_version", text),
+            ("feature_service", text),
+            ("run_id", text),
+            ("scored_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
 
 
 def _constant(value: str, n: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string()))
 
 
-def prediction_table(schema: pa.Schema, entities: pd.Series, scores: np.ndarray, threshold: float,
-                     model: ScoringModel, run_id: str, scored_at: dt.datetime) -> pa.Table:
+def prediction_table(
+    schema: pa.Schema,
+    entities: pd.Series,
+    scores: np.ndarray,
+    threshold: float,
+    model: ScoringModel,
+    run_id: str,
+    scored_at: dt.datetime,
+) -> pa.Table:
     n = len(scores)
-    return pa.Table.from_arrays([
-        pa.array(entities.to_numpy(), type=schema.field(0).type),
-        pa.array(scores, type=pa.float64()),
-        pa.array(scores >= threshold, type=pa.bool_()),
-        _constant(model.version, n),
-        _constant(model.feature_service, n),
-        _constant(run_id, n),
-        pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),
-    ], schema=schema)
+    return pa.Table.from_arrays(
+        [
+            pa.array(entities.to_numpy(), type=schema.field(0).type),
+            pa.array(scores, type=pa.float64()),
+            pa.array(scores >= threshold, type=pa.bool_()),
+            _constant(model.version, n),
+            _constant(model.feature_service, n),
+            _constant(run_id, n),
+            pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),
+        ],
+        schema=schema,
+    )
 
 
 @dataclass
@@ -387,13 +413,14 @@ class ShadowComparison:
     challenger_version: str
     rows: int = 0
     agreement: float = 0.0
-    mean_score_shift: float = 0.0       # mean(challenger - champion)
+    mean_score_shift: float = 0.0  # mean(challenger - champion)
     mean_abs_score_shift: float = 0.0
     max_abs_score_shift: float = 0.0
     champion_positive_rate: float = 0.0
     challenger_positive_rate: float = 0.0
-    _sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("agree", "diff", "absdiff", "pos_a", "pos_b"), 0.0), repr=False)
+    _sums: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("agree", "diff", "absdiff", "pos_a", "pos_b"), 0.0), repr=False
+    )
 
     def update(self, champion: np.ndarray, challenger: np.ndarray, threshold: float) -> None:
         a, b = champion >= threshold, challenger >= threshold
@@ -514,8 +541,10 @@ def shadow_prefix(settings: Settings, model_name: str, challenger_version: str, 
 
 
 def quarantine_prefix(settings: Settings, model_name: str, day: dt.date, run_id: str) -> str:
-    return (f"{settings.storage.prefixes.quarantine}/{settings.storage.prefixes.predictions}/{model_name}/"
-            f"dt={day.isoformat()}/run-{run_id}")
+    return (
+        f"{settings.storage.prefixes.quarantine}/{settings.storage.prefixes.predictions}/{model_name}/"
+        f"dt={day.isoformat()}/run-{run_id}"
+    )
 
 
 def as_of_time(day: dt.date) -> dt.datetime:
@@ -550,21 +579,31 @@ def score_partition(
     quarantine = _QuarantineSink()
 
     def reject(reason: str, counts: Counter[str] | None = None) -> ScoringBatchRejected:
-        report = {"rejected": True, "reason": reason, "day": day.isoformat(), "model": model_name,
-                  "model_version": model.version, "input": source.description, "run_id": run_id,
-                  "counts": dict(counts or {}), "sample_rows": quarantine.samples}
+        report = {
+            "rejected": True,
+            "reason": reason,
+            "day": day.isoformat(),
+            "model": model_name,
+            "model_version": model.version,
+            "input": source.description,
+            "run_id": run_id,
+            "counts": dict(counts or {}),
+            "sample_rows": quarantine.samples,
+        }
         rows_uri = quarantine.upload(store, f"{q_prefix}/rows.parquet")
         store.put_json(f"{q_prefix}/report.json", report)
         where = store.uri(q_prefix + "/")
         rows = f"; {quarantine.rows} rows at {rows_uri}" if rows_uri else ""
         return ScoringBatchRejected(
             f"scoring batch {model_name} dt={day} rejected: {reason}. Nothing was published at "
-            f"{store.uri(prefix)}/; quarantine report at {where}report.json{rows}")
+            f"{store.uri(prefix)}/; quarantine report at {where}report.json{rows}"
+        )
 
     try:
         if absent:
-            raise reject(f"input {source.description} lacks column(s) {absent} "
-                         f"(dataset.features / dataset.entity_column)")
+            raise reject(
+                f"input {source.description} lacks column(s) {absent} (dataset.features / dataset.entity_column)"
+            )
         totals: Counter[str] = Counter()
         part_size = cfg.upload_part_mb * 2**20
         with ExitStack() as publications:
@@ -575,15 +614,19 @@ def score_partition(
             comparison = None
             if challenger is not None:
                 shadow_pub = publications.enter_context(
-                    store.publication(shadow_prefix(settings, model_name, challenger.version, day), run_id))
+                    store.publication(shadow_prefix(settings, model_name, challenger.version, day), run_id)
+                )
                 shadow_sink = _Sink(shadow_pub, part_size)
                 comparison = ShadowComparison(model.version, challenger.version)
             schema: pa.Schema | None = None
             try:
                 for index, chunk in enumerate(source.chunks(cfg.chunk_rows)):
                     if index == 0 and sample_check is not None:
-                        sample = chunk.slice(0, cfg.validation_sample_rows).to_pandas() if isinstance(
-                            chunk, pa.Table) else chunk.head(cfg.validation_sample_rows)
+                        sample = (
+                            chunk.slice(0, cfg.validation_sample_rows).to_pandas()
+                            if isinstance(chunk, pa.Table)
+                            else chunk.head(cfg.validation_sample_rows)
+                        )
                         failure = sample_check(sample)
                         if failure:
                             quarantine.write(sample.astype(str))
@@ -595,12 +638,16 @@ def score_partition(
                         entity_type = pa.array(checked.entities.head(1).to_numpy()).type
                         schema = output_schema(dataset.entity_column, entity_type)
                     scores = predict_scores(model.model, _model_columns(checked.features, model))
-                    sink.write(prediction_table(schema, checked.entities, scores, cfg.threshold, model, run_id,
-                                                scored_at))
+                    sink.write(
+                        prediction_table(schema, checked.entities, scores, cfg.threshold, model, run_id, scored_at)
+                    )
                     if challenger is not None and shadow_sink is not None and comparison is not None:
                         shadow_scores = predict_scores(challenger.model, _model_columns(checked.features, challenger))
-                        shadow_sink.write(prediction_table(schema, checked.entities, shadow_scores, cfg.threshold,
-                                                           challenger, run_id, scored_at))
+                        shadow_sink.write(
+                            prediction_table(
+                                schema, checked.entities, shadow_scores, cfg.threshold, challenger, run_id, scored_at
+                            )
+                        )
                         comparison.update(scores, shadow_scores, cfg.threshold)
                 schema = schema or output_schema(dataset.entity_column, pa.int64())
                 sink.close(schema)
@@ -616,24 +663,41 @@ def score_partition(
             if rows_in != totals["scored"] + quarantined:  # the invariant the manifest promises
                 raise RuntimeError(f"row accounting broken: {rows_in} in != {totals['scored']} + {quarantined}")
             if rows_in and quarantined / rows_in > cfg.max_quarantined_share:
-                raise reject(f"{quarantined} of {rows_in} rows ({quarantined / rows_in:.1%}) failed the row checks, "
-                             f"above scoring.max_quarantined_share={cfg.max_quarantined_share}", totals)
+                raise reject(
+                    f"{quarantined} of {rows_in} rows ({quarantined / rows_in:.1%}) failed the row checks, "
+                    f"above scoring.max_quarantined_share={cfg.max_quarantined_share}",
+                    totals,
+                )
             quarantine_uri = quarantine.upload(store, f"{q_prefix}/rows.parquet")
             if quarantine_uri:
-                store.put_json(f"{q_prefix}/report.json", {"rejected": False, "counts": dict(totals),
-                                                          "sample_rows": quarantine.samples, "run_id": run_id})
+                store.put_json(
+                    f"{q_prefix}/report.json",
+                    {"rejected": False, "counts": dict(totals), "sample_rows": quarantine.samples, "run_id": run_id},
+                )
             fingerprint = source.fingerprint()
             metadata = {
-                "model": model_name, "model_version": model.version, "feature_service": model.feature_service,
-                "day": day.isoformat(), "as_of": scored_at.isoformat(), "threshold": cfg.threshold,
-                "input": source.description, "input_fingerprint": fingerprint, "counts": dict(totals),
-                "quarantine": quarantine_uri, "policies": {"unknown_entities": cfg.unknown_entities,
-                                                           "missing_features": cfg.missing_features},
+                "model": model_name,
+                "model_version": model.version,
+                "feature_service": model.feature_service,
+                "day": day.isoformat(),
+                "as_of": scored_at.isoformat(),
+                "threshold": cfg.threshold,
+                "input": source.description,
+                "input_fingerprint": fingerprint,
+                "counts": dict(totals),
+                "quarantine": quarantine_uri,
+                "policies": {"unknown_entities": cfg.unknown_entities, "missing_features": cfg.missing_features},
             }
             shadow_uri = None
             if shadow_pub is not None and comparison is not None and challenger is not None:
-                shadow_manifest = shadow_pub.commit({**metadata, "model_version": challenger.version,
-                                                     "role": "shadow", "comparison": comparison.to_json()})
+                shadow_manifest = shadow_pub.commit(
+                    {
+                        **metadata,
+                        "model_version": challenger.version,
+                        "role": "shadow",
+                        "comparison": comparison.to_json(),
+                    }
+                )
                 shadow_uri = store.uri(shadow_manifest.prefix + "/")
             manifest = publication.commit(metadata)
     finally:
@@ -643,11 +707,20 @@ def score_partition(
             close()
 
     return PartitionResult(
-        day=day, uri=store.uri(prefix + "/"), rows_in=rows_in, rows_scored=totals["scored"],
-        rows_defaulted=totals["defaulted"], rows_quarantined=quarantined,
-        unknown_entities=totals["unknown_entities"], missing_features=totals["missing_features"],
-        invalid_rows=totals["invalid"], quarantine_uri=quarantine_uri, model_version=model.version,
-        input_fingerprint=fingerprint, output_sha256=manifest.files[0].sha256,
-        seconds=time.perf_counter() - started, shadow_uri=shadow_uri,
+        day=day,
+        uri=store.uri(prefix + "/"),
+        rows_in=rows_in,
+        rows_scored=totals["scored"],
+        rows_defaulted=totals["defaulted"],
+        rows_quarantined=quarantined,
+        unknown_entities=totals["unknown_entities"],
+        missing_features=totals["missing_features"],
+        invalid_rows=totals["invalid"],
+        quarantine_uri=quarantine_uri,
+        model_version=model.version,
+        input_fingerprint=fingerprint,
+        output_sha256=manifest.files[0].sha256,
+        seconds=time.perf_counter() - started,
+        shadow_uri=shadow_uri,
         shadow=comparison.to_json() if comparison is not None else None,
     )

@@ -20,8 +20,17 @@ from configs.settings import DatasetConfig, GeneratorConfig
 
 # The columns this generator knows how to make, in its own vocabulary; dataset.yaml names the key columns.
 SYNTHETIC_FEATURES = (
-    "age", "tenure_months", "monthly_charges", "total_charges", "support_calls_30d", "avg_session_minutes",
-    "days_since_last_login", "num_products", "contract_type", "payment_method", "region",
+    "age",
+    "tenure_months",
+    "monthly_charges",
+    "total_charges",
+    "support_calls_30d",
+    "avg_session_minutes",
+    "days_since_last_login",
+    "num_products",
+    "contract_type",
+    "payment_method",
+    "region",
 )
 CONTRACTS = ("month_to_month", "one_year", "two_year")
 PAYMENTS = ("card", "bank_transfer", "invoice", "wallet")
@@ -147,22 +156,25 @@ def generate_day(
 
     tenure = np.clip(np.round(people["tenure0"][idx] + months), 0, 120).astype(np.int64)
     charges = np.clip(people["charge0"][idx] * rng.normal(1.0, 0.05, m), 0, 500)
-    frame = pd.DataFrame({
-        "entity_id": people["entity_id"][idx],
-        "event_timestamp": midnight + pd.to_timedelta(seconds, unit="us"),
-        "age": np.clip(people["age"][idx] + int(months // 12), 18, 100).astype(np.int64),
-        "tenure_months": tenure,
-        "monthly_charges": np.round(charges, 2),
-        "total_charges": np.round(np.clip(charges * np.maximum(tenure, 1) * rng.normal(1, 0.03, m), 0, 60000), 2),
-        "support_calls_30d": np.clip(rng.poisson(people["support_rate"][idx]), 0, 50).astype(np.int64),
-        "avg_session_minutes": np.round(np.clip(rng.gamma(4.0, people["engagement"][idx] / 4.0), 0, 600), 1),
-        "days_since_last_login": np.clip(rng.geometric(np.clip(people["engagement"][idx] / 60, 0.02, 0.95)) - 1,
-                                         0, 365).astype(np.int64),
-        "num_products": people["num_products"][idx].astype(np.int64),
-        "contract_type": np.asarray(CONTRACTS)[people["contract"][idx]],
-        "payment_method": np.asarray(PAYMENTS)[people["payment"][idx]],
-        "region": np.asarray(REGIONS)[people["region"][idx]],
-    })
+    frame = pd.DataFrame(
+        {
+            "entity_id": people["entity_id"][idx],
+            "event_timestamp": midnight + pd.to_timedelta(seconds, unit="us"),
+            "age": np.clip(people["age"][idx] + int(months // 12), 18, 100).astype(np.int64),
+            "tenure_months": tenure,
+            "monthly_charges": np.round(charges, 2),
+            "total_charges": np.round(np.clip(charges * np.maximum(tenure, 1) * rng.normal(1, 0.03, m), 0, 60000), 2),
+            "support_calls_30d": np.clip(rng.poisson(people["support_rate"][idx]), 0, 50).astype(np.int64),
+            "avg_session_minutes": np.round(np.clip(rng.gamma(4.0, people["engagement"][idx] / 4.0), 0, 600), 1),
+            "days_since_last_login": np.clip(
+                rng.geometric(np.clip(people["engagement"][idx] / 60, 0.02, 0.95)) - 1, 0, 365
+            ).astype(np.int64),
+            "num_products": people["num_products"][idx].astype(np.int64),
+            "contract_type": np.asarray(CONTRACTS)[people["contract"][idx]],
+            "payment_method": np.asarray(PAYMENTS)[people["payment"][idx]],
+            "region": np.asarray(REGIONS)[people["region"][idx]],
+        }
+    )
     for drift in scenario.covariate_drift:
         if day >= drift.start:
             _shift_feature(frame, dataset, drift, rng)
@@ -172,9 +184,13 @@ def generate_day(
     logit = churn_logit(frame, strength) + rng.normal(0.0, 0.5, m)
     frame["churned"] = (rng.random(m) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
 
-    frame = frame.rename(columns={"entity_id": dataset.entity_column,
-                                  "event_timestamp": dataset.timestamp_column,
-                                  "churned": dataset.label_column})
+    frame = frame.rename(
+        columns={
+            "entity_id": dataset.entity_column,
+            "event_timestamp": dataset.timestamp_column,
+            "churned": dataset.label_column,
+        }
+    )
     keep = [dataset.entity_column, dataset.timestamp_column, *dataset.feature_names, dataset.label_column]
     frame = frame[keep].sort_values(dataset.timestamp_column, kind="stable").reset_index(drop=True)
     for fault in scenario.faults:
@@ -183,8 +199,9 @@ def generate_day(
     return frame
 
 
-def _shift_feature(frame: pd.DataFrame, dataset: DatasetConfig, drift: CovariateDrift,
-                   rng: np.random.Generator) -> None:
+def _shift_feature(
+    frame: pd.DataFrame, dataset: DatasetConfig, drift: CovariateDrift, rng: np.random.Generator
+) -> None:
     if drift.feature not in frame.columns:
         raise ValueError(f"covariate drift: no feature {drift.feature!r} in the synthetic data")
     spec = dataset.feature(drift.feature)
@@ -200,8 +217,7 @@ def _shift_feature(frame: pd.DataFrame, dataset: DatasetConfig, drift: Covariate
         frame.loc[moved, drift.feature] = categories[-1]
 
 
-def inject_fault(frame: pd.DataFrame, dataset: DatasetConfig, fault: Fault,
-                 rng: np.random.Generator) -> pd.DataFrame:
+def inject_fault(frame: pd.DataFrame, dataset: DatasetConfig, fault: Fault, rng: np.random.Generator) -> pd.DataFrame:
     """Return a copy of `frame` broken in the way `fault` describes."""
     frame = frame.copy()
     column = fault.column or dataset.features[0].name
@@ -233,7 +249,10 @@ def inject_fault(frame: pd.DataFrame, dataset: DatasetConfig, fault: Fault,
 
 
 def generate_window(
-    start: dt.date, days: int, dataset: DatasetConfig, generator: GeneratorConfig,
+    start: dt.date,
+    days: int,
+    dataset: DatasetConfig,
+    generator: GeneratorConfig,
     scenario: Scenario | None = None,
 ) -> dict[dt.date, pd.DataFrame]:
     """`days` consecutive daily partitions from `start`."""

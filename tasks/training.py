@@ -56,8 +56,13 @@ class Split:
     test_start: pd.Timestamp
 
     def describe(self) -> dict[str, Any]:
-        return {"train_rows": len(self.train), "validation_rows": len(self.validation), "test_rows": len(self.test),
-                "validation_start": self.validation_start.isoformat(), "test_start": self.test_start.isoformat()}
+        return {
+            "train_rows": len(self.train),
+            "validation_rows": len(self.validation),
+            "test_rows": len(self.test),
+            "validation_start": self.validation_start.isoformat(),
+            "test_start": self.test_start.isoformat(),
+        }
 
 
 @dataclass
@@ -109,8 +114,7 @@ class StepTimer:
 
 
 # ---- pure functions -----------------------------------------------------------------------------------------
-def time_split(frame: pd.DataFrame, timestamp_column: str, validation_fraction: float,
-               test_fraction: float) -> Split:
+def time_split(frame: pd.DataFrame, timestamp_column: str, validation_fraction: float, test_fraction: float) -> Split:
     """Train / validation / test by event time: every test row is later than every validation row, which is
     later than every training row (ties at a boundary go to the later part). No shuffling across time."""
     stamps = pd.to_datetime(frame[timestamp_column], utc=True)
@@ -127,10 +131,17 @@ def time_split(frame: pd.DataFrame, timestamp_column: str, validation_fraction: 
     test = ordered[ts >= test_start]
     for name, part in (("train", train), ("validation", validation), ("test", test)):
         if part.empty:
-            raise ValueError(f"time split left the {name} set empty ({n} rows, {stamps.min()} .. {stamps.max()}); "
-                             "widen the training window")
-    return Split(train.reset_index(drop=True), validation.reset_index(drop=True), test.reset_index(drop=True),
-                 validation_start, test_start)
+            raise ValueError(
+                f"time split left the {name} set empty ({n} rows, {stamps.min()} .. {stamps.max()}); "
+                "widen the training window"
+            )
+    return Split(
+        train.reset_index(drop=True),
+        validation.reset_index(drop=True),
+        test.reset_index(drop=True),
+        validation_start,
+        test_start,
+    )
 
 
 def _estimator(spec: ModelSpec, seed: int) -> Any:
@@ -153,11 +164,16 @@ def build_pipeline(dataset: DatasetConfig, spec: ModelSpec, seed: int) -> Pipeli
         numeric_steps.append(StandardScaler())
     categorical = dataset.categorical_features
     categories = [dataset.feature(c).categories or "auto" for c in categorical]
-    encoder = OneHotEncoder(categories=categories if all(c != "auto" for c in categories) else "auto",
-                            handle_unknown="ignore", sparse_output=False)
+    encoder = OneHotEncoder(
+        categories=categories if all(c != "auto" for c in categories) else "auto",
+        handle_unknown="ignore",
+        sparse_output=False,
+    )
     preprocess = ColumnTransformer(
-        [("numeric", make_pipeline(*numeric_steps), dataset.numeric_features),
-         ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"), encoder), categorical)],
+        [
+            ("numeric", make_pipeline(*numeric_steps), dataset.numeric_features),
+            ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"), encoder), categorical),
+        ],
         remainder="drop",
         verbose_feature_names_out=False,
     )
@@ -213,18 +229,27 @@ def fit_and_evaluate(frame: pd.DataFrame, settings: Settings, model_config_name:
             scores = model.predict_proba(_features(part, ds))[:, 1]
             metrics[name] = G.classification_metrics(part[ds.label_column], scores)
             scored[name] = scores
-        reference = sample[[ds.timestamp_column, *ds.feature_names]].assign(
-            score=model.predict_proba(_features(sample, ds))[:, 1]).reset_index(drop=True)
+        reference = (
+            sample[[ds.timestamp_column, *ds.feature_names]]
+            .assign(score=model.predict_proba(_features(sample, ds))[:, 1])
+            .reset_index(drop=True)
+        )
     test = split.test.assign(score=scored["test"])
     return Candidate(
-        model=model, model_config_name=model_config_name, spec=spec, metrics=metrics, split=split.describe(),
-        test=test, reference=reference, training_rows=len(split.train), fit_seconds=round(fit_seconds, 3),
+        model=model,
+        model_config_name=model_config_name,
+        spec=spec,
+        metrics=metrics,
+        split=split.describe(),
+        test=test,
+        reference=reference,
+        training_rows=len(split.train),
+        fit_seconds=round(fit_seconds, 3),
         data_fingerprint=data_fingerprint(frame, [ds.timestamp_column, *ds.feature_names, ds.label_column]),
     )
 
 
-def evaluation_plots(y: np.ndarray, scores: np.ndarray, champion_scores: np.ndarray | None = None
-                     ) -> dict[str, bytes]:
+def evaluation_plots(y: np.ndarray, scores: np.ndarray, champion_scores: np.ndarray | None = None) -> dict[str, bytes]:
     """ROC curve and reliability (calibration) diagram of the test set, as PNG bytes."""
     out = {}
     # Figure objects, not pyplot: no global state, safe in threads (the Agg canvas is the default for Figure).
@@ -269,21 +294,29 @@ def _evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings
     def score(frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(candidate.model.predict_proba(_features(frame, ds))[:, 1])
 
-    results = [G.minimum_rows_gate(candidate.training_rows, gates),
-               G.absolute_gate(candidate.metrics["test"], gates)]
+    results = [G.minimum_rows_gate(candidate.training_rows, gates), G.absolute_gate(candidate.metrics["test"], gates)]
     champion_scores, champion_version, champion_metrics = None, None, None
     if champion is not None:
         champion_version = champion.version.version
         try:
             champion_scores = np.asarray(champion.score(test))
         except (KeyError, ValueError) as exc:
-            results.append(G.GateResult("challenger_vs_champion", False, {}, [
-                f"champion v{champion_version} cannot score this test set ({exc}); promote by hand (force) if the "
-                "feature set changed on purpose"]))
+            results.append(
+                G.GateResult(
+                    "challenger_vs_champion",
+                    False,
+                    {},
+                    [
+                        f"champion v{champion_version} cannot score this test set ({exc}); "
+                        "promote by hand (force) if the feature set changed on purpose"
+                    ],
+                )
+            )
     if champion is None or champion_scores is not None:
         champion_metrics = None if champion_scores is None else G.classification_metrics(y, champion_scores)
-        results.append(G.champion_gate(candidate.metrics["test"], champion_metrics, settings.training.primary_metric,
-                                       gates))
+        results.append(
+            G.champion_gate(candidate.metrics["test"], champion_metrics, settings.training.primary_metric, gates)
+        )
         segments = test[[s for s in settings.training.segments if s in test.columns]]
         results.append(G.slice_gate(y, test["score"].to_numpy(), champion_scores, segments, gates))
     features = test[ds.feature_names]
@@ -294,15 +327,27 @@ def _evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings
     return G.decide(results, champion_version, champion_metrics)
 
 
-def training_metadata(candidate: Candidate, decision: G.GateDecision, settings: Settings, start: dt.date,
-                      end: dt.date, feature_service: str | None) -> ModelMetadata:
+def training_metadata(
+    candidate: Candidate,
+    decision: G.GateDecision,
+    settings: Settings,
+    start: dt.date,
+    end: dt.date,
+    feature_service: str | None,
+) -> ModelMetadata:
     return ModelMetadata(
-        metrics=candidate.metrics, gates=decision.to_json(),
+        metrics=candidate.metrics,
+        gates=decision.to_json(),
         training_window={"start": start.isoformat(), "end": end.isoformat(), **candidate.split},
-        feature_service=feature_service, feature_names=settings.dataset.feature_names,
+        feature_service=feature_service,
+        feature_names=settings.dataset.feature_names,
         data_fingerprint=candidate.data_fingerprint,
-        params={"estimator": candidate.spec.estimator, **candidate.spec.params, "seed": settings.training.seed,
-                "scale_numeric": candidate.spec.scale_numeric},
+        params={
+            "estimator": candidate.spec.estimator,
+            **candidate.spec.params,
+            "seed": settings.training.seed,
+            "scale_numeric": candidate.spec.scale_numeric,
+        },
         model_config_name=candidate.model_config_name,
         extra={"training_rows": candidate.training_rows, "fit_seconds": candidate.fit_seconds},
     )
@@ -339,39 +384,60 @@ def entity_rows(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return frame[[ds.entity_column, ds.timestamp_column, ds.label_column]]
 
 
-def unchanged_champion(champion: ModelVersion | None, fingerprint: str, model_config_name: str,
-                       code: str | None) -> bool:
+def unchanged_champion(
+    champion: ModelVersion | None, fingerprint: str, model_config_name: str, code: str | None
+) -> bool:
     """True when the champion was trained on exactly these rows, with this model config and this code: training
     again would register a copy of it (training is deterministic), so a rerun of the same window is a no-op."""
-    return (champion is not None and code is not None and champion.data_fingerprint == fingerprint
-            and champion.model_config_name == model_config_name and champion.code_version == code)
+    return (
+        champion is not None
+        and code is not None
+        and champion.data_fingerprint == fingerprint
+        and champion.model_config_name == model_config_name
+        and champion.code_version == code
+    )
 
 
 @task(name="check-unchanged", cache_policy=NO_CACHE)
-def skip_if_unchanged(training_set: pd.DataFrame, settings: Settings, model_name: str,
-                      model_config_name: str) -> TrainingOutcome | None:
+def skip_if_unchanged(
+    training_set: pd.DataFrame, settings: Settings, model_name: str, model_config_name: str
+) -> TrainingOutcome | None:
     """The outcome "nothing to do" when the champion already is this exact model; None when training should run."""
     ds, registry = settings.dataset, _registry(settings)
     champion = registry.champion(model_name)
     fingerprint = data_fingerprint(training_set, [ds.timestamp_column, *ds.feature_names, ds.label_column])
-    if champion is None or not unchanged_champion(champion, fingerprint, model_config_name,
-                                                  code_version(settings.project_root)):
+    if champion is None or not unchanged_champion(
+        champion, fingerprint, model_config_name, code_version(settings.project_root)
+    ):
         return None
-    reason = (f"champion {champion.label} was trained on the same rows (fingerprint {fingerprint[:12]}), model "
-              f"config {model_config_name!r} and code {champion.code_version}: nothing to retrain")
+    reason = (
+        f"champion {champion.label} was trained on the same rows (fingerprint {fingerprint[:12]}), model "
+        f"config {model_config_name!r} and code {champion.code_version}: nothing to retrain"
+    )
     get_run_logger().info(reason)
     return TrainingOutcome(
-        promoted=False, model_name=model_name, version=champion.version, champion_before=champion.version,
-        champion_after=champion.version, gates_passed=champion.gates_passed, reasons=[reason],
-        test_metrics=champion.test_metrics, version_uri=registry.version_uri(model_name, champion.version),
+        promoted=False,
+        model_name=model_name,
+        version=champion.version,
+        champion_before=champion.version,
+        champion_after=champion.version,
+        gates_passed=champion.gates_passed,
+        reasons=[reason],
+        test_metrics=champion.test_metrics,
+        version_uri=registry.version_uri(model_name, champion.version),
     )
 
 
 @task(name="train-and-evaluate", cache_policy=NO_CACHE)
 def train_candidate(training_set: pd.DataFrame, settings: Settings, model_config_name: str) -> Candidate:
     candidate = fit_and_evaluate(training_set, settings, model_config_name)
-    get_run_logger().info("trained %s on %d rows in %.1fs: test %s", model_config_name, candidate.training_rows,
-                          candidate.fit_seconds, {k: round(v, 4) for k, v in candidate.metrics["test"].items()})
+    get_run_logger().info(
+        "trained %s on %d rows in %.1fs: test %s",
+        model_config_name,
+        candidate.training_rows,
+        candidate.fit_seconds,
+        {k: round(v, 4) for k, v in candidate.metrics["test"].items()},
+    )
     return candidate
 
 
@@ -382,25 +448,48 @@ def run_gates(candidate: Candidate, settings: Settings, model_name: str) -> G.Ga
     champion_version = registry.champion_version(model_name)
     champion = registry.load(model_name, champion_version) if champion_version is not None else None
     decision = evaluate_gates(candidate, champion, settings)
-    create_table_artifact(metrics_table(candidate, decision.champion_metrics), key=f"{model_name}-metrics",
-                          description=f"{model_name}: challenger metrics by split (and the champion on the test set)")
-    create_markdown_artifact(decision.markdown(), key=f"{model_name}-gate-decision",
-                             description=f"{model_name}: evaluation gate decision")
-    get_run_logger().info("gates %s%s", "PASSED" if decision.passed else "FAILED",
-                          "" if decision.passed else ": " + "; ".join(decision.reasons))
+    create_table_artifact(
+        metrics_table(candidate, decision.champion_metrics),
+        key=f"{model_name}-metrics",
+        description=f"{model_name}: challenger metrics by split (and the champion on the test set)",
+    )
+    create_markdown_artifact(
+        decision.markdown(), key=f"{model_name}-gate-decision", description=f"{model_name}: evaluation gate decision"
+    )
+    get_run_logger().info(
+        "gates %s%s",
+        "PASSED" if decision.passed else "FAILED",
+        "" if decision.passed else ": " + "; ".join(decision.reasons),
+    )
     return decision
 
 
 @task(name="register-model", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def register_candidate(candidate: Candidate, decision: G.GateDecision, settings: Settings, model_name: str,
-                       start: dt.date, end: dt.date, feature_service: str | None) -> ModelVersion:
+def register_candidate(
+    candidate: Candidate,
+    decision: G.GateDecision,
+    settings: Settings,
+    model_name: str,
+    start: dt.date,
+    end: dt.date,
+    feature_service: str | None,
+) -> ModelVersion:
     registry = _registry(settings)
-    version = registry.register(model_name, candidate.model,
-                                training_metadata(candidate, decision, settings, start, end, feature_service),
-                                candidate.reference, files=candidate.plots, actor="training-flow")
+    version = registry.register(
+        model_name,
+        candidate.model,
+        training_metadata(candidate, decision, settings, start, end, feature_service),
+        candidate.reference,
+        files=candidate.plots,
+        actor="training-flow",
+    )
     uri = registry.version_uri(model_name, version.version)
-    create_link_artifact(uri, link_text=f"{version.label} metadata", key=f"{model_name}-registered-version",
-                         description=f"{version.label}: artifact, reference sample, ROC and calibration plots")
+    create_link_artifact(
+        uri,
+        link_text=f"{version.label} metadata",
+        key=f"{model_name}-registered-version",
+        description=f"{version.label}: artifact, reference sample, ROC and calibration plots",
+    )
     return version
 
 
@@ -415,8 +504,13 @@ def promote_candidate(version: ModelVersion, decision: G.GateDecision, settings:
     """Promote only if the champion is still the one the gates compared against; if another promotion won in the
     meantime, the challenger is not promoted (it was judged against a champion that no longer serves)."""
     try:
-        event = _registry(settings).promote(version.model_name, version.version, actor="training-flow",
-                                            reason=reason, expected_champion=decision.champion_version)
+        event = _registry(settings).promote(
+            version.model_name,
+            version.version,
+            actor="training-flow",
+            reason=reason,
+            expected_champion=decision.champion_version,
+        )
     except PromotionConflict as exc:
         get_run_logger().warning("not promoted: %s", exc)
         return Promotion(False, str(exc))
@@ -439,8 +533,13 @@ def resolve_window(settings: Settings, start: dt.date | None, end: dt.date | Non
     return start, end
 
 
-def finish(settings: Settings, version: ModelVersion, decision: G.GateDecision, promotion: Promotion | None,
-           timings: dict[str, float]) -> TrainingOutcome:
+def finish(
+    settings: Settings,
+    version: ModelVersion,
+    decision: G.GateDecision,
+    promotion: Promotion | None,
+    timings: dict[str, float],
+) -> TrainingOutcome:
     """The run's outcome, also published as a markdown artifact (a failed gate is an outcome, not a crash)."""
     registry = _registry(settings)
     name = version.model_name
@@ -450,10 +549,16 @@ def finish(settings: Settings, version: ModelVersion, decision: G.GateDecision, 
     elif promotion is not None and not promotion.promoted:
         reasons.append(promotion.detail)
     result = TrainingOutcome(
-        promoted=bool(promotion and promotion.promoted), model_name=name, version=version.version,
-        champion_before=decision.champion_version, champion_after=registry.champion_version(name),
-        gates_passed=decision.passed, reasons=reasons, test_metrics=version.test_metrics,
-        version_uri=registry.version_uri(name, version.version), timings=timings,
+        promoted=bool(promotion and promotion.promoted),
+        model_name=name,
+        version=version.version,
+        champion_before=decision.champion_version,
+        champion_after=registry.champion_version(name),
+        gates_passed=decision.passed,
+        reasons=reasons,
+        test_metrics=version.test_metrics,
+        version_uri=registry.version_uri(name, version.version),
+        timings=timings,
     )
     if not decision.passed:
         notify_gate_refusal(settings, name, version.version, reasons)  # no-op unless notifications are configured

@@ -93,9 +93,14 @@ def resolve_as_of(as_of: dt.datetime | dt.date | None, batch_key: str | None = N
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
 
 
-def validate_frame(frame: pd.DataFrame, suite: SuiteName, settings: Settings,
-                   as_of: dt.datetime | dt.date | None = None, batch_key: str | None = None,
-                   engine: str | None = None) -> ValidationResult:
+def validate_frame(
+    frame: pd.DataFrame,
+    suite: SuiteName,
+    settings: Settings,
+    as_of: dt.datetime | dt.date | None = None,
+    batch_key: str | None = None,
+    engine: str | None = None,
+) -> ValidationResult:
     """Validate `frame` against configs/expectations/<suite>.json. Pure: no storage, no artifacts, no docs.
 
     Freshness is judged against `as_of` (see `resolve_as_of`). `engine` overrides `validation.engine`.
@@ -111,9 +116,14 @@ class GxReport:
     docs_url: str | None = None
 
 
-def _validate(frame: pd.DataFrame, suite: dict[str, Any], settings: Settings, as_of: dt.datetime,
-              engine: str | None = None,
-              docs_batch: str | None = None) -> tuple[ValidationResult, Any, GxReport | None]:
+def _validate(
+    frame: pd.DataFrame,
+    suite: dict[str, Any],
+    settings: Settings,
+    as_of: dt.datetime,
+    engine: str | None = None,
+    docs_batch: str | None = None,
+) -> tuple[ValidationResult, Any, GxReport | None]:
     """(result, row mask of the vectorized engine or None, GX's report when GX decided). With `docs_batch`, GX
     also builds the Data Docs page of that batch (when `validation.build_docs`)."""
     started = time.perf_counter()
@@ -131,8 +141,13 @@ def _validate(frame: pd.DataFrame, suite: dict[str, Any], settings: Settings, as
         run = gx_validate(frame, suite, params, sample, docs, batch_name=_gx_batch_name(docs_batch or "batch"))
         outcomes, gx_report = run.outcomes, GxReport(run.describe, run.docs_url)
     result = ValidationResult(
-        suite=str(suite.get("name")), passed=all(o.success for o in outcomes), row_count=len(frame),
-        outcomes=outcomes, engine=engine, seconds=time.perf_counter() - started, as_of=as_of.isoformat(),
+        suite=str(suite.get("name")),
+        passed=all(o.success for o in outcomes),
+        row_count=len(frame),
+        outcomes=outcomes,
+        engine=engine,
+        seconds=time.perf_counter() - started,
+        as_of=as_of.isoformat(),
         parameters=params,
     )
     return result, bad_rows, gx_report
@@ -149,8 +164,13 @@ def split_rows(frame: pd.DataFrame, bad_rows: Any, suite: dict[str, Any]) -> tup
     for exp in suite["expectations"]:
         column = exp["kwargs"].get("column")
         types = exp["kwargs"].get("type_list") or []
-        if (exp["type"] == "expect_column_values_to_be_in_type_list" and column in passing.columns
-                and passing[column].dtype == object and types and set(types) <= NUMERIC_TYPE_NAMES):
+        if (
+            exp["type"] == "expect_column_values_to_be_in_type_list"
+            and column in passing.columns
+            and passing[column].dtype == object
+            and types
+            and set(types) <= NUMERIC_TYPE_NAMES
+        ):
             passing = passing.assign(**{column: numeric_or_nan(passing[column])})
     return passing.reset_index(drop=True), rejected
 
@@ -158,24 +178,37 @@ def split_rows(frame: pd.DataFrame, bad_rows: Any, suite: dict[str, Any]) -> tup
 def failure_message(result: ValidationResult, batch_key: str, quarantine_uri: str) -> str:
     """One message: each failed expectation with its column, rule and count, then where the batch went."""
     failed = result.failed
-    lines = [f"batch {batch_key!r} failed validation suite {result.suite!r}: {len(failed)} of "
-             f"{len(result.outcomes)} expectations failed on {result.row_count:,} rows"]
+    lines = [
+        f"batch {batch_key!r} failed validation suite {result.suite!r}: {len(failed)} of "
+        f"{len(result.outcomes)} expectations failed on {result.row_count:,} rows"
+    ]
     lines += [f"  - {o.describe()}" for o in failed]
     lines.append(f"batch quarantined at {quarantine_uri} (report.json holds the full report)")
     return "\n".join(lines)
 
 
-def summary_markdown(result: ValidationResult, batch_key: str, quarantine_uri: str | None = None,
-                     docs_url: str | None = None, rows_quarantined: int = 0, docs_uri: str | None = None) -> str:
-    head = (f"**{result.suite}** `{batch_key}`: {result.row_count:,} rows, "
-            f"{len(result.outcomes) - len(result.failed)}/{len(result.outcomes)} expectations passed "
-            f"({result.engine}, {result.seconds * 1000:.0f} ms)")
+def summary_markdown(
+    result: ValidationResult,
+    batch_key: str,
+    quarantine_uri: str | None = None,
+    docs_url: str | None = None,
+    rows_quarantined: int = 0,
+    docs_uri: str | None = None,
+) -> str:
+    head = (
+        f"**{result.suite}** `{batch_key}`: {result.row_count:,} rows, "
+        f"{len(result.outcomes) - len(result.failed)}/{len(result.outcomes)} expectations passed "
+        f"({result.engine}, {result.seconds * 1000:.0f} ms)"
+    )
     if result.passed and not rows_quarantined:
         return "PASSED " + head
     lines = [("PASSED with rows quarantined " if result.passed else "FAILED ") + head, ""]
     if rows_quarantined:
-        lines += [f"{rows_quarantined:,} rows broke row-level rules and were quarantined; "
-                  f"{result.row_count - rows_quarantined:,} went on.", ""]
+        lines += [
+            f"{rows_quarantined:,} rows broke row-level rules and were quarantined; "
+            f"{result.row_count - rows_quarantined:,} went on.",
+            "",
+        ]
     lines += ["| expectation | column | rule | unexpected | % | observed | sample |", "|---|---|---|---|---|---|---|"]
     for o in result.failed:
         pct = "" if o.unexpected_percent is None else f"{o.unexpected_percent:.2f}"
@@ -196,21 +229,29 @@ def quarantine_prefix(settings: Settings, batch_key: str, run_id: str) -> str:
 
 
 def _report(result: ValidationResult, settings: Settings, batch_key: str, run_id: str, **extra: Any) -> dict[str, Any]:
-    return {"dataset": settings.dataset.name, "batch_key": batch_key, "run_id": run_id,
-            "mode": settings.validation.mode, "created_at": dt.datetime.now(dt.UTC).isoformat(),
-            "result": result.to_json(), **extra}
+    return {
+        "dataset": settings.dataset.name,
+        "batch_key": batch_key,
+        "run_id": run_id,
+        "mode": settings.validation.mode,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "result": result.to_json(),
+        **extra,
+    }
 
 
-def _gx_report(frame: pd.DataFrame, suite: dict[str, Any], result: ValidationResult, settings: Settings,
-               batch_key: str) -> GxReport:
+def _gx_report(
+    frame: pd.DataFrame, suite: dict[str, Any], result: ValidationResult, settings: Settings, batch_key: str
+) -> GxReport:
     """GX's own report (and Data Docs page) for a batch the vectorized engine failed; a GX problem never hides
     the failure."""
     try:
         from tasks.gx_validation import gx_validate
 
         docs = settings.validation.docs_dir if settings.validation.build_docs else None
-        run = gx_validate(frame, suite, result.parameters, settings.validation.sample_size, docs,
-                          batch_name=_gx_batch_name(batch_key))
+        run = gx_validate(
+            frame, suite, result.parameters, settings.validation.sample_size, docs, batch_name=_gx_batch_name(batch_key)
+        )
         return GxReport(run.describe, run.docs_url)
     except Exception as exc:  # the report is a courtesy; the decision was already made
         log.warning("Great Expectations report for %s failed: %s", batch_key, exc)
@@ -248,9 +289,18 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     return get_run_logger()  # type: ignore[return-value]
 
 
-def _quarantine(store: ObjectStore, settings: Settings, suite: SuiteName, result: ValidationResult, batch_key: str,
-                run_id: str, files: list[SourceFile], gx: GxReport | None = None, row_level: bool = False,
-                **report: Any) -> str:
+def _quarantine(
+    store: ObjectStore,
+    settings: Settings,
+    suite: SuiteName,
+    result: ValidationResult,
+    batch_key: str,
+    run_id: str,
+    files: list[SourceFile],
+    gx: GxReport | None = None,
+    row_level: bool = False,
+    **report: Any,
+) -> str:
     """Keep `files` byte for byte under the batch's quarantine prefix, with its Data Docs page when GX built one
     and `report.json` (written last); log the summary and leave it as an artifact. Returns the quarantine URI.
     `row_level`: only the rows in `files` were rejected and the rest went on (a warning, not an error)."""
@@ -260,20 +310,43 @@ def _quarantine(store: ObjectStore, settings: Settings, suite: SuiteName, result
     for source in files:
         store.put_bytes(f"{prefix}/{source.name}", source.data)
     docs_uri = _publish_docs(store, settings, prefix, gx.docs_url)
-    store.put_json(f"{prefix}/report.json", _report(
-        result, settings, batch_key, run_id, **report,
-        files=[{"name": f.name, "sha256": sha256_bytes(f.data), "size_bytes": len(f.data)} for f in files],
-        great_expectations=gx.describe, data_docs=gx.docs_url, data_docs_published=docs_uri))
-    summary = summary_markdown(result, batch_key, uri, gx.docs_url, docs_uri=docs_uri,
-                               rows_quarantined=report["rows_quarantined"] if row_level else 0)
+    store.put_json(
+        f"{prefix}/report.json",
+        _report(
+            result,
+            settings,
+            batch_key,
+            run_id,
+            **report,
+            files=[{"name": f.name, "sha256": sha256_bytes(f.data), "size_bytes": len(f.data)} for f in files],
+            great_expectations=gx.describe,
+            data_docs=gx.docs_url,
+            data_docs_published=docs_uri,
+        ),
+    )
+    summary = summary_markdown(
+        result,
+        batch_key,
+        uri,
+        gx.docs_url,
+        docs_uri=docs_uri,
+        rows_quarantined=report["rows_quarantined"] if row_level else 0,
+    )
     _logger().log(logging.WARNING if row_level else logging.ERROR, summary)
     _artifact(summary, settings, suite)
     return uri
 
 
-def check_or_quarantine(store: ObjectStore, frame: pd.DataFrame, suite: SuiteName, settings: Settings,
-                        batch_key: str, run_id: str, as_of: dt.datetime | dt.date | None = None,
-                        source_files: list[SourceFile] | None = None) -> ValidatedBatch:
+def check_or_quarantine(
+    store: ObjectStore,
+    frame: pd.DataFrame,
+    suite: SuiteName,
+    settings: Settings,
+    batch_key: str,
+    run_id: str,
+    as_of: dt.datetime | dt.date | None = None,
+    source_files: list[SourceFile] | None = None,
+) -> ValidatedBatch:
     """The logic of `validate_or_quarantine`, with the object store passed in (tests call this)."""
     suite_json = load_suite(settings, suite)
     when = resolve_as_of(as_of, batch_key)
@@ -291,15 +364,36 @@ def check_or_quarantine(store: ObjectStore, frame: pd.DataFrame, suite: SuiteNam
             passing, rejected = split_rows(frame, bad_rows, suite_json)
             rest, _, _ = _validate(passing, suite_json, settings, when)
             if rest.passed:
-                uri = _quarantine(store, settings, suite, result, batch_key, run_id,
-                                  [SourceFile("rows.parquet", dataframe_to_parquet_bytes(rejected))], gx,
-                                  row_level=True, rows_in=len(frame), rows_passed=len(passing),
-                                  rows_quarantined=len(rejected))
+                uri = _quarantine(
+                    store,
+                    settings,
+                    suite,
+                    result,
+                    batch_key,
+                    run_id,
+                    [SourceFile("rows.parquet", dataframe_to_parquet_bytes(rejected))],
+                    gx,
+                    row_level=True,
+                    rows_in=len(frame),
+                    rows_passed=len(passing),
+                    rows_quarantined=len(rejected),
+                )
                 return ValidatedBatch(passing, len(frame), len(passing), len(rejected), rest, uri, gx.docs_url)
 
     files = source_files or [SourceFile("batch.parquet", dataframe_to_parquet_bytes(frame))]
-    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, gx,
-                      rows_in=len(frame), rows_passed=0, rows_quarantined=len(frame))
+    uri = _quarantine(
+        store,
+        settings,
+        suite,
+        result,
+        batch_key,
+        run_id,
+        files,
+        gx,
+        rows_in=len(frame),
+        rows_passed=0,
+        rows_quarantined=len(frame),
+    )
     raise DataValidationError(failure_message(result, batch_key, uri), result, uri)
 
 
@@ -307,8 +401,14 @@ def _unreadable(name: str, rule: str, detail: str) -> ExpectationOutcome:
     return ExpectationOutcome("conveyor_file_is_readable_parquet", name, rule, False, observed=detail)
 
 
-def check_stored_partition(store: ObjectStore, settings: Settings, prefix: str, suite: SuiteName,
-                           run_id: str, as_of: dt.datetime | dt.date | None = None) -> ValidatedBatch:
+def check_stored_partition(
+    store: ObjectStore,
+    settings: Settings,
+    prefix: str,
+    suite: SuiteName,
+    run_id: str,
+    as_of: dt.datetime | dt.date | None = None,
+) -> ValidatedBatch:
     """Validate a published partition from its bytes; unreadable files are rejected and kept byte for byte."""
     batch_key = prefix.rstrip("/").rsplit("/", 1)[-1].removeprefix("dt=")
     files: list[SourceFile] = []
@@ -335,23 +435,38 @@ def check_stored_partition(store: ObjectStore, settings: Settings, prefix: str, 
         return check_or_quarantine(store, frame, suite, settings, batch_key, run_id, as_of, source_files=files)
 
     when = resolve_as_of(as_of, batch_key)
-    result = ValidationResult(suite=f"{settings.dataset.name}_{suite}", passed=False, row_count=0,
-                              outcomes=problems, engine="read", seconds=0.0, as_of=when.isoformat())
+    result = ValidationResult(
+        suite=f"{settings.dataset.name}_{suite}",
+        passed=False,
+        row_count=0,
+        outcomes=problems,
+        engine="read",
+        seconds=0.0,
+        as_of=when.isoformat(),
+    )
     uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, source=store.uri(prefix))
     raise DataValidationError(failure_message(result, batch_key, uri), result, uri)
 
 
 # ---- Prefect tasks (no task retries: the object store retries its own transient errors) --------------------------
 @task(name="validate", cache_policy=NO_CACHE)
-def validate_or_quarantine(frame: pd.DataFrame, suite: SuiteName, settings: Settings, batch_key: str, run_id: str,
-                           as_of: dt.datetime | dt.date | None = None) -> ValidatedBatch:
+def validate_or_quarantine(
+    frame: pd.DataFrame,
+    suite: SuiteName,
+    settings: Settings,
+    batch_key: str,
+    run_id: str,
+    as_of: dt.datetime | dt.date | None = None,
+) -> ValidatedBatch:
     """Validate a batch; on failure quarantine it (unchanged) with its report and raise DataValidationError."""
     return check_or_quarantine(ObjectStore(settings.storage), frame, suite, settings, batch_key, run_id, as_of)
 
 
 @task(name="validate-raw-partition", cache_policy=NO_CACHE)
-def validate_raw_partition(settings: Settings, day: dt.date, run_id: str, suite: SuiteName = "raw",
-                           as_of: dt.datetime | dt.date | None = None) -> ValidatedBatch:
+def validate_raw_partition(
+    settings: Settings, day: dt.date, run_id: str, suite: SuiteName = "raw", as_of: dt.datetime | dt.date | None = None
+) -> ValidatedBatch:
     """Validate the published raw partition of `day` from its stored bytes (see `check_stored_partition`)."""
-    return check_stored_partition(ObjectStore(settings.storage), settings, raw_prefix(settings, day), suite,
-                                  run_id, as_of)
+    return check_stored_partition(
+        ObjectStore(settings.storage), settings, raw_prefix(settings, day), suite, run_id, as_of
+    )

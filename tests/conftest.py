@@ -71,8 +71,8 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 # Set only while the served stack starts: the server, the worker and the flow runs it spawns inherit them.
 SERVED_STACK_ENV = {
     "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",  # default 60: a cron run would be created late
-    "PREFECT_WORKER_QUERY_SECONDS": "2",                     # default 10: the worker polls for due runs
-    "CONVEYOR_GENERATOR__DAYS": "3",                         # ingest runs land a small window
+    "PREFECT_WORKER_QUERY_SECONDS": "2",  # default 10: the worker polls for due runs
+    "CONVEYOR_GENERATOR__DAYS": "3",  # ingest runs land a small window
 }
 
 
@@ -102,10 +102,12 @@ def served_stack(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) 
     from tasks.local_stack import LocalStack
 
     port = free_port()
-    overrides = {**SERVED_STACK_ENV,
-                 "CONVEYOR_LOCAL_STACK__STATE_DIR": str(tmp_path_factory.mktemp("served")),
-                 "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(port),
-                 "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{port}/api"}
+    overrides = {
+        **SERVED_STACK_ENV,
+        "CONVEYOR_LOCAL_STACK__STATE_DIR": str(tmp_path_factory.mktemp("served")),
+        "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(port),
+        "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{port}/api",
+    }
     with _environ(overrides):
         stack = LocalStack(load_settings())
     try:

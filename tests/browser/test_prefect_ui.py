@@ -28,9 +28,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 CHROMIUM = os.environ.get("CONVEYOR_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps dialling Google on this closed network.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +76,11 @@ def _open_custom_run_form(page: Any, ui: str, deployment: str) -> None:
 
 
 def _form_field(page: Any, name: str) -> Any:
-    return page.locator(".schema-form-property").filter(
-        has=page.locator(".schema-form-property__label", has_text=re.compile(f"^{name}( \\(Optional\\))?$"))).first
+    return (
+        page.locator(".schema-form-property")
+        .filter(has=page.locator(".schema-form-property__label", has_text=re.compile(f"^{name}( \\(Optional\\))?$")))
+        .first
+    )
 
 
 def _submit_and_open_run(page: Any, stack: LocalStack, ui: str, attempts: int = 3) -> str:
@@ -91,8 +101,9 @@ def _submit_and_open_run(page: Any, stack: LocalStack, ui: str, attempts: int = 
         except PlaywrightTimeout:
             busy = [url for status, url in failed if status == 503]
             if attempt == attempts or not busy or len(busy) < len(failed):
-                raise AssertionError(f"the form did not create a run (attempt {attempt}); failed API responses: "
-                                     f"{failed or 'none'}") from None
+                raise AssertionError(
+                    f"the form did not create a run (attempt {attempt}); failed API responses: {failed or 'none'}"
+                ) from None
             print(f"server busy (503 on {busy}): submitting the form again")
     deployment_id = page.url.split("/deployments/deployment/")[1].split("?")[0]
     # The run the form created: the newest manual run of this deployment (the toast's "View run" link goes
@@ -107,8 +118,7 @@ def _submit_and_open_run(page: Any, stack: LocalStack, ui: str, attempts: int = 
     return run_id
 
 
-def test_custom_training_run_from_the_ui_completes_and_lists_its_artifacts(
-        served_stack: LocalStack, page: Any) -> None:
+def test_custom_training_run_from_the_ui_completes_and_lists_its_artifacts(served_stack: LocalStack, page: Any) -> None:
     from playwright.sync_api import expect
 
     settings = load_settings()

@@ -49,10 +49,27 @@ class Postgres:
         return f"{driver}://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def psql(self, database: str, sql: str) -> str:
-        result = subprocess.run(  # noqa: S603
-            [str(self.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", database,
-             "-At", "-c", sql], env={**os.environ, "PGPASSWORD": self.password}, capture_output=True, text=True,
-            check=True, timeout=30)
+        result = subprocess.run(
+            [
+                str(self.bin_dir / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                database,
+                "-At",
+                "-c",
+                sql,
+            ],
+            env={**os.environ, "PGPASSWORD": self.password},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
         return result.stdout.strip()
 
 
@@ -72,18 +89,48 @@ def start_postgres(folder: Path) -> Postgres:
         run_as = {"user": account.pw_uid, "group": account.pw_gid}
         for path in (folder, folder / "pwfile"):
             os.chown(path, account.pw_uid, account.pw_gid)
-    init = subprocess.run(  # noqa: S603
-        [str(bin_dir / "initdb"), "-D", str(data), "-U", user, f"--pwfile={folder / 'pwfile'}",
-         "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--no-sync"],
-        capture_output=True, text=True, timeout=120, **run_as)  # type: ignore[call-overload]
+    init = subprocess.run(
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            user,
+            f"--pwfile={folder / 'pwfile'}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **run_as,
+    )  # type: ignore[call-overload]
     if init.returncode != 0:
         raise RuntimeError(f"initdb failed (exit {init.returncode}): {init.stderr[-2000:]}")
     port = free_port()
     with open(log, "ab") as fh:
-        process = subprocess.Popen(  # noqa: S603
-            [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(folder),
-             "-c", "fsync=off"], stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-            **run_as)  # type: ignore[call-overload]
+        process = subprocess.Popen(
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(folder),
+                "-c",
+                "fsync=off",
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **run_as,
+        )  # type: ignore[call-overload]
     _wait_port(port, process, log)
     pg = Postgres(port, user, password, process, bin_dir, 0.0)
     for _ in range(50):  # listening is not yet accepting: retry briefly
@@ -108,9 +155,23 @@ class Redis:
         return f"127.0.0.1:{self.port},password={self.password}"
 
     def cli(self, *args: str) -> str:
-        result = subprocess.run(  # noqa: S603
-            [shutil.which("redis-cli") or "redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "--no-auth-warning",
-             "-a", self.password, *args], capture_output=True, text=True, check=True, timeout=30)
+        result = subprocess.run(
+            [
+                shutil.which("redis-cli") or "redis-cli",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "--no-auth-warning",
+                "-a",
+                self.password,
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
         return result.stdout.strip()
 
 
@@ -122,11 +183,14 @@ def start_redis(folder: Path) -> Redis:
     folder.mkdir(parents=True, exist_ok=True)
     port, password, log = free_port(), secrets.token_hex(12), folder / "redis.log"
     config = folder / "redis.conf"  # the password in a 0600 file, not on the command line (ps shows argv)
-    config.write_text(f"port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave \"\"\nappendonly no\n"
-                      f"dir {folder}\n")
+    config.write_text(f'port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave ""\nappendonly no\ndir {folder}\n')
     config.chmod(0o600)
     with open(log, "ab") as fh:
-        process = subprocess.Popen([server, str(config)], stdout=fh, stderr=subprocess.STDOUT,  # noqa: S603
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [server, str(config)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     _wait_port(port, process, log)
     return Redis(port, password, process, time.monotonic() - started)

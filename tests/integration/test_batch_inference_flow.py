@@ -29,9 +29,15 @@ def register(settings: Settings, name: str, seed: int, promote: bool) -> int:
     model = train_model(settings, seed=seed, max_iter=20 + seed)
     ds = settings.dataset
     sample = generate_day(dt.date(2026, 1, 20), ds, settings.generator, snapshot=True, n_entities=200)
-    metadata = ModelMetadata(metrics={}, gates={"passed": True}, training_window={},
-                             feature_service=settings.features.feature_service, feature_names=ds.feature_names,
-                             data_fingerprint="test", params={})
+    metadata = ModelMetadata(
+        metrics={},
+        gates={"passed": True},
+        training_window={},
+        feature_service=settings.features.feature_service,
+        feature_names=ds.feature_names,
+        data_fingerprint="test",
+        params={},
+    )
     registry = ModelRegistry(store, settings)
     reference = sample[ds.feature_names].assign(score=model.predict_proba(sample[ds.feature_names])[:, 1])
     version = registry.register(name, model, metadata, reference)
@@ -60,14 +66,16 @@ def publish_snapshots(store: ObjectStore, settings: Settings, root: str, n: int 
 
 
 def test_flow_scores_a_backfill_with_the_champion_and_shadows_the_challenger(
-        s3_server: Settings, prefect_harness: None, models: tuple[str, int, int]) -> None:
+    s3_server: Settings, prefect_harness: None, models: tuple[str, int, int]
+) -> None:
     name, champion, challenger = models
     store = ObjectStore(s3_server.storage)
     root = f"features-{uuid.uuid4().hex[:8]}/churn"
     frames = publish_snapshots(store, s3_server, root)
 
-    result = batch_inference(scoring_date=DAYS[0], end_date=DAYS[1], model_name=name,
-                             challenger_version=challenger, features_prefix=root)
+    result = batch_inference(
+        scoring_date=DAYS[0], end_date=DAYS[1], model_name=name, challenger_version=challenger, features_prefix=root
+    )
 
     assert [p.day for p in result.partitions] == DAYS and result.model_version == champion
     loaded = ModelRegistry(store, s3_server).load(name, champion).model
@@ -82,8 +90,9 @@ def test_flow_scores_a_backfill_with_the_champion_and_shadows_the_challenger(
         assert set(shadow["model_version"]) == {str(challenger)} and len(shadow) == len(published)
         assert part.shadow is not None and 0 < part.shadow["agreement"] <= 1
     # Shadow output lives outside the predictions prefix: no key there names the challenger's version.
-    assert all(f"version={challenger}" not in k
-               for k in store.list_keys(f"{s3_server.storage.prefixes.predictions}/{name}/"))
+    assert all(
+        f"version={challenger}" not in k for k in store.list_keys(f"{s3_server.storage.prefixes.predictions}/{name}/")
+    )
 
 
 def test_flow_refuses_a_tampered_champion(s3_server: Settings, prefect_harness: None) -> None:
@@ -100,7 +109,8 @@ def test_flow_refuses_a_tampered_champion(s3_server: Settings, prefect_harness: 
 
 
 def test_flow_fetches_features_through_the_feature_service(
-        s3_server: Settings, prefect_harness: None, models: tuple[str, int, int]) -> None:
+    s3_server: Settings, prefect_harness: None, models: tuple[str, int, int]
+) -> None:
     """No snapshot given: entities seen in raw data, Feast point-in-time features as of the end of the day."""
     from tasks.feature_store import apply_definitions, build_training_set
 
@@ -117,17 +127,23 @@ def test_flow_fetches_features_through_the_feature_service(
     published = store.read_published_parquet(predictions_prefix(settings, name, day))
     ds = settings.dataset
     assert part.rows_in == part.rows_scored + part.rows_quarantined > 1000
-    entity_df = pd.DataFrame({ds.entity_column: published[ds.entity_column],
-                              ds.timestamp_column: pd.Timestamp("2026-01-10 23:59:59.999999", tz="UTC")})
+    entity_df = pd.DataFrame(
+        {
+            ds.entity_column: published[ds.entity_column],
+            ds.timestamp_column: pd.Timestamp("2026-01-10 23:59:59.999999", tz="UTC"),
+        }
+    )
     features = build_training_set(settings, entity_df)
     loaded = ModelRegistry(store, settings).load(name, champion).model
-    np.testing.assert_allclose(published["score"].to_numpy(),
-                               loaded.predict_proba(features[ds.feature_names])[:, 1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        published["score"].to_numpy(), loaded.predict_proba(features[ds.feature_names])[:, 1], rtol=0, atol=1e-12
+    )
     assert published[ds.entity_column].is_monotonic_increasing and published[ds.entity_column].is_unique
 
 
-def test_dask_task_runner_is_a_config_switch(s3_server: Settings, prefect_harness: None,
-                                             models: tuple[str, int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dask_task_runner_is_a_config_switch(
+    s3_server: Settings, prefect_harness: None, models: tuple[str, int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     name, champion, _ = models
     store = ObjectStore(s3_server.storage)
     root = f"features-{uuid.uuid4().hex[:8]}/churn"

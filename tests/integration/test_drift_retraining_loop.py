@@ -62,26 +62,43 @@ LOOP_ENV = {
 def loop(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A private Prefect server + `python -m flows.serve_loop` (batch-inference, drift-monitor, retraining)."""
     state = tmp_path_factory.mktemp("loop")
-    settings = s3_server.model_copy(update={"local_stack": s3_server.local_stack.model_copy(
-        update={"state_dir": state, "prefect_port": free_port()})})
+    settings = s3_server.model_copy(
+        update={
+            "local_stack": s3_server.local_stack.model_copy(update={"state_dir": state, "prefect_port": free_port()})
+        }
+    )
     server = LocalStack(settings)
     started = time.monotonic()
     server.up(services=("prefect",))
     server_seconds = time.monotonic() - started
     # Own bucket and Feast state: other tests of the session land other data in theirs.
-    own = {**LOOP_ENV, "CONVEYOR_STORAGE__BUCKET": f"loop-{uuid.uuid4().hex[:10]}",
-           "CONVEYOR_FEATURES__STATE_DIR": str(state / "feast")}
+    own = {
+        **LOOP_ENV,
+        "CONVEYOR_STORAGE__BUCKET": f"loop-{uuid.uuid4().hex[:10]}",
+        "CONVEYOR_FEATURES__STATE_DIR": str(state / "feast"),
+    }
     env = {**os.environ, **own, **server.client_env(), "PREFECT_HOME": str(state / "client")}
     saved = {k: os.environ.get(k) for k in own}
     os.environ.update(own)
-    log = open(state / "serve.log", "wb")  # noqa: SIM115
-    serve = subprocess.Popen([sys.executable, "-m", "flows.serve_loop", "batch-inference", "drift-monitor",
-                              "retraining"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+    log = open(state / "serve.log", "wb")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "flows.serve_loop", "batch-inference", "drift-monitor", "retraining"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     api = httpx.Client(base_url=server.prefect_api_url, timeout=120)  # SQLite server on a busy machine
     try:
-        yield {"api": api, "env": env, "settings": load_settings(), "serve_log": state / "serve.log",
-               "server_seconds": server_seconds, "serve_pid": serve.pid}
+        yield {
+            "api": api,
+            "env": env,
+            "settings": load_settings(),
+            "serve_log": state / "serve.log",
+            "server_seconds": server_seconds,
+            "serve_pid": serve.pid,
+        }
     finally:
         stop_process_group(serve.pid, 30, serve)  # serve() pauses its deployments on SIGTERM, while the server is up
         log.close()
@@ -95,28 +112,35 @@ def loop(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 os.environ[key] = old
 
 
-def _register_champion(store: ObjectStore, settings: Settings, registry: ModelRegistry, start: dt.date,
-                       end: dt.date) -> int | None:
+def _register_champion(
+    store: ObjectStore, settings: Settings, registry: ModelRegistry, start: dt.date, end: dt.date
+) -> int | None:
     from tasks.feature_store import apply_definitions
     from tasks.raw_data import read_raw_window
     from tasks.training import evaluate_gates, fit_and_evaluate, training_metadata
 
     apply_definitions(settings)  # what the training flow does first; batch inference reads through it
 
-    candidate = fit_and_evaluate(read_raw_window(store, settings, start, end), settings,
-                                 settings.training.model_config_name)
+    candidate = fit_and_evaluate(
+        read_raw_window(store, settings, start, end), settings, settings.training.model_config_name
+    )
     decision = evaluate_gates(candidate, None, settings)
     assert decision.passed, decision
-    version = registry.register(MODEL, candidate.model, training_metadata(candidate, decision, settings, start, end,
-                                                                          settings.features.feature_service),
-                                candidate.reference, actor="loop-test")
+    version = registry.register(
+        MODEL,
+        candidate.model,
+        training_metadata(candidate, decision, settings, start, end, settings.features.feature_service),
+        candidate.reference,
+        actor="loop-test",
+    )
     registry.promote(MODEL, version.version, actor="loop-test", reason="initial champion")
     return registry.champion_version(MODEL)
 
 
 def _python(env: dict[str, str], code: str, timeout: float = 300) -> str:
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -136,8 +160,12 @@ def test_drifted_batch_leads_to_retraining_and_a_gate_decision(loop: dict[str, A
     assert champion_before is not None
     timeline.append((f"champion v{champion_before} trained", time.time()))
 
-    wait_for(lambda: all(deployment_id(api, n) for n in ("batch-inference", "drift-monitor", "retraining")), 90,
-          "the served deployments", loop["serve_log"])
+    wait_for(
+        lambda: all(deployment_id(api, n) for n in ("batch-inference", "drift-monitor", "retraining")),
+        90,
+        "the served deployments",
+        loop["serve_log"],
+    )
     created = create_deployment_run(api, "batch-inference", {"scoring_date": SCORED_DAY.isoformat()})
     assert created["parameters"] == {"scoring_date": SCORED_DAY.isoformat()}
     timeline.append(("batch-inference run requested (the only manual step)", time.time()))
@@ -182,17 +210,23 @@ def test_drifted_batch_leads_to_retraining_and_a_gate_decision(loop: dict[str, A
 
     event_at = timestamp(drift_events[0]["occurred"])
     retrain_start = timestamp(runs[0]["start_time"])
-    timeline += [("scoring completed", timestamp(scoring[0]["end_time"])),
-                 ("drift monitor started", timestamp(monitor[0]["start_time"])),
-                 ("conveyor.drift.detected emitted", event_at),
-                 ("retraining run created", timestamp(runs[0]["created"])),
-                 ("retraining run started", retrain_start),
-                 (f"retraining finished: {status}, champion v{champion_before} -> v{champion_after}",
-                  timestamp(runs[0]["end_time"]))]
+    timeline += [
+        ("scoring completed", timestamp(scoring[0]["end_time"])),
+        ("drift monitor started", timestamp(monitor[0]["start_time"])),
+        ("conveyor.drift.detected emitted", event_at),
+        ("retraining run created", timestamp(runs[0]["created"])),
+        ("retraining run started", retrain_start),
+        (
+            f"retraining finished: {status}, champion v{champion_before} -> v{champion_after}",
+            timestamp(runs[0]["end_time"]),
+        ),
+    ]
     print("\ntimeline:\n" + "\n".join(format_timeline(timeline)))
     latency = retrain_start - event_at
-    print(f"event -> retraining start: {latency:.1f}s (run created after "
-          f"{timestamp(runs[0]['created']) - event_at:.1f}s); Prefect server start {loop['server_seconds']:.1f}s")
+    print(
+        f"event -> retraining start: {latency:.1f}s (run created after "
+        f"{timestamp(runs[0]['created']) - event_at:.1f}s); Prefect server start {loop['server_seconds']:.1f}s"
+    )
     assert latency < 60
 
 
@@ -205,11 +239,14 @@ def test_a_burst_of_ten_drift_events_is_one_retraining_and_nine_suppressions(loo
     store.delete_prefix(ledger_prefix(settings, MODEL))
     before = {r["id"] for r in deployment_runs(api, "retraining")}
     emitted_at = time.time()
-    _python(env, "from tasks import events\n"
-                 "for i in range(10):\n"
-                 f"    events.emit_drift_detected('{MODEL}', {{'window_end': '{SCORED_DAY.isoformat()}', "
-                 "'drifted_features': ['days_since_last_login'], 'scores': {}, 'burst': i})\n"
-                 "events.flush()\n")
+    _python(
+        env,
+        "from tasks import events\n"
+        "for i in range(10):\n"
+        f"    events.emit_drift_detected('{MODEL}', {{'window_end': '{SCORED_DAY.isoformat()}', "
+        "'drifted_features': ['days_since_last_login'], 'scores': {}, 'burst': i})\n"
+        "events.flush()\n",
+    )
 
     def burst_done() -> list[dict[str, Any]]:
         runs = [r for r in deployment_runs(api, "retraining") if r["id"] not in before]

@@ -23,11 +23,13 @@ DAYS = 4
 
 @pytest.fixture
 def settings(s3_server: Settings, store: ObjectStore, tmp_path: Path) -> Settings:
-    return s3_server.model_copy(update={
-        "storage": store.config,
-        "features": s3_server.features.model_copy(update={"state_dir": tmp_path / "feast"}),
-        "generator": s3_server.generator.model_copy(update={"n_entities": 300}),
-    })
+    return s3_server.model_copy(
+        update={
+            "storage": store.config,
+            "features": s3_server.features.model_copy(update={"state_dir": tmp_path / "feast"}),
+            "generator": s3_server.generator.model_copy(update={"n_entities": 300}),
+        }
+    )
 
 
 def test_published_partitions_materialize_and_train(settings: Settings, store: ObjectStore) -> None:
@@ -63,7 +65,6 @@ def test_published_partitions_materialize_and_train(settings: Settings, store: O
 
     skew = fsm.check_skew(settings, sample_size=50)
     assert skew.passed, skew.reasons
-
 
 
 def test_refresh_features_flow(s3_server: Settings, prefect_harness: None) -> None:

@@ -27,7 +27,8 @@ def heartbeat_probe() -> str:
 
 
 def test_a_sync_flow_run_sends_its_heartbeat_and_does_not_wait_for_the_thread(
-        prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sent: list[tuple[str, threading.Thread]] = []
     stock_emit = FlowRunEngine._emit_flow_run_heartbeat
 

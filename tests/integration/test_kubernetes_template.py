@@ -23,9 +23,24 @@ def test_a_prefect_server_accepts_the_template_for_a_kubernetes_pool(served_stac
     pytest.importorskip("prefect_kubernetes", reason="pip install prefect-kubernetes (in the dev extra)")
     prefect = str(Path(sys.executable).parent / "prefect")
     env = {**os.environ, **served_stack.client_env()}
-    created = subprocess.run([prefect, "--no-prompt", "work-pool", "create", "conveyor-k8s-test", "--type",
-                              "kubernetes", "--base-job-template", str(TEMPLATE), "--overwrite"],
-                             env=env, capture_output=True, text=True, timeout=120)
+    created = subprocess.run(
+        [
+            prefect,
+            "--no-prompt",
+            "work-pool",
+            "create",
+            "conveyor-k8s-test",
+            "--type",
+            "kubernetes",
+            "--base-job-template",
+            str(TEMPLATE),
+            "--overwrite",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert created.returncode == 0, created.stdout + created.stderr
     status, pool = served_stack.api("GET", "/work_pools/conveyor-k8s-test")
     assert status == 200 and isinstance(pool, dict)
@@ -36,9 +51,23 @@ def test_a_prefect_server_accepts_the_template_for_a_kubernetes_pool(served_stac
     broken["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]["image"] = "{{ imgae }}"
     bad = tmp_path / "broken.json"
     bad.write_text(json.dumps(broken))
-    refused = subprocess.run([prefect, "--no-prompt", "work-pool", "create", "conveyor-k8s-broken", "--type",
-                              "kubernetes", "--base-job-template", str(bad)],
-                             env=env, capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [
+            prefect,
+            "--no-prompt",
+            "work-pool",
+            "create",
+            "conveyor-k8s-broken",
+            "--type",
+            "kubernetes",
+            "--base-job-template",
+            str(bad),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode != 0 and "imgae" in refused.stdout + refused.stderr
 
 
@@ -49,8 +78,11 @@ def test_prefect_kubernetes_renders_a_job_with_image_profile_and_secret_referenc
     template = json.loads(TEMPLATE.read_text())
     # Rendering resolves block/variable references through an API: the served stack's, not a temporary server.
     with temporary_settings({PREFECT_API_URL: served_stack.prefect_api_url}):
-        config = asyncio.run(k8s.KubernetesWorkerJobConfiguration.from_template_and_values(
-            template, {"image": "registry.example.com/conveyor:1.2.3"}))
+        config = asyncio.run(
+            k8s.KubernetesWorkerJobConfiguration.from_template_and_values(
+                template, {"image": "registry.example.com/conveyor:1.2.3"}
+            )
+        )
     container = config.job_manifest["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.example.com/conveyor:1.2.3"
     assert config.env["CONVEYOR_PROFILE"] == "prod" and config.env["CONVEYOR_PROJECT_ROOT"] == "/opt/conveyor"

@@ -22,7 +22,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
     received: list[dict[str, object]] = []
 
     class Handler(QuietHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             received.append({"path": self.path, **json.loads(self.rfile.read(length))})
             self.send_response(200)

@@ -31,10 +31,14 @@ def test_bytes_json_parquet_round_trip(store: ObjectStore) -> None:
     assert store.get_bytes("a/blob.bin") == b"\x00\x01conveyor"
     store.put_json("a/doc.json", {"model": "churn", "auc": 0.81})
     assert store.get_json("a/doc.json") == {"auc": 0.81, "model": "churn"}
-    frame = pd.DataFrame({
-        "id": [1, 2, 3], "score": [0.1, 0.5, 0.9], "segment": ["a", "b", "a"],
-        "ts": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True),
-    })
+    frame = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "score": [0.1, 0.5, 0.9],
+            "segment": ["a", "b", "a"],
+            "ts": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True),
+        }
+    )
     store.put_parquet("a/frame.parquet", frame)
     pd.testing.assert_frame_equal(store.get_parquet("a/frame.parquet"), frame, check_dtype=False)
     assert store.list_keys("a/") == ["a/blob.bin", "a/doc.json", "a/frame.parquet"]
@@ -111,17 +115,24 @@ def test_bad_credentials_give_a_clear_error(s3_server: Settings) -> None:
     config = s3_server.storage.model_copy(
         update={"access_key_id": None, "secret_access_key": None, "credentials_file": None}
     )
-    wrong = ObjectStore(config.model_validate({**config.model_dump(), "access_key_id": "intruder",
-                                               "secret_access_key": "not-the-secret"}))
+    wrong = ObjectStore(
+        config.model_validate(
+            {**config.model_dump(), "access_key_id": "intruder", "secret_access_key": "not-the-secret"}
+        )
+    )
     with pytest.raises(AccessDenied, match="rejected the credentials") as info:
         wrong.put_bytes("x", b"y")
     assert "not-the-secret" not in str(info.value)
 
 
 def test_server_down_is_retried_then_reported(s3_server: Settings, caplog: pytest.LogCaptureFixture) -> None:
-    dead = s3_server.storage.model_copy(update={
-        "endpoint_url": f"http://127.0.0.1:{free_port()}", "max_attempts": 4, "backoff_seconds": 0.05,
-    })
+    dead = s3_server.storage.model_copy(
+        update={
+            "endpoint_url": f"http://127.0.0.1:{free_port()}",
+            "max_attempts": 4,
+            "backoff_seconds": 0.05,
+        }
+    )
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="tasks.object_store"):
         with pytest.raises(StoreUnavailable, match="failed after 4 attempts .* Is the S3 server running"):
@@ -131,8 +142,9 @@ def test_server_down_is_retried_then_reported(s3_server: Settings, caplog: pytes
     assert time.monotonic() - started >= 0.05 + 0.1 + 0.2  # exponential backoff was honoured
 
 
-def test_credentials_from_a_prefect_block(s3_server: Settings, prefect_harness: None,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_credentials_from_a_prefect_block(
+    s3_server: Settings, prefect_harness: None, caplog: pytest.LogCaptureFixture
+) -> None:
     """storage.credentials_block: the keys come from an AwsCredentials block on the Prefect server; neither the
     environment nor a file holds them. A wrong or missing block is refused with a message naming it."""
     from prefect_aws import AwsCredentials
@@ -142,8 +154,9 @@ def test_credentials_from_a_prefect_block(s3_server: Settings, prefect_harness: 
     block_name = f"conveyor-s3-{uuid.uuid4().hex[:8]}"
     AwsCredentials(aws_access_key_id=key, aws_secret_access_key=secret).save(block_name)
     AwsCredentials(aws_access_key_id=key, aws_secret_access_key="not-the-secret").save(block_name + "-wrong")
-    no_keys = s3_server.storage.model_copy(update={
-        "access_key_id": None, "secret_access_key": None, "bucket": f"t-{uuid.uuid4().hex[:12]}"})
+    no_keys = s3_server.storage.model_copy(
+        update={"access_key_id": None, "secret_access_key": None, "bucket": f"t-{uuid.uuid4().hex[:12]}"}
+    )
 
     with caplog.at_level(logging.DEBUG):
         store = ObjectStore(no_keys.model_copy(update={"credentials_block": block_name}))

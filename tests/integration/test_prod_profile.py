@@ -52,8 +52,9 @@ def engines() -> Iterator[tuple[Postgres, Redis]]:
 
 
 @pytest.fixture(scope="module")
-def prod_env(engines: tuple[Postgres, Redis], s3_server: Settings,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def prod_env(
+    engines: tuple[Postgres, Redis], s3_server: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     """One setting picks the profile; the rest is where the engines are and credentials, all from env."""
     postgres, redis = engines
     key, secret = s3_server.storage.resolved_credentials() or ("", "")
@@ -68,7 +69,7 @@ def prod_env(engines: tuple[Postgres, Redis], s3_server: Settings,
         "CONVEYOR_PREFECT__DATABASE_URL": postgres.url("prefect"),
         "CONVEYOR_PREFECT__API_AUTH_STRING": AUTH,
         "CONVEYOR_STORAGE__BUCKET": f"conveyor-prod-{uuid.uuid4().hex[:8]}",
-        "AWS_ACCESS_KEY_ID": key,           # S3 credentials from the environment (boto3's default chain)
+        "AWS_ACCESS_KEY_ID": key,  # S3 credentials from the environment (boto3's default chain)
         "AWS_SECRET_ACCESS_KEY": secret,
         "CONVEYOR_FEATURES__REDIS_CONNECTION_STRING": redis.feast_connection_string,
         "CONVEYOR_FEATURES__REGISTRY_URL": postgres.url("feast", driver="postgresql+psycopg"),
@@ -111,15 +112,20 @@ def _wait_run(stack: LocalStack, run_id: str, timeout: float = 240) -> dict[str,
     return wait_for(finished, timeout, f"flow run {run_id} to finish")
 
 
-def test_api_auth_string_is_enforced_and_health_stays_open(prod_stack: LocalStack,
-                                                          engines: tuple[Postgres, Redis]) -> None:
+def test_api_auth_string_is_enforced_and_health_stays_open(
+    prod_stack: LocalStack, engines: tuple[Postgres, Redis]
+) -> None:
     api = prod_stack.prefect_api_url
-    request = urllib.request.Request(api + "/deployments/filter", data=b"{}", method="POST",  # noqa: S310
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        api + "/deployments/filter",
+        data=b"{}",
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+        urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
-    with urllib.request.urlopen(api + "/health", timeout=10) as health:  # noqa: S310 (probes need no auth)
+    with urllib.request.urlopen(api + "/health", timeout=10) as health:
         assert health.status == 200
     status, deployments = prod_stack.api("POST", "/deployments/filter", {})  # with the configured auth string
     assert status == 200 and {"ingest", "batch-inference"} <= {d["name"] for d in deployments}  # type: ignore[union-attr]
@@ -130,7 +136,8 @@ def test_api_auth_string_is_enforced_and_health_stays_open(prod_stack: LocalStac
 
 
 def test_scheduled_scoring_deployment_runs_on_dask_with_postgres_and_env_credentials(
-        prod_stack: LocalStack, engines: tuple[Postgres, Redis]) -> None:
+    prod_stack: LocalStack, engines: tuple[Postgres, Redis]
+) -> None:
     from tests.integration.test_batch_inference_flow import DAYS, publish_snapshots, register
 
     postgres, _ = engines
@@ -144,9 +151,18 @@ def test_scheduled_scoring_deployment_runs_on_dask_with_postgres_and_env_credent
     query = {"deployments": {"name": {"any_": ["batch-inference"]}}}
     _, deployments = prod_stack.api("POST", "/deployments/filter", query)
     deployment = deployments[0]  # type: ignore[index]
-    status, run = prod_stack.api("POST", f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {
-        "scoring_date": DAYS[0].isoformat(), "end_date": DAYS[1].isoformat(), "model_name": name,
-        "features_prefix": root}})
+    status, run = prod_stack.api(
+        "POST",
+        f"/deployments/{deployment['id']}/create_flow_run",
+        {
+            "parameters": {
+                "scoring_date": DAYS[0].isoformat(),
+                "end_date": DAYS[1].isoformat(),
+                "model_name": name,
+                "features_prefix": root,
+            }
+        },
+    )
     assert status == 201, run
     finished = _wait_run(prod_stack, run["id"])  # type: ignore[index]
     assert finished["state_type"] == "COMPLETED", finished["state"]
@@ -157,14 +173,16 @@ def test_scheduled_scoring_deployment_runs_on_dask_with_postgres_and_env_credent
     # Partitions were scored by a Dask LocalCluster: prefect-dask says so on the flow run's console (worker log).
     assert "Creating a new Dask cluster" in prod_stack._log_file("worker").read_text(errors="replace")
     # The run lives in PostgreSQL, not in a SQLite file.
-    count = postgres.psql("prefect", f"SELECT count(*) FROM flow_run WHERE id = '{finished['id']}' "
-                                     "AND state_type = 'COMPLETED'")
+    count = postgres.psql(
+        "prefect", f"SELECT count(*) FROM flow_run WHERE id = '{finished['id']}' AND state_type = 'COMPLETED'"
+    )
     assert count == "1"
     assert not list(Path(prod_stack.prefect_home).glob("*.db")), "the prod server must not create a SQLite db"
 
 
 def test_feast_on_redis_with_a_registry_in_postgres_shared_by_workers(
-        prod_env: dict[str, str], engines: tuple[Postgres, Redis], tmp_path: Path) -> None:
+    prod_env: dict[str, str], engines: tuple[Postgres, Redis], tmp_path: Path
+) -> None:
     from tasks import feature_store as fsm
     from tests.unit.test_feature_store import ROWS, day
 

@@ -43,20 +43,27 @@ def fitted(s3_server: Settings) -> tuple[Any, pd.DataFrame]:
 
 
 def metadata(settings: Settings, auc: float = 0.8, passed: bool = True) -> ModelMetadata:
-    return ModelMetadata(metrics={"test": {"roc_auc": auc}}, gates={"passed": passed, "reasons": [] if passed else
-                                                                    ["absolute_minimums: roc_auc too low"]},
-                         training_window={"start": "2026-01-01", "end": "2026-01-10"}, feature_service="churn_v1",
-                         feature_names=settings.dataset.feature_names, data_fingerprint="abc", params={"max_iter": 30})
+    return ModelMetadata(
+        metrics={"test": {"roc_auc": auc}},
+        gates={"passed": passed, "reasons": [] if passed else ["absolute_minimums: roc_auc too low"]},
+        training_window={"start": "2026-01-01", "end": "2026-01-10"},
+        feature_service="churn_v1",
+        feature_names=settings.dataset.feature_names,
+        data_fingerprint="abc",
+        params={"max_iter": 30},
+    )
 
 
 def register(registry: ModelRegistry, fitted: tuple[Any, pd.DataFrame], passed: bool = True) -> int:
     model, reference = fitted
-    return registry.register(MODEL, model, metadata(registry.settings, passed=passed), reference,
-                             files={"roc.png": b"\x89PNG fake"}).version
+    return registry.register(
+        MODEL, model, metadata(registry.settings, passed=passed), reference, files={"roc.png": b"\x89PNG fake"}
+    ).version
 
 
-def test_register_and_load_round_trip(store: ObjectStore, s3_server: Settings,
-                                      fitted: tuple[Any, pd.DataFrame]) -> None:
+def test_register_and_load_round_trip(
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame]
+) -> None:
     registry = ModelRegistry(store, s3_server)
     version = registry.register(MODEL, fitted[0], metadata(s3_server), fitted[1], files={"roc.png": b"png"})
     assert version.version == 1 and registry.register(MODEL, fitted[0], metadata(s3_server), fitted[1]).version == 2
@@ -75,9 +82,9 @@ def test_register_and_load_round_trip(store: ObjectStore, s3_server: Settings,
     assert [e.action for e in registry.audit_log(MODEL)] == ["register", "register"]
 
 
-def test_tampered_artifact_is_refused_before_unpickling(store: ObjectStore, s3_server: Settings,
-                                                        fitted: tuple[Any, pd.DataFrame],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tampered_artifact_is_refused_before_unpickling(
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
     registry = ModelRegistry(store, s3_server)
     version = registry.register(MODEL, fitted[0], metadata(s3_server), fitted[1])
     registry.promote(MODEL, version.version, actor="test", reason="first")
@@ -94,8 +101,9 @@ def test_tampered_artifact_is_refused_before_unpickling(store: ObjectStore, s3_s
         registry.load_reference(MODEL, version.version)
 
 
-def test_promote_rollback_and_audit_log(store: ObjectStore, s3_server: Settings,
-                                        fitted: tuple[Any, pd.DataFrame]) -> None:
+def test_promote_rollback_and_audit_log(
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame]
+) -> None:
     registry = ModelRegistry(store, s3_server)
     v1, v2, v3 = (register(registry, fitted) for _ in range(3))
     failed = register(registry, fitted, passed=False)
@@ -117,15 +125,20 @@ def test_promote_rollback_and_audit_log(store: ObjectStore, s3_server: Settings,
 
     log = [e for e in registry.audit_log(MODEL) if e.action != "register"]
     assert [(e.action, e.version, e.actor) for e in log] == [
-        ("promote", v1, "alice"), ("promote", v2, "bob"), ("promote", v3, "carol"),
-        ("rollback", v2, "erin"), ("rollback", v1, "erin")]
+        ("promote", v1, "alice"),
+        ("promote", v2, "bob"),
+        ("promote", v3, "carol"),
+        ("rollback", v2, "erin"),
+        ("rollback", v1, "erin"),
+    ]
     assert log[3].reason == "v3 misbehaves in production" and log[3].at
     forced = registry.promote(MODEL, failed, actor="dave", reason="hotfix, approved by on-call", force=True)
     assert forced is not None and forced.forced and registry.champion_version(MODEL) == failed
 
 
-def test_prune_deletes_refused_artifacts_and_keeps_the_record(store: ObjectStore, s3_server: Settings,
-                                                              fitted: tuple[Any, pd.DataFrame]) -> None:
+def test_prune_deletes_refused_artifacts_and_keeps_the_record(
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame]
+) -> None:
     registry = ModelRegistry(store, s3_server)
     champion = register(registry, fitted)
     registry.promote(MODEL, champion, actor="alice", reason="first model")
@@ -146,8 +159,10 @@ def test_prune_deletes_refused_artifacts_and_keeps_the_record(store: ObjectStore
     assert [(m.version, freed > 0) for m, freed in pruned] == [(refused, True)]
     assert meta.gates["reasons"] == ["absolute_minimums: roc_auc too low"]
     assert not any(store.exists(k) for k in (meta.artifact_key, meta.reference_key, *meta.files.values()))
-    assert all(store.exists(k) for k in (registry.get_version(MODEL, forced).artifact_key,
-                                         registry.get_version(MODEL, champion).artifact_key))
+    assert all(
+        store.exists(k)
+        for k in (registry.get_version(MODEL, forced).artifact_key, registry.get_version(MODEL, champion).artifact_key)
+    )
     with pytest.raises(RegistryError, match=r"churn v2 model: s3://.*model.joblib is gone \(a pruned version"):
         registry.load(MODEL, refused)
     with pytest.raises(RegistryError, match="was pruned"):
@@ -158,9 +173,9 @@ def test_prune_deletes_refused_artifacts_and_keeps_the_record(store: ObjectStore
     assert registry.prune(MODEL, dt.timedelta(hours=1), actor="ops", reason="again", now=later) == []
 
 
-def test_a_version_promoted_while_prune_runs_is_kept(store: ObjectStore, s3_server: Settings,
-                                                     fitted: tuple[Any, pd.DataFrame],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_version_promoted_while_prune_runs_is_kept(
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """prune lists the version, then someone force-promotes it before prune writes its event: the prune event's
     re-check on the newest state sees the champion and leaves the version (and its artifacts) alone."""
     registry = ModelRegistry(store, s3_server)
@@ -175,8 +190,9 @@ def test_a_version_promoted_while_prune_runs_is_kept(store: ObjectStore, s3_serv
     assert [e.action for e in registry.audit_log(MODEL)] == ["register", "promote"]
 
 
-def test_champion_is_derived_from_the_log_when_the_pointer_is_stale(store: ObjectStore, s3_server: Settings,
-                                                                   fitted: tuple[Any, pd.DataFrame]) -> None:
+def test_champion_is_derived_from_the_log_when_the_pointer_is_stale(
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame]
+) -> None:
     registry = ModelRegistry(store, s3_server)
     v1, v2 = register(registry, fitted), register(registry, fitted)
     registry.promote(MODEL, v1, actor="a", reason="r")
@@ -199,7 +215,8 @@ def _replay(registry: ModelRegistry) -> RegistryState:
 
 
 def test_racing_promotions_against_the_same_champion_leave_exactly_one_winner(
-        store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame]) -> None:
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame]
+) -> None:
     registry = ModelRegistry(store, s3_server)
     base = register(registry, fitted)
     registry.promote(MODEL, base, actor="setup", reason="base champion")
@@ -210,8 +227,7 @@ def test_racing_promotions_against_the_same_champion_leave_exactly_one_winner(
         own = ModelRegistry(ObjectStore(store.config), s3_server)  # own client, as separate runs would have
         barrier.wait()
         try:
-            own.promote(MODEL, version, actor=f"run-{version}", reason="gates passed vs base",
-                        expected_champion=base)
+            own.promote(MODEL, version, actor=f"run-{version}", reason="gates passed vs base", expected_champion=base)
             return "won"
         except PromotionConflict:
             return "lost"
@@ -227,7 +243,8 @@ def test_racing_promotions_against_the_same_champion_leave_exactly_one_winner(
 
 
 def test_unconditional_racing_promotions_serialize_into_a_consistent_log(
-        store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame]) -> None:
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame]
+) -> None:
     registry = ModelRegistry(store, s3_server)
     versions = [register(registry, fitted) for _ in range(6)]
     barrier = threading.Barrier(len(versions))
@@ -248,8 +265,9 @@ def test_unconditional_racing_promotions_serialize_into_a_consistent_log(
     assert pointer["champion"] == promotions[-1].version  # the pointer ends on the last event, not a stale one
 
 
-def test_racing_promotions_from_separate_processes(store: ObjectStore, s3_server: Settings,
-                                                   fitted: tuple[Any, pd.DataFrame]) -> None:
+def test_racing_promotions_from_separate_processes(
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame]
+) -> None:
     import multiprocessing
 
     from tests.integration.registry_race import promote_in_process
@@ -260,9 +278,10 @@ def test_racing_promotions_from_separate_processes(store: ObjectStore, s3_server
     challengers = [register(registry, fitted) for _ in range(4)]
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(len(challengers)), ctx.Queue()
-    processes = [ctx.Process(target=promote_in_process,
-                             args=(store.config.model_dump_json(), MODEL, v, base, barrier, results))
-                 for v in challengers]
+    processes = [
+        ctx.Process(target=promote_in_process, args=(store.config.model_dump_json(), MODEL, v, base, barrier, results))
+        for v in challengers
+    ]
     for process in processes:
         process.start()
     for process in processes:

@@ -38,8 +38,7 @@ PAUSE_WAIT_SECONDS = 120
 
 
 @pytest.fixture(scope="module")
-def env(s3_server: Settings, prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[Settings]:
+def env(s3_server: Settings, prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Own bucket and Feast state, approval mode on, no cooldown (two retraining runs back to back), a bad
     champion in the registry."""
     patch = pytest.MonkeyPatch()
@@ -75,9 +74,14 @@ def _run_in_thread(tag: str) -> tuple[threading.Thread, dict[str, Any]]:
     def target() -> None:
         try:
             with tags(tag):
-                box["state"] = retraining(model_name=MODEL, window_end=END, drifted_features=["tenure_months"],
-                                          trigger_event_id=f"test-{tag}", return_state=True)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+                box["state"] = retraining(
+                    model_name=MODEL,
+                    window_end=END,
+                    drifted_features=["tenure_months"],
+                    trigger_event_id=f"test-{tag}",
+                    return_state=True,
+                )
+        except BaseException as exc:  # reported by the test thread
             box["error"] = exc
 
     thread = threading.Thread(target=target, name=tag, daemon=True)
@@ -94,16 +98,19 @@ def _wait_paused(tag: str, thread: threading.Thread, box: dict[str, Any]) -> Any
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             assert thread.is_alive(), f"retraining ended without pausing: {box}"
-            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["retraining"])),
-                                         flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["retraining"])),
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])),
+            )
             if runs and runs[0].state is not None and runs[0].state.is_paused():
                 return runs[0]
             time.sleep(1)
     raise AssertionError(f"retraining run {tag} did not pause within {PAUSE_WAIT_SECONDS}s")
 
 
-def _paused_then_resume(env: Settings, answer: dict[str, Any], while_paused: Callable[[], None] | None = None
-                        ) -> tuple[RetrainingOutcome, Any, int | None]:
+def _paused_then_resume(
+    env: Settings, answer: dict[str, Any], while_paused: Callable[[], None] | None = None
+) -> tuple[RetrainingOutcome, Any, int | None]:
     """Start a retraining, check the pause, call `while_paused`, resume with `answer`; return its outcome, its
     paused run and the champion seen while it was paused (before `while_paused`)."""
     from prefect.client.orchestration import get_client
@@ -141,18 +148,19 @@ def test_approval_mode_reject_then_approve(env: Settings) -> None:
 
     # A person refuses: the challenger stays registered (gates passed), the bad champion stays.
     refused, paused, while_paused = _paused_then_resume(
-        env, {"approve": False, "approver": "bob", "reason": "wait for the quarterly review"})
+        env, {"approve": False, "approver": "bob", "reason": "wait for the quarterly review"}
+    )
     assert while_paused == bad_champion
     assert refused.status == "rejected_by_approver" and refused.version is not None, refused
     assert refused.reasons == ["rejected by bob: wait for the quarterly review"]
     assert registry.get_version(MODEL, int(refused.version)).gates_passed
     assert registry.champion_version(MODEL) == bad_champion
     assert [(e.action, e.version) for e in registry.audit_log(MODEL)[log_before:]] == [
-        ("register", int(refused.version))]  # registered for the record, nothing promoted
+        ("register", int(refused.version))
+    ]  # registered for the record, nothing promoted
     mine = [e for e in read_ledger(store, env, MODEL) if e.run_id == str(paused.id)]
     assert [e.kind for e in mine] == ["started", "awaiting_approval", "rejected", "completed"], mine
-    assert mine[2].detail == {"version": refused.version, "approver": "bob",
-                              "reason": "wait for the quarterly review"}
+    assert mine[2].detail == {"version": refused.version, "approver": "bob", "reason": "wait for the quarterly review"}
     assert mine[3].detail["status"] == "rejected_by_approver"
 
     # The champion changes while a run waits (a person promotes the refused challenger by hand): the approval
@@ -160,8 +168,9 @@ def test_approval_mode_reject_then_approve(env: Settings) -> None:
     def promote_while_paused() -> None:
         registry.promote(MODEL, int(refused.version), actor="carol", reason="hand promotion during the pause")
 
-    stale, paused, _ = _paused_then_resume(env, {"approve": True, "approver": "dave", "reason": "looks good"},
-                                           while_paused=promote_while_paused)
+    stale, paused, _ = _paused_then_resume(
+        env, {"approve": True, "approver": "dave", "reason": "looks good"}, while_paused=promote_while_paused
+    )
     assert stale.status == "champion_changed" and stale.version not in (None, refused.version), stale
     assert registry.champion_version(MODEL) == int(refused.version)
     assert f"champion is v{refused.version} now, not v{bad_champion}" in stale.reasons[0], stale.reasons
@@ -187,13 +196,19 @@ def test_approval_mode_reject_then_approve(env: Settings) -> None:
 
     # A person approves: the new challenger becomes champion, the audit log names the approver and reason.
     approved, paused, while_paused = _paused_then_resume(
-        env, {"approve": True, "approver": "alice", "reason": "drift on tenure confirmed"})
+        env, {"approve": True, "approver": "alice", "reason": "drift on tenure confirmed"}
+    )
     assert while_paused == bad_champion  # not promoted before the answer
     assert approved.status == "promoted" and approved.version not in (None, refused.version), approved
     assert registry.champion_version(MODEL) == int(approved.version)
     last = registry.audit_log(MODEL)[-1]
     assert (last.action, last.version, last.previous_champion, last.actor, last.reason) == (
-        "promote", int(approved.version), bad_champion, "alice", "drift on tenure confirmed")
+        "promote",
+        int(approved.version),
+        bad_champion,
+        "alice",
+        "drift on tenure confirmed",
+    )
     mine = [e for e in read_ledger(store, env, MODEL) if e.run_id == str(paused.id)]
     assert [e.kind for e in mine] == ["started", "awaiting_approval", "approved", "completed"], mine
     assert mine[3].detail["status"] == "promoted"

@@ -20,11 +20,18 @@ def entry(kind: LedgerKind, minutes: int) -> LedgerEntry:
     return LedgerEntry(kind, MODEL, (T0 + dt.timedelta(minutes=minutes)).isoformat(), f"run-{minutes}")
 
 
-def test_cooldown_reads_only_the_newest_started_entry(store: ObjectStore, s3_server: Settings,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cooldown_reads_only_the_newest_started_entry(
+    store: ObjectStore, s3_server: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = s3_server.model_copy(update={"storage": store.config})
-    history = [entry("started", 0), entry("completed", 5), entry("started", 60), entry("awaiting_approval", 65),
-               *(entry("suppressed", 70 + i) for i in range(20)), entry("completed", 100)]
+    history = [
+        entry("started", 0),
+        entry("completed", 5),
+        entry("started", 60),
+        entry("awaiting_approval", 65),
+        *(entry("suppressed", 70 + i) for i in range(20)),
+        entry("completed", 100),
+    ]
     for item in history:
         append_ledger(store, settings, item)
 

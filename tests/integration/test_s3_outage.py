@@ -24,7 +24,7 @@ from tests.integration.test_scoring import DAY, population, train_model, with_sc
 
 pytestmark = pytest.mark.integration
 
-ROWS = 450_000        # ~6 MiB of predictions parquet: more than one 5 MiB multipart part
+ROWS = 450_000  # ~6 MiB of predictions parquet: more than one 5 MiB multipart part
 CHUNK_ROWS = 25_000
 MAX_ATTEMPTS = 3
 
@@ -32,11 +32,13 @@ MAX_ATTEMPTS = 3
 @pytest.fixture
 def private_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalStack, Settings]]:
     """A SeaweedFS of this test only, with few, quick retries; stopped by PID at the end whatever happened."""
-    env = {**private_stack_env(tmp_path / "stack", bucket="conveyor-outage"),
-           "CONVEYOR_STORAGE__MAX_ATTEMPTS": str(MAX_ATTEMPTS),
-           "CONVEYOR_STORAGE__BACKOFF_SECONDS": "0.05",
-           "CONVEYOR_STORAGE__CONNECT_TIMEOUT_SECONDS": "2",
-           "CONVEYOR_STORAGE__READ_TIMEOUT_SECONDS": "10"}
+    env = {
+        **private_stack_env(tmp_path / "stack", bucket="conveyor-outage"),
+        "CONVEYOR_STORAGE__MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+        "CONVEYOR_STORAGE__BACKOFF_SECONDS": "0.05",
+        "CONVEYOR_STORAGE__CONNECT_TIMEOUT_SECONDS": "2",
+        "CONVEYOR_STORAGE__READ_TIMEOUT_SECONDS": "10",
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     stack = LocalStack(load_settings())
@@ -51,8 +53,10 @@ def staged_parts(store: ObjectStore) -> int:
     """Parts uploaded so far to unfinished multipart uploads in the bucket."""
     client = store.client
     uploads = client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
-    return sum(len(client.list_parts(Bucket=store.bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts", []))
-               for u in uploads)
+    return sum(
+        len(client.list_parts(Bucket=store.bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts", []))
+        for u in uploads
+    )
 
 
 class StopServerMidWrite(FrameSource):
@@ -88,7 +92,8 @@ class StopServerMidWrite(FrameSource):
 
 @pytest.mark.timeout(240)
 def test_s3_server_stopped_mid_write_leaves_nothing_visible_and_rerun_completes(
-        private_s3: tuple[LocalStack, Settings]) -> None:
+    private_s3: tuple[LocalStack, Settings],
+) -> None:
     stack, base = private_s3
     settings = with_scoring(base, chunk_rows=CHUNK_ROWS, upload_part_mb=5)
     store = ObjectStore(settings.storage)
@@ -100,8 +105,9 @@ def test_s3_server_stopped_mid_write_leaves_nothing_visible_and_rerun_completes(
     # A partition published before the outage: proves the restarted server kept its data (same state folder),
     # so "nothing visible" below is not just an empty new server.
     earlier_day = DAY - dt.timedelta(days=1)
-    earlier = score_partition(store, settings, FrameSource(population(settings, 2000)), model, "churn",
-                              earlier_day, "before")
+    earlier = score_partition(
+        store, settings, FrameSource(population(settings, 2000)), model, "churn", earlier_day, "before"
+    )
     earlier_prefix = predictions_prefix(settings, "churn", earlier_day)
 
     frame = population(settings, ROWS)
@@ -155,6 +161,8 @@ def test_s3_server_stopped_mid_write_leaves_nothing_visible_and_rerun_completes(
     assert store.sweep_staging(older_than=dt.timedelta(0)) == StagingSweep(0, 1)
     assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
     assert store.read_manifest(prefix) == manifest  # the sweep never touches published data
-    print(f"outage run failed {failed_at - source.stopped_at:.2f}s after the stop (run started "
-          f"{source.stopped_at - started:.1f}s earlier, {source.parts_at_stop} part(s) staged, stop after chunk "
-          f"{source.stopped_after_chunk} of {-(-len(frame) // CHUNK_ROWS)}); rerun {rerun_seconds:.1f}s")
+    print(
+        f"outage run failed {failed_at - source.stopped_at:.2f}s after the stop (run started "
+        f"{source.stopped_at - started:.1f}s earlier, {source.parts_at_stop} part(s) staged, stop after chunk "
+        f"{source.stopped_after_chunk} of {-(-len(frame) // CHUNK_ROWS)}); rerun {rerun_seconds:.1f}s"
+    )

@@ -44,11 +44,19 @@ ROOT = Path(__file__).resolve().parents[2]
 def train_model(settings: Settings, seed: int = 0, max_iter: int = 30) -> Pipeline:
     ds = settings.dataset
     frame = generate_day(dt.date(2026, 1, 15), ds, settings.generator, snapshot=True, n_entities=4000)
-    encode = ColumnTransformer([("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                                       encoded_missing_value=-1), ds.categorical_features)],
-                               remainder="passthrough")
-    model = Pipeline([("encode", encode),
-                      ("gbm", HistGradientBoostingClassifier(max_iter=max_iter, random_state=seed))])
+    encode = ColumnTransformer(
+        [
+            (
+                "cat",
+                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1),
+                ds.categorical_features,
+            )
+        ],
+        remainder="passthrough",
+    )
+    model = Pipeline(
+        [("encode", encode), ("gbm", HistGradientBoostingClassifier(max_iter=max_iter, random_state=seed))]
+    )
     return model.fit(frame[ds.feature_names], frame[ds.label_column])
 
 
@@ -74,8 +82,9 @@ def publish_input(store: ObjectStore, frame: pd.DataFrame, prefix: str = "featur
     return f"{prefix}/dt={DAY.isoformat()}"
 
 
-def test_scored_partition_matches_predict_proba(store: ObjectStore, s3_server: Settings,
-                                               champion: ScoringModel) -> None:
+def test_scored_partition_matches_predict_proba(
+    store: ObjectStore, s3_server: Settings, champion: ScoringModel
+) -> None:
     settings = with_scoring(s3_server, chunk_rows=1000, threshold=0.4)
     frame = population(settings)
     source = PublishedParquetSource(store, publish_input(store, frame))
@@ -84,8 +93,15 @@ def test_scored_partition_matches_predict_proba(store: ObjectStore, s3_server: S
     published = store.read_published_parquet(predictions_prefix(settings, "churn", DAY))
     expected = champion.model.predict_proba(frame[settings.dataset.feature_names])[:, 1]
     assert result.rows_in == result.rows_scored == len(published) == len(frame)
-    assert published.columns.tolist() == ["customer_id", "score", "decision", "model_version", "feature_service",
-                                          "run_id", "scored_at"]
+    assert published.columns.tolist() == [
+        "customer_id",
+        "score",
+        "decision",
+        "model_version",
+        "feature_service",
+        "run_id",
+        "scored_at",
+    ]
     np.testing.assert_array_equal(published["customer_id"].to_numpy(), frame["customer_id"].to_numpy())
     np.testing.assert_allclose(published["score"].to_numpy(), expected, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(published["decision"].to_numpy(), expected >= 0.4)
@@ -99,7 +115,8 @@ def test_scored_partition_matches_predict_proba(store: ObjectStore, s3_server: S
 
 
 def test_rerun_replaces_atomically_without_duplicates_and_is_deterministic(
-        store: ObjectStore, s3_server: Settings, champion: ScoringModel) -> None:
+    store: ObjectStore, s3_server: Settings, champion: ScoringModel
+) -> None:
     settings = with_scoring(s3_server, chunk_rows=1000)
     frame = population(settings, 3000)
     prefix = predictions_prefix(settings, "churn", DAY)
@@ -156,7 +173,8 @@ KILL_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("moment", ["stream", "commit"])
 def test_run_killed_mid_write_leaves_nothing_visible_and_rerun_completes(
-        store: ObjectStore, s3_server: Settings, champion: ScoringModel, tmp_path: Path, moment: str) -> None:
+    store: ObjectStore, s3_server: Settings, champion: ScoringModel, tmp_path: Path, moment: str
+) -> None:
     import pickle
 
     frame = population(s3_server, 8000)
@@ -164,8 +182,13 @@ def test_run_killed_mid_write_leaves_nothing_visible_and_rerun_completes(
     frame.to_parquet(data)
     model_file.write_bytes(pickle.dumps(champion.model))
     store.ensure_bucket()
-    child = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, store.bucket, str(data), str(model_file), moment],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, store.bucket, str(data), str(model_file), moment],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
     try:
         assert child.stdout is not None
         line = child.stdout.readline().decode()
@@ -200,7 +223,7 @@ def test_streamed_part_uses_multipart_and_checksums_while_writing(store: ObjectS
         part.close()
         manifest = pub.commit()
     assert part._upload_id is not None and len(part._parts) == 3  # 5 + 5 + 2 MiB
-    (entry, data), = list(store.read_published_bytes("blobs/x"))
+    ((entry, data),) = list(store.read_published_bytes("blobs/x"))
     assert data == payload and entry.size_bytes == len(payload) == manifest.files[0].size_bytes
 
 
@@ -213,8 +236,9 @@ def _bad_rows(frame: pd.DataFrame, share: float) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("kind", ["frame", "published parquet"])
-def test_bad_batch_is_quarantined_and_nothing_is_published(store: ObjectStore, s3_server: Settings,
-                                                          champion: ScoringModel, kind: str) -> None:
+def test_bad_batch_is_quarantined_and_nothing_is_published(
+    store: ObjectStore, s3_server: Settings, champion: ScoringModel, kind: str
+) -> None:
     settings = with_scoring(s3_server, chunk_rows=1000, max_quarantined_share=0.05)
     prefix = predictions_prefix(settings, "churn", DAY)
     score_partition(store, settings, FrameSource(population(settings, 2000)), champion, "churn", DAY, "good")
@@ -238,8 +262,15 @@ def test_bad_batch_is_quarantined_and_nothing_is_published(store: ObjectStore, s
 
     # A batch missing a feature column is rejected before anything is scored.
     with pytest.raises(ScoringBatchRejected, match=r"lacks column\(s\) \['region'\]"):
-        score_partition(store, settings, FrameSource(population(settings, 100).drop(columns="region")), champion,
-                        "churn", DAY, "nocol")
+        score_partition(
+            store,
+            settings,
+            FrameSource(population(settings, 100).drop(columns="region")),
+            champion,
+            "churn",
+            DAY,
+            "nocol",
+        )
     assert store.exists(f"{quarantine_prefix(settings, 'churn', DAY, 'nocol')}/report.json")
     assert store.read_manifest(prefix) == good
 
@@ -248,21 +279,37 @@ def _with_gaps(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     gappy = frame.copy()
     for name in features:
         gappy[name] = gappy[name].astype("float64" if gappy[name].dtype != object else object)
-    gappy.loc[0:9, features] = None          # 10 unknown entities: no feature values at all
+    gappy.loc[0:9, features] = None  # 10 unknown entities: no feature values at all
     gappy.loc[10:29, ["tenure_months", "region"]] = None  # 20 rows with some features missing
     return gappy
 
 
-@pytest.mark.parametrize(("unknown", "missing", "scored", "quarantined", "defaulted"), [
-    ("quarantine", "default", 490, 10, 20),
-    ("default", "quarantine", 480, 20, 10),
-    ("default", "default", 500, 0, 30),
-])
+@pytest.mark.parametrize(
+    ("unknown", "missing", "scored", "quarantined", "defaulted"),
+    [
+        ("quarantine", "default", 490, 10, 20),
+        ("default", "quarantine", 480, 20, 10),
+        ("default", "default", 500, 0, 30),
+    ],
+)
 def test_unknown_entities_and_missing_features_follow_policy(
-        store: ObjectStore, s3_server: Settings, champion: ScoringModel,
-        unknown: str, missing: str, scored: int, quarantined: int, defaulted: int) -> None:
-    settings = with_scoring(s3_server, chunk_rows=1000, unknown_entities=unknown, missing_features=missing,
-                            max_quarantined_share=0.5, feature_defaults={"tenure_months": 12})
+    store: ObjectStore,
+    s3_server: Settings,
+    champion: ScoringModel,
+    unknown: str,
+    missing: str,
+    scored: int,
+    quarantined: int,
+    defaulted: int,
+) -> None:
+    settings = with_scoring(
+        s3_server,
+        chunk_rows=1000,
+        unknown_entities=unknown,
+        missing_features=missing,
+        max_quarantined_share=0.5,
+        feature_defaults={"tenure_months": 12},
+    )
     frame = _with_gaps(population(settings, 500), settings.dataset.feature_names)
     result = score_partition(store, settings, FrameSource(frame), champion, "churn", DAY, f"p-{unknown}-{missing}")
     assert (result.unknown_entities, result.missing_features) == (10, 20)
@@ -281,13 +328,15 @@ def test_unknown_entities_and_missing_features_follow_policy(
         np.testing.assert_allclose(row_scores.to_numpy(), champion.model.predict_proba(expected)[:, 1])
 
 
-def test_shadow_scores_never_touch_the_published_prefix(store: ObjectStore, s3_server: Settings,
-                                                       champion: ScoringModel) -> None:
+def test_shadow_scores_never_touch_the_published_prefix(
+    store: ObjectStore, s3_server: Settings, champion: ScoringModel
+) -> None:
     settings = with_scoring(s3_server, chunk_rows=1000)
     challenger = ScoringModel(train_model(settings, seed=1, max_iter=10), "4", "churn_v1")
     frame = population(settings, 2500)
-    result = score_partition(store, settings, FrameSource(frame), champion, "churn", DAY, "shadow",
-                             challenger=challenger)
+    result = score_partition(
+        store, settings, FrameSource(frame), champion, "churn", DAY, "shadow", challenger=challenger
+    )
     published_prefix = predictions_prefix(settings, "churn", DAY)
     published = store.read_published_parquet(published_prefix)
     assert set(published["model_version"]) == {"3"}

@@ -27,8 +27,7 @@ BAD_END = dt.date(2026, 3, 20)
 
 
 @pytest.fixture(scope="module")
-def env(s3_server: Settings, prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[Settings]:
+def env(s3_server: Settings, prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A bucket and Feast state of this module's own, a small population; clean and corrupted windows landed."""
     patch = pytest.MonkeyPatch()
     patch.setenv("CONVEYOR_STORAGE__BUCKET", f"train-{uuid.uuid4().hex[:10]}")
@@ -57,8 +56,9 @@ def run_artifacts(flow_run_id: uuid.UUID | None) -> dict[str, str]:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
-            any_=[flow_run_id])))
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     return {a.key: str(a.data) for a in found if a.key}
 
 
@@ -80,8 +80,12 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -
     assert state.is_completed()  # a refused model is an outcome, not a crashed run
     refused = state.result()
     artifacts = run_artifacts(state.state_details.flow_run_id)
-    assert {f"{name}-metrics", f"{name}-gate-decision", f"{name}-training-outcome",
-            f"{name}-registered-version"} <= set(artifacts)
+    assert {
+        f"{name}-metrics",
+        f"{name}-gate-decision",
+        f"{name}-training-outcome",
+        f"{name}-registered-version",
+    } <= set(artifacts)
     assert "FAILED: the champion stays" in artifacts[f"{name}-gate-decision"]
     assert "gates.min_roc_auc" in artifacts[f"{name}-training-outcome"]
     assert not refused.promoted and not refused.gates_passed
@@ -94,12 +98,21 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -
     assert better.test_metrics["roc_auc"] > first.test_metrics["roc_auc"]
     assert (better.champion_before, better.champion_after) == (first.version, better.version)
 
-    assert cli.main(["models", "rollback", "--model", name, "--reason", "bad feedback from the field",
-                     "--actor", "oncall"]) == 0
+    assert (
+        cli.main(
+            ["models", "rollback", "--model", name, "--reason", "bad feedback from the field", "--actor", "oncall"]
+        )
+        == 0
+    )
     assert registry.champion_version(name) == first.version
     last = registry.audit_log(name)[-1]
     assert (last.action, last.version, last.previous_champion, last.actor, last.reason) == (
-        "rollback", first.version, better.version, "oncall", "bad feedback from the field")
+        "rollback",
+        first.version,
+        better.version,
+        "oncall",
+        "bad feedback from the field",
+    )
     capsys.readouterr()
     assert cli.main(["models", "list", "--model", name]) == 0
     listing = capsys.readouterr().out
@@ -107,8 +120,10 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -
 
     # Refused versions' artifacts can go (here: everything older than 0 days); their record stays.
     assert cli.main(["models", "prune", "--model", name, "--older-than-days", "0", "--dry-run"]) == 0
-    assert capsys.readouterr().out.strip() == f"would prune {name} v{refused.version} (registered " \
+    assert (
+        capsys.readouterr().out.strip() == f"would prune {name} v{refused.version} (registered "
         f"{registry.get_version(name, refused.version).created_at[:19]}, gates failed)"
+    )
     assert cli.main(["models", "prune", "--model", name, "--older-than-days", "0", "--actor", "ops"]) == 0
     assert f"pruned {name} v{refused.version}: " in capsys.readouterr().out
     assert not ObjectStore(env.storage).exists(registry.get_version(name, refused.version).artifact_key)

@@ -31,8 +31,11 @@ DAY = dt.date(2026, 2, 1)
 CASES: dict[str, tuple[Fault | None, str, str]] = {
     "nulls": (Fault(kind="nulls", column="age", fraction=0.05), "age", "{n:,} of"),
     "out_of_range": (Fault(kind="out_of_range", column="num_products", fraction=0.05), "num_products", "{n:,} of"),
-    "wrong_type": (Fault(kind="wrong_type", column="tenure_months", fraction=0.05), "tenure_months",
-                   "{n:,} values are not numbers"),
+    "wrong_type": (
+        Fault(kind="wrong_type", column="tenure_months", fraction=0.05),
+        "tenure_months",
+        "{n:,} values are not numbers",
+    ),
     "missing_column": (Fault(kind="missing_column", column="region"), "region", "column exists"),
     "duplicate_keys": (Fault(kind="duplicate_keys", fraction=0.05), "customer_id,event_timestamp", "{n2:,} of"),
     "stale": (None, "event_timestamp", "observed 2026-02-01T"),
@@ -52,8 +55,9 @@ def _publish(store: ObjectStore, settings: Settings, frame: pd.DataFrame) -> tup
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_faulty_partition_is_rejected_and_quarantined_byte_identical(store: ObjectStore, s3_server: Settings,
-                                                                     case: str) -> None:
+def test_faulty_partition_is_rejected_and_quarantined_byte_identical(
+    store: ObjectStore, s3_server: Settings, case: str
+) -> None:
     settings = _settings_for(store, s3_server)
     fault, column, count_text = CASES[case]
     frame = generate_day(DAY, settings.dataset, settings.generator, Scenario(faults=[fault] if fault else []))
@@ -86,8 +90,9 @@ def test_faulty_partition_is_rejected_and_quarantined_byte_identical(store: Obje
 
 
 @pytest.mark.parametrize("data", [b"", b"PAR1 this is not a parquet file"], ids=["empty_file", "unreadable"])
-def test_empty_or_unreadable_file_is_quarantined_byte_identical(store: ObjectStore, s3_server: Settings,
-                                                                data: bytes) -> None:
+def test_empty_or_unreadable_file_is_quarantined_byte_identical(
+    store: ObjectStore, s3_server: Settings, data: bytes
+) -> None:
     settings = _settings_for(store, s3_server)
     with store.publication(raw_prefix(settings, DAY), "landing") as publication:
         publication.write_bytes("part-00000.parquet", data)
@@ -112,8 +117,9 @@ def test_clean_partition_passes_and_quarantines_nothing(store: ObjectStore, s3_s
     assert store.list_keys("quarantine/") == []
 
 
-def test_gx_engine_runs_great_expectations_once_per_failed_batch(store: ObjectStore, s3_server: Settings,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gx_engine_runs_great_expectations_once_per_failed_batch(
+    store: ObjectStore, s3_server: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With `validation.engine: gx`, the GX run that decided is also the report: its describe_dict and Data Docs
     page go to quarantine, and GX is not run a second time to write them."""
     from tasks import gx_validation
@@ -127,8 +133,9 @@ def test_gx_engine_runs_great_expectations_once_per_failed_batch(store: ObjectSt
 
     monkeypatch.setattr(gx_validation, "gx_validate", counted)
     settings = _settings_for(store, s3_server, engine="gx")
-    frame = generate_day(DAY, settings.dataset, settings.generator,
-                         Scenario(faults=[Fault(kind="nulls", column="age", fraction=0.05)]))
+    frame = generate_day(
+        DAY, settings.dataset, settings.generator, Scenario(faults=[Fault(kind="nulls", column="age", fraction=0.05)])
+    )
     with pytest.raises(DataValidationError) as failure:
         check_or_quarantine(store, frame, "raw", settings, batch_key=DAY.isoformat(), run_id="run-gx")
 
@@ -143,9 +150,13 @@ def test_gx_engine_runs_great_expectations_once_per_failed_batch(store: ObjectSt
 
 def test_row_level_mode_accounts_for_every_row(store: ObjectStore, s3_server: Settings) -> None:
     settings = _settings_for(store, s3_server, mode="row")
-    scenario = Scenario(faults=[Fault(kind="out_of_range", column="age", fraction=0.04),
-                                Fault(kind="out_of_range", column="contract_type", fraction=0.02),
-                                Fault(kind="duplicate_keys", fraction=0.01)])
+    scenario = Scenario(
+        faults=[
+            Fault(kind="out_of_range", column="age", fraction=0.04),
+            Fault(kind="out_of_range", column="contract_type", fraction=0.02),
+            Fault(kind="duplicate_keys", fraction=0.01),
+        ]
+    )
     frame = generate_day(DAY, settings.dataset, settings.generator, scenario)
     batch = check_or_quarantine(store, frame, "raw", settings, batch_key=DAY.isoformat(), run_id="run-4")
     assert batch.rows_in == len(frame) == batch.rows_passed + batch.rows_quarantined
@@ -160,17 +171,23 @@ def test_row_level_mode_accounts_for_every_row(store: ObjectStore, s3_server: Se
 
 def test_row_level_mode_still_rejects_batch_level_faults(store: ObjectStore, s3_server: Settings) -> None:
     settings = _settings_for(store, s3_server, mode="row")
-    frame = generate_day(DAY, settings.dataset, settings.generator,
-                         Scenario(faults=[Fault(kind="missing_column", column="region")]))
+    frame = generate_day(
+        DAY, settings.dataset, settings.generator, Scenario(faults=[Fault(kind="missing_column", column="region")])
+    )
     with pytest.raises(DataValidationError, match="column 'region'"):
         check_or_quarantine(store, frame, "raw", settings, batch_key=DAY.isoformat(), run_id="run-5")
 
 
-def test_nothing_downstream_runs_after_a_rejected_batch(store: ObjectStore, s3_server: Settings,
-                                                       prefect_harness: None) -> None:
+def test_nothing_downstream_runs_after_a_rejected_batch(
+    store: ObjectStore, s3_server: Settings, prefect_harness: None
+) -> None:
     settings = _settings_for(store, s3_server)
-    bad = generate_day(DAY, settings.dataset, settings.generator,
-                       Scenario(faults=[Fault(kind="out_of_range", column="age", fraction=0.1)]))
+    bad = generate_day(
+        DAY,
+        settings.dataset,
+        settings.generator,
+        Scenario(faults=[Fault(kind="out_of_range", column="age", fraction=0.1)]),
+    )
     _publish(store, settings, bad)
     reached: list[int] = []
 
@@ -207,8 +224,9 @@ def test_validate_raw_flow_names_the_bad_day_and_leaves_artifacts(s3_server: Set
 
     good, bad = dt.date(2026, 3, 10), dt.date(2026, 3, 11)
     ingest(start_date=good, days=1)
-    ingest(start_date=bad, days=1, scenario=Scenario(faults=[Fault(kind="nulls", column="monthly_charges",
-                                                                   fraction=0.2)]))
+    ingest(
+        start_date=bad, days=1, scenario=Scenario(faults=[Fault(kind="nulls", column="monthly_charges", fraction=0.2)])
+    )
     state = validate_raw(start_date=good, end_date=bad, return_state=True)
     assert state.is_failed()
     with pytest.raises(DataValidationError) as failure:

@@ -45,8 +45,9 @@ def test_time_split_refuses_to_leave_a_part_empty(settings: Settings) -> None:
         time_split(one_instant, settings.dataset.timestamp_column, 0.15, 0.2)
 
 
-def test_training_is_reproducible_whatever_the_row_order(frame: pd.DataFrame, settings: Settings,
-                                                          quick: Candidate) -> None:
+def test_training_is_reproducible_whatever_the_row_order(
+    frame: pd.DataFrame, settings: Settings, quick: Candidate
+) -> None:
     again = fit_and_evaluate(frame.sample(frac=1.0, random_state=3), settings, "quick")
     assert again.metrics == quick.metrics
     assert again.data_fingerprint == quick.data_fingerprint
@@ -58,8 +59,12 @@ def test_training_is_reproducible_whatever_the_row_order(frame: pd.DataFrame, se
 def test_first_model_passes_the_gates_with_no_champion(quick: Candidate, settings: Settings) -> None:
     decision = evaluate_gates(quick, None, settings)
     assert decision.passed, decision.reasons
-    assert {r.name for r in decision.results} >= {"absolute_minimums", "minimum_training_rows",
-                                                   "behaviour_invariance", "behaviour_directional"}
+    assert {r.name for r in decision.results} >= {
+        "absolute_minimums",
+        "minimum_training_rows",
+        "behaviour_invariance",
+        "behaviour_directional",
+    }
     assert set(quick.plots) == {"roc.png", "calibration.png"}
     assert all(png.startswith(b"\x89PNG") for png in quick.plots.values())
 
@@ -116,7 +121,8 @@ def test_slice_gate_catches_a_regression_hidden_in_one_segment(settings: Setting
 
 
 def test_behaviour_checks_catch_a_model_that_reads_other_columns_or_goes_the_wrong_way(
-        quick: Candidate, settings: Settings) -> None:
+    quick: Candidate, settings: Settings
+) -> None:
     ds = settings.dataset
     features = quick.test[ds.feature_names]
 
@@ -141,8 +147,13 @@ def test_behaviour_checks_catch_a_model_that_reads_other_columns_or_goes_the_wro
 
 
 def test_gate_decision_lists_every_reason(settings: Settings) -> None:
-    decision = G.decide([G.minimum_rows_gate(5, settings.gates),
-                         G.absolute_gate({"roc_auc": 0.5, "pr_auc": 0.5, "brier": 0.1}, settings.gates)], 3)
+    decision = G.decide(
+        [
+            G.minimum_rows_gate(5, settings.gates),
+            G.absolute_gate({"roc_auc": 0.5, "pr_auc": 0.5, "brier": 0.1}, settings.gates),
+        ],
+        3,
+    )
     assert not decision.passed and decision.champion_version == 3
     assert len(decision.reasons) == 2 and decision.reasons[0].startswith("minimum_training_rows:")
     assert "FAILED: the champion stays" in decision.markdown()

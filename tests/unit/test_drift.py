@@ -23,8 +23,9 @@ def settings() -> Settings:
     return load_settings()
 
 
-def _window(settings: Settings, start: dt.date, days: int, scenario: Scenario | None = None,
-            seed: int | None = None) -> pd.DataFrame:
+def _window(
+    settings: Settings, start: dt.date, days: int, scenario: Scenario | None = None, seed: int | None = None
+) -> pd.DataFrame:
     generator = settings.generator if seed is None else settings.generator.model_copy(update={"seed": seed})
     return pd.concat(generate_window(start, days, settings.dataset, generator, scenario).values(), ignore_index=True)
 
@@ -36,15 +37,25 @@ def _model(settings: Settings, frame: pd.DataFrame):  # type: ignore[no-untyped-
     from sklearn.preprocessing import OneHotEncoder
 
     ds = settings.dataset
-    pre = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), ds.categorical_features)],
-                            remainder="passthrough")
+    pre = ColumnTransformer(
+        [("cat", OneHotEncoder(handle_unknown="ignore"), ds.categorical_features)], remainder="passthrough"
+    )
     model = Pipeline([("pre", pre), ("clf", HistGradientBoostingClassifier(max_iter=60, random_state=0))])
     return model.fit(frame[ds.feature_names], frame[ds.label_column])
 
 
 def _compare(settings: Settings, reference: pd.DataFrame, current: pd.DataFrame, **kwargs) -> drift.DriftReport:  # type: ignore[no-untyped-def]
-    return drift.compare(reference, current, settings.dataset, settings.drift, model_name="churn", model_version="1",
-                         window_start=dt.date(2026, 2, 1), window_end=dt.date(2026, 2, 7), **kwargs)
+    return drift.compare(
+        reference,
+        current,
+        settings.dataset,
+        settings.drift,
+        model_name="churn",
+        model_version="1",
+        window_start=dt.date(2026, 2, 1),
+        window_end=dt.date(2026, 2, 7),
+        **kwargs,
+    )
 
 
 # ---- statistics ---------------------------------------------------------------------------------------------
@@ -117,9 +128,18 @@ def test_per_feature_threshold_override(settings: Settings) -> None:
     scenario = Scenario(covariate_drift=[CovariateDrift(feature="days_since_last_login", start=start, shift=1.0)])
     current = _window(settings, start, 7, scenario)
     lenient = settings.drift.model_copy(
-        update={"per_feature": {"days_since_last_login": FeatureDriftThresholds(psi=50, ks=1.0)}})
-    report = drift.compare(reference, current, settings.dataset, lenient, model_name="churn", model_version="1",
-                           window_start=start, window_end=start)
+        update={"per_feature": {"days_since_last_login": FeatureDriftThresholds(psi=50, ks=1.0)}}
+    )
+    report = drift.compare(
+        reference,
+        current,
+        settings.dataset,
+        lenient,
+        model_name="churn",
+        model_version="1",
+        window_start=start,
+        window_end=start,
+    )
     assert report.verdict == "no_drift"
 
 
@@ -133,14 +153,20 @@ def test_concept_drift_with_labels_flags_performance_decay(settings: Settings) -
 
     test_auc = float(roc_auc_score(holdout[ds.label_column], scores))
     start = dt.date(2026, 2, 15)
-    stable = drift.performance_check(holdout[ds.label_column].to_numpy(), scores, test_auc,
-                                     settings.drift.max_metric_drop, start, start)
+    stable = drift.performance_check(
+        holdout[ds.label_column].to_numpy(), scores, test_auc, settings.drift.max_metric_drop, start, start
+    )
     assert stable is not None and not stable.decayed
 
     labelled = _window(settings, start, 7, Scenario(concept_drift=ConceptDrift(start=start, strength=1.0)))
-    perf = drift.performance_check(labelled[ds.label_column].to_numpy(),
-                                   model.predict_proba(labelled[ds.feature_names])[:, 1], test_auc,
-                                   settings.drift.max_metric_drop, start, start + dt.timedelta(days=6))
+    perf = drift.performance_check(
+        labelled[ds.label_column].to_numpy(),
+        model.predict_proba(labelled[ds.feature_names])[:, 1],
+        test_auc,
+        settings.drift.max_metric_drop,
+        start,
+        start + dt.timedelta(days=6),
+    )
     assert perf is not None and perf.decayed
     # Concept drift leaves the features alone: the verdict is "drift" because of performance only.
     report = _compare(settings, reference, labelled, performance=perf)
@@ -180,8 +206,10 @@ def test_missing_feature_column_is_named() -> None:
 # ---- guardrail logic ----------------------------------------------------------------------------------------
 def test_cooldown_blocks_a_second_retraining_and_expires() -> None:
     t0 = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
-    ledger = [LedgerEntry("suppressed", "churn", (t0 - dt.timedelta(minutes=5)).isoformat(), "r0"),
-              LedgerEntry("started", "churn", t0.isoformat(), "r1")]
+    ledger = [
+        LedgerEntry("suppressed", "churn", (t0 - dt.timedelta(minutes=5)).isoformat(), "r0"),
+        LedgerEntry("started", "churn", t0.isoformat(), "r1"),
+    ]
     cooldown = dt.timedelta(hours=24)
     assert cooldown_decision([], t0, cooldown).allowed
     blocked = cooldown_decision(ledger, t0 + dt.timedelta(hours=1), cooldown)

@@ -30,10 +30,20 @@ def day(n: float) -> pd.Timestamp:
 
 def make_row(entity: int, when: pd.Timestamp, age: int) -> dict[str, object]:
     return {
-        "customer_id": entity, "event_timestamp": when, "age": age, "tenure_months": age - 20,
-        "monthly_charges": age * 1.5, "total_charges": age * 10.25, "support_calls_30d": 1,
-        "avg_session_minutes": 12.5, "days_since_last_login": 2, "num_products": 1,
-        "contract_type": "one_year", "payment_method": "card", "region": "north", "churned": 0,
+        "customer_id": entity,
+        "event_timestamp": when,
+        "age": age,
+        "tenure_months": age - 20,
+        "monthly_charges": age * 1.5,
+        "total_charges": age * 10.25,
+        "support_calls_30d": 1,
+        "avg_session_minutes": 12.5,
+        "days_since_last_login": 2,
+        "num_products": 1,
+        "contract_type": "one_year",
+        "payment_method": "card",
+        "region": "north",
+        "churned": 0,
     }
 
 
@@ -59,14 +69,23 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def training(settings: Settings, rows: list[tuple[int, pd.Timestamp]]) -> pd.DataFrame:
-    entity_df = pd.DataFrame({"customer_id": [e for e, _ in rows], "event_timestamp": [t for _, t in rows],
-                              "churned": np.arange(len(rows)) % 2})
+    entity_df = pd.DataFrame(
+        {
+            "customer_id": [e for e, _ in rows],
+            "event_timestamp": [t for _, t in rows],
+            "churned": np.arange(len(rows)) % 2,
+        }
+    )
     return fsm.build_training_set(settings, entity_df, sync=False)
 
 
 def test_point_in_time_never_leaks_a_later_value(settings: Settings) -> None:
-    label_times = [day(7), day(8) + pd.Timedelta(hours=8), day(10) + pd.Timedelta(hours=8),
-                   day(10) + pd.Timedelta(hours=9)]
+    label_times = [
+        day(7),
+        day(8) + pd.Timedelta(hours=8),
+        day(10) + pd.Timedelta(hours=8),
+        day(10) + pd.Timedelta(hours=9),
+    ]
     out = training(settings, [(1, t) for t in label_times])
     # days 7 and 8 see the day-5 value; one hour before the day-10 row nothing is visible (day 5 expired, day 10
     # is in the future: it must not leak); at the exact timestamp of the day-10 row it is visible.
@@ -76,8 +95,9 @@ def test_point_in_time_never_leaks_a_later_value(settings: Settings) -> None:
 
 
 def test_values_older_than_ttl_are_null(settings: Settings) -> None:
-    out = training(settings, [(2, day(1) + pd.Timedelta(hours=13)), (2, day(1 + TTL_DAYS) + pd.Timedelta(hours=13)),
-                              (1, day(9))])
+    out = training(
+        settings, [(2, day(1) + pd.Timedelta(hours=13)), (2, day(1 + TTL_DAYS) + pd.Timedelta(hours=13)), (1, day(9))]
+    )
     assert out.loc[0, "age"] == 40
     assert pd.isna(out.loc[1, "age"])  # the only value is older than the TTL
     assert pd.isna(out.loc[2, "age"])  # entity 1's day-5 value expired by day 9 (TTL 3 days)
@@ -159,7 +179,8 @@ def test_fast_conversion_matches_feast_converter(settings: Settings) -> None:
     for mine, theirs in zip(fast, reference, strict=True):
         assert mine[0] == theirs[0]
         assert {k: v.SerializeToString() for k, v in mine[1].items()} == {
-            k: v.SerializeToString() for k, v in theirs[1].items()}
+            k: v.SerializeToString() for k, v in theirs[1].items()
+        }
         assert mine[2] == theirs[2]
 
 
@@ -186,8 +207,9 @@ def test_encoded_cells_and_keys_are_feasts_bytes(settings: Settings) -> None:
 
 
 def test_unknown_feature_service_is_named(settings: Settings) -> None:
-    other = settings.model_copy(update={"features": settings.features.model_copy(
-        update={"feature_service": "churn_v9"})})
+    other = settings.model_copy(
+        update={"features": settings.features.model_copy(update={"feature_service": "churn_v9"})}
+    )
     with pytest.raises(fsm.FeatureStoreError, match="churn_v9.*declared"):
         fsm.apply_definitions(other)
 
@@ -198,8 +220,9 @@ def test_prod_profile_uses_redis_and_a_sql_registry_from_the_environment(tmp_pat
     with pytest.raises(fsm.FeatureStoreError, match=r"features.registry_url \(CONVEYOR_FEATURES__REGISTRY_URL"):
         fsm.repo_config(prod)
     url = "postgresql+psycopg://feast:s3cr3t-pw@db.internal:5432/feast"
-    prod = prod.model_copy(update={"features": prod.features.model_copy(
-        update={"state_dir": tmp_path, "registry_url": SecretStr(url)})})
+    prod = prod.model_copy(
+        update={"features": prod.features.model_copy(update={"state_dir": tmp_path, "registry_url": SecretStr(url)})}
+    )
     config = fsm.repo_config(prod)
     assert config.online_store.type == "redis"
     assert config.online_store.connection_string == prod.features.redis_connection_string
@@ -223,8 +246,12 @@ def test_online_rows_keep_feasts_layout(settings: Settings) -> None:
     fsm.materialize_window(settings, day(0), day(11), sync=False)
     assert settings.features.state_dir is not None
     with sqlite3.connect(settings.features.state_dir / "online.db") as conn:
-        rows = conn.execute("SELECT feature_name, value_text, event_ts FROM conveyor_churn_features "
-                            "WHERE feature_name IN ('age', 'region') ORDER BY event_ts DESC, feature_name").fetchall()
+        rows = conn.execute(
+            "SELECT feature_name, value_text, event_ts FROM conveyor_churn_features "
+            "WHERE feature_name IN ('age', 'region') ORDER BY event_ts DESC, feature_name"
+        ).fetchall()
     # value_text (Feast's text filters read it) and epoch-second event_ts, as the stock store writes them.
-    assert rows[:2] == [("age", "32", int((day(10) + pd.Timedelta(hours=9)).timestamp())),
-                        ("region", "north", int((day(10) + pd.Timedelta(hours=9)).timestamp()))]
+    assert rows[:2] == [
+        ("age", "32", int((day(10) + pd.Timedelta(hours=9)).timestamp())),
+        ("region", "north", int((day(10) + pd.Timedelta(hours=9)).timestamp())),
+    ]

@@ -18,7 +18,7 @@ def busy_server() -> Iterator[tuple[str, dict[str, int]]]:
     state = {"busy": 0, "requests": 0}
 
     class Handler(QuietHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             state["requests"] += 1
             busy = state["requests"] <= state["busy"]

@@ -34,17 +34,25 @@ def test_clean_chunk_takes_the_fast_path_and_scores_every_row(settings: Settings
     pd.testing.assert_series_equal(checked.entities, frame["customer_id"])
 
 
-@pytest.mark.parametrize(("kind", "column", "counted_as"), [
-    ("out_of_range", "age", "invalid"),
-    ("out_of_range", "region", "invalid"),
-    ("wrong_type", "tenure_months", "invalid"),
-    ("duplicate_keys", None, "invalid"),
-    ("nulls", "monthly_charges", "missing_features"),
-])
-def test_every_fault_leaves_the_fast_path_and_is_counted(settings: Settings, frame: pd.DataFrame, kind: str,
-                                                         column: str | None, counted_as: str) -> None:
-    broken = inject_fault(frame, settings.dataset, Fault(kind=kind, column=column, fraction=0.01),  # type: ignore[arg-type]
-                          np.random.default_rng(0))
+@pytest.mark.parametrize(
+    ("kind", "column", "counted_as"),
+    [
+        ("out_of_range", "age", "invalid"),
+        ("out_of_range", "region", "invalid"),
+        ("wrong_type", "tenure_months", "invalid"),
+        ("duplicate_keys", None, "invalid"),
+        ("nulls", "monthly_charges", "missing_features"),
+    ],
+)
+def test_every_fault_leaves_the_fast_path_and_is_counted(
+    settings: Settings, frame: pd.DataFrame, kind: str, column: str | None, counted_as: str
+) -> None:
+    broken = inject_fault(
+        frame,
+        settings.dataset,
+        Fault(kind=kind, column=column, fraction=0.01),  # type: ignore[arg-type]
+        np.random.default_rng(0),
+    )
     expected = 20
     if kind != "wrong_type":  # a column of mixed text is not an arrow column: pandas path only
         assert not _arrow_clean(pa.Table.from_pandas(broken, preserve_index=False), settings.dataset)

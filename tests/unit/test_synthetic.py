@@ -102,8 +102,7 @@ def test_fault_out_of_range(settings: Settings) -> None:
 
 
 def test_fault_wrong_type(settings: Settings) -> None:
-    frame = _day(settings, Scenario(faults=[Fault(kind="wrong_type", column="tenure_months", fraction=0.01)]),
-                 n=5000)
+    frame = _day(settings, Scenario(faults=[Fault(kind="wrong_type", column="tenure_months", fraction=0.01)]), n=5000)
     assert frame["tenure_months"].dtype == object
     assert (frame["tenure_months"] == "n/a").sum() == 50
 

@@ -10,10 +10,25 @@ from tasks.training import unchanged_champion
 
 def _version(**changes: Any) -> ModelVersion:
     fields: dict[str, Any] = dict(
-        model_name="churn", version=3, created_at="2026-05-01T00:00:00+00:00", artifact_key="k", sha256="s",
-        reference_key="r", reference_sha256="rs", files={}, metrics={}, gates={"passed": True},
-        training_window={}, feature_service="churn_v1", feature_names=["age"], data_fingerprint="f" * 64,
-        params={}, model_config_name="default", code_version="abc123", library_versions={}, registered_by="t",
+        model_name="churn",
+        version=3,
+        created_at="2026-05-01T00:00:00+00:00",
+        artifact_key="k",
+        sha256="s",
+        reference_key="r",
+        reference_sha256="rs",
+        files={},
+        metrics={},
+        gates={"passed": True},
+        training_window={},
+        feature_service="churn_v1",
+        feature_names=["age"],
+        data_fingerprint="f" * 64,
+        params={},
+        model_config_name="default",
+        code_version="abc123",
+        library_versions={},
+        registered_by="t",
     )
     fields.update(changes)
     return ModelVersion(**fields)

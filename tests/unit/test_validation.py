@@ -19,16 +19,31 @@ AS_OF = dt.datetime(2026, 2, 2, tzinfo=dt.UTC)
 
 FAULTS = {
     "nulls": (Fault(kind="nulls", column="age", fraction=0.05), "age", "expect_column_values_to_not_be_null"),
-    "out_of_range": (Fault(kind="out_of_range", column="monthly_charges", fraction=0.05), "monthly_charges",
-                     "expect_column_values_to_be_between"),
-    "out_of_set": (Fault(kind="out_of_range", column="region", fraction=0.05), "region",
-                   "expect_column_values_to_be_in_set"),
-    "wrong_type": (Fault(kind="wrong_type", column="tenure_months", fraction=0.05), "tenure_months",
-                   "expect_column_values_to_be_in_type_list"),
-    "missing_column": (Fault(kind="missing_column", column="payment_method"), "payment_method",
-                       "expect_column_to_exist"),
-    "duplicate_keys": (Fault(kind="duplicate_keys", fraction=0.05), "customer_id,event_timestamp",
-                       "expect_compound_columns_to_be_unique"),
+    "out_of_range": (
+        Fault(kind="out_of_range", column="monthly_charges", fraction=0.05),
+        "monthly_charges",
+        "expect_column_values_to_be_between",
+    ),
+    "out_of_set": (
+        Fault(kind="out_of_range", column="region", fraction=0.05),
+        "region",
+        "expect_column_values_to_be_in_set",
+    ),
+    "wrong_type": (
+        Fault(kind="wrong_type", column="tenure_months", fraction=0.05),
+        "tenure_months",
+        "expect_column_values_to_be_in_type_list",
+    ),
+    "missing_column": (
+        Fault(kind="missing_column", column="payment_method"),
+        "payment_method",
+        "expect_column_to_exist",
+    ),
+    "duplicate_keys": (
+        Fault(kind="duplicate_keys", fraction=0.05),
+        "customer_id,event_timestamp",
+        "expect_compound_columns_to_be_unique",
+    ),
 }
 
 
@@ -124,8 +139,10 @@ def test_stale_and_empty_batches_fail(settings: Settings) -> None:
     assert "event_timestamp" in failure_message(stale, "k", "s3://q/")
     assert validate_frame(frame, "raw", settings, batch_key="dt=2026-02-01").passed  # as_of from the key
     empty = validate_frame(frame.iloc[:0], "raw", settings, as_of=AS_OF)
-    assert {o.expectation for o in empty.failed} == {"expect_table_row_count_to_be_between",
-                                                     "expect_column_max_to_be_between"}
+    assert {o.expectation for o in empty.failed} == {
+        "expect_table_row_count_to_be_between",
+        "expect_column_max_to_be_between",
+    }
 
 
 def test_as_of_resolution() -> None:
@@ -137,9 +154,13 @@ def test_as_of_resolution() -> None:
 
 
 def test_row_split_accounts_for_every_row_and_repairs_text_numbers(settings: Settings) -> None:
-    scenario = Scenario(faults=[Fault(kind="out_of_range", column="age", fraction=0.03),
-                                Fault(kind="wrong_type", column="tenure_months", fraction=0.02),
-                                Fault(kind="duplicate_keys", fraction=0.01)])
+    scenario = Scenario(
+        faults=[
+            Fault(kind="out_of_range", column="age", fraction=0.03),
+            Fault(kind="wrong_type", column="tenure_months", fraction=0.02),
+            Fault(kind="duplicate_keys", fraction=0.01),
+        ]
+    )
     frame = generate_day(DAY, settings.dataset, settings.generator, scenario)
     suite = load_suite(settings, "raw")
     _, bad = evaluate_fast(frame, suite, suite_parameters(suite, AS_OF), 0)
@@ -157,10 +178,13 @@ def test_object_codes_match_factorize_on_parquet_read_text(settings: Settings) -
     from tasks.expectations import object_codes
     from tasks.object_store import dataframe_to_parquet_bytes
 
-    faults = [Fault(kind="nulls", column="region", fraction=0.1), Fault(kind="out_of_range", column="region",
-                                                                         fraction=0.05)]
-    frame = generate_day(DAY, settings.dataset, settings.generator, Scenario(faults=faults), snapshot=True,
-                         n_entities=20_000)
+    faults = [
+        Fault(kind="nulls", column="region", fraction=0.1),
+        Fault(kind="out_of_range", column="region", fraction=0.05),
+    ]
+    frame = generate_day(
+        DAY, settings.dataset, settings.generator, Scenario(faults=faults), snapshot=True, n_entities=20_000
+    )
     for column in (frame["region"], pd.read_parquet(io.BytesIO(dataframe_to_parquet_bytes(frame)))["region"]):
         codes, uniques = object_codes(column)
         expected_codes, expected_uniques = pd.factorize(column, use_na_sentinel=True)
@@ -185,10 +209,19 @@ def test_duplicated_rows_matches_pandas() -> None:
 def test_duplicated_rows_matches_pandas_on_event_data(settings: Settings, order: str) -> None:
     from tasks.expectations import duplicated_rows
 
-    frame = generate_day(DAY, settings.dataset, settings.generator,
-                         Scenario(faults=[Fault(kind="duplicate_keys", fraction=0.1)]), snapshot=True, n_entities=5000)
-    frame = frame.sort_values(settings.dataset.timestamp_column) if order == "sorted" else frame.sample(frac=1.0,
-                                                                                                        random_state=1)
+    frame = generate_day(
+        DAY,
+        settings.dataset,
+        settings.generator,
+        Scenario(faults=[Fault(kind="duplicate_keys", fraction=0.1)]),
+        snapshot=True,
+        n_entities=5000,
+    )
+    frame = (
+        frame.sort_values(settings.dataset.timestamp_column)
+        if order == "sorted"
+        else frame.sample(frac=1.0, random_state=1)
+    )
     keys = frame[[settings.dataset.entity_column, settings.dataset.timestamp_column]].reset_index(drop=True)
     expected = keys.duplicated(keep=False).to_numpy()
     assert expected.sum() == 1000
