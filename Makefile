@@ -58,7 +58,9 @@ status: install
 	$(VENV)/bin/conveyor stack status
 
 lint: install
-	$(VENV)/bin/ruff check flows tasks configs tests bench
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check conveyor flows tasks configs tests bench feature_repo
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
 ## clean-local: stop the stack and delete its data (.local/)

@@ -12,12 +12,13 @@ for the baseline.
 Variants, each in its own subprocess (peak RSS = that process's ru_maxrss):
   plain   read every input part from S3 -> pandas -> predict_proba -> write parquet (entity, score, decision)
           -> PUT. Nothing else: no validation, no checksum, no manifest, no Prefect.
-  engine  tasks.scoring.score_partition without Prefect (chunked, checks, checksums, manifest, atomic publish).
+  engine  conveyor.services.scoring.score_partition without Prefect (chunked, checks, checksums, manifest,
+          atomic publish).
   flow    flows.batch_inference.batch_inference as a Prefect flow run against the private server: resolve +
           load the champion from the registry (SHA-256 verified), one score-partition task (everything the
           engine does + GX sample suite when present), artifacts.
-  flow-stock  the same flow on Prefect's own sync engine, without flows/prefect_fixes.py (the engine waits for
-          its heartbeat thread's 1 s sleep at the end of the run): what that fix is worth, in the same run.
+  flow-stock  the same flow on Prefect's own sync engine, without conveyor/adapters/prefect_fixes.py (the engine
+          waits for its heartbeat thread's 1 s sleep at the end of the run): what that fix is worth, in the same run.
 `work` is the time of the work inside the process; `startup` is the rest of the process's wall time
 (interpreter start, imports, teardown), reported separately.
 """
@@ -93,7 +94,7 @@ def child_plain(rows: int) -> None:
     import pyarrow.parquet as pq
 
     from configs.settings import load_settings
-    from tasks.object_store import ObjectStore
+    from conveyor.adapters.object_store import ObjectStore
 
     imports = time.perf_counter() - T_START
     started = _start_work()
@@ -119,9 +120,9 @@ def child_plain(rows: int) -> None:
 
 def child_engine(rows: int) -> None:
     from configs.settings import load_settings
-    from tasks.batch_inference import load_scoring_model, resolve_model
-    from tasks.object_store import ObjectStore
-    from tasks.scoring import PublishedParquetSource, score_partition
+    from conveyor.adapters.object_store import ObjectStore
+    from conveyor.services.batch_inference import load_scoring_model, resolve_model
+    from conveyor.services.scoring import PublishedParquetSource, score_partition
 
     imports = time.perf_counter() - T_START
     started = _start_work()
@@ -160,7 +161,7 @@ def train_model(settings: Any) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OrdinalEncoder
 
-    from tasks.synthetic import generate_day
+    from conveyor.demo.synthetic import generate_day
 
     ds = settings.dataset
     frame = generate_day(dt.date(2026, 2, 1), ds, settings.generator, snapshot=True, n_entities=50_000)
@@ -184,7 +185,7 @@ def register_champion(store: Any, settings: Any) -> str:
 
     import joblib
 
-    from tasks.registry import ModelMetadata, ModelRegistry
+    from conveyor.adapters.registry import ModelMetadata, ModelRegistry
 
     model, frame = train_model(settings)
     buffer = io.BytesIO()
@@ -209,7 +210,7 @@ def register_champion(store: Any, settings: Any) -> str:
 
 def publish_input(store: Any, settings: Any, rows: int) -> float:
     """Generate `rows` feature rows in 1e6-row chunks and publish them as one input partition."""
-    from tasks.synthetic import generate_day
+    from conveyor.demo.synthetic import generate_day
 
     started = time.perf_counter()
     ds = settings.dataset
@@ -264,15 +265,15 @@ def main() -> int:
         return 0
 
     from configs.settings import TELEMETRY_OFF_ENV
-    from tasks.local_stack import private_stack_env
+    from conveyor.ops.local_stack import private_stack_env
 
     sizes = args.rows or [1_000_000, 10_000_000]
     state = Path(tempfile.mkdtemp(prefix="conveyor-bench-bi-"))
     env = {**TELEMETRY_OFF_ENV, **private_stack_env(state, bucket="conveyor-bench")}
     os.environ.update(env)
     from configs.settings import load_settings
-    from tasks.local_stack import LocalStack
-    from tasks.object_store import ObjectStore
+    from conveyor.adapters.object_store import ObjectStore
+    from conveyor.ops.local_stack import LocalStack
 
     stack = LocalStack(load_settings())
     load_at_start = os.getloadavg()

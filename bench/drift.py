@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from configs.settings import load_settings
-from tasks import drift
-from tasks.synthetic import CovariateDrift, Scenario, generate_day
+from conveyor.demo.synthetic import CovariateDrift, Scenario, generate_day
+from conveyor.domain import drift
 
 
 def best_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]

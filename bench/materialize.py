@@ -11,7 +11,7 @@ reports its own peak RSS (getrusage ru_maxrss) and wall time of the materialize 
 Variants:
   stock        FeatureStore.materialize, stock SQLite online store, default materialization config
   stock+knobs  FeatureStore.materialize, stock SQLite online store, online_write_batch_size + pull_latest_features
-  conveyor     tasks.feature_store.materialize_window (time slices, batches, BatchedSqliteOnlineStore)
+  conveyor     conveyor.adapters.feature_store.materialize_window (time slices, batches, BatchedSqliteOnlineStore)
 Retrieval: build_training_set (Feast duckdb point-in-time join) for N entity rows vs a pd.merge_asof baseline.
 """
 
@@ -88,7 +88,7 @@ def make_repo(work: Path, variant: str) -> None:
     repo = work / f"repo-{variant}"
     repo.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "feature_repo" / "definitions.py", repo / "definitions.py")
-    online = "tasks.feature_store.BatchedSqliteOnlineStore" if variant == "conveyor" else "sqlite"
+    online = "conveyor.adapters.feast_online_store.BatchedSqliteOnlineStore" if variant == "conveyor" else "sqlite"
     knobs = "materialization: {online_write_batch_size: 20000, pull_latest_features: true}"
     knobs = "" if variant == "stock" else knobs
     (repo / "feature_store.yaml").write_text(STORE_YAML.format(online=online, materialization=knobs))
@@ -96,7 +96,7 @@ def make_repo(work: Path, variant: str) -> None:
 
 def make_data(work: Path, entities: int, rows_per_day: int, seed: int = 7) -> int:
     """Write the offline partitions once (shared by every variant via a symlink). Returns the number of days."""
-    from tasks import feature_store as fsm
+    from conveyor.adapters import feature_store as fsm
 
     settings = bench_settings(work, "data")
     rng = np.random.default_rng(seed)
@@ -126,7 +126,7 @@ def _cpu() -> float:
 
 def worker(work: Path, variant: str, days: int, entities: int) -> dict[str, Any]:
     """Runs in a subprocess: apply, materialize the whole window, spot-check online values, report."""
-    from tasks import feature_store as fsm
+    from conveyor.adapters import feature_store as fsm
 
     settings = bench_settings(work, variant)
     state = settings.features.state_dir
@@ -167,7 +167,7 @@ def worker(work: Path, variant: str, days: int, entities: int) -> dict[str, Any]
 
 def retrieval(settings: Settings, work: Path, rows: int, days: int) -> dict[str, Any]:
     """Point-in-time training set for `rows` entity rows: Feast (duckdb) vs pd.merge_asof on the same data."""
-    from tasks import feature_store as fsm
+    from conveyor.adapters import feature_store as fsm
 
     rng = np.random.default_rng(11)
     horizon_us = days * 86_400_000_000

@@ -36,10 +36,10 @@ def plain(settings: Any, start: dt.date, end: dt.date, config: str, threads: int
     OpenMP cap (None: the libraries' default, every core)."""
     from threadpoolctl import threadpool_limits
 
-    from tasks.gates import classification_metrics
-    from tasks.object_store import ObjectStore
-    from tasks.raw_data import read_raw_window
-    from tasks.training import build_pipeline, time_split
+    from conveyor.adapters.object_store import ObjectStore
+    from conveyor.adapters.raw_data import read_raw_window
+    from conveyor.domain.gates import classification_metrics
+    from conveyor.services.training import build_pipeline, time_split
 
     ds, cfg = settings.dataset, settings.training
     t0 = time.perf_counter()
@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--model-config", default=None, help="training.models entry (default: the configured one)")
     args = parser.parse_args()
 
-    from tasks.local_stack import private_stack_env
+    from conveyor.ops.local_stack import private_stack_env
 
     state_dir = Path(tempfile.mkdtemp(prefix="conveyor-training-bench-"))
     os.environ.update(private_stack_env(state_dir, bucket="conveyor-bench"))
@@ -80,16 +80,16 @@ def main() -> int:
     from configs.settings import TELEMETRY_OFF_ENV, load_settings
 
     os.environ.update(TELEMETRY_OFF_ENV)
-    from tasks.local_stack import LocalStack
+    from conveyor.ops.local_stack import LocalStack
 
     stack = LocalStack(load_settings())
     try:
         stack.up()
         os.environ.update(stack.client_env())
         settings = load_settings()
+        from conveyor.adapters.object_store import ObjectStore
+        from conveyor.services.ingest import land_synthetic
         from flows.training import training
-        from tasks.ingest import land_synthetic
-        from tasks.object_store import ObjectStore
 
         days = args.days or settings.generator.days
         start = settings.generator.start_date
@@ -178,7 +178,7 @@ def main() -> int:
 
 
 def _scenario() -> Any:
-    from tasks.synthetic import Scenario
+    from conveyor.demo.synthetic import Scenario
 
     return Scenario()
 

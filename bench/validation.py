@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 from configs.settings import TELEMETRY_OFF_ENV, Settings, load_settings
-from tasks.object_store import dataframe_to_parquet_bytes
-from tasks.synthetic import generate_day
-from tasks.validation import validate_frame
+from conveyor.adapters.object_store import dataframe_to_parquet_bytes
+from conveyor.demo.synthetic import generate_day
+from conveyor.services.validation import validate_frame
 
 DAY = dt.date(2026, 2, 1)
 AS_OF = dt.datetime(2026, 2, 2, tzinfo=dt.UTC)
@@ -108,7 +108,7 @@ def main() -> None:
     # Import GX once before timing so that its ~3 s import is not billed to the first size.
     import great_expectations  # noqa: F401
 
-    import tasks.gx_validation  # noqa: F401
+    import conveyor.adapters.gx_validation  # noqa: F401
 
     with tempfile.TemporaryDirectory() as tmp:
         results = [

@@ -168,7 +168,7 @@ class PrefectConfig(_Strict):
 
 
 class NotificationsConfig(_Strict):
-    """Where a failed run or a refused gate is reported (tasks/notify.py)."""
+    """Where a failed run or a refused gate is reported (conveyor/adapters/notify.py)."""
 
     # Apprise URLs (slack://..., mailto://..., json://host/path); they hold tokens: set them from the
     # environment (CONVEYOR_NOTIFICATIONS__APPRISE_URLS='["slack://T/B/C"]'), never in the repo.
@@ -224,7 +224,8 @@ class FeatureDriftThresholds(_Strict):
 
 
 class DriftConfig(_Strict):
-    """Drift monitor (tasks/drift.py, flows/drift_monitor.py). A feature drifts when PSI or KS exceeds its threshold."""
+    """Drift monitor (conveyor/domain/drift.py, flows/drift_monitor.py). A feature drifts when PSI or KS exceeds
+    its threshold."""
 
     psi_threshold: float = Field(default=0.2, gt=0)
     ks_threshold: float = Field(default=0.1, gt=0, le=1)
@@ -261,7 +262,7 @@ class ModelSpec(_Strict):
 
 
 class TrainingConfig(_Strict):
-    """Training (tasks/training.py, flows/training.py) and the model registry (tasks/registry.py)."""
+    """Training (tasks/training.py, flows/training.py) and the model registry (conveyor/adapters/registry.py)."""
 
     model_name: str = Field(default="churn", pattern=r"^[a-z][a-z0-9_-]*$", description="registry model name")
     model_config_name: str = Field(default="default", description="entry of `models` used when the flow names none")
@@ -284,7 +285,7 @@ class TrainingConfig(_Strict):
 
 
 class FeaturesConfig(_Strict):
-    """The Feast feature store (tasks/feature_store.py, declarations in feature_repo/)."""
+    """The Feast feature store (conveyor/adapters/feature_store.py, declarations in feature_repo/)."""
 
     project: str = Field(default="conveyor", pattern=r"^[a-z][a-z0-9_]*$")
     feature_service: str = Field(default="churn_v1", description="FeatureService used when none is named")
@@ -304,7 +305,7 @@ class FeaturesConfig(_Strict):
 
 
 class ScoringConfig(_Strict):
-    """Batch inference (flows/batch_inference.py, tasks/scoring.py)."""
+    """Batch inference (flows/batch_inference.py, conveyor/services/scoring.py)."""
 
     model_name: str = Field(default="churn", description="registry model scored when the flow names none")
     chunk_rows: int = Field(default=500_000, ge=1_000, description="rows in memory per chunk, whatever the input")

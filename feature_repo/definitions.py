@@ -1,6 +1,6 @@
 """Feast declarations for Conveyor: the entity, the offline source, the feature view and the feature services.
 
-Declarations only: `tasks/feature_store.py` calls `definitions(...)` and applies the result from Python. The
+Declarations only: `conveyor/adapters/feature_store.py` calls `definitions(...)` and applies the result from Python. The
 schema is derived from `configs/dataset.yaml` (entity, timestamp and feature columns with their types), so a
 new dataset needs no edit here unless it needs a different feature set per model version.
 """

@@ -15,8 +15,10 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from configs.settings import load_settings
-from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
-from flows.runtime import current_run_id
+from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
+from conveyor.adapters.notify import notify_on_failure
+from conveyor.adapters.prefect_runtime import current_run_id
+from conveyor.services.scoring import PartitionResult
 from tasks.batch_inference import (
     publish_summary,
     resolve_model_task,
@@ -24,8 +26,6 @@ from tasks.batch_inference import (
     scoring_task_runner,
     sweep_staging_task,
 )
-from tasks.notify import notify_on_failure
-from tasks.scoring import PartitionResult
 
 
 @dataclass(frozen=True)

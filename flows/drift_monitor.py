@@ -10,10 +10,10 @@ from prefect import flow
 from pydantic import Field
 
 from configs.settings import load_settings
-from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
-from tasks.drift import DriftReport
+from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
+from conveyor.adapters.notify import notify_on_failure
+from conveyor.domain.drift import DriftReport
 from tasks.monitoring import check_drift, emit_drift_detected
-from tasks.notify import notify_on_failure
 
 
 @flow(

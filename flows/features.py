@@ -7,8 +7,9 @@ import datetime as dt
 from prefect import flow
 
 from configs.settings import load_settings
-from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
-from tasks.feature_store import SkewReport, apply_feature_definitions, check_feature_skew, materialize_features
+from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
+from conveyor.adapters.feature_store import SkewReport
+from tasks.features import apply_feature_definitions, check_feature_skew, materialize_features
 
 
 @flow(

@@ -9,11 +9,12 @@ from prefect import flow
 from pydantic import Field
 
 from configs.settings import load_settings
-from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
-from flows.runtime import current_run_id
-from tasks.ingest import LandedData, land_raw_data
-from tasks.notify import notify_on_failure
-from tasks.synthetic import Scenario
+from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
+from conveyor.adapters.notify import notify_on_failure
+from conveyor.adapters.prefect_runtime import current_run_id
+from conveyor.demo.synthetic import Scenario
+from conveyor.services.ingest import LandedData
+from tasks.ingest import land_raw_data
 
 
 @flow(

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 from prefect import flow
 
-from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
+from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
+from conveyor.adapters.feature_store import SkewReport
+from conveyor.services.ingest import LandedData
+from conveyor.services.training import TrainingOutcome
 from flows.batch_inference import BatchInferenceResult, batch_inference
 from flows.features import refresh_features
 from flows.ingest import ingest
 from flows.training import training
-from tasks.feature_store import SkewReport
-from tasks.ingest import LandedData
-from tasks.training import TrainingOutcome
 
 
 @dataclass(frozen=True)

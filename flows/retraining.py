@@ -10,18 +10,11 @@ from prefect import flow
 from pydantic import Field
 
 from configs.settings import load_settings
-from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
-from flows.runtime import current_run_id
-from tasks.notify import notify_on_failure
-from tasks.retraining import (
-    RetrainingOutcome,
-    await_approval,
-    claim_retraining,
-    finish_retraining,
-    retraining_slot,
-    suppress_busy,
-    training_window,
-)
+from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
+from conveyor.adapters.notify import notify_on_failure
+from conveyor.adapters.prefect_runtime import current_run_id
+from conveyor.services.retraining import RetrainingOutcome, training_window
+from tasks.retraining import await_approval, claim_retraining, finish_retraining, retraining_slot, suppress_busy
 
 
 @flow(
@@ -55,5 +48,6 @@ def retraining(
             start_date=start, end_date=end, model_name=model_name, promote=not settings.retraining.require_approval
         )
         if settings.retraining.require_approval and outcome.version is not None:
-            outcome = await_approval(settings, model_name, outcome)
+            decided = await_approval(settings, model_name, outcome)
+            return finish_retraining(settings, model_name, run_id, trigger_event_id, decided)
         return finish_retraining(settings, model_name, run_id, trigger_event_id, outcome)

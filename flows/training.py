@@ -10,19 +10,16 @@ from prefect import flow
 from pydantic import Field
 
 from configs.settings import load_settings
-from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
-from flows.runtime import current_run_id
-from tasks.feature_store import apply_feature_definitions, build_training_set_task
-from tasks.notify import notify_on_failure
+from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
+from conveyor.adapters.notify import notify_on_failure
+from conveyor.adapters.prefect_runtime import current_run_id
+from conveyor.services.training import StepTimer, TrainingOutcome, entity_rows, resolve_window
+from tasks.features import apply_feature_definitions, build_training_set_task
 from tasks.training import (
-    StepTimer,
-    TrainingOutcome,
-    entity_rows,
     finish,
     promote_candidate,
     read_training_window,
     register_candidate,
-    resolve_window,
     run_gates,
     skip_if_unchanged,
     train_candidate,

@@ -7,11 +7,12 @@ import datetime as dt
 from prefect import flow
 
 from configs.settings import load_settings
-from flows import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
-from flows.runtime import current_run_id
-from tasks.object_store import ObjectStore
-from tasks.raw_data import published_days
-from tasks.validation import DataValidationError, validate_raw_partition
+from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.prefect_runtime import current_run_id
+from conveyor.adapters.raw_data import published_days
+from conveyor.services.validation import DataValidationError
+from tasks.validation import validate_raw_partition
 
 
 @flow(name="validate-raw", description="Validate raw daily partitions against configs/expectations/raw.json.")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from configs.settings import TELEMETRY_OFF_ENV, Settings, load_settings
-from tasks.local_stack import free_port, private_stack_env
+from conveyor.ops.local_stack import free_port, private_stack_env
 
 for _key, _value in TELEMETRY_OFF_ENV.items():
     os.environ.setdefault(_key, _value)
@@ -40,7 +40,7 @@ def test_settings(stack_env: dict[str, str]) -> Settings:
 @pytest.fixture(scope="session")
 def s3_server(test_settings: Settings) -> Iterator[Settings]:
     """A real SeaweedFS S3 server (SigV4 enforced) for this test session."""
-    from tasks.local_stack import LocalStack
+    from conveyor.ops.local_stack import LocalStack
 
     stack = LocalStack(test_settings)
     stack.up(services=("s3",))
@@ -51,7 +51,7 @@ def s3_server(test_settings: Settings) -> Iterator[Settings]:
 @pytest.fixture
 def store(s3_server: Settings):  # type: ignore[no-untyped-def]
     """An ObjectStore on a fresh bucket of the session's S3 server (created on first write)."""
-    from tasks.object_store import ObjectStore
+    from conveyor.adapters.object_store import ObjectStore
 
     config = s3_server.storage.model_copy(update={"bucket": f"t-{uuid.uuid4().hex[:12]}"})
     return ObjectStore(config)
@@ -99,7 +99,7 @@ def served_stack(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) 
     import subprocess
     import sys
 
-    from tasks.local_stack import LocalStack
+    from conveyor.ops.local_stack import LocalStack
 
     port = free_port()
     overrides = {

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from configs.settings import load_settings
-from tasks.ingest import land_synthetic
-from tasks.local_stack import LocalStack
-from tasks.object_store import ObjectStore
-from tasks.synthetic import Scenario
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.demo.synthetic import Scenario
+from conveyor.ops.local_stack import LocalStack
+from conveyor.services.ingest import land_synthetic
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.local_stack import free_port, stop_process_group
+from conveyor.ops.local_stack import free_port, stop_process_group
 
 
 def _wait_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:

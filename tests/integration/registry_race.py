@@ -8,8 +8,8 @@ from typing import Any
 def promote_in_process(storage_json: str, model: str, version: int, base: int, barrier: Any, results: Any) -> None:
     """Runs in a separate interpreter: its own settings, S3 client and connection pool."""
     from configs.settings import StorageConfig, load_settings
-    from tasks.object_store import ObjectStore
-    from tasks.registry import ModelRegistry, PromotionConflict
+    from conveyor.adapters.object_store import ObjectStore
+    from conveyor.adapters.registry import ModelRegistry, PromotionConflict
 
     registry = ModelRegistry(ObjectStore(StorageConfig.model_validate_json(storage_json)), load_settings())
     registry.champion_version(model)  # warm up (connection) before the start line

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 from configs.settings import Settings, load_settings
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.registry import ModelMetadata, ModelRegistry, TamperedArtifact
+from conveyor.demo.synthetic import Scenario, generate_day
+from conveyor.services.ingest import land_synthetic
+from conveyor.services.scoring import predictions_prefix, shadow_prefix
 from flows.batch_inference import batch_inference
-from tasks.ingest import land_synthetic
-from tasks.object_store import ObjectStore
-from tasks.registry import ModelMetadata, ModelRegistry, TamperedArtifact
-from tasks.scoring import predictions_prefix, shadow_prefix
-from tasks.synthetic import Scenario, generate_day
 from tests.integration.test_scoring import train_model
 
 pytestmark = pytest.mark.integration
@@ -112,7 +112,7 @@ def test_flow_fetches_features_through_the_feature_service(
     s3_server: Settings, prefect_harness: None, models: tuple[str, int, int]
 ) -> None:
     """No snapshot given: entities seen in raw data, Feast point-in-time features as of the end of the day."""
-    from tasks.feature_store import apply_definitions, build_training_set
+    from conveyor.adapters.feature_store import apply_definitions, build_training_set
 
     name, champion, _ = models
     settings = load_settings()

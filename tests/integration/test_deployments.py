@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from configs.settings import load_settings
-from tasks.local_stack import LocalStack
-from tasks.object_store import ObjectStore
-from tasks.prefect_api import TERMINAL_STATES, wait_for
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.prefect_api import TERMINAL_STATES, wait_for
+from conveyor.ops.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -176,7 +176,7 @@ def test_a_flow_run_whose_heartbeats_stop_is_marked_crashed(served_stack: LocalS
     """`conveyor deploy` installed the zombie-run automation (3 missed heartbeats of 180 s). The same trigger with
     a 10 s window, scoped to two probe runs (so no real run of this server can be hit), is evaluated by the real
     server: the run that went silent after a heartbeat is marked Crashed; the one that completed is left alone."""
-    from tasks.prefect_api import ZOMBIE_AUTOMATION, api_client, zombie_automation
+    from conveyor.adapters.prefect_api import ZOMBIE_AUTOMATION, api_client, zombie_automation
 
     status, automations = served_stack.api("POST", "/automations/filter", {})
     installed = [a for a in automations if a["name"] == ZOMBIE_AUTOMATION]  # type: ignore[union-attr]

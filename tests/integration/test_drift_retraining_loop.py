@@ -22,10 +22,8 @@ import httpx
 import pytest
 
 from configs.settings import Settings, load_settings
-from tasks.ingest import land_synthetic
-from tasks.local_stack import LocalStack, free_port, stop_process_group
-from tasks.object_store import ObjectStore
-from tasks.prefect_api import (
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.prefect_api import (
     TERMINAL_STATES,
     create_deployment_run,
     delete_deployments_and_automations,
@@ -36,9 +34,11 @@ from tasks.prefect_api import (
     timestamp,
     wait_for,
 )
-from tasks.registry import ModelRegistry
-from tasks.retraining import ledger_prefix, read_ledger
-from tasks.synthetic import CovariateDrift, Scenario
+from conveyor.adapters.registry import ModelRegistry
+from conveyor.demo.synthetic import CovariateDrift, Scenario
+from conveyor.ops.local_stack import LocalStack, free_port, stop_process_group
+from conveyor.services.ingest import land_synthetic
+from conveyor.services.retraining import ledger_prefix, read_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ LOOP_ENV = {
 
 @pytest.fixture(scope="module")
 def loop(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A private Prefect server + `python -m flows.serve_loop` (batch-inference, drift-monitor, retraining)."""
+    """A private Prefect server + `python -m conveyor.ops.serve_loop` (batch-inference, drift-monitor, retraining)."""
     state = tmp_path_factory.mktemp("loop")
     settings = s3_server.model_copy(
         update={
@@ -82,7 +82,7 @@ def loop(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
     os.environ.update(own)
     log = open(state / "serve.log", "wb")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "flows.serve_loop", "batch-inference", "drift-monitor", "retraining"],
+        [sys.executable, "-m", "conveyor.ops.serve_loop", "batch-inference", "drift-monitor", "retraining"],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -115,9 +115,9 @@ def loop(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def _register_champion(
     store: ObjectStore, settings: Settings, registry: ModelRegistry, start: dt.date, end: dt.date
 ) -> int | None:
-    from tasks.feature_store import apply_definitions
-    from tasks.raw_data import read_raw_window
-    from tasks.training import evaluate_gates, fit_and_evaluate, training_metadata
+    from conveyor.adapters.feature_store import apply_definitions
+    from conveyor.adapters.raw_data import read_raw_window
+    from conveyor.services.training import evaluate_gates, fit_and_evaluate, training_metadata
 
     apply_definitions(settings)  # what the training flow does first; batch inference reads through it
 

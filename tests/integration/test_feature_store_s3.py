@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from configs.settings import Settings
-from tasks import feature_store as fsm
-from tasks.ingest import land_synthetic
-from tasks.object_store import ObjectStore
-from tasks.raw_data import read_raw_window
-from tasks.synthetic import Scenario
+from conveyor.adapters import feature_store as fsm
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.raw_data import read_raw_window
+from conveyor.demo.synthetic import Scenario
+from conveyor.services.ingest import land_synthetic
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,6 @@
-"""A real sync flow run on the Prefect server with flows/prefect_fixes.py installed: it still sends its heartbeat
-(zombie-run detection depends on it) and completes, and the engine no longer waits out the heartbeat thread."""
+"""A real sync flow run on the Prefect server with conveyor/adapters/prefect_fixes.py installed: it still sends its
+heartbeat (zombie-run detection depends on it) and completes, and the engine no longer waits out the heartbeat
+thread."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from prefect import flow
 from prefect.flow_engine import FlowRunEngine
 
-from flows import prefect_fixes  # noqa: F401  (installs the fix on import)
+from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the fix on import)
 
 pytestmark = pytest.mark.integration
 

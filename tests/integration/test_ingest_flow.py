@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from configs.settings import Settings
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.raw_data import published_days, raw_prefix, read_raw_window
+from conveyor.demo.synthetic import Fault, Scenario, generate_day
 from flows.ingest import ingest
-from tasks.object_store import ObjectStore
-from tasks.raw_data import published_days, raw_prefix, read_raw_window
-from tasks.synthetic import Fault, Scenario, generate_day
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.local_stack import LocalStack
+from conveyor.ops.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "base-job-template.json"

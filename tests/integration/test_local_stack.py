@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from configs.settings import Settings
-from tasks.local_stack import LocalStack
+from conveyor.ops.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from configs.settings import NotificationsConfig, load_settings
-from tasks.notify import notify, notify_gate_refusal
+from conveyor.adapters.notify import notify, notify_gate_refusal
 from tests.loopback_http import QuietHandler, loopback_http_server
 
 pytestmark = pytest.mark.integration

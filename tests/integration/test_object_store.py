@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 from configs.settings import Settings
-from tasks.local_stack import free_port
-from tasks.object_store import (
+from conveyor.adapters.object_store import (
     MANIFEST_NAME,
     AccessDenied,
     BucketNotFound,
@@ -21,6 +20,7 @@ from tasks.object_store import (
     StoreUnavailable,
     sha256_bytes,
 )
+from conveyor.ops.local_stack import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,7 @@ def test_server_down_is_retried_then_reported(s3_server: Settings, caplog: pytes
         }
     )
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="tasks.object_store"):
+    with caplog.at_level(logging.WARNING, logger="conveyor.adapters.object_store"):
         with pytest.raises(StoreUnavailable, match="failed after 4 attempts .* Is the S3 server running"):
             ObjectStore(dead).get_bytes("x")
     retries = [r for r in caplog.records if "retrying in" in r.getMessage()]

@@ -24,9 +24,9 @@ import pandas as pd
 import pytest
 
 from configs.settings import Settings, load_settings
-from tasks.local_stack import LocalStack
-from tasks.object_store import ObjectStore
-from tasks.prefect_api import TERMINAL_STATES, wait_for
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.prefect_api import TERMINAL_STATES, wait_for
+from conveyor.ops.local_stack import LocalStack
 from tests.integration.engines import Postgres, Redis, free_port, start_postgres, start_redis, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.prod]
@@ -183,7 +183,7 @@ def test_scheduled_scoring_deployment_runs_on_dask_with_postgres_and_env_credent
 def test_feast_on_redis_with_a_registry_in_postgres_shared_by_workers(
     prod_env: dict[str, str], engines: tuple[Postgres, Redis], tmp_path: Path
 ) -> None:
-    from tasks import feature_store as fsm
+    from conveyor.adapters import feature_store as fsm
     from tests.unit.test_feature_store import ROWS, day
 
     postgres, redis = engines

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from configs.settings import Settings
-from tasks.object_store import ObjectStore
-from tasks.registry import (
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.registry import (
     ModelMetadata,
     ModelRegistry,
     PromotionConflict,
@@ -23,8 +23,8 @@ from tasks.registry import (
     RegistryState,
     TamperedArtifact,
 )
-from tasks.synthetic import generate_window
-from tasks.training import build_pipeline
+from conveyor.demo.synthetic import generate_window
+from conveyor.services.training import build_pipeline
 
 pytestmark = pytest.mark.integration
 MODEL = "churn"

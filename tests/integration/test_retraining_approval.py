@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from configs.settings import Settings, load_settings
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.registry import ModelRegistry
+from conveyor.services.retraining import RetrainingOutcome, read_ledger
 from flows.ingest import ingest
 from flows.retraining import retraining
 from flows.training import training
-from tasks.object_store import ObjectStore
-from tasks.registry import ModelRegistry
-from tasks.retraining import RetrainingOutcome, read_ledger
 from tests.integration.test_training_flow import publish_shuffled_labels
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 
 from configs.settings import Settings
-from tasks.object_store import ObjectStore
-from tasks.retraining import LedgerEntry, LedgerKind, append_ledger, cooldown_decision, read_ledger
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.services.retraining import LedgerEntry, LedgerKind, append_ledger, cooldown_decision, read_ledger
 
 pytestmark = pytest.mark.integration
 MODEL = "churn"

@@ -17,9 +17,15 @@ import pandas as pd
 import pytest
 
 from configs.settings import Settings, load_settings
-from tasks.local_stack import LocalStack, _pid_alive, private_stack_env
-from tasks.object_store import MANIFEST_NAME, ObjectStore, StagingSweep, StoreUnavailable
-from tasks.scoring import FrameSource, PublishedParquetSource, ScoringModel, predictions_prefix, score_partition
+from conveyor.adapters.object_store import MANIFEST_NAME, ObjectStore, StagingSweep, StoreUnavailable
+from conveyor.ops.local_stack import LocalStack, _pid_alive, private_stack_env
+from conveyor.services.scoring import (
+    FrameSource,
+    PublishedParquetSource,
+    ScoringModel,
+    predictions_prefix,
+    score_partition,
+)
 from tests.integration.test_scoring import DAY, population, train_model, with_scoring
 
 pytestmark = pytest.mark.integration

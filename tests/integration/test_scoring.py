@@ -22,8 +22,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from configs.settings import Settings
-from tasks.object_store import MANIFEST_NAME, ObjectStore
-from tasks.scoring import (
+from conveyor.adapters.object_store import MANIFEST_NAME, ObjectStore
+from conveyor.demo.synthetic import generate_day
+from conveyor.services.scoring import (
     FrameSource,
     PublishedParquetSource,
     ScoringBatchRejected,
@@ -34,7 +35,6 @@ from tasks.scoring import (
     score_partition,
     shadow_prefix,
 )
-from tasks.synthetic import generate_day
 
 pytestmark = pytest.mark.integration
 DAY = dt.date(2026, 3, 1)
@@ -139,8 +139,8 @@ KILL_SCRIPT = textwrap.dedent("""
     import datetime as dt, sys, time, pickle
     import pandas as pd
     from configs.settings import load_settings
-    from tasks.object_store import ObjectStore
-    from tasks.scoring import FrameSource, ScoringModel, score_partition
+    from conveyor.adapters.object_store import ObjectStore
+    from conveyor.services.scoring import FrameSource, ScoringModel, score_partition
 
     settings = load_settings()
     settings = settings.model_copy(update={

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from configs.settings import Settings, load_settings
-from flows import cli
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.raw_data import publish_raw_partition
+from conveyor.adapters.registry import ModelRegistry
+from conveyor.demo.synthetic import generate_day
+from conveyor.ops import cli
 from flows.ingest import ingest
 from flows.training import training
-from tasks.object_store import ObjectStore
-from tasks.raw_data import publish_raw_partition
-from tasks.registry import ModelRegistry
-from tasks.synthetic import generate_day
 
 pytestmark = pytest.mark.integration
 START = dt.date(2026, 1, 1)

@@ -12,16 +12,11 @@ import pytest
 from prefect import flow, task
 
 from configs.settings import Settings
-from tasks.object_store import ObjectStore, sha256_bytes
-from tasks.raw_data import publish_raw_partition, raw_prefix
-from tasks.synthetic import Fault, Scenario, generate_day
-from tasks.validation import (
-    DataValidationError,
-    check_or_quarantine,
-    check_stored_partition,
-    validate_or_quarantine,
-    validate_raw_partition,
-)
+from conveyor.adapters.object_store import ObjectStore, sha256_bytes
+from conveyor.adapters.raw_data import publish_raw_partition, raw_prefix
+from conveyor.demo.synthetic import Fault, Scenario, generate_day
+from conveyor.services.validation import DataValidationError, check_or_quarantine, check_stored_partition
+from tasks.validation import validate_or_quarantine, validate_raw_partition
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +117,7 @@ def test_gx_engine_runs_great_expectations_once_per_failed_batch(
 ) -> None:
     """With `validation.engine: gx`, the GX run that decided is also the report: its describe_dict and Data Docs
     page go to quarantine, and GX is not run a second time to write them."""
-    from tasks import gx_validation
+    from conveyor.adapters import gx_validation
 
     runs: list[str] = []
     stock = gx_validation.gx_validate

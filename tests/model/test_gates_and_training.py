@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from configs.settings import DirectionalCheck, Settings, load_settings
-from tasks import gates as G
-from tasks.synthetic import generate_window
-from tasks.training import Candidate, evaluate_gates, fit_and_evaluate, time_split
+from conveyor.demo.synthetic import generate_window
+from conveyor.domain import gates as G
+from conveyor.services.training import Candidate, evaluate_gates, fit_and_evaluate, time_split
 
 
 @pytest.fixture(scope="module")

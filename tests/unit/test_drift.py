@@ -10,9 +10,9 @@ import pytest
 from scipy.stats import ks_2samp
 
 from configs.settings import FeatureDriftThresholds, Settings, load_settings
-from tasks import drift
-from tasks.retraining import LedgerEntry, cooldown_decision
-from tasks.synthetic import ConceptDrift, CovariateDrift, Scenario, generate_window
+from conveyor.demo.synthetic import ConceptDrift, CovariateDrift, Scenario, generate_window
+from conveyor.domain import drift
+from conveyor.services.retraining import LedgerEntry, cooldown_decision
 
 TRAIN_START = dt.date(2026, 1, 1)
 TRAIN_DAYS = 30

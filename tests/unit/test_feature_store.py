@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from configs.settings import Settings, load_settings
-from tasks import feature_store as fsm
+from conveyor.adapters import feature_store as fsm
 
 DAY0 = pd.Timestamp("2026-01-01", tz="UTC")
 TTL_DAYS = 3

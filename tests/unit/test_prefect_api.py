@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tasks.prefect_api import RetryBusyServer
+from conveyor.adapters.prefect_api import RetryBusyServer
 from tests.loopback_http import QuietHandler, loopback_http_server
 
 

@@ -1,5 +1,5 @@
-"""flows/prefect_fixes.py: the sync engine no longer waits for the heartbeat thread's 1 s sleep at the end of a
-run; heartbeats are still sent and the thread still stops without sending another one."""
+"""conveyor/adapters/prefect_fixes.py: the sync engine no longer waits for the heartbeat thread's 1 s sleep at
+the end of a run; heartbeats are still sent and the thread still stops without sending another one."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prefect import flow_engine
 
-from flows import prefect_fixes  # installs the fix on import
+from conveyor.adapters import prefect_fixes  # installs the fix on import
 
 
 class FakeEngine:

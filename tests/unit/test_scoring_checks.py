@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from configs.settings import Settings, load_settings
-from tasks.scoring import ShadowComparison, _arrow_clean, as_of_time, check_chunk, check_rows
-from tasks.synthetic import Fault, generate_day, inject_fault
+from conveyor.demo.synthetic import Fault, generate_day, inject_fault
+from conveyor.services.scoring import ShadowComparison, _arrow_clean, as_of_time, check_chunk, check_rows
 
 
 @pytest.fixture(scope="module")

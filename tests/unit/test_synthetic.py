@@ -8,14 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from configs.settings import Settings, load_settings
-from tasks.synthetic import (
-    ConceptDrift,
-    CovariateDrift,
-    Fault,
-    Scenario,
-    churn_logit,
-    generate_day,
-)
+from conveyor.demo.synthetic import ConceptDrift, CovariateDrift, Fault, Scenario, churn_logit, generate_day
 
 DAY = dt.date(2026, 2, 1)
 

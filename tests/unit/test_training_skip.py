@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.registry import ModelVersion
-from tasks.training import unchanged_champion
+from conveyor.adapters.registry import ModelVersion
+from conveyor.services.training import unchanged_champion
 
 
 def _version(**changes: Any) -> ModelVersion:

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from configs.settings import Settings, load_settings
-from tasks.expectations import default_suite, evaluate_fast, load_suite, suite_parameters
-from tasks.gx_validation import gx_validate
-from tasks.synthetic import Fault, Scenario, generate_day
-from tasks.validation import failure_message, resolve_as_of, split_rows, validate_frame
+from conveyor.adapters.gx_validation import gx_validate
+from conveyor.demo.synthetic import Fault, Scenario, generate_day
+from conveyor.domain.expectations import default_suite, evaluate_fast, load_suite, suite_parameters
+from conveyor.services.validation import failure_message, resolve_as_of, split_rows, validate_frame
 
 DAY = dt.date(2026, 2, 1)
 AS_OF = dt.datetime(2026, 2, 2, tzinfo=dt.UTC)
@@ -175,8 +175,8 @@ def test_row_split_accounts_for_every_row_and_repairs_text_numbers(settings: Set
 def test_object_codes_match_factorize_on_parquet_read_text(settings: Settings) -> None:
     import io
 
-    from tasks.expectations import object_codes
-    from tasks.object_store import dataframe_to_parquet_bytes
+    from conveyor.adapters.object_store import dataframe_to_parquet_bytes
+    from conveyor.domain.expectations import object_codes
 
     faults = [
         Fault(kind="nulls", column="region", fraction=0.1),
@@ -193,7 +193,7 @@ def test_object_codes_match_factorize_on_parquet_read_text(settings: Settings) -
 
 
 def test_duplicated_rows_matches_pandas() -> None:
-    from tasks.expectations import duplicated_rows
+    from conveyor.domain.expectations import duplicated_rows
 
     stamps = pd.to_datetime(["2026-01-01T00:00Z", "2026-01-01T01:00Z", "2026-01-01T00:00Z", None, None], utc=True)
     keys = pd.DataFrame({"id": [1, 1, 1, 2, 2], "ts": stamps})
@@ -207,7 +207,7 @@ def test_duplicated_rows_matches_pandas() -> None:
 
 @pytest.mark.parametrize("order", ["sorted", "shuffled"])
 def test_duplicated_rows_matches_pandas_on_event_data(settings: Settings, order: str) -> None:
-    from tasks.expectations import duplicated_rows
+    from conveyor.domain.expectations import duplicated_rows
 
     frame = generate_day(
         DAY,

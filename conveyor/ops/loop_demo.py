@@ -1,7 +1,7 @@
 """Show the closed loop on the running stack: drifted data -> scored by a deployment run -> drift monitor (event
 trigger on scoring's completion) -> conveyor.drift.detected -> retraining (event trigger) -> gate decision.
 
-The deployments are served by `python -m flows.serve_loop` in a child process started and stopped by PID here;
+The deployments are served by `python -m conveyor.ops.serve_loop` in a child process started and stopped by PID here;
 everything after the one scoring request happens through Prefect triggers, with no manual step.
 """
 
@@ -18,11 +18,8 @@ from typing import Any
 import httpx
 
 from configs.settings import Settings
-from flows.runtime import current_run_id
-from tasks.ingest import land_synthetic
-from tasks.local_stack import stop_process_group
-from tasks.object_store import ObjectStore
-from tasks.prefect_api import (
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.prefect_api import (
     TERMINAL_STATES,
     api_client,
     create_deployment_run,
@@ -34,8 +31,11 @@ from tasks.prefect_api import (
     timestamp,
     wait_for,
 )
-from tasks.retraining import read_ledger
-from tasks.synthetic import CovariateDrift, Scenario
+from conveyor.adapters.prefect_runtime import current_run_id
+from conveyor.demo.synthetic import CovariateDrift, Scenario
+from conveyor.ops.local_stack import stop_process_group
+from conveyor.services.ingest import land_synthetic
+from conveyor.services.retraining import read_ledger
 
 LOOP_DEPLOYMENTS = ("batch-inference", "drift-monitor", "retraining")
 DRIFTED_FEATURE = "days_since_last_login"
@@ -56,7 +56,7 @@ def demonstrate_retraining_loop(
     env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "2", "OMP_NUM_THREADS": "1"}
     with open(log_path, "ab") as log:
         runner = subprocess.Popen(
-            [sys.executable, "-m", "flows.serve_loop", *LOOP_DEPLOYMENTS],
+            [sys.executable, "-m", "conveyor.ops.serve_loop", *LOOP_DEPLOYMENTS],
             cwd=settings.project_root,
             env=env,
             stdout=log,

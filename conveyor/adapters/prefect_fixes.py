@@ -45,7 +45,7 @@ def install() -> bool:
         return True
     if stock is None or "join_on_exit" not in inspect.signature(stock).parameters:
         warnings.warn(
-            "prefect.flow_engine._send_heartbeats(engine, join_on_exit) not found: flows/prefect_fixes.py "
+            "prefect.flow_engine._send_heartbeats(engine, join_on_exit) not found: conveyor/adapters/prefect_fixes.py "
             "does not apply to this Prefect version (each sync flow run may end up to 1 s late)",
             RuntimeWarning,
             stacklevel=2,

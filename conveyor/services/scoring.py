@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from configs.settings import DatasetConfig, ScoringConfig, Settings
-from tasks.object_store import Manifest, ObjectStore
+from conveyor.adapters.object_store import Manifest, ObjectStore
 
 log = logging.getLogger(__name__)
 

@@ -27,36 +27,29 @@ import importlib.util
 import json
 import logging
 import os
-import sqlite3
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from itertools import chain, repeat
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from feast import Entity, FeatureService, FeatureStore, FeatureView, RepoConfig
+from feast import FeatureService, FeatureStore, FeatureView, RepoConfig
 from feast.data_source import DataSource
-from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.online_stores.helpers import compute_table_id
-from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig, adapt_datetime_epoch
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from feast.utils import _convert_arrow_to_proto, to_naive_utc
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from feast.utils import _convert_arrow_to_proto
 
 from configs.settings import Settings
-from tasks.object_store import ObjectStore
-from tasks.raw_data import published_days, raw_prefix, raw_root
+from conveyor.adapters.feast_encoding import arrow_to_protos
+from conveyor.adapters.feast_online_store import BatchedSqliteOnlineStore
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.raw_data import published_days, raw_prefix, raw_root
 
 log = logging.getLogger(__name__)
 
@@ -73,176 +66,6 @@ _SYNC_MARKER = "_source.json"
 
 class FeatureStoreError(RuntimeError):
     """The feature store could not do what was asked; the message says what and where."""
-
-
-# ---- Conveyor's online store: Feast's SQLite store with executemany writes ------------------------------
-class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
-    """`online_store: {type: tasks.feature_store.BatchedSqliteOnlineStore, path: ...}` in feature_store.yaml."""
-
-    # A selector of its own (narrower than the parent's Literal, hence the ignore).
-    type: Literal["tasks.feature_store.BatchedSqliteOnlineStore"] = "tasks.feature_store.BatchedSqliteOnlineStore"  # type: ignore[assignment]
-
-
-class BatchedSqliteOnlineStore(SqliteOnlineStore):
-    """Feast's SQLite online store (same tables, same reads) writing each batch with one `executemany`.
-
-    The stock store runs one `execute` per entity x feature. Here a batch becomes one sorted `executemany`
-    (sorted by primary key, so the B-tree fills in order), in WAL mode. Cells come pre-encoded column-wise from
-    `arrow_to_protos` (`EncodedRows`): no proto is built or serialized per cell. An upsert never replaces a value
-    with an older one (`event_ts` guard), so re-running an old window cannot roll the online store back.
-    """
-
-    def _get_conn(self, config: RepoConfig) -> sqlite3.Connection:
-        fresh = self._conn is None
-        conn: sqlite3.Connection = super()._get_conn(config)
-        if fresh:
-            # Bulk upserts touch pages all over the key space: keep them cached (256 MB) instead of the 2 MB
-            # default. The online store is a cache rebuilt from the offline store, so NORMAL sync is enough.
-            conn.execute("PRAGMA page_size=16384")  # takes effect on a new database file only
-            conn.execute("PRAGMA cache_size=-262144")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA temp_store=MEMORY")
-        return conn
-
-    _deferred = False
-
-    @contextmanager
-    def one_transaction(self, config: RepoConfig) -> Iterator[None]:
-        """The batches written inside commit once, at the end (rolled back on error). Keys of a slice land all
-        over the tree, so a commit per batch rewrites most pages once per batch; one per slice, once per slice."""
-        conn = self._get_conn(config)
-        self._deferred = True
-        try:
-            yield
-        except BaseException:
-            conn.rollback()
-            raise
-        else:
-            conn.commit()
-        finally:
-            self._deferred = False
-
-    def update(
-        self,
-        config: RepoConfig,
-        tables_to_delete: Sequence[FeatureView],
-        tables_to_keep: Sequence[FeatureView],
-        entities_to_delete: Sequence[Entity],
-        entities_to_keep: Sequence[Entity],
-        partial: bool,
-    ) -> None:
-        """Feast's tables, created WITHOUT ROWID (rows live in the primary-key B-tree: one tree to fill, not two)
-        and without Feast's extra index on entity_key (the primary key already starts with it). Same columns,
-        so Feast's reads, filters and the stock store work on them unchanged."""
-        store_config = config.online_store
-        if not (store_config.vector_enabled or getattr(store_config, "enable_openai_compatible_store", False)):
-            conn = self._get_conn(config)
-            versioning = config.registry.enable_online_feature_view_versioning
-            for view in tables_to_keep:
-                quoted = _quote(compute_table_id(config.project, view, versioning))
-                conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {quoted} (entity_key BLOB, feature_name TEXT, value BLOB, "
-                    "value_text TEXT, vector_value BLOB, event_ts timestamp, created_ts timestamp, "
-                    "PRIMARY KEY(entity_key, feature_name)) WITHOUT ROWID"
-                )
-        super().update(config, tables_to_delete, tables_to_keep, entities_to_delete, entities_to_keep, partial)
-        if not (store_config.vector_enabled or getattr(store_config, "enable_openai_compatible_store", False)):
-            for view in tables_to_keep:
-                name = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
-                self._get_conn(config).execute(f"DROP INDEX IF EXISTS {_quote(name + '_ek')}")
-
-    def online_write_batch(
-        self,
-        config: RepoConfig,
-        table: FeatureView,
-        data: list[tuple[EntityKeyProto, dict[str, ValueProto], dt.datetime, dt.datetime | None]],
-        progress: Callable[[int], Any] | None,
-    ) -> None:
-        store_config = config.online_store
-        if store_config.vector_enabled or getattr(store_config, "enable_openai_compatible_store", False):
-            super().online_write_batch(config, table, data, progress)  # vector columns: the stock path
-            return
-        conn = self._get_conn(config)
-        table_name = compute_table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
-        version = config.entity_key_serialization_version
-        sql = (
-            f"INSERT INTO {_quote(table_name)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-            "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
-            "created_ts = excluded.created_ts WHERE excluded.event_ts >= event_ts"
-        )
-        encoded_columns = data.encoded if isinstance(data, EncodedRows) else None
-        if encoded_columns is not None:
-            # Rows from arrow_to_protos carry each cell's serialized value, value_text and serialized key, made
-            # column-wise: stream them to SQLite in primary-key order without a Python call per cell (the
-            # rows' protos are never built on this path).
-            assert isinstance(data, EncodedRows)
-            keys = data.serialized_keys(version)
-            order = sorted(range(len(data)), key=keys.__getitem__)
-            sorted_keys = [keys[i] for i in order]
-            epochs = [data.epochs[i] for i in order]
-            per_feature = []
-            for name in sorted(encoded_columns):
-                blobs, texts = encoded_columns[name]
-                per_feature.append(
-                    zip(
-                        sorted_keys,
-                        repeat(name),
-                        [blobs[i] for i in order],
-                        [texts[i] for i in order],
-                        epochs,
-                        repeat(None),
-                    )
-                )
-            self._execute(conn, sql, chain.from_iterable(zip(*per_feature, strict=True)))
-            if progress:
-                progress(len(data))
-            return
-        keys = [
-            serialize_entity_key(entity_key, entity_key_serialization_version=version) for entity_key, _, _, _ in data
-        ]
-        # Value protos are often shared (one per distinct value): serialize each object once.
-        encoded: dict[int, tuple[bytes, str | None]] = {}
-        rows: list[tuple[bytes, str, bytes, str | None, int, int | None]] = []
-        common = sorted(data[0][1]) if data else []
-        # Primary-key order, so the B-tree fills page by page instead of at random.
-        for i in sorted(range(len(data)), key=keys.__getitem__):
-            _, values, event_ts, created_ts = data[i]
-            # The same conversion the stock store's registered sqlite3 adapter applies (epoch seconds).
-            event_epoch = adapt_datetime_epoch(to_naive_utc(event_ts))
-            created_epoch = None if created_ts is None else adapt_datetime_epoch(to_naive_utc(created_ts))
-            key = keys[i]
-            for name in common if len(values) == len(common) else sorted(values):
-                value = values[name]
-                hit = encoded.get(id(value))
-                if hit is None:
-                    hit = encoded[id(value)] = (value.SerializeToString(), _value_text(value))
-                rows.append((key, name, hit[0], hit[1], event_epoch, created_epoch))
-        self._execute(conn, sql, rows)
-        if progress:
-            progress(len(data))
-
-    def _execute(self, conn: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        if self._deferred:  # inside one_transaction: sqlite3 opens the transaction, one_transaction commits
-            conn.executemany(sql, rows)
-            return
-        with conn:
-            conn.executemany(sql, rows)
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _value_text(value: ValueProto) -> str | None:
-    # What Feast's helpers.extract_text_and_num stores in value_text (used by its text search).
-    kind = value.WhichOneof("val")
-    if kind == "string_val":
-        return str(value.string_val)
-    if kind in ("int64_val", "int32_val", "double_val", "float_val", "bool_val"):
-        return str(getattr(value, kind))
-    return None
 
 
 # ---- configuration ------------------------------------------------------------------------------------
@@ -580,164 +403,6 @@ def _write_table(store: FeatureStore, view: FeatureView, table: pa.Table, batch_
             pending.result()
 
 
-# Feast scalar types -> the ValueProto field Feast's own type map fills for them.
-_PROTO_FIELDS = {
-    "INT64": "int64_val",
-    "INT32": "int32_val",
-    "DOUBLE": "double_val",
-    "FLOAT": "float_val",
-    "STRING": "string_val",
-    "BOOL": "bool_val",
-}
-_NULL = ValueProto()
-
-
-class EncodedRows(Sequence[Any]):
-    """The rows `online_write_batch` takes (a sequence of Feast's (entity key, {feature: value}, event_ts,
-    created_ts) tuples, valid for any online store; its protos are built on first access only), plus each
-    feature's serialized values and value_text per row, the event epochs and the serialized entity keys, which
-    BatchedSqliteOnlineStore writes directly without building or re-encoding any proto."""
-
-    def __init__(
-        self,
-        build: Callable[[], Iterable[Any]],
-        n: int,
-        encoded: dict[str, tuple[list[bytes], list[str | None]]],
-        epochs: list[int],
-        keys: Callable[[int], list[bytes]],
-    ) -> None:
-        self._build, self._n = build, n
-        self._rows: list[Any] | None = None
-        self.encoded, self.epochs, self._keys = encoded, epochs, keys
-
-    def _materialized(self) -> list[Any]:
-        if self._rows is None:
-            self._rows = list(self._build())
-        return self._rows
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._materialized()[index]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._materialized())
-
-    def serialized_keys(self, version: int) -> list[bytes]:
-        """Each row's `serialize_entity_key(key, version)`, made column-wise."""
-        return self._keys(version)
-
-
-def _column_protos(values: pa.Array | pa.ChunkedArray, proto_field: str) -> np.ndarray:
-    """One ValueProto per distinct value (nulls share an empty one), fanned out to every row."""
-    codes, uniques = pd.factorize(values.to_pandas(), use_na_sentinel=True)
-    protos = np.empty(len(uniques) + 1, dtype=object)
-    cast = _CASTS[proto_field]
-    for j, value in enumerate(uniques):
-        protos[j] = ValueProto(**{proto_field: cast(value)})
-    protos[-1] = _NULL  # code -1 (null) indexes the last slot
-    return protos[codes]
-
-
-_CASTS: dict[str, Callable[[Any], Any]] = {
-    "int64_val": int,
-    "int32_val": int,
-    "double_val": float,
-    "float_val": float,
-    "string_val": str,
-    "bool_val": bool,
-}
-# A double ValueProto serializes as one tag byte + 8 little-endian bytes (taken from protobuf, not hard-coded).
-_DOUBLE_TAG = ValueProto(double_val=1.5).SerializeToString()[:1]
-
-
-def _column_encoded(values: pa.Array | pa.ChunkedArray, proto_field: str) -> tuple[list[bytes], list[str | None]]:
-    """Each row's serialized ValueProto and value_text, as `_column_protos(...)[i].SerializeToString()` and
-    `_value_text` would give them: doubles byte-wise with numpy (their values are mostly distinct), other types
-    once per distinct value."""
-    if proto_field == "double_val":
-        array = values.to_pandas().to_numpy(dtype=np.float64, na_value=np.nan)
-        n = len(array)
-        cells = np.empty((n, 9), dtype=np.uint8)
-        cells[:, 0] = _DOUBLE_TAG[0]
-        cells[:, 1:] = array.astype("<f8").view(np.uint8).reshape(n, 8)
-        raw = cells.tobytes()
-        blobs = [raw[i : i + 9] for i in range(0, 9 * n, 9)]
-        texts: list[str | None] = list(map(str, array.tolist()))
-        for i in np.flatnonzero(np.isnan(array)).tolist():  # nulls (and NaN, as pd.factorize treats them)
-            blobs[i], texts[i] = b"", None
-        return blobs, texts
-    codes, uniques = pd.factorize(values.to_pandas(), use_na_sentinel=True)
-    cast = _CASTS[proto_field]
-    protos = [ValueProto(**{proto_field: cast(value)}) for value in uniques] + [_NULL]
-    blob_of = np.array([p.SerializeToString() for p in protos], dtype=object)
-    text_of = np.array([_value_text(p) for p in protos], dtype=object)
-    return blob_of[codes].tolist(), text_of[codes].tolist()
-
-
-def _key_serializer(
-    batch: pa.RecordBatch,
-    key_types: dict[str, Any],
-    key_fields: dict[str, str | None],
-) -> Callable[[int], list[bytes]]:
-    """Serialized entity keys per row. One int64 join key (the common case): Feast's serialization of the first
-    row minus its 8 value bytes, then every row's little-endian value appended (checked against Feast on the
-    first row). Anything else: Feast's serialize_entity_key per row."""
-
-    def protos() -> list[EntityKeyProto]:
-        columns = [_column_protos(batch.column(k), str(key_fields[k])) for k in key_types]
-        join_keys = list(key_types)
-        return [EntityKeyProto(join_keys=join_keys, entity_values=list(vals)) for vals in zip(*columns, strict=True)]
-
-    def serialize(version: int) -> list[bytes]:
-        fast = len(key_types) == 1 and next(iter(key_fields.values())) == "int64_val" and batch.num_rows > 0
-        if fast:
-            column = batch.column(next(iter(key_types)))
-            if column.null_count == 0:
-                values = column.to_numpy(zero_copy_only=False).astype("<i8")
-                first = serialize_entity_key(
-                    EntityKeyProto(join_keys=list(key_types), entity_values=[ValueProto(int64_val=int(values[0]))]),
-                    entity_key_serialization_version=version,
-                )
-                prefix, raw = first[:-8], values.tobytes()
-                if first == prefix + raw[:8]:
-                    return [prefix + raw[i : i + 8] for i in range(0, len(raw), 8)]
-        return [serialize_entity_key(k, entity_key_serialization_version=version) for k in protos()]
-
-    serialize.protos = protos  # type: ignore[attr-defined]
-    return serialize
-
-
-def arrow_to_protos(
-    batch: pa.RecordBatch, view: FeatureView
-) -> Sequence[tuple[EntityKeyProto, dict[str, ValueProto], dt.datetime, dt.datetime | None]]:
-    """The rows `OnlineStore.online_write_batch` takes, built column-wise: the same protos Feast's own
-    `_convert_arrow_to_proto` makes for scalar types (tested), without one Python call per cell, built only if a
-    store reads them. Views with other types (lists, timestamps...) go through Feast's converter."""
-    key_types = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
-    fields = {f.name: _PROTO_FIELDS.get(f.dtype.to_value_type().name) for f in view.features}
-    key_fields = {k: _PROTO_FIELDS.get(t.name) for k, t in key_types.items()}
-    source = _batch_source(view)
-    if None in fields.values() or None in key_fields.values() or source.created_timestamp_column:
-        return list(_convert_arrow_to_proto(batch, view, key_types))
-    n = batch.num_rows
-    names = list(fields)
-    stamps = pd.to_datetime(batch.column(source.timestamp_field).to_numpy(zero_copy_only=False), utc=True)
-    event_ts = stamps.tz_convert(None).to_pydatetime().tolist()  # naive UTC, as Feast hands them over
-    # The epoch seconds SQLite stores: the same adapter the stock store registers with sqlite3.
-    epochs = [adapt_datetime_epoch(ts) for ts in event_ts]
-    keys = _key_serializer(batch, key_types, key_fields)
-
-    def build() -> Iterable[Any]:
-        columns = [_column_protos(batch.column(name), str(fields[name])) for name in names]
-        features = [dict(zip(names, cells, strict=True)) for cells in zip(*columns, strict=True)]
-        return zip(keys.protos(), features, event_ts, [None] * n, strict=True)  # type: ignore[attr-defined]
-
-    encoded = {name: _column_encoded(batch.column(name), str(fields[name])) for name in names}
-    return EncodedRows(build, n, encoded, epochs, keys)
-
-
 def compare_converters(settings: Settings, frame: pd.DataFrame) -> tuple[list[Any], list[Any]]:
     """The rows `arrow_to_protos` and Feast's own converter make from the same frame (a check for tests)."""
     store = feature_store(settings)
@@ -968,52 +633,3 @@ def check_skew(
     if n == 0:
         reasons.append(f"no entity has offline data within the TTL ({settings.features.ttl_days} days) of {cutoff}")
     return SkewReport(count == 0 and n > 0, _utc(as_of), name, n, count, mismatches, reasons)
-
-
-# ---- Prefect tasks (thin) -----------------------------------------------------------------------------
-@task(name="apply-feature-definitions")
-def apply_feature_definitions(settings: Settings) -> AppliedDefinitions:
-    applied = apply_definitions(settings)
-    get_run_logger().info(
-        "feature store %s: views %s, services %s (registry %s)",
-        applied.project,
-        applied.feature_views,
-        applied.feature_services,
-        applied.registry,
-    )
-    return applied
-
-
-@task(name="materialize-features", retries=2, retry_delay_seconds=10)
-def materialize_features(
-    settings: Settings, start: dt.datetime | dt.date, end: dt.datetime | dt.date
-) -> MaterializationResult:
-    """Incremental: each view from where it stopped (a first run covers [start, end))."""
-    result = materialize_incremental(settings, start, end)
-    get_run_logger().info(result.summary())
-    return result
-
-
-@task(name="build-training-set", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def build_training_set_task(
-    settings: Settings, entity_df: pd.DataFrame, feature_service: str | None = None
-) -> pd.DataFrame:
-    frame = build_training_set(settings, entity_df, feature_service)
-    get_run_logger().info(
-        "training set: %d rows x %d features (%s)",
-        len(frame),
-        len(frame.columns) - len(entity_df.columns),
-        _service_name(settings, feature_service),
-    )
-    return frame
-
-
-@task(name="check-feature-skew")
-def check_feature_skew(settings: Settings) -> SkewReport:
-    report = check_skew(settings)
-    logger = get_run_logger()
-    if report.passed:
-        logger.info("skew check passed: %d entities, online == offline", report.entities_checked)
-    else:
-        logger.warning("skew check failed: %s", "; ".join(report.reasons))
-    return report

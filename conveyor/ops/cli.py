@@ -11,10 +11,10 @@ import sys
 import time
 
 from configs.settings import TELEMETRY_OFF_ENV, ConfigError, load_settings
-from flows.cli_models import add_models_parser
-from tasks.local_stack import SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
-from tasks.prefect_api import ZOMBIE_AUTOMATION, api_client, ensure_zombie_automation
-from tasks.raw_data import raw_root
+from conveyor.adapters.prefect_api import ZOMBIE_AUTOMATION, api_client, ensure_zombie_automation
+from conveyor.adapters.raw_data import raw_root
+from conveyor.ops.cli_models import add_models_parser
+from conveyor.ops.local_stack import SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
 
 
 def _out(line: str = "") -> None:
@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _out(f"predictions: {scored.rows_scored} rows, model {scored.model} v{scored.model_version}, at {scored.where()}")
     if args.no_loop:
         return 0
-    from flows.loop_demo import demonstrate_retraining_loop
+    from conveyor.ops.loop_demo import demonstrate_retraining_loop
 
     _out("\nclosed loop: inject drift -> score -> drift detected -> retraining triggered -> gate decision ...")
     loop = demonstrate_retraining_loop(
@@ -129,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validation(args: argparse.Namespace) -> int:
-    from tasks.expectations import write_default_suites
+    from conveyor.domain.expectations import write_default_suites
 
     settings = load_settings()
     written = write_default_suites(settings, overwrite=args.force)

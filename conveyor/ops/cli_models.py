@@ -8,8 +8,8 @@ import json
 import sys
 
 from configs.settings import load_settings
-from tasks.object_store import ObjectStore, ObjectStoreError
-from tasks.registry import ModelRegistry, RegistryError, default_actor
+from conveyor.adapters.object_store import ObjectStore, ObjectStoreError
+from conveyor.adapters.registry import ModelRegistry, RegistryError, default_actor
 
 
 def _out(line: str = "") -> None:
@@ -89,15 +89,15 @@ def cmd_models(args: argparse.Namespace) -> int:
                 for v in registry.prunable(name, older_than):
                     _out(f"would prune {v.label} (registered {v.created_at[:19]}, gates failed)")
                 return 0
-            pruned = registry.prune(
+            pruned_now = registry.prune(
                 name,
                 older_than,
                 actor=actor,
                 reason=args.reason or f"refused, older than {args.older_than_days:g} days",
             )
-            for meta, freed in pruned:
+            for meta, freed in pruned_now:
                 _out(f"pruned {meta.label}: {freed:,} bytes of artifacts deleted (metadata and audit log kept)")
-            _out(f"{name}: {len(pruned)} version(s) pruned")
+            _out(f"{name}: {len(pruned_now)} version(s) pruned")
         else:
             for e in registry.audit_log(name):
                 _out(

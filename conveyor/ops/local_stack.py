@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from configs.settings import TELEMETRY_OFF_ENV, Settings
-from tasks.prefect_api import api_client
+from conveyor.adapters.prefect_api import api_client
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class LocalStack:
 
     # ---- Prefect API (plain HTTP: this module never imports prefect) ----------------------------------
     def api(self, method: str, path: str, body: object | None = None) -> tuple[int, object]:
-        """Call the stack's Prefect REST API (`tasks.prefect_api.api_client`: basic auth from
+        """Call the stack's Prefect REST API (`conveyor.adapters.prefect_api.api_client`: basic auth from
         PREFECT_API_AUTH_STRING when set, a busy server's 503 retried); returns (status, JSON body or error text)."""
         # Never logged: the secret only goes into the request header.
         secret = self.settings.prefect.api_auth_string

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from configs.settings import TELEMETRY_OFF_ENV
-from tasks.expectations import ExpectationOutcome, rule_text
+from conveyor.domain.expectations import ExpectationOutcome, rule_text
 
 SITE_NAME = "local_site"
 

@@ -1,5 +1,5 @@
 """Serve the monitoring loop (drift-monitor + retraining deployments, with their prefect.yaml triggers) from
-this process, without a work pool: `python -m flows.serve_loop`. Stop it with SIGTERM (it pauses its
+this process, without a work pool: `python -m conveyor.ops.serve_loop`. Stop it with SIGTERM (it pauses its
 deployments). The same deployments run on a worker after `prefect deploy --all`; this is the light way to run
 the loop on one machine and in tests. The triggers are read from prefect.yaml, so both ways behave alike.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
+PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
 LOOP_DEPLOYMENTS = ("drift-monitor", "retraining")
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,10 @@ def runner_deployments(names: tuple[str, ...] = LOOP_DEPLOYMENTS) -> list[Any]:
     from prefect.events import DeploymentEventTrigger
     from prefect.flows import load_flow_from_entrypoint
 
-    deployments = []
+    deployments: list[Any] = []
     for spec in deployment_specs(names):
-        flow = load_flow_from_entrypoint(str(PREFECT_YAML.parent / spec["entrypoint"]))
-        triggers = [
+        flow: Any = load_flow_from_entrypoint(str(PREFECT_YAML.parent / spec["entrypoint"]))
+        triggers: list[Any] = [
             DeploymentEventTrigger(**{k: v for k, v in t.items() if k != "type"})
             for t in spec.get("triggers", [])
             if t.get("type") == "event"
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from prefect import serve
 
-    parser = argparse.ArgumentParser(prog="python -m flows.serve_loop", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m conveyor.ops.serve_loop", description=__doc__)
     parser.add_argument("deployments", nargs="*", default=list(LOOP_DEPLOYMENTS), help="prefect.yaml names")
     parser.add_argument("--limit", type=int, default=4, help="flow runs executed at once by this process")
     args = parser.parse_args(argv)

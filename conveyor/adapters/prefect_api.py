@@ -142,7 +142,7 @@ def delete_deployments_and_automations(api: httpx.Client, names: tuple[str, ...]
 
 
 def wait_for(
-    predicate: Callable[[], T], timeout: float, what: str, log: Path | None = None, interval: float = 1.0
+    predicate: Callable[[], T | None], timeout: float, what: str, log: Path | None = None, interval: float = 1.0
 ) -> T:
     """Poll `predicate` until it returns something truthy; on time-out say what we waited for (and the log)."""
     deadline = time.monotonic() + timeout

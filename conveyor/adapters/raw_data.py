@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from configs.settings import DatasetConfig, Settings
-from tasks.object_store import Manifest, ObjectStore
+from conveyor.adapters.object_store import Manifest, ObjectStore
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ import joblib
 import pandas as pd
 
 from configs.settings import Settings
-from tasks.object_store import (
+from conveyor.adapters.object_store import (
     ChecksumMismatch,
     ObjectNotFound,
     ObjectStore,

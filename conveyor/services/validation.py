@@ -1,0 +1,432 @@
+"""The data validation gate: every flow that reads data validates it first; a bad batch is kept, not dropped.
+
+- `validate_frame` (pure): a DataFrame against a suite in configs/expectations/ -> `ValidationResult`.
+- `check_or_quarantine` (the task `tasks.validation.validate_or_quarantine` wraps it): on failure writes the
+  batch UNCHANGED plus `report.json` under
+  `quarantine/<dataset>/<batch_key>/<run_id>/` and raises `DataValidationError` naming every failed
+  expectation, column, rule, count and the quarantine URI. In row-level mode (`validation.mode: row`) rows
+  breaking strict row-level rules go to quarantine and the rest go on: rows in = passed + quarantined.
+- `validate_raw_partition` (task): validates a stored raw partition from its bytes, so an unreadable or empty
+  file is caught too, and quarantines exactly those bytes.
+
+Each validation leaves one Prefect markdown artifact: a one-line summary for a clean batch; the failed
+expectations, quarantine URI and a link to the GX Data Docs page (built under `validation.docs_dir`) otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from configs.settings import Settings
+from conveyor.adapters.object_store import ObjectStore, dataframe_to_parquet_bytes, sha256_bytes
+from conveyor.adapters.prefect_runtime import publish_markdown, run_logger
+from conveyor.domain.expectations import (
+    NUMERIC_TYPE_NAMES,
+    ExpectationOutcome,
+    SuiteName,
+    ValidationResult,
+    camel,
+    evaluate_fast,
+    fast_supported,
+    load_suite,
+    numeric_or_nan,
+    suite_parameters,
+)
+
+log = logging.getLogger(__name__)
+_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?!.*\d{4}-\d{2}-\d{2})")
+
+
+class DataValidationError(RuntimeError):
+    """A batch failed validation; it is in quarantine. The message says what broke, how often and where."""
+
+    def __init__(self, message: str, result: ValidationResult, quarantine_uri: str) -> None:
+        super().__init__(message)
+        self.result = result
+        self.quarantine_uri = quarantine_uri
+
+
+@dataclass
+class ValidatedBatch:
+    """What goes on downstream: the rows to use, and the accounting (rows_in = rows_passed + rows_quarantined)."""
+
+    frame: pd.DataFrame = field(repr=False)
+    rows_in: int
+    rows_passed: int
+    rows_quarantined: int
+    result: ValidationResult = field(repr=False)
+    quarantine_uri: str | None = None
+    docs_url: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A stored file as read, byte for byte: what quarantine keeps when a stored batch is rejected."""
+
+    name: str
+    data: bytes
+
+
+# ---- pure ----------------------------------------------------------------------------------------------------
+def resolve_as_of(as_of: dt.datetime | dt.date | None, batch_key: str | None = None) -> dt.datetime:
+    """The freshness reference time: `as_of`; else the end of the last YYYY-MM-DD day in `batch_key`; else now."""
+    if isinstance(as_of, dt.datetime):
+        return as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+    if isinstance(as_of, dt.date):
+        day = as_of
+    elif batch_key and (match := _DATE.search(batch_key)):
+        day = dt.date.fromisoformat(match.group(1))
+    else:
+        return dt.datetime.now(dt.UTC)
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+
+
+def validate_frame(
+    frame: pd.DataFrame,
+    suite: SuiteName,
+    settings: Settings,
+    as_of: dt.datetime | dt.date | None = None,
+    batch_key: str | None = None,
+    engine: str | None = None,
+) -> ValidationResult:
+    """Validate `frame` against configs/expectations/<suite>.json. Pure: no storage, no artifacts, no docs.
+
+    Freshness is judged against `as_of` (see `resolve_as_of`). `engine` overrides `validation.engine`.
+    """
+    return _validate(frame, load_suite(settings, suite), settings, resolve_as_of(as_of, batch_key), engine)[0]
+
+
+@dataclass(frozen=True)
+class GxReport:
+    """Great Expectations' own account of a batch: `describe_dict()`, and the Data Docs page when built."""
+
+    describe: dict[str, Any] | None = None
+    docs_url: str | None = None
+
+
+def _validate(
+    frame: pd.DataFrame,
+    suite: dict[str, Any],
+    settings: Settings,
+    as_of: dt.datetime,
+    engine: str | None = None,
+    docs_batch: str | None = None,
+) -> tuple[ValidationResult, Any, GxReport | None]:
+    """(result, row mask of the vectorized engine or None, GX's report when GX decided). With `docs_batch`, GX
+    also builds the Data Docs page of that batch (when `validation.build_docs`)."""
+    started = time.perf_counter()
+    params = suite_parameters(suite, as_of)
+    engine = engine or settings.validation.engine
+    sample = settings.validation.sample_size
+    bad_rows, gx_report = None, None
+    if engine == "fast" and fast_supported(suite):
+        outcomes, bad_rows = evaluate_fast(frame, suite, params, sample)
+    else:
+        from conveyor.adapters.gx_validation import gx_validate
+
+        engine = "gx"
+        docs = settings.validation.docs_dir if docs_batch is not None and settings.validation.build_docs else None
+        run = gx_validate(frame, suite, params, sample, docs, batch_name=_gx_batch_name(docs_batch or "batch"))
+        outcomes, gx_report = run.outcomes, GxReport(run.describe, run.docs_url)
+    result = ValidationResult(
+        suite=str(suite.get("name")),
+        passed=all(o.success for o in outcomes),
+        row_count=len(frame),
+        outcomes=outcomes,
+        engine=engine,
+        seconds=time.perf_counter() - started,
+        as_of=as_of.isoformat(),
+        parameters=params,
+    )
+    return result, bad_rows, gx_report
+
+
+def _gx_batch_name(batch_key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", batch_key) or "batch"
+
+
+def split_rows(frame: pd.DataFrame, bad_rows: Any, suite: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(passing rows, quarantined rows). Numbers stored as text are converted back to numbers in the passing
+    rows: the rows that were not numbers at all are the quarantined ones."""
+    passing, rejected = frame[~bad_rows], frame[bad_rows]
+    for exp in suite["expectations"]:
+        column = exp["kwargs"].get("column")
+        types = exp["kwargs"].get("type_list") or []
+        if (
+            exp["type"] == "expect_column_values_to_be_in_type_list"
+            and column in passing.columns
+            and passing[column].dtype == object
+            and types
+            and set(types) <= NUMERIC_TYPE_NAMES
+        ):
+            passing = passing.assign(**{column: numeric_or_nan(passing[column])})
+    return passing.reset_index(drop=True), rejected
+
+
+def failure_message(result: ValidationResult, batch_key: str, quarantine_uri: str) -> str:
+    """One message: each failed expectation with its column, rule and count, then where the batch went."""
+    failed = result.failed
+    lines = [
+        f"batch {batch_key!r} failed validation suite {result.suite!r}: {len(failed)} of "
+        f"{len(result.outcomes)} expectations failed on {result.row_count:,} rows"
+    ]
+    lines += [f"  - {o.describe()}" for o in failed]
+    lines.append(f"batch quarantined at {quarantine_uri} (report.json holds the full report)")
+    return "\n".join(lines)
+
+
+def summary_markdown(
+    result: ValidationResult,
+    batch_key: str,
+    quarantine_uri: str | None = None,
+    docs_url: str | None = None,
+    rows_quarantined: int = 0,
+    docs_uri: str | None = None,
+) -> str:
+    head = (
+        f"**{result.suite}** `{batch_key}`: {result.row_count:,} rows, "
+        f"{len(result.outcomes) - len(result.failed)}/{len(result.outcomes)} expectations passed "
+        f"({result.engine}, {result.seconds * 1000:.0f} ms)"
+    )
+    if result.passed and not rows_quarantined:
+        return "PASSED " + head
+    lines = [("PASSED with rows quarantined " if result.passed else "FAILED ") + head, ""]
+    if rows_quarantined:
+        lines += [
+            f"{rows_quarantined:,} rows broke row-level rules and were quarantined; "
+            f"{result.row_count - rows_quarantined:,} went on.",
+            "",
+        ]
+    lines += ["| expectation | column | rule | unexpected | % | observed | sample |", "|---|---|---|---|---|---|---|"]
+    for o in result.failed:
+        pct = "" if o.unexpected_percent is None else f"{o.unexpected_percent:.2f}"
+        count = "" if o.unexpected_count is None else f"{o.unexpected_count:,}"
+        cells = [camel(o.expectation), o.column or "(table)", o.rule, count, pct, o.observed or "", str(o.sample[:3])]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if quarantine_uri:
+        lines += ["", f"Quarantine: `{quarantine_uri}`"]
+    if docs_url:
+        lines += [f"Data Docs: [{docs_url}]({docs_url})" + (f", a copy at `{docs_uri}`" if docs_uri else "")]
+    return "\n".join(lines)
+
+
+# ---- quarantine ------------------------------------------------------------------------------------------------
+def quarantine_prefix(settings: Settings, batch_key: str, run_id: str) -> str:
+    safe_key = re.sub(r"[^A-Za-z0-9=._-]+", "_", batch_key)
+    return f"{settings.storage.prefixes.quarantine}/{settings.dataset.name}/{safe_key}/{run_id}"
+
+
+def _report(result: ValidationResult, settings: Settings, batch_key: str, run_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "dataset": settings.dataset.name,
+        "batch_key": batch_key,
+        "run_id": run_id,
+        "mode": settings.validation.mode,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "result": result.to_json(),
+        **extra,
+    }
+
+
+def _gx_report(
+    frame: pd.DataFrame, suite: dict[str, Any], result: ValidationResult, settings: Settings, batch_key: str
+) -> GxReport:
+    """GX's own report (and Data Docs page) for a batch the vectorized engine failed; a GX problem never hides
+    the failure."""
+    try:
+        from conveyor.adapters.gx_validation import gx_validate
+
+        docs = settings.validation.docs_dir if settings.validation.build_docs else None
+        run = gx_validate(
+            frame, suite, result.parameters, settings.validation.sample_size, docs, batch_name=_gx_batch_name(batch_key)
+        )
+        return GxReport(run.describe, run.docs_url)
+    except Exception as exc:  # the report is a courtesy; the decision was already made
+        log.warning("Great Expectations report for %s failed: %s", batch_key, exc)
+        return GxReport({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _publish_docs(store: ObjectStore, settings: Settings, prefix: str, docs_url: str | None) -> str | None:
+    """Copy the local Data Docs page of a failed batch to `<quarantine prefix>/data-docs.html` (its styles
+    and scripts come from CDNs, so the page reads the same from there)."""
+    if not (settings.validation.publish_docs and docs_url and docs_url.startswith("file://")):
+        return None
+    key = f"{prefix}/data-docs.html"
+    store.put_bytes(key, Path(unquote(docs_url.removeprefix("file://"))).read_bytes(), content_type="text/html")
+    return store.uri(key)
+
+
+def _artifact_key(settings: Settings, suite: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", f"validation-{settings.dataset.name}-{suite}".lower())
+
+
+def _quarantine(
+    store: ObjectStore,
+    settings: Settings,
+    suite: SuiteName,
+    result: ValidationResult,
+    batch_key: str,
+    run_id: str,
+    files: list[SourceFile],
+    gx: GxReport | None = None,
+    row_level: bool = False,
+    **report: Any,
+) -> str:
+    """Keep `files` byte for byte under the batch's quarantine prefix, with its Data Docs page when GX built one
+    and `report.json` (written last); log the summary and leave it as an artifact. Returns the quarantine URI.
+    `row_level`: only the rows in `files` were rejected and the rest went on (a warning, not an error)."""
+    gx = gx or GxReport()
+    prefix = quarantine_prefix(settings, batch_key, run_id)
+    uri = store.uri(prefix + "/")
+    for source in files:
+        store.put_bytes(f"{prefix}/{source.name}", source.data)
+    docs_uri = _publish_docs(store, settings, prefix, gx.docs_url)
+    store.put_json(
+        f"{prefix}/report.json",
+        _report(
+            result,
+            settings,
+            batch_key,
+            run_id,
+            **report,
+            files=[{"name": f.name, "sha256": sha256_bytes(f.data), "size_bytes": len(f.data)} for f in files],
+            great_expectations=gx.describe,
+            data_docs=gx.docs_url,
+            data_docs_published=docs_uri,
+        ),
+    )
+    summary = summary_markdown(
+        result,
+        batch_key,
+        uri,
+        gx.docs_url,
+        docs_uri=docs_uri,
+        rows_quarantined=report["rows_quarantined"] if row_level else 0,
+    )
+    run_logger(log).log(logging.WARNING if row_level else logging.ERROR, summary)
+    publish_markdown(summary, _artifact_key(settings, suite), f"data validation ({suite})")
+    return uri
+
+
+def check_or_quarantine(
+    store: ObjectStore,
+    frame: pd.DataFrame,
+    suite: SuiteName,
+    settings: Settings,
+    batch_key: str,
+    run_id: str,
+    as_of: dt.datetime | dt.date | None = None,
+    source_files: list[SourceFile] | None = None,
+) -> ValidatedBatch:
+    """The logic of `validate_or_quarantine`, with the object store passed in (tests call this)."""
+    suite_json = load_suite(settings, suite)
+    when = resolve_as_of(as_of, batch_key)
+    result, bad_rows, gx = _validate(frame, suite_json, settings, when, docs_batch=batch_key)
+    if result.passed:
+        run_logger(log).info(summary_markdown(result, batch_key))
+        publish_markdown(
+            summary_markdown(result, batch_key), _artifact_key(settings, suite), f"data validation ({suite})"
+        )
+        return ValidatedBatch(frame, len(frame), len(frame), 0, result)
+
+    gx = gx or _gx_report(frame, suite_json, result, settings, batch_key)
+    if settings.validation.mode == "row":
+        if bad_rows is None:  # the GX engine decided; the row mask is always vectorized
+            _, bad_rows = evaluate_fast(frame, suite_json, result.parameters, 0)
+        if bad_rows.any():
+            passing, rejected = split_rows(frame, bad_rows, suite_json)
+            rest, _, _ = _validate(passing, suite_json, settings, when)
+            if rest.passed:
+                uri = _quarantine(
+                    store,
+                    settings,
+                    suite,
+                    result,
+                    batch_key,
+                    run_id,
+                    [SourceFile("rows.parquet", dataframe_to_parquet_bytes(rejected))],
+                    gx,
+                    row_level=True,
+                    rows_in=len(frame),
+                    rows_passed=len(passing),
+                    rows_quarantined=len(rejected),
+                )
+                return ValidatedBatch(passing, len(frame), len(passing), len(rejected), rest, uri, gx.docs_url)
+
+    files = source_files or [SourceFile("batch.parquet", dataframe_to_parquet_bytes(frame))]
+    uri = _quarantine(
+        store,
+        settings,
+        suite,
+        result,
+        batch_key,
+        run_id,
+        files,
+        gx,
+        rows_in=len(frame),
+        rows_passed=0,
+        rows_quarantined=len(frame),
+    )
+    raise DataValidationError(failure_message(result, batch_key, uri), result, uri)
+
+
+def _unreadable(name: str, rule: str, detail: str) -> ExpectationOutcome:
+    return ExpectationOutcome("conveyor_file_is_readable_parquet", name, rule, False, observed=detail)
+
+
+def check_stored_partition(
+    store: ObjectStore,
+    settings: Settings,
+    prefix: str,
+    suite: SuiteName,
+    run_id: str,
+    as_of: dt.datetime | dt.date | None = None,
+) -> ValidatedBatch:
+    """Validate a published partition from its bytes; unreadable files are rejected and kept byte for byte."""
+    batch_key = prefix.rstrip("/").rsplit("/", 1)[-1].removeprefix("dt=")
+    files: list[SourceFile] = []
+    problems: list[ExpectationOutcome] = []
+    tables = []
+    manifest = store.read_manifest(prefix)
+    if manifest is None:
+        raise FileNotFoundError(f"nothing published at {store.uri(prefix)}: no manifest to validate")
+    for entry in manifest.files:
+        data = store.get_bytes(entry.key)
+        name = entry.key.rsplit("/", 1)[-1]
+        files.append(SourceFile(name, data))
+        if sha256_bytes(data) != entry.sha256:
+            problems.append(_unreadable(name, "SHA-256 matches the manifest", "changed after publication"))
+            continue
+        try:
+            tables.append(pq.read_table(io.BytesIO(data)))
+        except Exception as exc:  # pyarrow raises several types for broken files
+            detail = "empty file (0 bytes)" if not data else f"{type(exc).__name__}: {exc}"
+            problems.append(_unreadable(name, "readable parquet file", detail))
+    if not problems:
+        frames = [t.to_pandas() for t in tables]
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return check_or_quarantine(store, frame, suite, settings, batch_key, run_id, as_of, source_files=files)
+
+    when = resolve_as_of(as_of, batch_key)
+    result = ValidationResult(
+        suite=f"{settings.dataset.name}_{suite}",
+        passed=False,
+        row_count=0,
+        outcomes=problems,
+        engine="read",
+        seconds=0.0,
+        as_of=when.isoformat(),
+    )
+    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, source=store.uri(prefix))
+    raise DataValidationError(failure_message(result, batch_key, uri), result, uri)
