@@ -3,20 +3,44 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Re-install only when pyproject.toml changes.
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# uv installs the project from uv.lock. Its version is pinned here and only here; uv is bootstrapped with pip
+# (PyPI is the only network here) into its own tools venv, because `uv sync` makes .venv exactly uv.lock and
+# would uninstall a uv living inside .venv.
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
+# Re-install only when pyproject.toml or uv.lock changes.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock 2>/dev/null | sha1sum | cut -c1-12)
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export FEAST_USAGE := False
 
-.PHONY: install run serve deploy test test-fast test-browser test-prod stop status lint bench clean-local
+.PHONY: install lock run serve deploy test test-fast test-browser test-prod stop status lint bench clean-local
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+$(UV_STAMP):
+	@rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --disable-pip-version-check 'uv==$(UV_VERSION)'
+	@touch $@
+
+# --locked: fail, and install nothing, when uv.lock no longer matches pyproject.toml. --extra dev: the dev extra.
+# The project itself is installed editable (uv's default for a project with a build system).
+# --compile-bytecode, as pip does: uv skips it by default, and where PYTHONDONTWRITEBYTECODE=1 is set every
+# process would then re-compile what it imports (`import prefect, feast, great_expectations, sklearn` 2x slower).
+$(STAMP): pyproject.toml uv.lock $(UV_STAMP)
+	@$(UV) sync --locked --extra dev --compile-bytecode || { echo "make install: uv sync failed. If uv says uv.lock needs to be updated," \
+	  "pyproject.toml changed without the lock: run 'make lock' and commit uv.lock." >&2; exit 1; }
 	@rm -f $(VENV)/.installed-* && touch $@
+
+## lock: re-generate uv.lock after a dependency change in pyproject.toml (keeps every other pin where it is);
+## `make lock LOCK_ARGS='--upgrade-package boto3'` moves one package, LOCK_ARGS=--upgrade all of them.
+lock: $(UV_STAMP)
+	$(UV) lock $(LOCK_ARGS)
 
 install: $(STAMP)
 
