@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from feast.infra.key_encoding_utils import serialize_entity_key
 from pydantic import SecretStr
 
 from configs.settings import Settings, load_settings
+from conveyor.adapters import feast_encoding
 from conveyor.adapters import feature_store as fsm
 
 DAY0 = pd.Timestamp("2026-01-01", tz="UTC")
@@ -194,16 +196,16 @@ def test_encoded_cells_and_keys_are_feasts_bytes(settings: Settings) -> None:
     store = fsm.feature_store(settings)
     view = store.get_feature_view(fsm._default_view(store, settings))
     table = pa.Table.from_pandas(fsm._offline_frame(settings, frame), preserve_index=False).combine_chunks()
-    rows = fsm.arrow_to_protos(table.to_batches()[0], view)
-    assert isinstance(rows, fsm.EncodedRows) and len(rows) == len(frame)
+    rows = feast_encoding.arrow_to_protos(table.to_batches()[0], view)
+    assert isinstance(rows, feast_encoding.EncodedRows) and len(rows) == len(frame)
     keys = rows.serialized_keys(3)
     assert rows.encoded["monthly_charges"][0][0] == b"" and rows.encoded["monthly_charges"][1][0] != b""
     for i, (key, values, _, _) in enumerate(rows):
-        assert keys[i] == fsm.serialize_entity_key(key, entity_key_serialization_version=3)
+        assert keys[i] == serialize_entity_key(key, entity_key_serialization_version=3)
         assert set(values) == set(rows.encoded)
         for name, value in values.items():
             blobs, texts = rows.encoded[name]
-            assert (blobs[i], texts[i]) == (value.SerializeToString(), fsm._value_text(value)), (i, name)
+            assert (blobs[i], texts[i]) == (value.SerializeToString(), feast_encoding.value_text(value)), (i, name)
 
 
 def test_unknown_feature_service_is_named(settings: Settings) -> None:
