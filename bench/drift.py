@@ -24,7 +24,7 @@ import pandas as pd
 
 from configs.settings import load_settings
 from conveyor.demo.synthetic import CovariateDrift, Scenario, generate_day
-from conveyor.domain import drift
+from conveyor.domain import drift, drift_report
 
 
 def best_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
@@ -96,7 +96,7 @@ def main() -> None:
     results["drift stats, 50k-row reference sample"] = best_of(args.repeat, stats_sampled_reference)
 
     def html() -> None:
-        drift.render_html(report["r"], reference, current, current_scores, config.histogram_sample)
+        drift_report.render_html(report["r"], reference, current, current_scores, config.histogram_sample)
 
     results["HTML report (histograms, 200k-row sample)"] = best_of(1, html)
 

@@ -10,7 +10,7 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from configs.settings import Settings
 from conveyor.adapters import events
 from conveyor.adapters.object_store import ObjectStore
-from conveyor.domain import drift
+from conveyor.domain import drift, drift_report
 from conveyor.services.monitoring import drift_event_payload, drift_report_for_day, latest_scored_day, write_reports
 
 
@@ -24,7 +24,7 @@ def check_drift(settings: Settings, model_name: str, scored_day: dt.date | None)
     uris = write_reports(store, settings, report, reference, current, scores)
     key = f"drift-{model_name}".replace("_", "-").lower()
     create_table_artifact(
-        table=drift.verdict_table(report),
+        table=drift_report.verdict_table(report),
         key=key,
         description=f"Drift verdict **{report.verdict}** for {model_name} v{report.model_version}, "
         f"{report.window_start}..{report.window_end}. " + "; ".join(report.reasons),

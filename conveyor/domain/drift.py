@@ -13,11 +13,7 @@ row counts a batch job sees, the KS p-value is ~0 for any shift, however small.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
-import io
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -177,7 +173,7 @@ def _thresholds(name: str, config: DriftConfig) -> tuple[float, float]:
     return psi, ks
 
 
-def _numeric_values(column: pd.Series) -> np.ndarray:
+def numeric_values(column: pd.Series) -> np.ndarray:
     values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
     return values[~np.isnan(values)]
 
@@ -189,7 +185,7 @@ def numeric_drift(
     config: DriftConfig,
     kind: Literal["numeric", "prediction"] = "numeric",
 ) -> FeatureDrift:
-    ref, cur = _numeric_values(reference), _numeric_values(current)
+    ref, cur = numeric_values(reference), numeric_values(current)
     if kind == "prediction":
         psi_limit, ks_limit = config.prediction_psi_threshold, config.ks_threshold
     else:
@@ -347,107 +343,3 @@ def compare(
 # ---- reports ------------------------------------------------------------------------------------------------
 def report_prefix(settings: Settings, model_name: str, window_end: str) -> str:
     return f"{settings.storage.prefixes.reports}/drift/{model_name}/dt={window_end}"
-
-
-def verdict_table(report: DriftReport) -> list[dict[str, Any]]:
-    """One row per column: what the Prefect table artifact and the HTML report show."""
-    rows = []
-    for f in [*report.features, *([report.prediction] if report.prediction else [])]:
-        rows.append(
-            {
-                "column": f.name,
-                "kind": f.kind,
-                "psi": round(f.psi, 4),
-                "psi_threshold": f.psi_threshold,
-                "ks": None if f.ks is None else round(f.ks, 4),
-                "ks_threshold": f.ks_threshold,
-                "unseen_share": round(f.unseen_share, 4),
-                "verdict": "DRIFT" if f.drifted else "ok",
-            }
-        )
-    return rows
-
-
-def _histogram_figure(
-    reference: pd.DataFrame, current: pd.DataFrame, current_scores: pd.Series | None, report: DriftReport, sample: int
-) -> str:
-    """All reference-vs-current histograms in one PNG grid (one render is far cheaper than one per column)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = [*report.features, *([report.prediction] if report.prediction else [])]
-    ncols = 4
-    nrows = math.ceil(len(columns) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
-    ref = reference.sample(min(sample, len(reference)), random_state=0) if len(reference) > sample else reference
-    cur = current.sample(min(sample, len(current)), random_state=0) if len(current) > sample else current
-    for ax, stat in zip(axes.flat, columns, strict=False):
-        if stat.kind == "categorical":
-            r = ref[stat.name].astype("object").value_counts(normalize=True)
-            c = cur[stat.name].astype("object").value_counts(normalize=True)
-            cats = sorted(set(r.index) | set(c.index), key=str)
-            x = np.arange(len(cats))
-            ax.bar(x - 0.2, r.reindex(cats, fill_value=0), 0.4, label="reference")
-            ax.bar(x + 0.2, c.reindex(cats, fill_value=0), 0.4, label="current")
-            ax.set_xticks(x, [str(k) for k in cats], rotation=30, fontsize=7)
-        else:
-            cur_column = cur[stat.name] if stat.kind == "numeric" else current_scores
-            assert cur_column is not None  # a prediction row exists only when scores were given
-            r_vals, c_vals = _numeric_values(ref[stat.name]), _numeric_values(cur_column)
-            lo, hi = np.nanmin(np.r_[r_vals, c_vals]), np.nanmax(np.r_[r_vals, c_vals])
-            edges = np.linspace(lo, hi if hi > lo else lo + 1, 31)
-            ax.hist(r_vals, edges, density=True, alpha=0.5, label="reference")
-            ax.hist(c_vals, edges, density=True, alpha=0.5, label="current")
-        ks = "" if stat.ks is None else f" KS {stat.ks:.3f}"
-        ax.set_title(
-            f"{stat.name}: PSI {stat.psi:.3f}{ks}" + (" DRIFT" if stat.drifted else ""),
-            fontsize=9,
-            color="crimson" if stat.drifted else "black",
-        )
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(columns) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=72)
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def render_html(
-    report: DriftReport,
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    current_scores: pd.Series | None = None,
-    sample: int = 200_000,
-) -> str:
-    """A self-contained HTML page: verdict, reasons, the per-column table and the histograms (inline PNG)."""
-    rows = verdict_table(report)
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0]) if rows else ""
-    body = "".join(
-        "<tr{}>".format(' style="background:#fdd"' if r["verdict"] == "DRIFT" else "")
-        + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values())
-        + "</tr>"
-        for r in rows
-    )
-    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in report.reasons) or "<li>none</li>"
-    perf = ""
-    if report.performance is not None:
-        p = report.performance
-        perf = (
-            f"<p>Performance on {p.window_start}..{p.window_end} ({p.rows} labelled rows): ROC AUC "
-            f"{p.roc_auc:.3f} vs test {p.expected_roc_auc:.3f} (max drop {p.max_drop}): "
-            f"{'DECAYED' if p.decayed else 'ok'}</p>"
-        )
-    image = ""
-    if rows:
-        png = _histogram_figure(reference, current, current_scores, report, sample)
-        image = f'<img alt="histograms: reference vs current" src="data:image/png;base64,{png}">'
-    title = f"Drift report: {report.model_name} v{report.model_version}, {report.window_start}..{report.window_end}"
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>Verdict: <b>{report.verdict}</b></p><ul>{reasons}</ul>{perf}"
-        f"<table border='1' cellpadding='3'><tr>{head}</tr>{body}</table>{image}</body></html>"
-    )

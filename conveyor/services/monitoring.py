@@ -19,7 +19,7 @@ from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.raw_data import read_raw_window
 from conveyor.adapters.registry import LoadedModel, ModelRegistry
-from conveyor.domain import drift
+from conveyor.domain import drift, drift_report
 from conveyor.services.scoring import predictions_prefix
 
 
@@ -97,7 +97,7 @@ def write_reports(
     """JSON + HTML report under `reports/drift/<model>/dt=<day>/`; returns their URIs."""
     prefix = drift.report_prefix(settings, report.model_name, report.window_end)
     store.put_json(f"{prefix}/drift.json", report.to_json())
-    page = drift.render_html(report, reference, current, scores, settings.drift.histogram_sample)
+    page = drift_report.render_html(report, reference, current, scores, settings.drift.histogram_sample)
     store.put_bytes(f"{prefix}/drift.html", page.encode(), content_type="text/html")
     return {"json": store.uri(f"{prefix}/drift.json"), "html": store.uri(f"{prefix}/drift.html")}
 

@@ -11,7 +11,7 @@ from scipy.stats import ks_2samp
 
 from configs.settings import FeatureDriftThresholds, Settings, load_settings
 from conveyor.demo.synthetic import ConceptDrift, CovariateDrift, Scenario, generate_window
-from conveyor.domain import drift
+from conveyor.domain import drift, drift_report
 from conveyor.services.retraining import LedgerEntry, cooldown_decision
 
 TRAIN_START = dt.date(2026, 1, 1)
@@ -183,9 +183,9 @@ def test_prediction_drift_and_report_rendering(settings: Settings) -> None:
     report = _compare(settings, reference, current, current_scores=shifted_scores)
     assert report.prediction is not None and report.prediction.drifted
     assert report.verdict == "drift" and report.drifted_features == []
-    page = drift.render_html(report, reference, current, shifted_scores, sample=5000)
+    page = drift_report.render_html(report, reference, current, shifted_scores, sample=5000)
     assert page.count("data:image/png;base64,") == 1 and "DRIFT" in page
-    rows = drift.verdict_table(report)
+    rows = drift_report.verdict_table(report)
     assert [r["column"] for r in rows] == [*settings.dataset.feature_names, "score"]
     assert report.to_json()["verdict"] == "drift"
 
