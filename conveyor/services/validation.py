@@ -32,17 +32,14 @@ from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore, dataframe_to_parquet_bytes, sha256_bytes
 from conveyor.adapters.prefect_runtime import publish_markdown, run_logger
 from conveyor.domain.expectations import (
-    NUMERIC_TYPE_NAMES,
     ExpectationOutcome,
     SuiteName,
     ValidationResult,
     camel,
-    evaluate_fast,
-    fast_supported,
     load_suite,
-    numeric_or_nan,
     suite_parameters,
 )
+from conveyor.domain.rule_engine import evaluate_fast, fast_supported, repair_numbers
 
 log = logging.getLogger(__name__)
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?!.*\d{4}-\d{2}-\d{2})")
@@ -160,18 +157,7 @@ def split_rows(frame: pd.DataFrame, bad_rows: Any, suite: dict[str, Any]) -> tup
     """(passing rows, quarantined rows). Numbers stored as text are converted back to numbers in the passing
     rows: the rows that were not numbers at all are the quarantined ones."""
     passing, rejected = frame[~bad_rows], frame[bad_rows]
-    for exp in suite["expectations"]:
-        column = exp["kwargs"].get("column")
-        types = exp["kwargs"].get("type_list") or []
-        if (
-            exp["type"] == "expect_column_values_to_be_in_type_list"
-            and column in passing.columns
-            and passing[column].dtype == object
-            and types
-            and set(types) <= NUMERIC_TYPE_NAMES
-        ):
-            passing = passing.assign(**{column: numeric_or_nan(passing[column])})
-    return passing.reset_index(drop=True), rejected
+    return repair_numbers(passing, suite).reset_index(drop=True), rejected
 
 
 def failure_message(result: ValidationResult, batch_key: str, quarantine_uri: str) -> str:
