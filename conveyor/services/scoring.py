@@ -287,9 +287,12 @@ class _PartitionRun:
         metadata = self._metadata(quarantine_uri)
         shadow_metadata = None
         if self.challenger is not None and self.comparison is not None:
-            comparison = self.comparison.to_json()
-            shadow_metadata = {**metadata, "model_version": self.challenger.version, "role": "shadow"}
-            shadow_metadata["comparison"] = comparison
+            shadow = {
+                "model_version": self.challenger.version,
+                "role": "shadow",
+                "comparison": self.comparison.to_json(),
+            }
+            shadow_metadata = {**metadata, **shadow}
         manifest, shadow_at = writer.commit(metadata, shadow_metadata)
         return self._result(manifest, shadow_at, quarantine_uri, metadata["input_fingerprint"])
 
