@@ -122,7 +122,8 @@ def child_engine(rows: int) -> None:
     from configs.settings import load_settings
     from conveyor.adapters.object_store import ObjectStore
     from conveyor.services.batch_inference import load_scoring_model, resolve_model
-    from conveyor.services.scoring import PublishedParquetSource, score_partition
+    from conveyor.services.feature_sources import PublishedParquetSource
+    from conveyor.services.scoring import score_partition
 
     imports = time.perf_counter() - T_START
     started = _start_work()

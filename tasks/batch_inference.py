@@ -21,12 +21,8 @@ from conveyor.services.batch_inference import (
     suite_check,
     summary_markdown,
 )
-from conveyor.services.scoring import (
-    FeatureSource,
-    PartitionResult,
-    PublishedParquetSource,
-    score_partition,
-)
+from conveyor.services.feature_sources import FeatureSource, PublishedParquetSource
+from conveyor.services.scoring import PartitionResult, score_partition
 
 
 @task(name="resolve-model", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)

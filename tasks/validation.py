@@ -11,9 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.raw_data import raw_prefix
-from conveyor.domain.expectations import (
-    SuiteName,
-)
+from conveyor.domain.expectations import SuiteName
 from conveyor.services.validation import ValidatedBatch, check_or_quarantine, check_stored_partition
 
 

@@ -114,63 +114,16 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         if store_config.vector_enabled or getattr(store_config, "enable_openai_compatible_store", False):
             super().online_write_batch(config, table, data, progress)  # vector columns: the stock path
             return
-        conn = self._get_conn(config)
         table_name = compute_table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
-        version = config.entity_key_serialization_version
         sql = (
             f"INSERT INTO {_quote(table_name)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
             "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
             "created_ts = excluded.created_ts WHERE excluded.event_ts >= event_ts"
         )
-        encoded_columns = data.encoded if isinstance(data, EncodedRows) else None
-        if encoded_columns is not None:
-            # Rows from arrow_to_protos carry each cell's serialized value, value_text and serialized key, made
-            # column-wise: stream them to SQLite in primary-key order without a Python call per cell (the
-            # rows' protos are never built on this path).
-            assert isinstance(data, EncodedRows)
-            keys = data.serialized_keys(version)
-            order = sorted(range(len(data)), key=keys.__getitem__)
-            sorted_keys = [keys[i] for i in order]
-            epochs = [data.epochs[i] for i in order]
-            per_feature = []
-            for name in sorted(encoded_columns):
-                blobs, texts = encoded_columns[name]
-                per_feature.append(
-                    zip(
-                        sorted_keys,
-                        repeat(name),
-                        [blobs[i] for i in order],
-                        [texts[i] for i in order],
-                        epochs,
-                        repeat(None),
-                    )
-                )
-            self._execute(conn, sql, chain.from_iterable(zip(*per_feature, strict=True)))
-            if progress:
-                progress(len(data))
-            return
-        keys = [
-            serialize_entity_key(entity_key, entity_key_serialization_version=version) for entity_key, _, _, _ in data
-        ]
-        # Value protos are often shared (one per distinct value): serialize each object once.
-        encoded: dict[int, tuple[bytes, str | None]] = {}
-        rows: list[tuple[bytes, str, bytes, str | None, int, int | None]] = []
-        common = sorted(data[0][1]) if data else []
-        # Primary-key order, so the B-tree fills page by page instead of at random.
-        for i in sorted(range(len(data)), key=keys.__getitem__):
-            _, values, event_ts, created_ts = data[i]
-            # The same conversion the stock store's registered sqlite3 adapter applies (epoch seconds).
-            event_epoch = adapt_datetime_epoch(to_naive_utc(event_ts))
-            created_epoch = None if created_ts is None else adapt_datetime_epoch(to_naive_utc(created_ts))
-            key = keys[i]
-            for name in common if len(values) == len(common) else sorted(values):
-                value = values[name]
-                hit = encoded.get(id(value))
-                if hit is None:
-                    hit = encoded[id(value)] = (value.SerializeToString(), value_text(value))
-                rows.append((key, name, hit[0], hit[1], event_epoch, created_epoch))
-        self._execute(conn, sql, rows)
+        version = config.entity_key_serialization_version
+        rows = _encoded_rows(data, version) if isinstance(data, EncodedRows) else _proto_rows(data, version)
+        self._execute(self._get_conn(config), sql, rows)
         if progress:
             progress(len(data))
 
@@ -184,3 +137,44 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
+
+
+def _encoded_rows(data: EncodedRows, version: int) -> Iterable[tuple[Any, ...]]:
+    """Rows from arrow_to_protos carry each cell's serialized value, value_text and serialized key, made
+    column-wise: stream them to SQLite in primary-key order without a Python call per cell (the rows' protos are
+    never built on this path)."""
+    keys = data.serialized_keys(version)
+    order = sorted(range(len(data)), key=keys.__getitem__)
+    sorted_keys = [keys[i] for i in order]
+    epochs = [data.epochs[i] for i in order]
+    per_feature = []
+    for name in sorted(data.encoded):
+        blobs, texts = data.encoded[name]
+        per_feature.append(
+            zip(sorted_keys, repeat(name), [blobs[i] for i in order], [texts[i] for i in order], epochs, repeat(None))
+        )
+    return chain.from_iterable(zip(*per_feature, strict=True))
+
+
+def _proto_rows(
+    data: list[tuple[EntityKeyProto, dict[str, ValueProto], dt.datetime, dt.datetime | None]], version: int
+) -> list[tuple[bytes, str, bytes, str | None, int, int | None]]:
+    """Rows of Feast's own (proto) batches, in primary-key order so the B-tree fills page by page."""
+    keys = [serialize_entity_key(entity_key, entity_key_serialization_version=version) for entity_key, _, _, _ in data]
+    # Value protos are often shared (one per distinct value): serialize each object once.
+    encoded: dict[int, tuple[bytes, str | None]] = {}
+    rows: list[tuple[bytes, str, bytes, str | None, int, int | None]] = []
+    common = sorted(data[0][1]) if data else []
+    for i in sorted(range(len(data)), key=keys.__getitem__):
+        _, values, event_ts, created_ts = data[i]
+        # The same conversion the stock store's registered sqlite3 adapter applies (epoch seconds).
+        event_epoch = adapt_datetime_epoch(to_naive_utc(event_ts))
+        created_epoch = None if created_ts is None else adapt_datetime_epoch(to_naive_utc(created_ts))
+        key = keys[i]
+        for name in common if len(values) == len(common) else sorted(values):
+            value = values[name]
+            hit = encoded.get(id(value))
+            if hit is None:
+                hit = encoded[id(value)] = (value.SerializeToString(), value_text(value))
+            rows.append((key, name, hit[0], hit[1], event_epoch, created_epoch))
+    return rows

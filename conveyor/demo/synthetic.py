@@ -149,14 +149,45 @@ def generate_day(
     else:
         rate = generator.events_per_entity_per_month / 30.0
         idx = np.flatnonzero(rng.random(n) < rate)
-    m = len(idx)
     months = max((day - generator.start_date).days, 0) / 30.44
+    frame = _event_rows(day, people, idx, months, rng)
+    for drift in scenario.covariate_drift:
+        if day >= drift.start:
+            _shift_feature(frame, dataset, drift, rng)
+
+    concept = scenario.concept_drift
+    strength = concept.strength if concept is not None and day >= concept.start else 0.0
+    m = len(frame)
+    logit = churn_logit(frame, strength) + rng.normal(0.0, 0.5, m)
+    frame["churned"] = (rng.random(m) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+
+    frame = frame.rename(
+        columns={
+            "entity_id": dataset.entity_column,
+            "event_timestamp": dataset.timestamp_column,
+            "churned": dataset.label_column,
+        }
+    )
+    keep = [dataset.entity_column, dataset.timestamp_column, *dataset.feature_names, dataset.label_column]
+    frame = frame[keep].sort_values(dataset.timestamp_column, kind="stable").reset_index(drop=True)
+    for fault in scenario.faults:
+        if fault.day is None or fault.day == day:
+            frame = inject_fault(frame, dataset, fault, rng)
+    return frame
+
+
+def _event_rows(
+    day: dt.date, people: dict[str, np.ndarray], idx: np.ndarray, months: float, rng: np.random.Generator
+) -> pd.DataFrame:
+    """The feature rows of the customers `idx` on `day` (in the generator's own column names): their static
+    traits aged by `months`, mixed with the day's noise."""
+    m = len(idx)
     seconds = rng.integers(0, 86_400 * 1_000_000, m)  # microsecond precision: what parquet/duckdb keep
     midnight = pd.Timestamp(day, tz="UTC")
 
     tenure = np.clip(np.round(people["tenure0"][idx] + months), 0, 120).astype(np.int64)
     charges = np.clip(people["charge0"][idx] * rng.normal(1.0, 0.05, m), 0, 500)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "entity_id": people["entity_id"][idx],
             "event_timestamp": midnight + pd.to_timedelta(seconds, unit="us"),
@@ -175,28 +206,6 @@ def generate_day(
             "region": np.asarray(REGIONS)[people["region"][idx]],
         }
     )
-    for drift in scenario.covariate_drift:
-        if day >= drift.start:
-            _shift_feature(frame, dataset, drift, rng)
-
-    concept = scenario.concept_drift
-    strength = concept.strength if concept is not None and day >= concept.start else 0.0
-    logit = churn_logit(frame, strength) + rng.normal(0.0, 0.5, m)
-    frame["churned"] = (rng.random(m) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
-
-    frame = frame.rename(
-        columns={
-            "entity_id": dataset.entity_column,
-            "event_timestamp": dataset.timestamp_column,
-            "churned": dataset.label_column,
-        }
-    )
-    keep = [dataset.entity_column, dataset.timestamp_column, *dataset.feature_names, dataset.label_column]
-    frame = frame[keep].sort_values(dataset.timestamp_column, kind="stable").reset_index(drop=True)
-    for fault in scenario.faults:
-        if fault.day is None or fault.day == day:
-            frame = inject_fault(frame, dataset, fault, rng)
-    return frame
 
 
 def _shift_feature(

@@ -21,13 +21,8 @@ from configs.settings import Settings, StorageConfig
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.raw_data import published_days, raw_prefix
 from conveyor.adapters.registry import ModelRegistry
-from conveyor.services.scoring import (
-    ChunkedFetchSource,
-    FeatureSource,
-    PartitionResult,
-    ScoringModel,
-    as_of_time,
-)
+from conveyor.services.feature_sources import ChunkedFetchSource, FeatureSource
+from conveyor.services.scoring import PartitionResult, ScoringModel, as_of_time
 from conveyor.services.validation import validate_frame
 
 

@@ -32,17 +32,14 @@ from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore, dataframe_to_parquet_bytes, sha256_bytes
 from conveyor.adapters.prefect_runtime import publish_markdown, run_logger
 from conveyor.domain.expectations import (
-    NUMERIC_TYPE_NAMES,
     ExpectationOutcome,
     SuiteName,
     ValidationResult,
     camel,
-    evaluate_fast,
-    fast_supported,
     load_suite,
-    numeric_or_nan,
     suite_parameters,
 )
+from conveyor.domain.rule_engine import evaluate_fast, fast_supported, repair_numbers
 
 log = logging.getLogger(__name__)
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?!.*\d{4}-\d{2}-\d{2})")
@@ -160,18 +157,7 @@ def split_rows(frame: pd.DataFrame, bad_rows: Any, suite: dict[str, Any]) -> tup
     """(passing rows, quarantined rows). Numbers stored as text are converted back to numbers in the passing
     rows: the rows that were not numbers at all are the quarantined ones."""
     passing, rejected = frame[~bad_rows], frame[bad_rows]
-    for exp in suite["expectations"]:
-        column = exp["kwargs"].get("column")
-        types = exp["kwargs"].get("type_list") or []
-        if (
-            exp["type"] == "expect_column_values_to_be_in_type_list"
-            and column in passing.columns
-            and passing[column].dtype == object
-            and types
-            and set(types) <= NUMERIC_TYPE_NAMES
-        ):
-            passing = passing.assign(**{column: numeric_or_nan(passing[column])})
-    return passing.reset_index(drop=True), rejected
+    return repair_numbers(passing, suite).reset_index(drop=True), rejected
 
 
 def failure_message(result: ValidationResult, batch_key: str, quarantine_uri: str) -> str:
@@ -319,6 +305,34 @@ def _quarantine(
     return uri
 
 
+def _quarantine_bad_rows(
+    store: ObjectStore,
+    frame: pd.DataFrame,
+    suite: SuiteName,
+    suite_json: dict[str, Any],
+    settings: Settings,
+    result: ValidationResult,
+    bad_rows: Any,
+    gx: GxReport,
+    batch_key: str,
+    run_id: str,
+) -> ValidatedBatch | None:
+    """Row-level mode: quarantine the rows breaking strict row-level rules and let the rest go on, if the rest
+    passes the whole suite; None when it does not (the whole batch is then rejected)."""
+    if bad_rows is None:  # the GX engine decided; the row mask is always the rule engine's
+        _, bad_rows = evaluate_fast(frame, suite_json, result.parameters, 0)
+    if not bad_rows.any():
+        return None
+    passing, rejected = split_rows(frame, bad_rows, suite_json)
+    rest, _, _ = _validate(passing, suite_json, settings, dt.datetime.fromisoformat(result.as_of))
+    if not rest.passed:
+        return None
+    files = [SourceFile("rows.parquet", dataframe_to_parquet_bytes(rejected))]
+    counts = {"rows_in": len(frame), "rows_passed": len(passing), "rows_quarantined": len(rejected)}
+    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, gx, row_level=True, **counts)
+    return ValidatedBatch(passing, len(frame), len(passing), len(rejected), rest, uri, gx.docs_url)
+
+
 def check_or_quarantine(
     store: ObjectStore,
     frame: pd.DataFrame,
@@ -342,27 +356,9 @@ def check_or_quarantine(
 
     gx = gx or _gx_report(frame, suite_json, result, settings, batch_key)
     if settings.validation.mode == "row":
-        if bad_rows is None:  # the GX engine decided; the row mask is always vectorized
-            _, bad_rows = evaluate_fast(frame, suite_json, result.parameters, 0)
-        if bad_rows.any():
-            passing, rejected = split_rows(frame, bad_rows, suite_json)
-            rest, _, _ = _validate(passing, suite_json, settings, when)
-            if rest.passed:
-                uri = _quarantine(
-                    store,
-                    settings,
-                    suite,
-                    result,
-                    batch_key,
-                    run_id,
-                    [SourceFile("rows.parquet", dataframe_to_parquet_bytes(rejected))],
-                    gx,
-                    row_level=True,
-                    rows_in=len(frame),
-                    rows_passed=len(passing),
-                    rows_quarantined=len(rejected),
-                )
-                return ValidatedBatch(passing, len(frame), len(passing), len(rejected), rest, uri, gx.docs_url)
+        batch = _quarantine_bad_rows(store, frame, suite, suite_json, settings, result, bad_rows, gx, batch_key, run_id)
+        if batch is not None:
+            return batch
 
     files = source_files or [SourceFile("batch.parquet", dataframe_to_parquet_bytes(frame))]
     uri = _quarantine(

@@ -19,13 +19,8 @@ import pytest
 from configs.settings import Settings, load_settings
 from conveyor.adapters.object_store import MANIFEST_NAME, ObjectStore, StagingSweep, StoreUnavailable
 from conveyor.ops.local_stack import LocalStack, _pid_alive, private_stack_env
-from conveyor.services.scoring import (
-    FrameSource,
-    PublishedParquetSource,
-    ScoringModel,
-    predictions_prefix,
-    score_partition,
-)
+from conveyor.services.feature_sources import FrameSource, PublishedParquetSource
+from conveyor.services.scoring import ScoringModel, predictions_prefix, score_partition
 from tests.integration.test_scoring import DAY, population, train_model, with_scoring
 
 pytestmark = pytest.mark.integration

@@ -24,9 +24,8 @@ from sklearn.preprocessing import OrdinalEncoder
 from configs.settings import Settings
 from conveyor.adapters.object_store import MANIFEST_NAME, ObjectStore
 from conveyor.demo.synthetic import generate_day
+from conveyor.services.feature_sources import FrameSource, PublishedParquetSource
 from conveyor.services.scoring import (
-    FrameSource,
-    PublishedParquetSource,
     ScoringBatchRejected,
     ScoringModel,
     as_of_time,
@@ -140,7 +139,8 @@ KILL_SCRIPT = textwrap.dedent("""
     import pandas as pd
     from configs.settings import load_settings
     from conveyor.adapters.object_store import ObjectStore
-    from conveyor.services.scoring import FrameSource, ScoringModel, score_partition
+    from conveyor.services.feature_sources import FrameSource
+    from conveyor.services.scoring import ScoringModel, score_partition
 
     settings = load_settings()
     settings = settings.model_copy(update={
@@ -255,7 +255,7 @@ def test_bad_batch_is_quarantined_and_nothing_is_published(
     report = store.get_json(f"{q}/report.json")
     assert report["rejected"] and report["counts"]["invalid"] == 300
     rows = store.get_parquet(f"{q}/rows.parquet")
-    assert len(rows) == 300 and rows["reason"].str.contains("age: outside").all()
+    assert len(rows) == 300 and rows["reason"].str.startswith("age: breaks 'between 18.0 and 100.0'").all()
     # The earlier good partition is untouched; nothing staged is left behind.
     assert store.read_manifest(prefix) == good
     assert store.list_keys(settings.storage.prefixes.staging + "/") == []

@@ -11,7 +11,9 @@ import pytest
 from configs.settings import Settings, load_settings
 from conveyor.adapters.gx_validation import gx_validate
 from conveyor.demo.synthetic import Fault, Scenario, generate_day
-from conveyor.domain.expectations import default_suite, evaluate_fast, load_suite, suite_parameters
+from conveyor.domain.duplicates import duplicated_rows
+from conveyor.domain.expectations import default_suite, load_suite, suite_parameters
+from conveyor.domain.rule_engine import evaluate_fast
 from conveyor.services.validation import failure_message, resolve_as_of, split_rows, validate_frame
 
 DAY = dt.date(2026, 2, 1)
@@ -172,11 +174,11 @@ def test_row_split_accounts_for_every_row_and_repairs_text_numbers(settings: Set
     assert (rejected["age"] > 100).sum() == (pd.to_numeric(frame["age"]) > 100).sum() > 0
 
 
-def test_object_codes_match_factorize_on_parquet_read_text(settings: Settings) -> None:
+def test_null_and_set_masks_match_pandas_on_parquet_read_text(settings: Settings) -> None:
     import io
 
     from conveyor.adapters.object_store import dataframe_to_parquet_bytes
-    from conveyor.domain.expectations import object_codes
+    from conveyor.domain.rule_engine import FastEvaluator
 
     faults = [
         Fault(kind="nulls", column="region", fraction=0.1),
@@ -185,16 +187,16 @@ def test_object_codes_match_factorize_on_parquet_read_text(settings: Settings) -
     frame = generate_day(
         DAY, settings.dataset, settings.generator, Scenario(faults=faults), snapshot=True, n_entities=20_000
     )
-    for column in (frame["region"], pd.read_parquet(io.BytesIO(dataframe_to_parquet_bytes(frame)))["region"]):
-        codes, uniques = object_codes(column)
-        expected_codes, expected_uniques = pd.factorize(column, use_na_sentinel=True)
-        assert (codes == -1).sum() == (expected_codes == -1).sum() > 1000
-        assert list(uniques[codes[codes >= 0]]) == list(expected_uniques[expected_codes[expected_codes >= 0]])
+    allowed = list(settings.dataset.feature("region").categories or [])
+    read_back = pd.read_parquet(io.BytesIO(dataframe_to_parquet_bytes(frame)))
+    for table in (frame, read_back):
+        evaluator = FastEvaluator(table, {}, 0)
+        present = evaluator.present("region")
+        assert (present == table["region"].notna().to_numpy()).all() and (~present).sum() > 1000
+        assert (evaluator.in_set("region", allowed) == table["region"].isin(allowed).to_numpy()).all()
 
 
 def test_duplicated_rows_matches_pandas() -> None:
-    from conveyor.domain.expectations import duplicated_rows
-
     stamps = pd.to_datetime(["2026-01-01T00:00Z", "2026-01-01T01:00Z", "2026-01-01T00:00Z", None, None], utc=True)
     keys = pd.DataFrame({"id": [1, 1, 1, 2, 2], "ts": stamps})
     expected = keys.duplicated(keep=False).to_numpy()
@@ -207,8 +209,6 @@ def test_duplicated_rows_matches_pandas() -> None:
 
 @pytest.mark.parametrize("order", ["sorted", "shuffled"])
 def test_duplicated_rows_matches_pandas_on_event_data(settings: Settings, order: str) -> None:
-    from conveyor.domain.expectations import duplicated_rows
-
     frame = generate_day(
         DAY,
         settings.dataset,
