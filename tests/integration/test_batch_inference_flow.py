@@ -13,37 +13,14 @@ import pytest
 
 from configs.settings import Settings, load_settings
 from conveyor.adapters.object_store import ObjectStore
-from conveyor.adapters.registry import ModelMetadata, ModelRegistry, TamperedArtifact
-from conveyor.demo.synthetic import Scenario, generate_day
+from conveyor.adapters.registry import ModelRegistry, TamperedArtifact
+from conveyor.demo.synthetic import Scenario
 from conveyor.services.ingest import land_synthetic
 from conveyor.services.scoring import predictions_prefix, shadow_prefix
 from flows.batch_inference import batch_inference
-from tests.integration.test_scoring import train_model
+from tests.integration.scoring_data import DAYS, publish_snapshots, register
 
 pytestmark = pytest.mark.integration
-DAYS = [dt.date(2026, 3, 1), dt.date(2026, 3, 2)]
-
-
-def register(settings: Settings, name: str, seed: int, promote: bool) -> int:
-    store = ObjectStore(settings.storage)
-    model = train_model(settings, seed=seed, max_iter=20 + seed)
-    ds = settings.dataset
-    sample = generate_day(dt.date(2026, 1, 20), ds, settings.generator, snapshot=True, n_entities=200)
-    metadata = ModelMetadata(
-        metrics={},
-        gates={"passed": True},
-        training_window={},
-        feature_service=settings.features.feature_service,
-        feature_names=ds.feature_names,
-        data_fingerprint="test",
-        params={},
-    )
-    registry = ModelRegistry(store, settings)
-    reference = sample[ds.feature_names].assign(score=model.predict_proba(sample[ds.feature_names])[:, 1])
-    version = registry.register(name, model, metadata, reference)
-    if promote:
-        registry.promote(name, version.version, actor="test", reason="champion for the flow test")
-    return version.version
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +29,6 @@ def models(s3_server: Settings) -> Iterator[tuple[str, int, int]]:
     champion = register(s3_server, name, seed=0, promote=True)
     challenger = register(s3_server, name, seed=1, promote=False)
     yield name, champion, challenger
-
-
-def publish_snapshots(store: ObjectStore, settings: Settings, root: str, n: int = 3000) -> dict[dt.date, pd.DataFrame]:
-    frames = {}
-    for day in DAYS:
-        frame = generate_day(day, settings.dataset, settings.generator, snapshot=True, n_entities=n)
-        with store.publication(f"{root}/dt={day.isoformat()}", "snap") as pub:
-            pub.write_parquet("part-0.parquet", frame)
-            pub.commit()
-        frames[day] = frame
-    return frames
 
 
 def test_flow_scores_a_backfill_with_the_champion_and_shadows_the_challenger(

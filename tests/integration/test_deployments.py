@@ -88,7 +88,7 @@ def test_invalid_parameters_are_refused_with_the_field_and_rule(served_stack: Lo
 def test_cron_schedules_fire_by_themselves_and_the_worker_runs_them(served_stack: LocalStack) -> None:
     """Done-when: the daily batch-inference (and ingest) schedules, shortened to every minute, create runs at
     their cron time that the worker picks up and completes, with nobody pressing Run."""
-    from tests.integration.test_batch_inference_flow import DAYS, publish_snapshots, register
+    from tests.integration.scoring_data import DAYS, publish_snapshots, register
 
     settings = load_settings()
     model = f"churn_{uuid.uuid4().hex[:8]}"

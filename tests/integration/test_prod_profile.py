@@ -138,7 +138,7 @@ def test_api_auth_string_is_enforced_and_health_stays_open(
 def test_scheduled_scoring_deployment_runs_on_dask_with_postgres_and_env_credentials(
     prod_stack: LocalStack, engines: tuple[Postgres, Redis]
 ) -> None:
-    from tests.integration.test_batch_inference_flow import DAYS, publish_snapshots, register
+    from tests.integration.scoring_data import DAYS, publish_snapshots, register
 
     postgres, _ = engines
     settings = load_settings()

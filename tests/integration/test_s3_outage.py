@@ -21,7 +21,7 @@ from conveyor.adapters.object_store import MANIFEST_NAME, ObjectStore, StagingSw
 from conveyor.ops.local_stack import LocalStack, _pid_alive, private_stack_env
 from conveyor.services.feature_sources import FrameSource, PublishedParquetSource
 from conveyor.services.scoring import ScoringModel, predictions_prefix, score_partition
-from tests.integration.test_scoring import DAY, population, train_model, with_scoring
+from tests.integration.scoring_data import DAY, population, train_model, with_scoring
 
 pytestmark = pytest.mark.integration
 

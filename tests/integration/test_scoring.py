@@ -3,27 +3,20 @@ policies for unknown entities / missing features, shadow isolation."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OrdinalEncoder
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import MANIFEST_NAME, ObjectStore
-from conveyor.demo.synthetic import generate_day
 from conveyor.services.feature_sources import FrameSource, PublishedParquetSource
 from conveyor.services.scoring import (
     ScoringBatchRejected,
@@ -34,42 +27,15 @@ from conveyor.services.scoring import (
     score_partition,
     shadow_prefix,
 )
+from tests.integration.scoring_data import DAY, population, train_model, with_scoring
 
 pytestmark = pytest.mark.integration
-DAY = dt.date(2026, 3, 1)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def train_model(settings: Settings, seed: int = 0, max_iter: int = 30) -> Pipeline:
-    ds = settings.dataset
-    frame = generate_day(dt.date(2026, 1, 15), ds, settings.generator, snapshot=True, n_entities=4000)
-    encode = ColumnTransformer(
-        [
-            (
-                "cat",
-                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1),
-                ds.categorical_features,
-            )
-        ],
-        remainder="passthrough",
-    )
-    model = Pipeline(
-        [("encode", encode), ("gbm", HistGradientBoostingClassifier(max_iter=max_iter, random_state=seed))]
-    )
-    return model.fit(frame[ds.feature_names], frame[ds.label_column])
 
 
 @pytest.fixture(scope="module")
 def champion(s3_server: Settings) -> ScoringModel:
     return ScoringModel(train_model(s3_server), "3", "churn_v1")
-
-
-def with_scoring(settings: Settings, **changes: Any) -> Settings:
-    return settings.model_copy(update={"scoring": settings.scoring.model_copy(update=changes)})
-
-
-def population(settings: Settings, n: int = 5000) -> pd.DataFrame:
-    return generate_day(DAY, settings.dataset, settings.generator, snapshot=True, n_entities=n)
 
 
 def publish_input(store: ObjectStore, frame: pd.DataFrame, prefix: str = "features/churn") -> str:

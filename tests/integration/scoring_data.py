@@ -1,0 +1,82 @@
+"""Models and scoring inputs the scoring, batch-inference, outage, deployment and prod-profile tests share."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+from configs.settings import Settings
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.registry import ModelMetadata, ModelRegistry
+from conveyor.demo.synthetic import generate_day
+
+DAY = dt.date(2026, 3, 1)
+
+
+def train_model(settings: Settings, seed: int = 0, max_iter: int = 30) -> Pipeline:
+    ds = settings.dataset
+    frame = generate_day(dt.date(2026, 1, 15), ds, settings.generator, snapshot=True, n_entities=4000)
+    encode = ColumnTransformer(
+        [
+            (
+                "cat",
+                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1),
+                ds.categorical_features,
+            )
+        ],
+        remainder="passthrough",
+    )
+    model = Pipeline(
+        [("encode", encode), ("gbm", HistGradientBoostingClassifier(max_iter=max_iter, random_state=seed))]
+    )
+    return model.fit(frame[ds.feature_names], frame[ds.label_column])
+
+
+def with_scoring(settings: Settings, **changes: Any) -> Settings:
+    return settings.model_copy(update={"scoring": settings.scoring.model_copy(update=changes)})
+
+
+def population(settings: Settings, n: int = 5000) -> pd.DataFrame:
+    return generate_day(DAY, settings.dataset, settings.generator, snapshot=True, n_entities=n)
+
+
+DAYS = [dt.date(2026, 3, 1), dt.date(2026, 3, 2)]
+
+
+def register(settings: Settings, name: str, seed: int, promote: bool) -> int:
+    store = ObjectStore(settings.storage)
+    model = train_model(settings, seed=seed, max_iter=20 + seed)
+    ds = settings.dataset
+    sample = generate_day(dt.date(2026, 1, 20), ds, settings.generator, snapshot=True, n_entities=200)
+    metadata = ModelMetadata(
+        metrics={},
+        gates={"passed": True},
+        training_window={},
+        feature_service=settings.features.feature_service,
+        feature_names=ds.feature_names,
+        data_fingerprint="test",
+        params={},
+    )
+    registry = ModelRegistry(store, settings)
+    reference = sample[ds.feature_names].assign(score=model.predict_proba(sample[ds.feature_names])[:, 1])
+    version = registry.register(name, model, metadata, reference)
+    if promote:
+        registry.promote(name, version.version, actor="test", reason="champion for the flow test")
+    return version.version
+
+
+def publish_snapshots(store: ObjectStore, settings: Settings, root: str, n: int = 3000) -> dict[dt.date, pd.DataFrame]:
+    frames = {}
+    for day in DAYS:
+        frame = generate_day(day, settings.dataset, settings.generator, snapshot=True, n_entities=n)
+        with store.publication(f"{root}/dt={day.isoformat()}", "snap") as pub:
+            pub.write_parquet("part-0.parquet", frame)
+            pub.commit()
+        frames[day] = frame
+    return frames
