@@ -259,7 +259,7 @@ def test_a_burst_of_ten_drift_events_is_one_retraining_and_nine_suppressions(
     emitted_at = time.time()
     _python(
         env,
-        "from tasks import events\n"
+        "from conveyor.adapters import events\n"
         "for i in range(10):\n"
         f"    events.emit_drift_detected('{MODEL}', {{'window_end': '{SCORED_DAY.isoformat()}', "
         "'drifted_features': ['days_since_last_login'], 'scores': {}, 'burst': i})\n"
