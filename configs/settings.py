@@ -3,6 +3,8 @@
 Load order (later wins): base.yaml -> dataset.yaml (as `dataset`) -> <profile>.yaml -> CONVEYOR_* env vars.
 `CONVEYOR_PROFILE` picks the profile (local | prod); `CONVEYOR_CONFIG_DIR` points at another configs folder.
 Nothing is read at import time: call `load_settings()` once at the edge and pass the result down.
+The sections and every default live in `configs/systems.py` and `configs/stages.py`; this module merges the
+sources, derives the local profile's endpoints from `local_stack`, and checks references across sections.
 """
 
 from __future__ import annotations
