@@ -48,6 +48,6 @@ def retraining(
             start_date=start, end_date=end, model_name=model_name, promote=not settings.retraining.require_approval
         )
         if settings.retraining.require_approval and outcome.version is not None:
-            decided = await_approval(settings, model_name, outcome)
+            decided = await_approval(settings, model_name, trigger_event_id, outcome)
             return finish_retraining(settings, model_name, run_id, trigger_event_id, decided)
         return finish_retraining(settings, model_name, run_id, trigger_event_id, outcome)

@@ -158,7 +158,9 @@ class ApprovalInput(RunInput):
     reason: str = Field(default="", description="why")
 
 
-def await_approval(settings: Settings, model_name: str, training: Any) -> RetrainingOutcome:
+def await_approval(
+    settings: Settings, model_name: str, trigger_event_id: str | None, training: Any
+) -> RetrainingOutcome:
     """Approval mode: the challenger is registered, not promoted. If it passed the gates, pause this flow run
     until a person answers in the Prefect UI (or `resume_flow_run` with run_input); promote only on approval.
     Called from the flow itself: Prefect pauses flow runs, not task runs."""
@@ -178,7 +180,7 @@ def await_approval(settings: Settings, model_name: str, training: Any) -> Retrai
         return outcome  # the gates refused it: nothing to approve, the champion stays
     if registry.champion_version(model_name) == version:
         return outcome  # unchanged window: training returned the champion itself, nothing to approve
-    record(store, settings, "awaiting_approval", model_name, run_id, None, version=outcome.version)
+    record(store, settings, "awaiting_approval", model_name, run_id, trigger_event_id, version=outcome.version)
     get_run_logger().info(
         "challenger %s v%s passed the gates; waiting for approval (resume this run in the UI)",
         model_name,
@@ -198,7 +200,7 @@ def await_approval(settings: Settings, model_name: str, training: Any) -> Retrai
             "failed",
             model_name,
             run_id,
-            None,
+            trigger_event_id,
             version=outcome.version,
             reason=f"no approval within retraining.approval_timeout_seconds="
             f"{settings.retraining.approval_timeout_seconds}",
@@ -211,7 +213,7 @@ def await_approval(settings: Settings, model_name: str, training: Any) -> Retrai
             "rejected",
             model_name,
             run_id,
-            None,
+            trigger_event_id,
             version=outcome.version,
             approver=answer.approver,
             reason=answer.reason,
@@ -241,7 +243,7 @@ def await_approval(settings: Settings, model_name: str, training: Any) -> Retrai
             "superseded",
             model_name,
             run_id,
-            None,
+            trigger_event_id,
             version=outcome.version,
             approver=answer.approver,
             compared_with=compared_with,
@@ -260,7 +262,7 @@ def await_approval(settings: Settings, model_name: str, training: Any) -> Retrai
         "approved",
         model_name,
         run_id,
-        None,
+        trigger_event_id,
         version=outcome.version,
         approver=answer.approver,
         reason=answer.reason,

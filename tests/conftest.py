@@ -101,12 +101,14 @@ def served_stack(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) 
 
     from conveyor.ops.local_stack import LocalStack
 
-    port = free_port()
+    served_state = tmp_path_factory.mktemp("served")
     overrides = {
         **SERVED_STACK_ENV,
-        "CONVEYOR_LOCAL_STACK__STATE_DIR": str(tmp_path_factory.mktemp("served")),
-        "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(port),
-        "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{port}/api",
+        "CONVEYOR_LOCAL_STACK__STATE_DIR": str(served_state),
+        "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(free_port()),  # prefect.api_url follows it
+        # Moving the state folder moves what is derived from it: keep the shared S3 keys and Feast state.
+        "CONVEYOR_STORAGE__CREDENTIALS_FILE": str(s3_server.storage.credentials_file),
+        "CONVEYOR_FEATURES__STATE_DIR": str(s3_server.features.state_dir),
     }
     with _environ(overrides):
         stack = LocalStack(load_settings())

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import hashlib
 import io
 import json
 import logging
@@ -173,14 +174,26 @@ class RegistryState:
 
 
 def code_version(project_root: Path) -> str | None:
-    """The git commit of the code that trained the model, if this is a git checkout."""
+    """The git commit of the code that trained the model, if this is a git checkout. With uncommitted changes to
+    tracked files it is `<commit>-dirty-<hash of git diff HEAD>`, so changed code never matches the clean
+    commit (or other changes) and `skip_if_unchanged` retrains it."""
+    commit = _git(project_root, "rev-parse", "HEAD")
+    if commit is None:
+        return None
+    diff = _git(project_root, "diff", "HEAD", "--binary", "--no-ext-diff", "--no-color")
+    if diff is None:
+        return None  # the state of the tree is unknown: never claim it is the clean commit
+    if not diff:
+        return commit
+    return f"{commit}-dirty-{hashlib.sha256(diff.encode()).hexdigest()[:16]}"
+
+
+def _git(project_root: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_root, capture_output=True, text=True, timeout=5, check=False
-        )
+        out = subprocess.run(["git", *args], cwd=project_root, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def library_versions() -> dict[str, str]:

@@ -11,29 +11,23 @@ import sys
 import time
 
 from configs.settings import TELEMETRY_OFF_ENV, ConfigError, load_settings
-from conveyor.adapters.prefect_api import ZOMBIE_AUTOMATION, api_client, ensure_zombie_automation
 from conveyor.adapters.raw_data import raw_root
+from conveyor.ops.cli_flow import add_flow_parser
 from conveyor.ops.cli_models import add_models_parser
 from conveyor.ops.local_stack import SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
-
-
-def _out(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def _use_local_stack_env(stack: LocalStack) -> None:
-    """Point this process at the local Prefect server (before prefect is imported)."""
-    for key, value in stack.client_env().items():
-        os.environ.setdefault(key, value)
+from conveyor.ops.output import out as _out
+from conveyor.ops.prefect_server import install_zombie_automation, prefect_client_env, use_prefect_server
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    stack = LocalStack(load_settings())
+    settings = load_settings()
+    stack = LocalStack(settings)
     if args.action == "up":
         timings = stack.up(WITH_WORKER if args.worker else SERVICES)
         for name, seconds in timings.items():
             _out(f"{name:8s} ready in {seconds:5.1f}s")
+        # Without it a run whose process died stays "Running" forever, deployed or not.
+        _out(install_zombie_automation(settings, stack.client_env()))
     elif args.action == "down":
         stopped = stack.down()
         _out("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -49,38 +43,21 @@ def cmd_stack(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Create the work pool if missing and apply every deployment in prefect.yaml to the Prefect server."""
     settings = load_settings()
-    stack = LocalStack(settings)
-    if settings.active_profile == "local":
-        env = stack.client_env()
-        if stack.ensure_work_pool():
-            _out(f"work pool {settings.prefect.work_pool!r} created (type process)")
-    else:  # another server (prod): its URL and auth from config/env; its pools are managed by the platform team
-        env = {"PREFECT_API_URL": settings.prefect.api_url}
-        if settings.prefect.api_auth_string is not None:
-            env["PREFECT_API_AUTH_STRING"] = settings.prefect.api_auth_string.get_secret_value()
+    # Local: the stack's server; prod: prefect.api_url and its auth (pools there are the platform team's).
+    env = prefect_client_env(settings)
+    if settings.active_profile == "local" and LocalStack(settings).ensure_work_pool():
+        _out(f"work pool {settings.prefect.work_pool!r} created (type process)")
     started = time.monotonic()
     output = deploy_all(settings.project_root, env)
     names = re.findall(r"Deployment '([^']+)' successfully", " ".join(output.split()))
     _out(f"deployed {len(names)} deployment(s) in {time.monotonic() - started:.1f}s: {', '.join(names)}")
-    if settings.prefect.zombie_after_missed_heartbeats:
-        from prefect.settings import get_current_settings
-
-        heartbeat = get_current_settings().flows.heartbeat_frequency
-        if heartbeat is None:
-            _out("zombie-run automation not installed: PREFECT_FLOWS_HEARTBEAT_FREQUENCY is unset (no heartbeats)")
-            return 0
-        within = settings.prefect.zombie_after_missed_heartbeats * heartbeat
-        with api_client(env["PREFECT_API_URL"], env.get("PREFECT_API_AUTH_STRING")) as api:
-            done = ensure_zombie_automation(api, within)
-        _out(f"automation {ZOMBIE_AUTOMATION!r} {done}: a run silent for {within}s is marked Crashed")
+    _out(install_zombie_automation(settings, env))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    stack = LocalStack(settings)
-    if settings.active_profile == "local":
-        _use_local_stack_env(stack)
+    env = use_prefect_server(settings)  # fails here, naming the key, when no server is configured
     from flows.pipeline import conveyor_pipeline  # imports prefect: after the environment is set
 
     started = time.monotonic()
@@ -116,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _out("\nclosed loop: inject drift -> score -> drift detected -> retraining triggered -> gate decision ...")
     loop = demonstrate_retraining_loop(
-        settings, os.environ["PREFECT_API_URL"], drift_start=landed.days[-1] + dt.timedelta(days=1)
+        settings, env["PREFECT_API_URL"], drift_start=landed.days[-1] + dt.timedelta(days=1)
     )
     _out("timeline:")
     for line in loop.timeline:
@@ -124,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loop.event_to_retraining_start_s is not None:
         _out(f"event -> retraining start: {loop.event_to_retraining_start_s:.1f}s")
     _out(f"decision: {loop.decision}")
-    _out(f"Prefect UI: {stack.prefect_api_url.removesuffix('/api')}  (make stop to stop the stack)")
+    _out(f"Prefect UI: {env['PREFECT_API_URL'].removesuffix('/api')}  (make stop to stop the stack)")
     return 0
 
 
@@ -172,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     validation.add_argument("--force", action="store_true", help="overwrite existing suite files")
     validation.set_defaults(func=cmd_validation)
 
+    add_flow_parser(sub)
     add_models_parser(sub)
     return parser
 

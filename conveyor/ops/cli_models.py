@@ -5,16 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import sys
 
 from configs.settings import load_settings
 from conveyor.adapters.object_store import ObjectStore, ObjectStoreError
 from conveyor.adapters.registry import ModelRegistry, RegistryError, default_actor
-
-
-def _out(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+from conveyor.ops.output import out as _out
 
 
 def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -11,16 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import secrets
-import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,16 +21,38 @@ import httpx
 
 from configs.settings import TELEMETRY_OFF_ENV, Settings
 from conveyor.adapters.prefect_api import api_client
+from conveyor.ops.processes import (
+    StackError,
+    free_port,
+    free_s3_base_port,
+    http_status,
+    pid_alive,
+    port_free,
+    project_bin,
+    stop_process_group,
+    wait_until,
+)
+
+# Re-exported: tests and benchmarks import these from here.
+__all__ = [
+    "SERVICES",
+    "STOP_ORDER",
+    "WITH_WORKER",
+    "LocalStack",
+    "ServiceState",
+    "StackError",
+    "deploy_all",
+    "free_port",
+    "pid_alive",
+    "private_stack_env",
+    "stop_process_group",
+]
 
 log = logging.getLogger(__name__)
 
 SERVICES = ("s3", "prefect")  # `up()` default; `up(WITH_WORKER)` adds the worker
 WITH_WORKER = ("s3", "prefect", "worker")
 STOP_ORDER = ("worker", "s3", "prefect")  # the worker goes first: it must not outlive the server it polls
-
-
-class StackError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -48,78 +63,17 @@ class ServiceState:
     url: str
 
 
-def _bin(name: str) -> str:
-    # Executables installed next to this interpreter (the project's venv), not whatever is first on PATH.
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_s3_base_port(low: int = 20000, high: int = 39000) -> int:
-    """A base port for SeaweedFS with base..base+4 and each + 10000 (its gRPC ports) free."""
-    for _ in range(200):
-        base = random.randint(low, high)
-        if all(_port_free("127.0.0.1", p) and _port_free("127.0.0.1", p + 10000) for p in range(base, base + 5)):
-            return base
-    raise StackError(f"no free port range for an S3 server between {low} and {high}")
-
-
 def private_stack_env(state_dir: Path, bucket: str) -> dict[str, str]:
     """CONVEYOR_* variables for a stack of its own (free ports, its own state folder and bucket), so tests and
-    benchmarks never touch a developer's `.local/` stack on the default ports."""
-    s3_port, prefect_port = free_s3_base_port(), free_port()
+    benchmarks never touch a developer's `.local/` stack on the default ports. Only the stack's own settings:
+    the clients' S3 endpoint, Prefect API URL, credentials file and Feast state follow from them."""
     return {
         "CONVEYOR_PROFILE": "local",
         "CONVEYOR_LOCAL_STACK__STATE_DIR": str(state_dir),
-        "CONVEYOR_LOCAL_STACK__S3_PORT": str(s3_port),
-        "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(prefect_port),
-        "CONVEYOR_STORAGE__ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-        "CONVEYOR_STORAGE__CREDENTIALS_FILE": str(state_dir / "s3-credentials.json"),
+        "CONVEYOR_LOCAL_STACK__S3_PORT": str(free_s3_base_port()),
+        "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(free_port()),
         "CONVEYOR_STORAGE__BUCKET": bucket,
-        "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{prefect_port}/api",
-        "CONVEYOR_FEATURES__STATE_DIR": str(state_dir / "feast"),
     }
-
-
-def _http_status(url: str, timeout: float = 2.0) -> tuple[int, str] | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read(200).decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except (urllib.error.URLError, OSError):
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped) still answers kill(0); it is not running.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 class LocalStack:
@@ -144,11 +98,13 @@ class LocalStack:
 
     @property
     def s3_url(self) -> str:
-        return f"http://{self.host}:{self.cfg.s3_port}"
+        """Where the stack's S3 server listens (the local profile's `storage.endpoint_url` unless overridden)."""
+        return self.cfg.s3_url
 
     @property
     def prefect_api_url(self) -> str:
-        return f"http://{self.host}:{self.cfg.prefect_port}/api"
+        """Where the stack's Prefect server listens (the local profile's `prefect.api_url` unless overridden)."""
+        return self.cfg.prefect_api_url
 
     def _s3_ports(self) -> dict[str, int]:
         # Every SeaweedFS port is pinned: a busy default port silently moves up by one otherwise.
@@ -189,8 +145,8 @@ class LocalStack:
             return self.worker_online()
         if service == "s3":
             # Any S3 answer (403 for an unsigned request when auth is on) means the gateway is serving.
-            return _http_status(self.s3_url + "/") is not None
-        result = _http_status(self.prefect_api_url + "/health")
+            return http_status(self.s3_url + "/") is not None
+        result = http_status(self.prefect_api_url + "/health")
         return result is not None and result[0] == 200 and result[1].strip() == "true"
 
     def _recorded_pid(self, service: str) -> int | None:
@@ -198,7 +154,7 @@ class LocalStack:
         if not path.exists():
             return None
         pid = int(json.loads(path.read_text())["pid"])
-        if _pid_alive(pid):
+        if pid_alive(pid):
             return pid
         path.unlink()  # stale: the process is gone
         return None
@@ -262,7 +218,7 @@ class LocalStack:
             env["CONVEYOR_PROJECT_ROOT"] = str(self.settings.project_root)
             self.ensure_work_pool()
             cmd = [
-                _bin("prefect"),
+                project_bin("prefect"),
                 "worker",
                 "start",
                 "--pool",
@@ -281,7 +237,7 @@ class LocalStack:
             key, secret = self.s3_credentials()
             env.update({"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret})
             cmd = [
-                _bin("weed"),
+                project_bin("weed"),
                 "mini",
                 f"-dir={data_dir}",
                 f"-ip={self.host}",
@@ -307,7 +263,7 @@ class LocalStack:
         if auth is not None:
             env["PREFECT_SERVER_API_AUTH_STRING"] = auth.get_secret_value()
         cmd = [
-            _bin("prefect"),
+            project_bin("prefect"),
             "server",
             "start",
             "--host",
@@ -319,12 +275,9 @@ class LocalStack:
         return cmd, env
 
     def _start(self, service: str) -> int:
-        busy = [p for p in self.ports(service) if not _port_free(self.host, p)]
+        busy = [p for p in self.ports(service) if not port_free(self.host, p)]
         if busy:
-            raise StackError(
-                f"{service}: port(s) {busy} on {self.host} are already in use by a process this stack did not "
-                f"start. Stop it, or choose other ports (CONVEYOR_LOCAL_STACK__S3_PORT / __PREFECT_PORT)."
-            )
+            raise StackError(port_clash_message(service, self.host, busy))
         cmd, env = self._command(service)
         log_path = self._log_file(service)
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -349,7 +302,7 @@ class LocalStack:
         while time.monotonic() < deadline:
             if self.healthy(service):
                 return
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 raise StackError(f"{service} exited during start-up; see {self._log_file(service)}")
             time.sleep(0.25)
         raise StackError(
@@ -382,7 +335,7 @@ class LocalStack:
             if not stop_process_group(pid, timeout, self._processes.pop(service, None)):
                 log.warning("%s (pid %d) ignored SIGTERM for %.0fs; it was sent SIGKILL", service, pid, timeout)
             # A restarted SeaweedFS silently moves to the next port if the old one is still bound.
-            _wait_until(lambda s=service: all(_port_free(self.host, p) for p in self.ports(s)), 15)  # type: ignore[misc]
+            wait_until(lambda s=service: all(port_free(self.host, p) for p in self.ports(s)), 15)  # type: ignore[misc]
             self._pid_file(service).unlink(missing_ok=True)
             stopped.append(service)
         return stopped
@@ -396,11 +349,28 @@ class LocalStack:
         return env
 
 
+# The one setting that moves a server, and the client setting derived from it (local profile).
+PORT_SETTINGS = {
+    "s3": ("CONVEYOR_LOCAL_STACK__S3_PORT", "storage.endpoint_url"),
+    "prefect": ("CONVEYOR_LOCAL_STACK__PREFECT_PORT", "prefect.api_url"),
+}
+
+
+def port_clash_message(service: str, host: str, busy: list[int]) -> str:
+    """What to do when a service's port is taken: the setting that moves the server and its clients."""
+    variable, client_key = PORT_SETTINGS[service]
+    return (
+        f"{service}: port(s) {busy} on {host} are already in use by a process this stack did not start. Stop it, "
+        f"or move the {service} server with {variable}=<port>: its clients follow ({client_key} is derived from "
+        f"it unless set explicitly)."
+    )
+
+
 def deploy_all(project_root: Path, env: dict[str, str], timeout: float = 300.0) -> str:
     """`prefect deploy --all --no-prompt` from the project root (every deployment in prefect.yaml); returns its
     output. Raises StackError with the tail of the output when it fails."""
     result = subprocess.run(
-        [_bin("prefect"), "--no-prompt", "deploy", "--all"],
+        [project_bin("prefect"), "--no-prompt", "deploy", "--all"],
         cwd=project_root,
         env={**os.environ, **env},
         capture_output=True,
@@ -412,37 +382,3 @@ def deploy_all(project_root: Path, env: dict[str, str], timeout: float = 300.0) 
     if result.returncode != 0:
         raise StackError(f"`prefect deploy --all` failed (exit {result.returncode}):\n{output[-3000:]}")
     return output
-
-
-def stop_process_group(pid: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> bool:
-    """SIGTERM the process group led by `pid` (a process started with `start_new_session=True`), give it
-    `timeout` seconds, then SIGKILL it. Reaps `process` when this interpreter started it. Returns whether it
-    ended on SIGTERM."""
-
-    def gone() -> bool:
-        return process.poll() is not None if process is not None else not _pid_alive(pid)
-
-    _signal_group(pid, signal.SIGTERM)
-    graceful = _wait_until(gone, timeout)
-    if not graceful:
-        _signal_group(pid, signal.SIGKILL)
-        _wait_until(gone, 10)
-    return graceful
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    # The service was started in its own session, so its process group id is its PID: this signals exactly
-    # the server and the children it spawned (uvicorn workers), nothing else.
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()

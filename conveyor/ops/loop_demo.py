@@ -74,19 +74,19 @@ def demonstrate_retraining_loop(
             delete_deployments_and_automations(api, LOOP_DEPLOYMENTS)
 
 
+def _runs_since(api: httpx.Client, deployment: str, since: float) -> list[dict[str, Any]]:
+    """Runs of `deployment` caused by this demonstration: created after its scoring request."""
+    return [r for r in deployment_runs(api, deployment) if timestamp(r["created"]) >= since]
+
+
 def _drive(
     settings: Settings, api: httpx.Client, drift_start: dt.date, days: int, timeout: float, log_path: Any
 ) -> LoopResult:
     store = ObjectStore(settings.storage)
-    model = settings.training.model_name
     began = time.time()
     since = dt.datetime.fromtimestamp(began, dt.UTC).isoformat()
     timeline: list[tuple[str, float]] = [("loop runner started", began)]
     wait_for(lambda: all(deployment_id(api, n) for n in LOOP_DEPLOYMENTS), 180, "the served deployments", log_path)
-
-    def new_runs(name: str) -> list[dict[str, Any]]:
-        """Runs caused by this demonstration: created after its scoring request."""
-        return [r for r in deployment_runs(api, name) if timestamp(r["created"]) >= requested_at]
 
     scenario = Scenario(covariate_drift=[CovariateDrift(feature=DRIFTED_FEATURE, start=drift_start, shift=1.0)])
     landed = land_synthetic(settings, store, drift_start, days, scenario, current_run_id())
@@ -101,7 +101,7 @@ def _drive(
     def finished() -> tuple[str, list[dict[str, Any]]] | None:
         # Stage by stage: our scoring run, then the monitor its completion triggered, then the retraining.
         scoring = api.get(f"/flow_runs/{scoring_id}").json()
-        monitors = new_runs("drift-monitor")
+        monitors = _runs_since(api, "drift-monitor", requested_at)
         failed = [r for r in [scoring, *monitors] if r["state_type"] in TERMINAL_STATES - {"COMPLETED"}]
         if failed:
             raise RuntimeError(f"flow run {failed[0]['name']} ended {failed[0]['state_type']}; see {log_path}")
@@ -111,7 +111,7 @@ def _drive(
             or any(r["state_type"] != "COMPLETED" for r in monitors)
         ):
             return None
-        retrains = new_runs("retraining")
+        retrains = _runs_since(api, "retraining", requested_at)
         if retrains and all(r["state_type"] in TERMINAL_STATES for r in retrains):
             return "retrained", retrains
         # The monitor finished; without an event within a grace period, no drift was detected.
@@ -121,14 +121,28 @@ def _drive(
         return None
 
     outcome, retrains = wait_for(finished, timeout, "the drift monitor and retraining runs", log_path, interval=2)
+    return _result(settings, store, api, (since, requested_at), outcome, retrains, timeline)
+
+
+def _result(
+    settings: Settings,
+    store: ObjectStore,
+    api: httpx.Client,
+    since: tuple[str, float],
+    outcome: str,
+    retrains: list[dict[str, Any]],
+    timeline: list[tuple[str, float]],
+) -> LoopResult:
+    """The timeline of what the server ran, and the decision the ledger recorded."""
+    began_iso, requested_at = since
     for name, label in (("batch-inference", "scoring"), ("drift-monitor", "drift monitor")):
-        for run in new_runs(name):
+        for run in _runs_since(api, name, requested_at):
             if run["start_time"] and run["end_time"]:
                 timeline += [
                     (f"{label} started", timestamp(run["start_time"])),
                     (f"{label} completed", timestamp(run["end_time"])),
                 ]
-    events = events_named(api, "conveyor.drift.detected", since)
+    events = events_named(api, "conveyor.drift.detected", began_iso)
     latency = None
     decision = outcome
     if events:
@@ -138,7 +152,7 @@ def _drive(
         if retrains:
             run = retrains[0]
             latency = timestamp(run["start_time"]) - event_at
-            ledger = read_ledger(store, settings, model)
+            ledger = read_ledger(store, settings, settings.training.model_name)
             last = ledger[-1] if ledger else None
             decision = _describe(last.kind, last.detail) if last is not None else run["state_type"]
             timeline += [

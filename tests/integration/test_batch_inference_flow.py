@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,7 +115,23 @@ def test_dask_task_runner_is_a_config_switch(
     store = ObjectStore(s3_server.storage)
     root = f"features-{uuid.uuid4().hex[:8]}/churn"
     publish_snapshots(store, s3_server, root, n=500)
+    import distributed
+    from prefect_dask import DaskTaskRunner
+
+    # Each partition task must go to the Dask cluster and finish there: a switch that is ignored (threads) leaves
+    # `ran_on_dask` empty, and the same rows would be scored either way.
+    ran_on_dask: list[str] = []
+    submit = DaskTaskRunner.submit
+
+    def recording_submit(self: DaskTaskRunner, *args: Any, **kwargs: Any) -> Any:
+        future = submit(self, *args, **kwargs)
+        assert isinstance(future.wrapped_future, distributed.Future)
+        future.wrapped_future.add_done_callback(lambda done: ran_on_dask.append(done.status))
+        return future
+
+    monkeypatch.setattr(DaskTaskRunner, "submit", recording_submit)
     monkeypatch.setenv("CONVEYOR_SCORING__TASK_RUNNER", "dask")
     result = batch_inference(scoring_date=DAYS[0], end_date=DAYS[1], model_name=name, features_prefix=root)
     assert [p.rows_scored for p in result.partitions] == [500, 500]
+    assert ran_on_dask == ["finished", "finished"], ran_on_dask
     assert store.read_manifest(predictions_prefix(s3_server, name, DAYS[1])) is not None

@@ -112,6 +112,26 @@ def loop(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 os.environ[key] = old
 
 
+@pytest.fixture(scope="module")
+def champion(loop: dict[str, Any]) -> dict[str, Any]:
+    """Raw data (stationary until DRIFT_START, then one feature shifts by one standard deviation) and a champion
+    trained on the stationary window with the training flow's own functions: what each test here starts from,
+    so each runs alone (setup, not under test: the retraining runs the whole training flow)."""
+    settings = loop["settings"]
+    store = ObjectStore(settings.storage)
+    scenario = Scenario(covariate_drift=[CovariateDrift(feature="days_since_last_login", start=DRIFT_START)])
+    land_synthetic(settings, store, DATA_START, (SCORED_DAY - DATA_START).days + 1, scenario, "loop-test")
+    landed_at = time.time()
+    version = _register_champion(store, settings, ModelRegistry(store, settings), DATA_START, dt.date(2026, 2, 15))
+    assert version is not None
+    return {"version": version, "landed_at": landed_at, "trained_at": time.time()}
+
+
+def _new_cooldown_period(store: ObjectStore, settings: Settings) -> None:
+    # The ledger is the cooldown's whole state: the other test's retraining must not suppress this one's.
+    store.delete_prefix(ledger_prefix(settings, MODEL))
+
+
 def _register_champion(
     store: ObjectStore, settings: Settings, registry: ModelRegistry, start: dt.date, end: dt.date
 ) -> int | None:
@@ -145,20 +165,18 @@ def _python(env: dict[str, str], code: str, timeout: float = 300) -> str:
     return done.stdout
 
 
-def test_drifted_batch_leads_to_retraining_and_a_gate_decision(loop: dict[str, Any]) -> None:
+def test_drifted_batch_leads_to_retraining_and_a_gate_decision(loop: dict[str, Any], champion: dict[str, Any]) -> None:
     api, settings = loop["api"], loop["settings"]
     store = ObjectStore(settings.storage)
-    timeline: list[tuple[str, float]] = []
-    # Raw data: stationary until DRIFT_START, then one feature shifts by one standard deviation.
-    scenario = Scenario(covariate_drift=[CovariateDrift(feature="days_since_last_login", start=DRIFT_START)])
-    land_synthetic(settings, store, DATA_START, (SCORED_DAY - DATA_START).days + 1, scenario, "loop-test")
-    timeline.append(("data landed", time.time()))
-    # The champion, trained on the stationary window with the training flow's own functions (setup, not under
-    # test here: the retraining below runs the whole training flow).
     registry = ModelRegistry(store, settings)
-    champion_before = _register_champion(store, settings, registry, DATA_START, dt.date(2026, 2, 15))
-    assert champion_before is not None
-    timeline.append((f"champion v{champion_before} trained", time.time()))
+    _new_cooldown_period(store, settings)
+    champion_before = registry.champion_version(MODEL)
+    timeline: list[tuple[str, float]] = [
+        ("data landed", champion["landed_at"]),
+        (f"champion v{champion['version']} trained", champion["trained_at"]),
+    ]
+    since = dt.datetime.now(dt.UTC).isoformat()
+    before = {r["id"] for r in deployment_runs(api, "retraining")}
 
     wait_for(
         lambda: all(deployment_id(api, n) for n in ("batch-inference", "drift-monitor", "retraining")),
@@ -174,7 +192,7 @@ def test_drifted_batch_leads_to_retraining_and_a_gate_decision(loop: dict[str, A
         upstream = deployment_runs(api, "batch-inference") + deployment_runs(api, "drift-monitor")
         failed = [r for r in upstream if r["state_type"] in TERMINAL_STATES - {"COMPLETED"}]
         assert not failed, f"{failed[0]['name']} ended {failed[0]['state_type']}; see {loop['serve_log']}"
-        runs = deployment_runs(api, "retraining")
+        runs = [r for r in deployment_runs(api, "retraining") if r["id"] not in before]
         return runs if runs and all(r["state_type"] in TERMINAL_STATES for r in runs) else []
 
     runs = wait_for(retraining_done, 240, "a retraining run to finish", loop["serve_log"])
@@ -182,7 +200,7 @@ def test_drifted_batch_leads_to_retraining_and_a_gate_decision(loop: dict[str, A
     monitor = deployment_runs(api, "drift-monitor")
     assert [r["state_type"] for r in scoring] == ["COMPLETED"]
     assert [r["state_type"] for r in monitor] == ["COMPLETED"], monitor
-    drift_events = events_named(api, "conveyor.drift.detected")
+    drift_events = events_named(api, "conveyor.drift.detected", since)
     assert len(drift_events) == 1
     payload = drift_events[0]["payload"]
     assert payload["drifted_features"] == ["days_since_last_login"]
@@ -230,13 +248,13 @@ def test_drifted_batch_leads_to_retraining_and_a_gate_decision(loop: dict[str, A
     assert latency < 60
 
 
-def test_a_burst_of_ten_drift_events_is_one_retraining_and_nine_suppressions(loop: dict[str, Any]) -> None:
+def test_a_burst_of_ten_drift_events_is_one_retraining_and_nine_suppressions(
+    loop: dict[str, Any], champion: dict[str, Any]
+) -> None:
     api, env, settings = loop["api"], loop["env"], loop["settings"]
     store = ObjectStore(settings.storage)
-    if ModelRegistry(store, settings).champion_version(MODEL) is None:
-        pytest.skip("needs the champion trained by the loop test")
-    # A new cooldown period: the ledger is the cooldown's whole state.
-    store.delete_prefix(ledger_prefix(settings, MODEL))
+    assert ModelRegistry(store, settings).champion_version(MODEL) is not None  # from the `champion` fixture
+    _new_cooldown_period(store, settings)
     before = {r["id"] for r in deployment_runs(api, "retraining")}
     emitted_at = time.time()
     _python(

@@ -65,7 +65,8 @@ def prod_env(
         "CONVEYOR_PROFILE": "prod",
         "CONVEYOR_LOCAL_STACK__STATE_DIR": str(state),
         "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(port),
-        "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{port}/api",
+        "CONVEYOR_PREFECT__API_URL": f"http://127.0.0.1:{port}/api",  # prod derives nothing from local_stack
+        "CONVEYOR_STORAGE__ENDPOINT_URL": str(s3_server.storage.endpoint_url),
         "CONVEYOR_PREFECT__DATABASE_URL": postgres.url("prefect"),
         "CONVEYOR_PREFECT__API_AUTH_STRING": AUTH,
         "CONVEYOR_STORAGE__BUCKET": f"conveyor-prod-{uuid.uuid4().hex[:8]}",

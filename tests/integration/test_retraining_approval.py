@@ -136,6 +136,9 @@ def _paused_then_resume(
     assert "error" not in box, box
     state = box["state"]
     assert state.is_completed(), state
+    # Every ledger entry of the run names the event that triggered it, the approval steps' too.
+    mine = [e for e in read_ledger(ObjectStore(env.storage), env, MODEL) if e.run_id == str(paused.id)]
+    assert {e.trigger_event_id for e in mine} == {f"test-{tag}"}, [(e.kind, e.trigger_event_id) for e in mine]
     return state.result(), paused, champion_while_paused
 
 
@@ -193,6 +196,7 @@ def test_approval_mode_reject_then_approve(env: Settings) -> None:
     mine = [e for e in read_ledger(store, env, MODEL) if e.run_id == run_id]
     assert [e.kind for e in mine] == ["started", "awaiting_approval", "failed"], mine
     assert "approval_timeout_seconds=4" in mine[2].detail["reason"]
+    assert {e.trigger_event_id for e in mine} == {f"test-{tag}"}, mine
 
     # A person approves: the new challenger becomes champion, the audit log names the approver and reason.
     approved, paused, while_paused = _paused_then_resume(

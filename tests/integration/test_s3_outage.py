@@ -18,7 +18,7 @@ import pytest
 
 from configs.settings import Settings, load_settings
 from conveyor.adapters.object_store import MANIFEST_NAME, ObjectStore, StagingSweep, StoreUnavailable
-from conveyor.ops.local_stack import LocalStack, _pid_alive, private_stack_env
+from conveyor.ops.local_stack import LocalStack, pid_alive, private_stack_env
 from conveyor.services.feature_sources import FrameSource, PublishedParquetSource
 from conveyor.services.scoring import ScoringModel, predictions_prefix, score_partition
 from tests.integration.scoring_data import DAY, population, train_model, with_scoring
@@ -122,7 +122,7 @@ def test_s3_server_stopped_mid_write_leaves_nothing_visible_and_rerun_completes(
     # Really mid-write: a part was on the server, the stop came while chunks were still being written or before
     # the upload was completed, and the server process is gone.
     assert source.stopped_at is not None and source.parts_at_stop >= 1
-    assert source.pid is not None and not _pid_alive(source.pid)
+    assert source.pid is not None and not pid_alive(source.pid)
     # Fails fast (connection refused, a few short backoffs), not after long timeouts, and says why and where.
     assert failed_at - source.stopped_at < 20, f"took {failed_at - source.stopped_at:.1f}s to fail after the stop"
     message = str(failure.value)

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from configs.settings import CONFIG_DIR, ConfigError, load_settings
+from configs.settings import CONFIG_DIR, ConfigError, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +30,7 @@ def config_dir(tmp_path: Path) -> Path:
 
 
 def _edit(path: Path, change) -> None:  # type: ignore[no-untyped-def]
-    data = yaml.safe_load(path.read_text())
+    data = yaml.safe_load(path.read_text()) or {}  # a profile file may hold only comments
     change(data)
     path.write_text(yaml.safe_dump(data))
 
@@ -69,7 +73,7 @@ def test_invalid_env_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_typo_in_yaml_key_names_the_key(config_dir: Path) -> None:
-    _edit(config_dir / "base.yaml", lambda d: d["storage"].update({"buckt": "x"}))
+    _edit(config_dir / "base.yaml", lambda d: d.setdefault("storage", {}).update({"buckt": "x"}))
     with pytest.raises(ConfigError, match=r"storage\.buckt: Extra inputs are not permitted"):
         load_settings("local", config_dir)
 
@@ -110,3 +114,129 @@ def test_secrets_are_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings("prod")
     assert "super-secret-value" not in repr(settings)
     assert settings.storage.resolved_credentials() == ("key-id", "super-secret-value")
+
+
+# ---- each default written once ------------------------------------------------------------------------------
+
+
+def _leaves(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    found: list[tuple[tuple[str, ...], Any]] = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            found += _leaves(value, (*prefix, key))
+        else:
+            found.append(((*prefix, key), value))
+    return found
+
+
+def _field_default(path: tuple[str, ...]) -> Any:
+    """The default the typed models give the key at `path` (a section's default instance, walked down)."""
+    section = Settings.model_fields[path[0]]
+    value: Any = section.get_default(call_default_factory=True)
+    for key in path[1:]:
+        if not isinstance(value, BaseModel) or key not in type(value).model_fields:
+            return _NO_DEFAULT  # a free-form mapping (training.models, drift.per_feature): no field default
+        value = getattr(value, key)
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+_NO_DEFAULT = object()
+
+
+@pytest.mark.parametrize("name", ["base.yaml", "local.yaml", "prod.yaml"])
+def test_yaml_repeats_no_default(name: str) -> None:
+    """A key in a YAML file whose value equals the typed default is a second copy of it, which drifts."""
+    data = yaml.safe_load((CONFIG_DIR / name).read_text()) or {}
+    repeated = [
+        ".".join(path)
+        for path, value in _leaves(data)
+        if (default := _field_default(path)) is not _NO_DEFAULT and _same(default, value)
+    ]
+    assert not repeated, f"{name}: {len(repeated)} key(s) repeat their default from configs/*.py: {repeated}"
+
+
+def _same(default: Any, value: Any) -> bool:
+    if isinstance(default, Path | dt.date) or isinstance(value, dt.date):
+        return str(default) == str(value)
+    return bool(default == value)
+
+
+# ---- derived values ----------------------------------------------------------------------------------------
+
+
+def test_local_clients_follow_the_stack_ports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CONVEYOR_LOCAL_STACK__S3_PORT", "9555")
+    monkeypatch.setenv("CONVEYOR_LOCAL_STACK__PREFECT_PORT", "4999")
+    monkeypatch.setenv("CONVEYOR_LOCAL_STACK__STATE_DIR", str(tmp_path))
+    settings = load_settings("local")
+    assert settings.storage.endpoint_url == "http://127.0.0.1:9555"
+    assert settings.prefect.api_url == "http://127.0.0.1:4999/api"
+    assert settings.storage.credentials_file == tmp_path / "s3-credentials.json"
+    assert settings.features.state_dir == tmp_path / "feast"
+
+
+def test_an_explicit_endpoint_beats_the_derived_one(monkeypatch: pytest.MonkeyPatch, config_dir: Path) -> None:
+    monkeypatch.setenv("CONVEYOR_LOCAL_STACK__S3_PORT", "9555")
+    monkeypatch.setenv("CONVEYOR_PREFECT__API_URL", "http://127.0.0.1:4300/api")
+    _edit(config_dir / "local.yaml", lambda d: d.update({"storage": {"endpoint_url": None}}))  # explicit null: AWS
+    settings = load_settings("local", config_dir)
+    assert settings.storage.endpoint_url is None
+    assert settings.prefect.api_url == "http://127.0.0.1:4300/api"
+    monkeypatch.setenv("CONVEYOR_STORAGE__ENDPOINT_URL", "http://127.0.0.1:7000")
+    assert load_settings("local", config_dir).storage.endpoint_url == "http://127.0.0.1:7000"
+
+
+def test_prod_derives_nothing_from_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_LOCAL_STACK__S3_PORT", "9555")
+    prod = load_settings("prod")
+    assert prod.storage.endpoint_url is None and prod.prefect.api_url is None
+    assert prod.storage.credentials_file is None
+
+
+def test_port_clash_advice_moves_server_and_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The advice `stack up` gives on a busy port names a setting; following it moves the server and clients."""
+    from conveyor.ops.local_stack import LocalStack, port_clash_message
+
+    for service, variable, client in [
+        ("s3", "CONVEYOR_LOCAL_STACK__S3_PORT", lambda s: s.storage.endpoint_url),
+        ("prefect", "CONVEYOR_LOCAL_STACK__PREFECT_PORT", lambda s: s.prefect.api_url),
+    ]:
+        message = port_clash_message(service, "127.0.0.1", [8333])
+        advised = re.search(r"(CONVEYOR_\w+)=<port>", message)
+        assert advised is not None and advised.group(1) == variable, message
+        monkeypatch.setenv(variable, "24680")
+        settings = load_settings("local")
+        stack = LocalStack(settings)
+        server = stack.s3_url if service == "s3" else stack.prefect_api_url
+        assert ":24680" in server and client(settings).startswith(server.removesuffix("/api")), (server, client)
+
+
+# ---- feature names must exist ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "change"),
+    [
+        ("gates.invariant_features[1]", lambda d: d["gates"].update({"invariant_features": ["region", "regoin"]})),
+        (
+            "gates.directional[0].feature",
+            lambda d: d["gates"].update({"directional": [{"feature": "support_calls", "delta": 3}]}),
+        ),
+        ("training.segments[0]", lambda d: d["training"].update({"segments": ["contract"]})),
+        ("drift.per_feature.agee", lambda d: d.update({"drift": {"per_feature": {"agee": {"psi": 0.3}}}})),
+    ],
+)
+def test_a_feature_name_not_in_the_dataset_fails_at_load(config_dir: Path, key: str, change: Any) -> None:
+    _edit(config_dir / "base.yaml", change)
+    with pytest.raises(ConfigError) as info:
+        load_settings("local", config_dir)
+    message = str(info.value)
+    assert f"  {key}: " in message and "is not a feature of dataset 'churn'" in message, message
+    assert "(1 problem(s))" in message and "'days_since_last_login'" in message  # lists what does exist
+
+
+def test_every_unknown_feature_is_named_at_once(config_dir: Path) -> None:
+    _edit(config_dir / "base.yaml", lambda d: d["training"].update({"segments": ["a", "b"]}))
+    with pytest.raises(ConfigError, match=r"\(2 problem\(s\)\)") as info:
+        load_settings("local", config_dir)
+    assert "training.segments[0]: 'a'" in str(info.value) and "training.segments[1]: 'b'" in str(info.value)

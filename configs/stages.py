@@ -1,0 +1,229 @@
+"""Configuration of the pipeline's stages: demo data, training and its gates, batch scoring, validation, drift
+monitoring and retraining. Each default is written once, here, with what it means."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from configs.systems import StrictSection
+
+
+class GeneratorConfig(StrictSection):
+    """The synthetic churn data (conveyor/demo/synthetic.py), the default dataset."""
+
+    seed: int = Field(default=7, description="same seed -> same data")
+    n_entities: int = Field(default=5000, ge=10, description="customers")
+    start_date: dt.date = Field(default=dt.date(2026, 1, 1), description="first day `conveyor run` lands")
+    days: int = Field(default=120, ge=1, description="days `conveyor run` lands")
+    events_per_entity_per_month: float = Field(default=2.0, gt=0)
+
+
+class DirectionalCheck(StrictSection):
+    """Adding `delta` to numeric `feature` must move the mean score in `direction` (within `tolerance`)."""
+
+    feature: str
+    delta: float
+    direction: Literal["increase", "decrease"] = "increase"
+    tolerance: float = Field(default=0.0, ge=0)
+
+
+class GatesConfig(StrictSection):
+    """Evaluation gates a model must pass to be promoted (conveyor/domain/gates.py)."""
+
+    min_roc_auc: float = Field(default=0.70, ge=0, le=1, description="on the test set")
+    min_pr_auc: float = Field(default=0.30, ge=0, le=1, description="on the test set")
+    max_brier: float = Field(default=0.20, ge=0, le=1, description="on the test set")
+    min_training_rows: int = Field(default=1000, ge=1)
+    max_regression_vs_champion: float = Field(
+        default=0.005, ge=0, description="primary-metric drop vs the champion allowed"
+    )
+    min_improvement_to_replace: float = Field(
+        default=0.0, ge=0, description="primary-metric gain over the champion needed to replace it"
+    )
+    max_slice_regression: float = Field(
+        default=0.02, ge=0, description="per segment slice (training.segments): ROC AUC drop vs champion allowed"
+    )
+    min_slice_rows: int = Field(
+        default=200, ge=1, description="slices with fewer test rows (or a single class) are skipped, and reported"
+    )
+    invariant_features: list[str] = Field(
+        default_factory=list,
+        description="behavioural: permuting one of these features moves scores by at most max_invariance_shift",
+    )
+    max_invariance_shift: float = Field(default=0.05, ge=0, description="mean |score change| allowed")
+    directional: list[DirectionalCheck] = Field(
+        default_factory=list, description="behavioural: a feature's shift must move the mean score this way"
+    )
+
+
+class FeatureDriftThresholds(StrictSection):
+    psi: float | None = Field(default=None, gt=0)
+    ks: float | None = Field(default=None, gt=0, le=1)
+
+
+class DriftConfig(StrictSection):
+    """Drift monitor (conveyor/domain/drift.py, flows/drift_monitor.py). A feature drifts when PSI or KS exceeds
+    its threshold."""
+
+    psi_threshold: float = Field(default=0.2, gt=0)
+    ks_threshold: float = Field(default=0.1, gt=0, le=1, description="the KS statistic, never its p-value")
+    prediction_psi_threshold: float = Field(default=0.2, gt=0, description="on the score distribution")
+    max_drifted_share: float = Field(
+        default=0.0, ge=0, le=1, description="drift verdict when more than this share of features drifted"
+    )
+    per_feature: dict[str, FeatureDriftThresholds] = Field(
+        default_factory=dict, description="overrides of the two thresholds by feature, e.g. {age: {psi: 0.3}}"
+    )
+    bins: int = Field(default=10, ge=2, le=100, description="reference-quantile bins for numeric PSI")
+    min_rows: int = Field(
+        default=500, ge=1, description="fewer current rows than this: verdict 'insufficient_data', no event"
+    )
+    max_metric_drop: float = Field(
+        default=0.05, ge=0, le=1, description="decay: ROC AUC on a labelled past window this far below test ROC AUC"
+    )
+    label_delay_days: int = Field(
+        default=30, ge=0, description="labels (churn within 30 days) of a window are known this many days later"
+    )
+    window_days: int = Field(
+        default=7, ge=1, description="days of raw rows (up to the scored day) compared with the reference profile"
+    )
+    histogram_sample: int = Field(default=200_000, ge=1000, description="rows drawn for the HTML report's histograms")
+
+
+class RetrainingConfig(StrictSection):
+    """Event-driven retraining (flows/retraining.py) and its guardrails."""
+
+    cooldown_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="no second retraining of a model within this; suppressed triggers go to the ledger",
+    )
+    training_window_days: int = Field(default=60, ge=1, description="days of data up to the drifted window")
+    require_approval: bool = Field(
+        default=False, description="register the challenger; promotion waits for a person (Prefect UI resume input)"
+    )
+    approval_timeout_seconds: int = Field(
+        default=86_400, ge=1, description="unanswered this long: the run fails (FlowPauseTimeout), the champion stays"
+    )
+    approval_poll_seconds: int = Field(default=10, ge=1, description="a paused run checks for the answer this often")
+    concurrency_slot_timeout_seconds: float = Field(
+        default=10, gt=0, description="a trigger that cannot get the model's slot in this time is suppressed"
+    )
+
+
+class ModelSpec(StrictSection):
+    """An estimator (import path) and its hyper-parameters; preprocessing comes from dataset.features."""
+
+    estimator: str = Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", description="e.g. sklearn.ensemble.X")
+    params: dict[str, Any] = Field(default_factory=dict)
+    scale_numeric: bool = Field(default=False, description="StandardScaler on numeric features (linear models)")
+
+
+class TrainingConfig(StrictSection):
+    """Training (tasks/training.py, flows/training.py) and the model registry (conveyor/adapters/registry.py)."""
+
+    model_name: str = Field(default="churn", pattern=r"^[a-z][a-z0-9_-]*$", description="registry model name")
+    model_config_name: str = Field(default="default", description="entry of `models` used when the flow names none")
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    seed: int = Field(default=42, description="same data + seed -> same model and metrics")
+    validation_fraction: float = Field(
+        default=0.15, gt=0, lt=0.5, description="time-based split train | validation | test, no shuffling"
+    )
+    test_fraction: float = Field(default=0.2, gt=0, lt=0.5, description="the latest rows by event time")
+    primary_metric: Literal["roc_auc", "pr_auc"] = Field(default="roc_auc", description="challenger vs champion")
+    segments: list[str] = Field(
+        default_factory=list, description="categorical features sliced by the per-slice no-regression gate"
+    )
+    reference_sample_rows: int = Field(
+        default=20_000, ge=100, description="training rows (+ score) stored with each version for drift"
+    )
+    window_days: int = Field(default=90, ge=1, description="training window when the flow names no start date")
+    max_threads: int | None = Field(
+        default=1,
+        ge=1,
+        description="OpenMP/BLAS threads in fit/predict (threadpoolctl); None: all cores. 1 because the local "
+        "stack shares its cores: HistGradientBoosting with 2 threads on a busy 2-core box was many times slower "
+        "(bench/training_profile.py); raise it on a dedicated node",
+    )
+
+    @model_validator(mode="after")
+    def _default_model_exists(self) -> TrainingConfig:
+        if self.models and self.model_config_name not in self.models:
+            raise ValueError(f"model_config_name {self.model_config_name!r} is not one of {sorted(self.models)}")
+        return self
+
+
+class ScoringConfig(StrictSection):
+    """Batch inference (flows/batch_inference.py, conveyor/services/scoring.py)."""
+
+    model_name: str = Field(default="churn", description="registry model scored when the flow names none")
+    chunk_rows: int = Field(default=500_000, ge=1_000, description="rows in memory per chunk, whatever the input")
+    threshold: float = Field(default=0.5, ge=0, le=1, description="decision = score >= threshold")
+    feature_source: Literal["offline", "online"] = Field(
+        default="offline", description="offline: Feast point-in-time as of the scoring time | online: online store"
+    )
+    population_lookback_days: int = Field(default=30, ge=1, description="score entities seen in this many days")
+    unknown_entities: Literal["default", "quarantine"] = Field(
+        default="quarantine",
+        description="rows whose entity has no feature values: scored with feature_defaults, or quarantined "
+        "(counted either way)",
+    )
+    missing_features: Literal["default", "quarantine"] = Field(
+        default="default",
+        description="rows with some features null: default (feature_defaults, else NaN to the model's own "
+        "imputer) or quarantine",
+    )
+    feature_defaults: dict[str, float | str] = Field(default_factory=dict)
+    max_quarantined_share: float = Field(
+        default=0.05, ge=0, le=1, description="more quarantined rows than this share: rejected, nothing published"
+    )
+    validation_sample_rows: int = Field(default=10_000, ge=100, description="rows checked by the GX scoring suite")
+    upload_part_mb: int = Field(default=16, ge=5, le=512, description="S3 multipart part size")
+    task_runner: Literal["thread", "dask"] = Field(
+        default="thread", description="thread | dask (a prefect-dask LocalCluster per flow run)"
+    )
+    max_parallel_partitions: int = Field(default=2, ge=1, description="partitions scored at once")
+    shadow_prefix: str = Field(
+        default="shadow-predictions", description="challenger scores; never under storage.prefixes.predictions"
+    )
+
+
+class ValidationConfig(StrictSection):
+    """The data validation gate (tasks/validation.py); the suites themselves are JSON in `suites_dir`."""
+
+    mode: Literal["batch", "row"] = Field(
+        default="batch",
+        description="batch: any failure rejects the whole batch; row: rows breaking row-level "
+        "rules are quarantined and the rest go on (batch-level rules still reject the batch)",
+    )
+    engine: Literal["fast", "gx"] = Field(
+        default="fast",
+        description="fast: vectorized pandas decides, Great Expectations renders the report and "
+        "Data Docs when a batch fails; gx: Great Expectations decides every batch (slower)",
+    )
+    suites_dir: Path = Field(
+        default=Path("configs/expectations"), description="raw.json, scoring.json: the source of truth at run time"
+    )
+    docs_dir: Path | None = Field(
+        default=None, description="GX Data Docs (HTML); None: <local_stack.state_dir>/gx-docs (git-ignored)"
+    )
+    build_docs: bool = True
+    publish_docs: bool = Field(
+        default=True,
+        description="also copy a failed batch's Data Docs page next to its report.json in quarantine "
+        "(data-docs.html), so the page is where the batch is, not only on the machine that ran the flow",
+    )
+    sample_size: int = Field(default=5, ge=0, le=100, description="bad values kept per failed expectation")
+    # The four below are what `conveyor validation init-suites` writes into the suites; at run time the JSON rules.
+    max_null_share: float = Field(
+        default=0.01, ge=0, le=1, description="features: `mostly` = 1 - this; key columns never null"
+    )
+    max_age_hours: float = Field(
+        default=36, gt=0, description="freshness: newest timestamp no older than this before as_of"
+    )
+    min_rows: int = Field(default=1, ge=0)
+    max_rows: int = Field(default=50_000_000, ge=1)
