@@ -12,7 +12,7 @@ import time
 
 from configs.settings import TELEMETRY_OFF_ENV, ConfigError, load_settings
 from conveyor.adapters.prefect_api import ZOMBIE_AUTOMATION, api_client, ensure_zombie_automation
-from conveyor.adapters.raw_data import raw_root
+from conveyor.adapters.raw_data import raw_table
 from conveyor.ops.cli_models import add_models_parser
 from conveyor.ops.local_stack import SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
 
@@ -90,7 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _out(f"\npipeline finished in {time.monotonic() - started:.1f}s")
     _out(
         f"raw data:    {landed.rows} rows in {len(landed.days)} daily partitions ({landed.days[0]} .. "
-        f"{landed.days[-1]}) at s3://{settings.storage.bucket}/{raw_root(settings)}"
+        f"{landed.days[-1]}) in the Delta table {raw_table(settings.storage, settings).uri} "
+        f"(version {landed.table_version})"
     )
     decision = (
         "promoted to champion"
