@@ -128,7 +128,7 @@ def _table(table: RawTable, version: int | None = None) -> DeltaTable | None:
     return DeltaTable(table.uri, version=version, storage_options=table.storage_options)
 
 
-def _arrow_day(frame: pd.DataFrame, dataset: DatasetConfig, day: dt.date) -> pa.Table:
+def arrow_day(frame: pd.DataFrame, dataset: DatasetConfig, day: dt.date) -> pa.Table:
     """The frame as the table stores it: timestamps `timestamp[us, UTC]`, categories as strings, `dt` added."""
     ts = dataset.timestamp_column
     if ts in frame.columns:
@@ -143,7 +143,7 @@ def _arrow_day(frame: pd.DataFrame, dataset: DatasetConfig, day: dt.date) -> pa.
 def write_raw_day(table: RawTable, dataset: DatasetConfig, day: dt.date, frame: pd.DataFrame, run_id: str) -> int:
     """Replace `day` in the table in one commit (creating the table on first write); returns the new version.
     delta-rs refuses a frame whose columns or types differ from the table's, and commits nothing then."""
-    arrow = _arrow_day(frame, dataset, day)
+    arrow = arrow_day(frame, dataset, day)
     properties = CommitProperties(custom_metadata={"conveyor.run_id": run_id, "conveyor.day": day.isoformat()})
     options, partition_by = table.storage_options, [PARTITION_COLUMN]
     if _table(table) is None:

@@ -13,6 +13,7 @@ import time
 from configs.settings import TELEMETRY_OFF_ENV, ConfigError, load_settings
 from conveyor.adapters.prefect_api import ZOMBIE_AUTOMATION, api_client, ensure_zombie_automation
 from conveyor.adapters.raw_data import raw_table
+from conveyor.ops.cli_data import add_data_parser
 from conveyor.ops.cli_models import add_models_parser
 from conveyor.ops.local_stack import SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
 
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     validation.set_defaults(func=cmd_validation)
 
     add_models_parser(sub)
+    add_data_parser(sub)
     return parser
 
 

@@ -79,7 +79,8 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -
     assert registry.get_file(name, first.version, "roc.png").startswith(b"\x89PNG")
     trained_on = read_raw_window(ObjectStore(env.storage), env, START, END)
     assert meta.data_uri == f"s3://{env.storage.bucket}/raw/{env.dataset.name}" and meta.data_version is not None
-    assert meta.extra["training_rows"] == len(trained_on)
+    columns = [env.dataset.timestamp_column, *env.dataset.feature_names, env.dataset.label_column]
+    assert data_fingerprint(trained_on, columns) == meta.data_fingerprint  # these rows, features as of each row
 
     state = training(start_date=BAD_START, end_date=BAD_END, model_config_name="quick", return_state=True)
     assert state.is_completed()  # a refused model is an outcome, not a crashed run
@@ -149,5 +150,4 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -
     pd.testing.assert_frame_equal(
         back.sort_values(key).reset_index(drop=True), trained_on.sort_values(key).reset_index(drop=True)
     )
-    ds = env.dataset
-    assert data_fingerprint(back, [ds.timestamp_column, *ds.feature_names, ds.label_column]) == meta.data_fingerprint
+    assert data_fingerprint(back, columns) == meta.data_fingerprint
