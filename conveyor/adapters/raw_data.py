@@ -240,7 +240,7 @@ def raw_day_files(store: ObjectStore, settings: Settings, day: dt.date) -> list[
     delta = _table(table)
     if delta is None:
         return []
-    uris = delta.file_uris(partition_filters=[(PARTITION_COLUMN, "=", day.isoformat())])
+    uris = delta.file_uris(file_pruning_predicate=[(PARTITION_COLUMN, "=", day.isoformat())])
     return sorted(uri.removeprefix(f"s3://{store.bucket}/") for uri in uris)
 
 
