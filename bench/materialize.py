@@ -5,7 +5,8 @@
 
 Data: N entities x 10 numeric features (5 int64, 5 float64), one row per entity, `--rows-per-day` rows per daily
 partition (so the materialized window grows with N: 1 day at 1e5, 10 days at 1e6). Every variant runs in its own
-subprocess on a copy-free shared offline parquet folder with its own registry and online store; the subprocess
+subprocess reading the same raw Delta table on a private SeaweedFS (duckdb over S3), with its own registry and online
+store; the subprocess
 reports its own peak RSS (getrusage ru_maxrss) and wall time of the materialize call only.
 
 Variants:
@@ -43,8 +44,8 @@ N_FEATURES = 10
 VARIANTS = ("stock", "conveyor", "stock+knobs")
 STORE_YAML = """project: bench
 provider: local
-registry: {{registry_type: file, path: registry.db}}
-online_store: {{type: {online}, path: online.db}}
+registry: {{registry_type: file, path: ${{CONVEYOR_FEAST_STATE_DIR}}/registry.db}}
+online_store: {{type: {online}, path: ${{CONVEYOR_FEAST_STATE_DIR}}/online.db}}
 offline_store: {{type: duckdb}}
 entity_key_serialization_version: 3
 {materialization}
@@ -95,10 +96,13 @@ def make_repo(work: Path, variant: str) -> None:
 
 
 def make_data(work: Path, entities: int, rows_per_day: int, seed: int = 7) -> int:
-    """Write the offline partitions once (shared by every variant via a symlink). Returns the number of days."""
-    from conveyor.adapters import feature_store as fsm
+    """Write the raw Delta table on S3 once, one commit per day (every variant reads it). Returns the days."""
+    from conveyor.adapters.object_store import ObjectStore
+    from conveyor.adapters.raw_data import raw_table, write_raw_day
 
     settings = bench_settings(work, "data")
+    ObjectStore(settings.storage).ensure_bucket()
+    table = raw_table(settings.storage, settings)
     rng = np.random.default_rng(seed)
     ids = rng.permutation(np.arange(1, entities + 1, dtype=np.int64))
     days = -(-entities // rows_per_day)
@@ -115,7 +119,7 @@ def make_data(work: Path, entities: int, rows_per_day: int, seed: int = 7) -> in
         )
         for i in range(N_FEATURES):
             frame[f"f{i}"] = rng.integers(0, 1000, n) if i < N_FEATURES // 2 else rng.normal(0, 1, n)
-        fsm.write_offline_partition(settings, day, frame)
+        write_raw_day(table, settings.dataset, day, frame, run_id="bench")
     return days
 
 
@@ -127,25 +131,25 @@ def _cpu() -> float:
 def worker(work: Path, variant: str, days: int, entities: int) -> dict[str, Any]:
     """Runs in a subprocess: apply, materialize the whole window, spot-check online values, report."""
     from conveyor.adapters import feature_store as fsm
+    from conveyor.adapters.duckdb_s3 import offline_session
+    from conveyor.adapters.raw_data import read_table_window
 
     settings = bench_settings(work, variant)
     state = settings.features.state_dir
     assert state is not None
     state.mkdir(parents=True, exist_ok=True)
-    link = state / "offline"
-    if not link.exists():
-        link.symlink_to(work / "state-data" / "offline")
     fsm.apply_definitions(settings)
     end = START + dt.timedelta(days=days)
     begin, cpu0 = time.perf_counter(), _cpu()
     if variant == "conveyor":
-        fsm.materialize_window(settings, START, end, sync=False)
+        fsm.materialize_window(settings, START, end)
     else:
-        fsm.feature_store(settings).materialize(fsm._utc(START), fsm._utc(end))
+        with offline_session(fsm.raw_table(settings)):  # the stock path reads S3 through the same connection
+            fsm.feature_store(settings).materialize(fsm.utc(START), fsm.utc(end))
     seconds, cpu_seconds = time.perf_counter() - begin, _cpu() - cpu0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # Spot check: 200 random entities, online == source row.
-    source = pd.read_parquet(work / "state-data" / "offline" / "bench" / f"dt={START.isoformat()}")
+    source = read_table_window(fsm.raw_table(settings), START, START).frame
     sample = source.sample(min(200, len(source)), random_state=1)
     online = fsm.online_features(settings, sample["entity_id"].tolist())
     cols = [f"f{i}" for i in range(N_FEATURES)]
@@ -168,6 +172,7 @@ def worker(work: Path, variant: str, days: int, entities: int) -> dict[str, Any]
 def retrieval(settings: Settings, work: Path, rows: int, days: int) -> dict[str, Any]:
     """Point-in-time training set for `rows` entity rows: Feast (duckdb) vs pd.merge_asof on the same data."""
     from conveyor.adapters import feature_store as fsm
+    from conveyor.adapters.raw_data import read_table_window
 
     rng = np.random.default_rng(11)
     horizon_us = days * 86_400_000_000
@@ -180,11 +185,11 @@ def retrieval(settings: Settings, work: Path, rows: int, days: int) -> dict[str,
         }
     )
     begin = time.perf_counter()
-    feast_frame = fsm.build_training_set(settings, entity_df, sync=False)
+    feast_frame = fsm.build_training_set(settings, entity_df)
     feast_s = time.perf_counter() - begin
 
     begin = time.perf_counter()
-    source = pd.read_parquet(work / "state-data" / "offline" / "bench").drop(columns=["dt"], errors="ignore")
+    source = read_table_window(fsm.raw_table(settings), START, START + dt.timedelta(days=days)).frame
     left = entity_df.assign(_row=np.arange(rows)).sort_values("event_timestamp")
     right = source.assign(event_timestamp=source["event_timestamp"].astype("datetime64[ns, UTC]"))
     right = right.sort_values("event_timestamp")
@@ -289,6 +294,7 @@ def main() -> None:
     parser.add_argument("--worker", choices=VARIANTS)
     parser.add_argument("--days", type=int)
     parser.add_argument("--render", type=Path, help="print the table of an earlier results JSON and exit")
+    parser.add_argument("--tag", default="delta", help="results go to bench/results/materialize.<tag>.json/.md")
     args = parser.parse_args()
     if args.render:
         print(table(json.loads(args.render.read_text())["results"]))
@@ -297,6 +303,24 @@ def main() -> None:
         result = worker(args.work, args.worker, args.days, args.entities[0])
         print("RESULT " + json.dumps(result))
         return
+    stack = start_private_s3(args.work.with_name(args.work.name + "-stack"))
+    try:
+        run_all(args)
+    finally:
+        stack.down(services=("s3",))
+
+
+def start_private_s3(state: Path) -> Any:
+    """A SeaweedFS of the bench's own (free ports, own bucket); the worker subprocesses inherit its env."""
+    from conveyor.ops.local_stack import LocalStack, private_stack_env
+
+    os.environ.update({**TELEMETRY_OFF_ENV, **private_stack_env(state, bucket="conveyor-bench")})
+    stack = LocalStack(load_settings())
+    stack.up(services=("s3",))
+    return stack
+
+
+def run_all(args: argparse.Namespace) -> None:
     sizes = args.entities or [100_000, 1_000_000]
     variants = args.variants.split(",")
     results: list[dict[str, Any]] = []
@@ -315,11 +339,11 @@ def main() -> None:
                 "rows_per_day": args.rows_per_day,
             }
             # Written after every variant, so a long run that is stopped keeps what it measured.
-            (out / "materialize.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+            (out / f"materialize.{args.tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     md = table(results)
     print()
     print(md)
-    (out / "materialize.md").write_text(md + "\n")
+    (out / f"materialize.{args.tag}.md").write_text(md + "\n")
 
 
 if __name__ == "__main__":

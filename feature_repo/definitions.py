@@ -1,17 +1,23 @@
-"""Feast declarations for Conveyor: the entity, the offline source, the feature view and the feature services.
+"""Feast declarations for Conveyor: the entity, the raw Delta table on S3 as the source, the feature view and one
+feature service per model version, built from `configs/dataset.yaml` when Feast imports this file.
 
-Declarations only: `conveyor/adapters/feature_store.py` calls `definitions(...)` and applies the result from Python. The
-schema is derived from `configs/dataset.yaml` (entity, timestamp and feature columns with their types), so a
-new dataset needs no edit here unless it needs a different feature set per model version.
+So `feast -c feature_repo plan`, `feast -c feature_repo feature-views list` and `feast apply` see the same
+objects the flows apply (`conveyor data feast-env` prints what to export first). The flows call `build(settings)`
+with their own settings; the module-level objects are `build(load_settings())`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.data_format import DeltaFormat  # not feast.table_format.DeltaFormat: that one is for Spark sources
 from feast.types import Bool, Float64, Int64, String
+
+from configs.settings import Settings, load_settings
+from conveyor.adapters.raw_data import raw_table
 
 # dataset.yaml dtype -> Feast type. Categories travel as strings; the model pipeline encodes them.
 FEAST_TYPES = {"int64": Int64, "float64": Float64, "category": String, "bool": Bool}
@@ -26,10 +32,21 @@ def feature_services(dataset_name: str) -> dict[str, list[str] | None]:
     return {f"{dataset_name}_v1": None}
 
 
-def definitions(dataset: Any, *, offline_path: str, ttl_days: int, owner: str) -> list[Any]:
-    """Every Feast object of the repo. `dataset` is configs.settings.DatasetConfig; `offline_path` is the
-    parquet location (a glob over the daily partitions) the duckdb offline store reads."""
-    tags = {"owner": owner, "dataset": dataset.name, "managed_by": "conveyor"}
+@dataclass(frozen=True)
+class Declarations:
+    entity: Entity
+    source: FileSource
+    view: FeatureView
+    services: list[FeatureService]
+
+    def objects(self) -> list[Any]:
+        return [self.entity, self.source, self.view, *self.services]
+
+
+def build(settings: Settings, table_uri: str | None = None) -> Declarations:
+    """Every Feast object of the repo for these settings (`table_uri`: another copy of the raw table)."""
+    dataset = settings.dataset
+    tags = {"owner": settings.features.owner, "dataset": dataset.name, "managed_by": "conveyor"}
     entity = Entity(
         name=dataset.entity_column,
         join_keys=[dataset.entity_column],
@@ -37,17 +54,21 @@ def definitions(dataset: Any, *, offline_path: str, ttl_days: int, owner: str) -
         description=f"the {dataset.name} entity key",
         tags=tags,
     )
+    # No s3_endpoint_override and no credentials here: either makes Feast pass storage_options to duckdb's
+    # delta_scan, which rejects them. The endpoint and keys are a duckdb secret (conveyor/adapters/duckdb_s3.py).
     source = FileSource(
         name=f"{dataset.name}_raw",
-        path=offline_path,
+        path=table_uri or raw_table(settings.storage, settings).uri,
+        file_format=DeltaFormat(),
         timestamp_field=dataset.timestamp_column,
-        description="raw daily partitions, copied from the object store into the offline parquet location",
+        description="the raw Delta table on the object store, partitioned by day (committed data only)",
         tags=tags,
     )
     view = FeatureView(
         name=f"{dataset.name}_features",
         entities=[entity],
-        ttl=timedelta(days=ttl_days),
+        ttl=timedelta(days=settings.features.ttl_days),
+        # Explicit schema: apply never opens the table to infer one.
         schema=[Field(name=f.name, dtype=FEAST_TYPES[f.dtype], description=f.description) for f in dataset.features],
         source=source,
         online=True,
@@ -63,4 +84,12 @@ def definitions(dataset: Any, *, offline_path: str, ttl_days: int, owner: str) -
         )
         for name, names in feature_services(dataset.name).items()
     ]
-    return [entity, source, view, *services]
+    return Declarations(entity, source, view, services)
+
+
+_declared = build(load_settings())
+customer = _declared.entity
+raw_source = _declared.source
+features_view = _declared.view
+# Module-level names, one per service, so Feast's repo scan finds each FeatureService.
+globals().update({service.name: service for service in _declared.services})

@@ -61,10 +61,11 @@ def training(
     with timer.step("read_raw"):
         raw = read_training_window(settings, start, end)
     with timer.step("validation"):
-        validated = validate_or_quarantine(raw, "raw", settings, f"{name}/training/{start}..{end}", run_id, as_of=end)
-    with timer.step("feature_retrieval"):
+        batch = f"{name}/training/{start}..{end}"
+        validated = validate_or_quarantine(raw.frame, "raw", settings, batch, run_id, as_of=end)
+    with timer.step("feature_retrieval"):  # the features come from the same table version as the rows
         apply_feature_definitions(settings)
-        training_set = build_training_set_task(settings, entity_rows(validated.frame, settings))
+        training_set = build_training_set_task(settings, entity_rows(validated.frame, settings), None, raw.version)
     if (unchanged := skip_if_unchanged(training_set, settings, name, config)) is not None:
         return unchanged
     with timer.step("fit"):
@@ -72,7 +73,9 @@ def training(
     with timer.step("evaluation_gates"):
         decision = run_gates(candidate, settings, name)
     with timer.step("registry"):
-        version = register_candidate(candidate, decision, settings, name, start, end, settings.features.feature_service)
+        version = register_candidate(
+            candidate, decision, settings, name, start, end, settings.features.feature_service, raw
+        )
         promotion = (
             promote_candidate(version, decision, settings, f"training run {run_id}")
             if (decision.passed and promote)

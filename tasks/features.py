@@ -13,11 +13,11 @@ from conveyor.adapters.feature_store import (
     AppliedDefinitions,
     MaterializationResult,
     SkewReport,
-    _service_name,
     apply_definitions,
     build_training_set,
     check_skew,
     materialize_incremental,
+    service_name,
 )
 
 
@@ -47,14 +47,16 @@ def materialize_features(
 
 @task(name="build-training-set", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
 def build_training_set_task(
-    settings: Settings, entity_df: pd.DataFrame, feature_service: str | None = None
+    settings: Settings, entity_df: pd.DataFrame, feature_service: str | None = None, data_version: int | None = None
 ) -> pd.DataFrame:
-    frame = build_training_set(settings, entity_df, feature_service)
+    """Point-in-time features for the entity rows, read from raw table version `data_version` (default: latest)."""
+    frame = build_training_set(settings, entity_df, feature_service, data_version=data_version)
     get_run_logger().info(
-        "training set: %d rows x %d features (%s)",
+        "training set: %d rows x %d features (%s, raw table version %s)",
         len(frame),
         len(frame.columns) - len(entity_df.columns),
-        _service_name(settings, feature_service),
+        service_name(settings, feature_service),
+        "latest" if data_version is None else data_version,
     )
     return frame
 

@@ -9,7 +9,7 @@ from prefect.artifacts import create_table_artifact
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
-from conveyor.adapters.raw_data import raw_root
+from conveyor.adapters.raw_data import raw_table
 from conveyor.demo.synthetic import Scenario
 from conveyor.services.ingest import LandedData, land_files, land_synthetic
 
@@ -25,10 +25,11 @@ def land_raw_data(settings: Settings, start: dt.date, days: int, scenario: Scena
     else:
         landed = land_synthetic(settings, store, start, days, scenario, run_id)
     get_run_logger().info(
-        "landed %d rows in %d daily partitions under %s",
+        "landed %d rows in %d daily partitions of %s (table version %s)",
         landed.rows,
         len(landed.days),
-        store.uri(raw_root(settings)),
+        raw_table(store.config, settings).uri,
+        landed.table_version,
     )
     # What the run landed, listed on the run's Artifacts tab in the UI.
     create_table_artifact(

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from configs.settings import Settings
 from conveyor.adapters.notify import notify_gate_refusal
 from conveyor.adapters.object_store import ObjectStore
-from conveyor.adapters.raw_data import read_raw_window
+from conveyor.adapters.raw_data import RawSnapshot, read_raw_snapshot
 from conveyor.adapters.registry import (
     ModelVersion,
     PromotionConflict,
@@ -34,11 +34,18 @@ from conveyor.services.training import (
 
 
 @task(name="read-raw-window", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def read_training_window(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """The published raw rows of the training window (days [start, end])."""
-    frame = read_raw_window(ObjectStore(settings.storage), settings, start, end)
-    get_run_logger().info("read %d raw rows for %s .. %s", len(frame), start, end)
-    return frame
+def read_training_window(settings: Settings, start: dt.date, end: dt.date) -> RawSnapshot:
+    """The committed raw rows of the training window (days [start, end]) and the table version they came from."""
+    snapshot = read_raw_snapshot(ObjectStore(settings.storage), settings, start, end)
+    get_run_logger().info(
+        "read %d raw rows for %s .. %s from %s version %d",
+        len(snapshot.frame),
+        start,
+        end,
+        snapshot.uri,
+        snapshot.version,
+    )
+    return snapshot
 
 
 @task(name="check-unchanged", cache_policy=NO_CACHE)
@@ -116,12 +123,14 @@ def register_candidate(
     start: dt.date,
     end: dt.date,
     feature_service: str | None,
+    raw: RawSnapshot | None = None,
 ) -> ModelVersion:
+    """Register the candidate with its metadata, including the raw table version it was trained on."""
     registry = _registry(settings)
     version = registry.register(
         model_name,
         candidate.model,
-        training_metadata(candidate, decision, settings, start, end, feature_service),
+        training_metadata(candidate, decision, settings, start, end, feature_service, raw),
         candidate.reference,
         files=candidate.plots,
         actor="training-flow",

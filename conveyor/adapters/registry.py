@@ -80,6 +80,10 @@ class ModelMetadata:
     params: dict[str, Any]
     model_config_name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # The raw Delta table and the version of it the training rows were read from: `read_raw_window(...,
+    # version=data_version)` reads exactly those rows again (until a vacuum removes that version's files).
+    data_uri: str | None = None
+    data_version: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

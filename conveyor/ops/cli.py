@@ -11,7 +11,8 @@ import sys
 import time
 
 from configs.settings import TELEMETRY_OFF_ENV, ConfigError, load_settings
-from conveyor.adapters.raw_data import raw_root
+from conveyor.adapters.raw_data import raw_table
+from conveyor.ops.cli_data import add_data_parser
 from conveyor.ops.cli_flow import add_flow_parser
 from conveyor.ops.cli_models import add_models_parser
 from conveyor.ops.local_stack import SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
@@ -67,7 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _out(f"\npipeline finished in {time.monotonic() - started:.1f}s")
     _out(
         f"raw data:    {landed.rows} rows in {len(landed.days)} daily partitions ({landed.days[0]} .. "
-        f"{landed.days[-1]}) at s3://{settings.storage.bucket}/{raw_root(settings)}"
+        f"{landed.days[-1]}) in the Delta table {raw_table(settings.storage, settings).uri} "
+        f"(version {landed.table_version})"
     )
     decision = (
         "promoted to champion"
@@ -151,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_flow_parser(sub)
     add_models_parser(sub)
+    add_data_parser(sub)
     return parser
 
 

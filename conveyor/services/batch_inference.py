@@ -19,7 +19,7 @@ import pandas as pd
 
 from configs.settings import Settings, StorageConfig
 from conveyor.adapters.object_store import ObjectStore
-from conveyor.adapters.raw_data import published_days, raw_prefix
+from conveyor.adapters.raw_data import read_raw_window
 from conveyor.adapters.registry import ModelRegistry
 from conveyor.services.feature_sources import ChunkedFetchSource, FeatureSource
 from conveyor.services.scoring import PartitionResult, ScoringModel, as_of_time
@@ -73,14 +73,11 @@ def select_entities(store: ObjectStore, settings: Settings, day: dt.date) -> np.
     """Entities seen in the raw partitions of the `scoring.population_lookback_days` days up to `day`."""
     first = day - dt.timedelta(days=settings.scoring.population_lookback_days - 1)
     entity = settings.dataset.entity_column
-    days = [d for d in published_days(store, settings) if first <= d <= day]
-    if not days:
-        raise LookupError(
-            f"no raw partitions of {settings.dataset.name!r} between {first} and {day}: "
-            "no population to score (run ingest first)"
-        )
-    ids = [store.read_published_parquet(raw_prefix(settings, d), columns=[entity])[entity].to_numpy() for d in days]
-    return np.unique(np.concatenate(ids))
+    try:  # only the entity column of the window's day folders is read
+        ids = read_raw_window(store, settings, first, day, columns=[entity])[entity].to_numpy()
+    except LookupError as exc:
+        raise LookupError(f"{exc}: no population of {settings.dataset.name!r} to score (run ingest first)") from None
+    return np.unique(ids)
 
 
 def feature_store_source(store: ObjectStore, settings: Settings, day: dt.date, feature_service: str) -> FeatureSource:
@@ -92,13 +89,12 @@ def feature_store_source(store: ObjectStore, settings: Settings, day: dt.date, f
     ids = select_entities(store, settings, day)
     # Feast joins values at or before the entity timestamp: the last microsecond of the day.
     stamp = pd.Timestamp(as_of_time(day)) - pd.Timedelta(microseconds=1)
-    synced = {"done": False}
 
     def offline(chunk: np.ndarray) -> pd.DataFrame:
         entity_df = pd.DataFrame({ds.entity_column: chunk, ds.timestamp_column: stamp})
-        frame = feature_store.build_training_set(settings, entity_df, feature_service, sync=not synced["done"])
-        synced["done"] = True
-        return frame  # the timestamp column (the as-of) is kept for the suite's freshness check
+        return feature_store.build_training_set(
+            settings, entity_df, feature_service
+        )  # the timestamp column (the as-of) is kept for the suite's freshness check
 
     def online(chunk: np.ndarray) -> pd.DataFrame:
         return feature_store.online_features(settings, chunk, feature_service)

@@ -1,4 +1,5 @@
-"""Landing raw data: the synthetic generator or the user's own files -> daily raw partitions on S3."""
+"""Landing raw data: the synthetic generator or the user's own files -> days of the raw Delta table on S3
+(one commit per day)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ class LandedData:
 
     days: list[dt.date]
     rows: int
-    prefixes: list[str]
+    prefixes: list[str]  # each day's folder in the raw table
+    table_version: int | None = None  # the raw table's version after the last day's commit
 
 
 def land_synthetic(
@@ -25,18 +27,21 @@ def land_synthetic(
 ) -> LandedData:
     """Generate `days` daily partitions from `start` and publish each one (replacing any earlier version)."""
     landed_days, prefixes, rows = [], [], 0
+    version: int | None = None
     for offset in range(days):
         day = start + dt.timedelta(days=offset)
         frame = generate_day(day, settings.dataset, settings.generator, scenario)
-        manifest = publish_raw_partition(store, settings, day, frame, run_id)
+        commit = publish_raw_partition(store, settings, day, frame, run_id)
         landed_days.append(day)
-        prefixes.append(manifest.prefix)
+        prefixes.append(commit.prefix)
+        version = commit.version
         rows += len(frame)
-    return LandedData(landed_days, rows, prefixes)
+    return LandedData(landed_days, rows, prefixes, version)
 
 
 def land_files(settings: Settings, store: ObjectStore, path: str, run_id: str) -> LandedData:
     """Split the user's own files into daily partitions by event timestamp and publish them."""
     frames = split_by_day(read_source_files(path, store), settings.dataset)
-    prefixes = [publish_raw_partition(store, settings, day, frame, run_id).prefix for day, frame in frames.items()]
-    return LandedData(list(frames), sum(len(f) for f in frames.values()), prefixes)
+    commits = [publish_raw_partition(store, settings, day, frame, run_id) for day, frame in frames.items()]
+    version = commits[-1].version if commits else None
+    return LandedData(list(frames), sum(len(f) for f in frames.values()), [c.prefix for c in commits], version)

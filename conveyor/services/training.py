@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from configs.settings import DatasetConfig, ModelSpec, Settings
 from conveyor.adapters.object_store import ObjectStore
-from conveyor.adapters.raw_data import published_days
+from conveyor.adapters.raw_data import RawSnapshot, published_days, read_table_window, table_at
 from conveyor.adapters.registry import (
     LoadedModel,
     ModelMetadata,
@@ -328,6 +328,7 @@ def training_metadata(
     start: dt.date,
     end: dt.date,
     feature_service: str | None,
+    raw: RawSnapshot | None = None,
 ) -> ModelMetadata:
     return ModelMetadata(
         metrics=candidate.metrics,
@@ -344,6 +345,8 @@ def training_metadata(
         },
         model_config_name=candidate.model_config_name,
         extra={"training_rows": candidate.training_rows, "fit_seconds": candidate.fit_seconds},
+        data_uri=None if raw is None else raw.uri,
+        data_version=None if raw is None else raw.version,
     )
 
 
@@ -401,3 +404,13 @@ def resolve_window(settings: Settings, start: dt.date | None, end: dt.date | Non
     if start > end:
         raise ValueError(f"training window start {start} is after its end {end}")
     return start, end
+
+
+def read_training_rows(store: ObjectStore, version: ModelVersion) -> pd.DataFrame:
+    """The raw rows a registered model was trained on, read again from the table version it recorded."""
+    if version.data_version is None or version.data_uri is None:
+        raise LookupError(f"{version.label} recorded no raw table version (registered before versions were kept)")
+    start = dt.date.fromisoformat(version.training_window["start"])
+    end = dt.date.fromisoformat(version.training_window["end"])
+    table = table_at(store.config, version.data_uri)
+    return read_table_window(table, start, end, version=version.data_version).frame

@@ -185,6 +185,7 @@ def test_feast_on_redis_with_a_registry_in_postgres_shared_by_workers(
     prod_env: dict[str, str], engines: tuple[Postgres, Redis], tmp_path: Path
 ) -> None:
     from conveyor.adapters import feature_store as fsm
+    from conveyor.adapters import raw_data
     from tests.unit.test_feature_store import ROWS, day
 
     postgres, redis = engines
@@ -192,11 +193,14 @@ def test_feast_on_redis_with_a_registry_in_postgres_shared_by_workers(
     config = fsm.repo_config(settings)
     assert config.online_store.type == "redis" and config.registry.registry_type == "sql"
     frame = pd.DataFrame(ROWS)
+    table = raw_data.RawTable(str(tmp_path / "raw" / "churn"))  # a local Delta table: this test is about Redis/SQL
+    patch_raw = pytest.MonkeyPatch()
+    patch_raw.setattr(raw_data, "raw_table", lambda config, settings: table)
     for partition_day, part in frame.groupby(frame["event_timestamp"].dt.date):
-        fsm.write_offline_partition(settings, partition_day, part)
+        raw_data.write_raw_day(table, settings.dataset, partition_day, part, run_id="fixture")
     applied = fsm.apply_definitions(settings)
     assert applied.registry.startswith("postgresql+psycopg://") and postgres.password not in applied.registry
-    fsm.materialize_window(settings, day(0), day(11), sync=False)
+    fsm.materialize_window(settings, day(0), day(11))
     online = fsm.online_features(settings, [1, 2, 4, 3])
     assert online["age"].tolist()[:3] == [32, 40, 50]
     assert online.iloc[3].drop("customer_id").isna().all()
@@ -214,3 +218,4 @@ def test_feast_on_redis_with_a_registry_in_postgres_shared_by_workers(
         pd.testing.assert_frame_equal(fsm.online_features(other, [1, 2, 4, 3]), online)
         assert fsm.materialized_until(other) == fsm.materialized_until(settings)
         assert set(fsm.materialized_until(other).values()) == {day(11).to_pydatetime()}
+    patch_raw.undo()

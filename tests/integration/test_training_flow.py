@@ -8,14 +8,16 @@ import uuid
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from configs.settings import Settings, load_settings
 from conveyor.adapters.object_store import ObjectStore
-from conveyor.adapters.raw_data import publish_raw_partition
+from conveyor.adapters.raw_data import publish_raw_partition, read_raw_window
 from conveyor.adapters.registry import ModelRegistry
 from conveyor.demo.synthetic import generate_day
 from conveyor.ops import cli
+from conveyor.services.training import data_fingerprint, read_training_rows
 from flows.ingest import ingest
 from flows.training import training
 
@@ -75,6 +77,10 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -
     assert meta.feature_service == env.features.feature_service and meta.data_fingerprint
     assert meta.training_window["start"] == START.isoformat() and set(meta.files) == {"roc.png", "calibration.png"}
     assert registry.get_file(name, first.version, "roc.png").startswith(b"\x89PNG")
+    trained_on = read_raw_window(ObjectStore(env.storage), env, START, END)
+    assert meta.data_uri == f"s3://{env.storage.bucket}/raw/{env.dataset.name}" and meta.data_version is not None
+    columns = [env.dataset.timestamp_column, *env.dataset.feature_names, env.dataset.label_column]
+    assert data_fingerprint(trained_on, columns) == meta.data_fingerprint  # these rows, features as of each row
 
     state = training(start_date=BAD_START, end_date=BAD_END, model_config_name="quick", return_state=True)
     assert state.is_completed()  # a refused model is an outcome, not a crashed run
@@ -130,3 +136,18 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -
     assert cli.main(["models", "list", "--model", name]) == 0
     statuses = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
     assert statuses[f"v{refused.version}"] == "pruned" and statuses[f"v{first.version}"] == "champion"
+
+    # The recorded data version reads back exactly the first model's training rows after a day inside its window
+    # was replaced (half the rows) and a later day appended.
+    store = ObjectStore(env.storage)
+    replaced = START + dt.timedelta(days=1)
+    publish_raw_partition(store, env, replaced, generate_day(replaced, env.dataset, env.generator).iloc[::2], "fix")
+    later = BAD_END + dt.timedelta(days=1)
+    publish_raw_partition(store, env, later, generate_day(later, env.dataset, env.generator), "late")
+    assert len(read_raw_window(store, env, START, END)) < len(trained_on)
+    back = read_training_rows(store, registry.get_version(name, first.version))
+    key = [env.dataset.entity_column, env.dataset.timestamp_column]
+    pd.testing.assert_frame_equal(
+        back.sort_values(key).reset_index(drop=True), trained_on.sort_values(key).reset_index(drop=True)
+    )
+    assert data_fingerprint(back, columns) == meta.data_fingerprint

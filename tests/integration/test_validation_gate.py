@@ -13,7 +13,7 @@ from prefect import flow, task
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore, sha256_bytes
-from conveyor.adapters.raw_data import publish_raw_partition, raw_prefix
+from conveyor.adapters.raw_data import publish_raw_partition, raw_day_files, raw_prefix
 from conveyor.demo.synthetic import Fault, Scenario, generate_day
 from conveyor.services.validation import DataValidationError, check_or_quarantine, check_stored_partition
 from tasks.validation import validate_or_quarantine, validate_raw_partition
@@ -44,9 +44,9 @@ def _settings_for(store: ObjectStore, settings: Settings, **validation: object) 
 
 
 def _publish(store: ObjectStore, settings: Settings, frame: pd.DataFrame) -> tuple[str, bytes]:
-    manifest = publish_raw_partition(store, settings, DAY, frame, run_id="landing")
-    entry = manifest.files[0]
-    return entry.key, store.get_bytes(entry.key)
+    publish_raw_partition(store, settings, DAY, frame, run_id="landing")
+    (key,) = raw_day_files(store, settings, DAY)  # the one file the day's commit holds
+    return key, store.get_bytes(key)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -57,7 +57,14 @@ def test_faulty_partition_is_rejected_and_quarantined_byte_identical(
     fault, column, count_text = CASES[case]
     frame = generate_day(DAY, settings.dataset, settings.generator, Scenario(faults=[fault] if fault else []))
     if case == "empty_rows":
-        frame = frame.iloc[:0]
+        # A day of zero rows is no day in the Delta table: the commit removes it, and the stored-day check says
+        # so (an empty batch in memory is still rejected by the suite, checked here).
+        publish_raw_partition(store, settings, DAY, frame.iloc[:0], run_id="landing")
+        with pytest.raises(FileNotFoundError, match="holds no rows of that day"):
+            check_stored_partition(store, settings, raw_prefix(settings, DAY), "raw", run_id="run-1")
+        with pytest.raises(DataValidationError, match="observed 0 rows"):
+            check_or_quarantine(store, frame.iloc[:0], "raw", settings, DAY.isoformat(), "run-1")
+        return
     key, stored = _publish(store, settings, frame)
     as_of = DAY + dt.timedelta(days=6) if case == "stale" else None
 
@@ -89,16 +96,17 @@ def test_empty_or_unreadable_file_is_quarantined_byte_identical(
     store: ObjectStore, s3_server: Settings, data: bytes
 ) -> None:
     settings = _settings_for(store, s3_server)
-    with store.publication(raw_prefix(settings, DAY), "landing") as publication:
-        publication.write_bytes("part-00000.parquet", data)
-        publication.commit()
+    # A committed file damaged on the store afterwards (the commit still lists it).
+    key, _ = _publish(store, settings, generate_day(DAY, settings.dataset, settings.generator))
+    store.put_bytes(key, data)
+    name = key.rsplit("/", 1)[-1]
     with pytest.raises(DataValidationError) as failure:
         check_stored_partition(store, settings, raw_prefix(settings, DAY), "raw", run_id="run-2")
     message = str(failure.value)
-    assert "run-landing-part-00000.parquet" in message and "readable parquet file" in message
+    assert name in message and "readable parquet file" in message
     assert ("empty file (0 bytes)" in message) == (data == b"")
     quarantine = f"quarantine/{settings.dataset.name}/{DAY.isoformat()}/run-2/"
-    assert store.get_bytes(quarantine + "run-landing-part-00000.parquet") == data
+    assert store.get_bytes(quarantine + name) == data
     assert store.exists(quarantine + "report.json")
 
 

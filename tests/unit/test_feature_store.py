@@ -19,7 +19,7 @@ from feast.infra.key_encoding_utils import serialize_entity_key
 from pydantic import SecretStr
 
 from configs.settings import Settings, load_settings
-from conveyor.adapters import feast_encoding
+from conveyor.adapters import feast_encoding, raw_data
 from conveyor.adapters import feature_store as fsm
 
 DAY0 = pd.Timestamp("2026-01-01", tz="UTC")
@@ -59,13 +59,22 @@ ROWS = [
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def local_raw_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> raw_data.RawTable:
+    """The raw Delta table on a local path (same writer, same Feast source and duckdb reader as on S3; the S3
+    path itself is tests/integration/test_feature_store_s3.py)."""
+    table = raw_data.RawTable(str(tmp_path / "raw" / "churn"))
+    monkeypatch.setattr(raw_data, "raw_table", lambda config, settings: table)
+    return table
+
+
+@pytest.fixture
+def settings(tmp_path: Path, local_raw_table: raw_data.RawTable) -> Settings:
     base = load_settings("local")
     features = base.features.model_copy(update={"state_dir": tmp_path / "feast", "ttl_days": TTL_DAYS})
     configured = base.model_copy(update={"features": features})
     frame = pd.DataFrame(ROWS)
     for partition_day, part in frame.groupby(frame["event_timestamp"].dt.date):
-        fsm.write_offline_partition(configured, partition_day, part)
+        raw_data.write_raw_day(local_raw_table, configured.dataset, partition_day, part, run_id="fixture")
     fsm.apply_definitions(configured)
     return configured
 
@@ -78,7 +87,7 @@ def training(settings: Settings, rows: list[tuple[int, pd.Timestamp]]) -> pd.Dat
             "churned": np.arange(len(rows)) % 2,
         }
     )
-    return fsm.build_training_set(settings, entity_df, sync=False)
+    return fsm.build_training_set(settings, entity_df)
 
 
 def test_point_in_time_never_leaks_a_later_value(settings: Settings) -> None:
@@ -118,11 +127,11 @@ def test_every_entity_row_comes_back_in_order_with_extra_columns(settings: Setti
 
 def test_entity_frame_without_timestamp_is_rejected(settings: Settings) -> None:
     with pytest.raises(KeyError, match="event_timestamp"):
-        fsm.build_training_set(settings, pd.DataFrame({"customer_id": [1]}), sync=False)
+        fsm.build_training_set(settings, pd.DataFrame({"customer_id": [1]}))
 
 
 def test_materialize_then_online_read_returns_latest_values(settings: Settings) -> None:
-    result = fsm.materialize_window(settings, day(0), day(11), sync=False)
+    result = fsm.materialize_window(settings, day(0), day(11))
     assert result.rows_written == 3 + 2  # 11 one-day slices, each writes the latest row per entity it holds
     online = fsm.online_features(settings, [1, 2, 4, 3])
     assert online["customer_id"].tolist() == [1, 2, 4, 3]
@@ -133,29 +142,29 @@ def test_materialize_then_online_read_returns_latest_values(settings: Settings) 
 
 
 def test_incremental_materialization_is_exactly_once_over_two_windows(settings: Settings) -> None:
-    first = fsm.materialize_incremental(settings, day(0), day(6), sync=False)
+    first = fsm.materialize_incremental(settings, day(0), day(6))
     assert first.windows == {"churn_features": (day(0).to_pydatetime(), day(6).to_pydatetime())}
     assert first.rows_written == 3  # entity 1 (day 1, day 5 slices) + entity 2; entity 4 sits at day 6: not yet
     assert fsm.online_features(settings, [1, 4])["age"].tolist()[0] == 31
     assert pd.isna(fsm.online_features(settings, [4]).loc[0, "age"])
 
-    second = fsm.materialize_incremental(settings, day(0), day(11), sync=False)  # start is ignored: resumes
+    second = fsm.materialize_incremental(settings, day(0), day(11))  # start is ignored: resumes
     assert second.windows == {"churn_features": (day(6).to_pydatetime(), day(11).to_pydatetime())}
     assert second.rows_written == 2  # entity 4 at the boundary and entity 1 on day 10, each once
     assert fsm.online_features(settings, [1, 4])["age"].tolist() == [32, 50]
 
-    again = fsm.materialize_incremental(settings, day(0), day(11), sync=False)
+    again = fsm.materialize_incremental(settings, day(0), day(11))
     assert again.rows_written == 0 and again.skipped == ["churn_features"]
 
 
 def test_online_store_never_goes_back_in_time(settings: Settings) -> None:
-    fsm.materialize_window(settings, day(0), day(11), sync=False)
-    fsm.materialize_window(settings, day(0), day(6), sync=False)  # an old window re-run
+    fsm.materialize_window(settings, day(0), day(11))
+    fsm.materialize_window(settings, day(0), day(6))  # an old window re-run
     assert fsm.online_features(settings, [1])["age"].tolist() == [32]
 
 
 def test_skew_check_passes_then_fails_when_a_value_is_tampered_with(settings: Settings) -> None:
-    fsm.materialize_window(settings, day(0), day(11), sync=False)
+    fsm.materialize_window(settings, day(0), day(11))
     clean = fsm.check_skew(settings, sample_size=10)
     assert clean.passed, clean.reasons
     assert clean.entities_checked == 1  # only entity 1 has data within TTL (3 days) of day 11
@@ -194,8 +203,8 @@ def test_encoded_cells_and_keys_are_feasts_bytes(settings: Settings) -> None:
     frame.loc[1, "monthly_charges"] = -0.0
     frame.loc[2, "region"] = None
     store = fsm.feature_store(settings)
-    view = store.get_feature_view(fsm._default_view(store, settings))
-    table = pa.Table.from_pandas(fsm._offline_frame(settings, frame), preserve_index=False).combine_chunks()
+    view = store.get_feature_view(fsm.default_view(store, settings))
+    table = pa.Table.from_pandas(fsm.offline_frame(settings, frame), preserve_index=False).combine_chunks()
     rows = feast_encoding.arrow_to_protos(table.to_batches()[0], view)
     assert isinstance(rows, feast_encoding.EncodedRows) and len(rows) == len(frame)
     keys = rows.serialized_keys(3)
@@ -230,22 +239,22 @@ def test_prod_profile_uses_redis_and_a_sql_registry_from_the_environment(tmp_pat
     assert config.online_store.connection_string == prod.features.redis_connection_string
     assert (config.registry.registry_type, config.registry.path) == ("sql", url)
     assert config.offline_store.type == "duckdb"
-    assert "s3cr3t-pw" not in repr(prod.features) and "s3cr3t-pw" not in fsm._without_password(url)
-    assert fsm._without_password(url) == "postgresql+psycopg://feast:***@db.internal:5432/feast"
+    assert "s3cr3t-pw" not in repr(prod.features) and "s3cr3t-pw" not in fsm.without_password(url)
+    assert fsm.without_password(url) == "postgresql+psycopg://feast:***@db.internal:5432/feast"
 
 
-def test_materialize_without_offline_data_says_where(tmp_path: Path) -> None:
+def test_materialize_without_offline_data_says_where(tmp_path: Path, local_raw_table: raw_data.RawTable) -> None:
     base = load_settings("local")
     empty = base.model_copy(update={"features": base.features.model_copy(update={"state_dir": tmp_path})})
     fsm.apply_definitions(empty)
-    with pytest.raises(fsm.FeatureStoreError, match=str(tmp_path)):
-        fsm.materialize_window(empty, dt.date(2026, 1, 1), dt.date(2026, 1, 2), sync=False)
+    with pytest.raises(fsm.FeatureStoreError, match=f"no raw Delta table at {local_raw_table.uri}"):
+        fsm.materialize_window(empty, dt.date(2026, 1, 1), dt.date(2026, 1, 2))
 
 
 def test_online_rows_keep_feasts_layout(settings: Settings) -> None:
     import sqlite3
 
-    fsm.materialize_window(settings, day(0), day(11), sync=False)
+    fsm.materialize_window(settings, day(0), day(11))
     assert settings.features.state_dir is not None
     with sqlite3.connect(settings.features.state_dir / "online.db") as conn:
         rows = conn.execute(

@@ -1,0 +1,121 @@
+"""Training sets: Feast's point-in-time join over the raw Delta table on the object store (duckdb offline store)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from configs.settings import Settings
+from conveyor.adapters import raw_data
+from conveyor.adapters.duckdb_s3 import offline_session
+from conveyor.adapters.feast_repo import (
+    FeatureStoreError,
+    default_view,
+    feature_store,
+    raw_table,
+    service,
+    service_features,
+    service_name,
+)
+
+ROW_ID = "__conveyor_row"
+FEAST_TS = "event_timestamp"  # the entity-frame timestamp column name Feast looks for first
+
+
+def offline_frame(settings: Settings, frame: pd.DataFrame) -> pd.DataFrame:
+    """Entity, timestamp (`timestamp[us, UTC]`) and feature columns of raw rows, as Feast's views hold them."""
+    ds = settings.dataset
+    missing = [c for c in (ds.entity_column, ds.timestamp_column, *ds.feature_names) if c not in frame.columns]
+    if missing:
+        raise KeyError(f"columns {missing} (from configs/dataset.yaml) are missing from the raw data")
+    out = frame[[ds.entity_column, ds.timestamp_column, *ds.feature_names]].copy()
+    out[ds.timestamp_column] = pd.to_datetime(out[ds.timestamp_column], utc=True).astype("datetime64[us, UTC]")
+    return out
+
+
+def require_offline_data(settings: Settings) -> raw_data.RawTable:
+    """The raw table, or an error naming where it was looked for."""
+    table = raw_table(settings)
+    if raw_data.table_version(table) is None:
+        raise FeatureStoreError(f"no offline feature data: no raw Delta table at {table.uri} (run the ingest flow)")
+    return table
+
+
+def _entity_frame(settings: Settings, entity_df: pd.DataFrame) -> pd.DataFrame:
+    ds = settings.dataset
+    stamps = pd.to_datetime(entity_df[ds.timestamp_column], utc=True)
+    if stamps.isna().any():
+        raise ValueError(f"entity_df column {ds.timestamp_column!r}: {int(stamps.isna().sum())} null timestamps")
+    return pd.DataFrame(
+        {
+            ROW_ID: np.arange(len(entity_df), dtype=np.int64),
+            ds.entity_column: entity_df[ds.entity_column].to_numpy(),
+            FEAST_TS: stamps.to_numpy(),
+        }
+    ).assign(**{FEAST_TS: lambda f: f[FEAST_TS].dt.tz_localize("UTC") if f[FEAST_TS].dt.tz is None else f[FEAST_TS]})
+
+
+def build_training_set(
+    settings: Settings,
+    entity_df: pd.DataFrame,
+    feature_service: str | None = None,
+    *,
+    data_version: int | None = None,
+) -> pd.DataFrame:
+    """Point-in-time join: for each (entity, timestamp) row, each feature's latest value at or before that
+    timestamp and within the TTL (else null). Every row comes back, in the input order, with its extra columns
+    (e.g. the label) untouched; feature columns are appended. `data_version` reads that version of the raw table
+    (default: the latest commit)."""
+    ds = settings.dataset
+    missing = [c for c in (ds.entity_column, ds.timestamp_column) if c not in entity_df.columns]
+    if missing:
+        raise KeyError(f"entity_df needs columns {missing} (dataset.entity_column / dataset.timestamp_column)")
+    store = feature_store(settings)
+    name = service_name(settings, feature_service)
+    features = service_features(store, name)
+    clash = sorted(set(features) & set(entity_df.columns))
+    if clash:
+        raise ValueError(f"entity_df already has feature columns {clash}; drop them before the point-in-time join")
+    if entity_df.empty:
+        return entity_df.assign(**{f: pd.Series(dtype="object") for f in features})
+    frame = _entity_frame(settings, entity_df)
+    table = require_offline_data(settings)
+    with offline_session(table, data_version):
+        job = store.get_historical_features(entity_df=frame, features=service(store, name), full_feature_names=False)
+        joined = job.to_df()
+    if len(joined) != len(entity_df):
+        raise FeatureStoreError(
+            f"point-in-time join returned {len(joined)} rows for {len(entity_df)} entity rows "
+            f"(offline store {store.config.offline_store.type}, {table.uri}): rows were dropped or duplicated"
+        )
+    # Feast does not keep row order: put every row back where it came from.
+    joined = joined.sort_values(ROW_ID, kind="stable").reset_index(drop=True)
+    out = entity_df.reset_index(drop=True).copy()
+    for feature in features:
+        out[feature] = joined[feature].to_numpy()
+    out.index = entity_df.index
+    return out
+
+
+def latest_entities(settings: Settings, cutoff: dt.datetime, ttl: dt.timedelta) -> np.ndarray:
+    """Entity ids with a raw row in (cutoff - ttl, cutoff], through the offline store (as materialization reads)."""
+    store = feature_store(settings)
+    view = store.get_feature_view(default_view(store, settings))
+    source = view.batch_source
+    if source is None:
+        raise FeatureStoreError(f"feature view {view.name!r} has no batch source")
+    offline = store._get_provider().offline_store
+    with offline_session(require_offline_data(settings)):
+        latest = offline.pull_latest_from_table_or_query(
+            config=store.config,
+            data_source=source,
+            join_key_columns=[settings.dataset.entity_column],
+            feature_name_columns=[],
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column or None,
+            start_date=cutoff - ttl,
+            end_date=cutoff,
+        ).to_arrow()
+    return np.asarray(latest.column(settings.dataset.entity_column).to_numpy(), dtype=np.int64)
