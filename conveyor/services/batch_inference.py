@@ -18,6 +18,11 @@ import numpy as np
 import pandas as pd
 
 from configs.settings import Settings, StorageConfig
+
+# Imported with this module, not inside the task that needs it: importing feast runs typeguard, which compiles
+# ASTs, and on CPython 3.11.7 doing that in a task's worker thread while other threads use the ast module can
+# fail with "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905, fixed in 3.11.8).
+from conveyor.adapters import feature_store
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.raw_data import read_raw_window
 from conveyor.adapters.registry import ModelRegistry
@@ -83,8 +88,6 @@ def select_entities(store: ObjectStore, settings: Settings, day: dt.date) -> np.
 def feature_store_source(store: ObjectStore, settings: Settings, day: dt.date, feature_service: str) -> FeatureSource:
     """Features through the same feature service as training: Feast point-in-time as of the end of `day`
     (offline), or the online store; fetched one chunk of entities at a time."""
-    from conveyor.adapters import feature_store
-
     ds = settings.dataset
     ids = select_entities(store, settings, day)
     # Feast joins values at or before the entity timestamp: the last microsecond of the day.
