@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from conveyor.adapters.publication import Publication
+
 T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -216,7 +218,7 @@ def publish_input(store: Any, settings: Any, rows: int) -> float:
     started = time.perf_counter()
     ds = settings.dataset
     prefix = f"{INPUT_PREFIX}/dt={DAY.isoformat()}"
-    with store.publication(prefix, f"input-{rows}") as pub:
+    with Publication(store, prefix, f"input-{rows}") as pub:
         for index, start in enumerate(range(0, rows, CHUNK)):
             n = min(CHUNK, rows - start)
             generator = settings.generator.model_copy(update={"seed": settings.generator.seed + index})

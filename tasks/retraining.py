@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_client, get_run_logger, task
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -28,6 +28,10 @@ from conveyor.services.retraining import (
     read_ledger,
     record,
 )
+
+if TYPE_CHECKING:
+    from conveyor.adapters.registry import ModelRegistry
+    from conveyor.adapters.registry_records import ModelVersion
 
 
 def ensure_concurrency_limit(name: str, limit: int = 1) -> None:
@@ -164,9 +168,7 @@ def await_approval(
     """Approval mode: the challenger is registered, not promoted. If it passed the gates, pause this flow run
     until a person answers in the Prefect UI (or `resume_flow_run` with run_input); promote only on approval.
     Called from the flow itself: Prefect pauses flow runs, not task runs."""
-    from prefect.flow_runs import pause_flow_run
-
-    from conveyor.adapters.registry import ModelRegistry, PromotionConflict
+    from conveyor.adapters.registry import ModelRegistry
 
     run_id = current_run_id_or_none() or "unknown"
     outcome = _outcome_from_training(model_name, run_id, training)
@@ -174,57 +176,51 @@ def await_approval(
     registry = ModelRegistry(store, settings)
     if outcome.version is None:
         return outcome
-    version = int(outcome.version)
-    challenger = registry.get_version(model_name, version)
+    challenger = registry.get_version(model_name, int(outcome.version))
     if not challenger.gates_passed:
         return outcome  # the gates refused it: nothing to approve, the champion stays
-    if registry.champion_version(model_name) == version:
+    if registry.champion_version(model_name) == challenger.version:
         return outcome  # unchanged window: training returned the champion itself, nothing to approve
-    record(store, settings, "awaiting_approval", model_name, run_id, trigger_event_id, version=outcome.version)
+
+    def note(kind: LedgerKind, **detail: Any) -> None:
+        record(store, settings, kind, model_name, run_id, trigger_event_id, version=outcome.version, **detail)
+
+    note("awaiting_approval")
+    answer = _wait_for_answer(settings, model_name, outcome.version, note)
+    if not answer.approve:
+        note("rejected", approver=answer.approver, reason=answer.reason)
+        reasons = [f"rejected by {answer.approver}: {answer.reason}"]
+        return RetrainingOutcome(model_name, "rejected_by_approver", run_id, outcome.version, reasons)
+    return _promote_approved(registry, challenger, answer, note, run_id)
+
+
+def _wait_for_answer(settings: Settings, model_name: str, version: Any, note: Callable[..., None]) -> ApprovalInput:
+    """Pause the flow run until someone answers; an unanswered pause fails the run, recorded in the ledger."""
+    from prefect.flow_runs import pause_flow_run
+
     get_run_logger().info(
-        "challenger %s v%s passed the gates; waiting for approval (resume this run in the UI)",
-        model_name,
-        outcome.version,
+        "challenger %s v%s passed the gates; waiting for approval (resume this run in the UI)", model_name, version
     )
+    timeout = settings.retraining.approval_timeout_seconds
     try:
-        answer = pause_flow_run(
+        return pause_flow_run(
             wait_for_input=ApprovalInput,
-            timeout=settings.retraining.approval_timeout_seconds,
+            timeout=timeout,
             poll_interval=settings.retraining.approval_poll_seconds,
-            key=f"approve-{model_name}-{outcome.version}",
+            key=f"approve-{model_name}-{version}",
         )
     except FlowPauseTimeout:  # the run fails (and notifies); the ledger says why, the champion stays
-        record(
-            store,
-            settings,
-            "failed",
-            model_name,
-            run_id,
-            trigger_event_id,
-            version=outcome.version,
-            reason=f"no approval within retraining.approval_timeout_seconds="
-            f"{settings.retraining.approval_timeout_seconds}",
-        )
+        note("failed", reason=f"no approval within retraining.approval_timeout_seconds={timeout}")
         raise
-    if not answer.approve:
-        record(
-            store,
-            settings,
-            "rejected",
-            model_name,
-            run_id,
-            trigger_event_id,
-            version=outcome.version,
-            approver=answer.approver,
-            reason=answer.reason,
-        )
-        return RetrainingOutcome(
-            model_name,
-            "rejected_by_approver",
-            run_id,
-            outcome.version,
-            [f"rejected by {answer.approver}: {answer.reason}"],
-        )
+
+
+def _promote_approved(
+    registry: ModelRegistry, challenger: ModelVersion, answer: ApprovalInput, note: Callable[..., None], run_id: str
+) -> RetrainingOutcome:
+    """Promote an approved challenger, unless the champion it was compared with has changed meanwhile."""
+    from conveyor.adapters.registry import PromotionConflict
+
+    model_name, version = challenger.model_name, challenger.version
     # The gates compared the challenger with the champion of that moment; a pause can last hours, and a person
     # may have promoted or rolled back meanwhile. An approval of a comparison that no longer holds is not applied.
     compared_with = challenger.gates.get("champion_version")
@@ -237,39 +233,12 @@ def await_approval(
             expected_champion=compared_with,
         )
     except PromotionConflict as exc:
-        record(
-            store,
-            settings,
-            "superseded",
-            model_name,
-            run_id,
-            trigger_event_id,
-            version=outcome.version,
-            approver=answer.approver,
-            compared_with=compared_with,
-            reason=str(exc),
-        )
-        return RetrainingOutcome(
-            model_name,
-            "champion_changed",
-            run_id,
-            outcome.version,
-            [f"approved by {answer.approver}, not promoted: {exc}"],
-        )
-    record(
-        store,
-        settings,
-        "approved",
-        model_name,
-        run_id,
-        trigger_event_id,
-        version=outcome.version,
-        approver=answer.approver,
-        reason=answer.reason,
-    )
-    return RetrainingOutcome(
-        model_name, "promoted", run_id, outcome.version, [f"approved by {answer.approver}: {answer.reason}"]
-    )
+        note("superseded", approver=answer.approver, compared_with=compared_with, reason=str(exc))
+        reasons = [f"approved by {answer.approver}, not promoted: {exc}"]
+        return RetrainingOutcome(model_name, "champion_changed", run_id, str(version), reasons)
+    note("approved", approver=answer.approver, reason=answer.reason)
+    reasons = [f"approved by {answer.approver}: {answer.reason}"]
+    return RetrainingOutcome(model_name, "promoted", run_id, str(version), reasons)
 
 
 def current_run_id_or_none() -> str | None:

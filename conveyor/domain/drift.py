@@ -264,6 +264,32 @@ def performance_check(
     )
 
 
+def drift_reasons(
+    features: list[FeatureDrift],
+    prediction: FeatureDrift | None,
+    performance: PerformanceCheck | None,
+    config: DriftConfig,
+) -> tuple[float, list[str]]:
+    """The share of drifted features and every reason for a drift verdict (none: no drift)."""
+    drifted = [f for f in features if f.drifted]
+    share = len(drifted) / len(features)
+    reasons: list[str] = []
+    if share > config.max_drifted_share:
+        reasons.append(
+            f"{len(drifted)} of {len(features)} features drifted ({share:.0%} > "
+            f"drift.max_drifted_share {config.max_drifted_share:.0%}): {[f.name for f in drifted]}"
+        )
+        reasons += [r for f in drifted for r in f.reasons]
+    if prediction is not None and prediction.drifted:
+        reasons += ["prediction drift: " + r for r in prediction.reasons]
+    if performance is not None and performance.decayed:
+        reasons.append(
+            f"performance decay on {performance.window_start}..{performance.window_end}: ROC AUC "
+            f"{performance.roc_auc:.3f} < test {performance.expected_roc_auc:.3f} - {performance.max_drop}"
+        )
+    return share, reasons
+
+
 def compare(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -309,22 +335,7 @@ def compare(
     prediction = None
     if SCORE_COLUMN in reference.columns and current_scores is not None and len(current_scores):
         prediction = numeric_drift(SCORE_COLUMN, reference[SCORE_COLUMN], current_scores, config, kind="prediction")
-    drifted = [f for f in features if f.drifted]
-    share = len(drifted) / len(features)
-    reasons: list[str] = []
-    if share > config.max_drifted_share:
-        reasons.append(
-            f"{len(drifted)} of {len(features)} features drifted ({share:.0%} > "
-            f"drift.max_drifted_share {config.max_drifted_share:.0%}): {[f.name for f in drifted]}"
-        )
-        reasons += [r for f in drifted for r in f.reasons]
-    if prediction is not None and prediction.drifted:
-        reasons += ["prediction drift: " + r for r in prediction.reasons]
-    if performance is not None and performance.decayed:
-        reasons.append(
-            f"performance decay on {performance.window_start}..{performance.window_end}: ROC AUC "
-            f"{performance.roc_auc:.3f} < test {performance.expected_roc_auc:.3f} - {performance.max_drop}"
-        )
+    share, reasons = drift_reasons(features, prediction, performance, config)
     verdict: Verdict = "drift" if reasons else "no_drift"
     return DriftReport(
         model_name,

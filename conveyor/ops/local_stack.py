@@ -210,46 +210,53 @@ class LocalStack:
 
     # ---- start/stop -----------------------------------------------------------------------------------
     def _command(self, service: str) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment that start `service`."""
         env = {**os.environ, **TELEMETRY_OFF_ENV}
-        if service == "worker":
-            # Flow runs inherit this environment: the client settings, CONVEYOR_* and where the code is
-            # (prefect.yaml's pull step: set_working_directory {{ $CONVEYOR_PROJECT_ROOT }}).
-            env.update(self.client_env())
-            env["CONVEYOR_PROJECT_ROOT"] = str(self.settings.project_root)
-            self.ensure_work_pool()
-            cmd = [
-                project_bin("prefect"),
-                "worker",
-                "start",
-                "--pool",
-                self.settings.prefect.work_pool,
-                "--type",
-                "process",
-                "--name",
-                self.worker_name,
-                "--install-policy",
-                "never",
-            ]
-            return cmd, env
-        if service == "s3":
-            data_dir = self.state_dir / "seaweedfs"
-            data_dir.mkdir(parents=True, exist_ok=True)
-            key, secret = self.s3_credentials()
-            env.update({"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret})
-            cmd = [
-                project_bin("weed"),
-                "mini",
-                f"-dir={data_dir}",
-                f"-ip={self.host}",
-                f"-ip.bind={self.host}",
-                "-webdav=false",
-                "-admin.ui=false",
-                "-master.telemetry=false",
-                "-s3.port.iceberg=0",
-                "-s3.port.lance=0",
-            ]
-            cmd += [f"-{flag}={port}" for flag, port in self._s3_ports().items()]
-            return cmd, env
+        build = {"worker": self._worker_command, "s3": self._s3_command}.get(service, self._prefect_command)
+        return build(env), env
+
+    def _worker_command(self, env: dict[str, str]) -> list[str]:
+        # Flow runs inherit this environment: the client settings, CONVEYOR_* and where the code is
+        # (prefect.yaml's pull step: set_working_directory {{ $CONVEYOR_PROJECT_ROOT }}).
+        env.update(self.client_env())
+        env["CONVEYOR_PROJECT_ROOT"] = str(self.settings.project_root)
+        self.ensure_work_pool()
+        cmd = [
+            project_bin("prefect"),
+            "worker",
+            "start",
+            "--pool",
+            self.settings.prefect.work_pool,
+            "--type",
+            "process",
+            "--name",
+            self.worker_name,
+            "--install-policy",
+            "never",
+        ]
+        return cmd
+
+    def _s3_command(self, env: dict[str, str]) -> list[str]:
+        data_dir = self.state_dir / "seaweedfs"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key, secret = self.s3_credentials()
+        env.update({"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret})
+        cmd = [
+            project_bin("weed"),
+            "mini",
+            f"-dir={data_dir}",
+            f"-ip={self.host}",
+            f"-ip.bind={self.host}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
+        cmd += [f"-{flag}={port}" for flag, port in self._s3_ports().items()]
+        return cmd
+
+    def _prefect_command(self, env: dict[str, str]) -> list[str]:
         self.prefect_home.mkdir(parents=True, exist_ok=True)
         env["PREFECT_HOME"] = str(self.prefect_home)
         env.pop("PREFECT_API_URL", None)  # the server must not think it is a client of another server
@@ -272,7 +279,7 @@ class LocalStack:
             str(self.cfg.prefect_port),
             "--analytics-off",
         ]
-        return cmd, env
+        return cmd
 
     def _start(self, service: str) -> int:
         busy = [p for p in self.ports(service) if not port_free(self.host, p)]

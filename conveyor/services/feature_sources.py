@@ -20,7 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conveyor.adapters.object_store import Manifest, ObjectStore
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.publication import Manifest, read_manifest
 
 
 class FeatureSource(Protocol):
@@ -115,7 +116,7 @@ class PublishedParquetSource:
     """
 
     def __init__(self, store: ObjectStore, prefix: str, columns: list[str] | None = None) -> None:
-        manifest = store.read_manifest(prefix)
+        manifest = read_manifest(store, prefix)
         if manifest is None:
             raise LookupError(f"no scoring input at {store.uri(prefix)}: nothing published there (no manifest)")
         self.store = store

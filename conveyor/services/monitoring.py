@@ -17,6 +17,7 @@ import pandas as pd
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.publication import published_prefixes, read_published_parquet
 from conveyor.adapters.raw_data import read_raw_window
 from conveyor.adapters.registry import LoadedModel, ModelRegistry
 from conveyor.domain import drift, drift_report
@@ -25,7 +26,7 @@ from conveyor.services.scoring import predictions_prefix
 
 def latest_scored_day(store: ObjectStore, settings: Settings, model_name: str) -> dt.date:
     root = f"{settings.storage.prefixes.predictions}/{model_name}/"
-    days = [dt.date.fromisoformat(p.rsplit("dt=", 1)[1]) for p in store.published_prefixes(root) if "dt=" in p]
+    days = [dt.date.fromisoformat(p.rsplit("dt=", 1)[1]) for p in published_prefixes(store, root) if "dt=" in p]
     if not days:
         raise LookupError(f"drift monitor: no published predictions for model {model_name!r} under {store.uri(root)}")
     return max(days)
@@ -68,7 +69,7 @@ def drift_report_for_day(
     reference = registry.reference_of(champion)
     start, end = _window(scored_day, settings.drift.window_days)
     current = read_raw_window(store, settings, start, end)
-    scores = store.read_published_parquet(predictions_prefix(settings, model_name, scored_day), columns=["score"])
+    scores = read_published_parquet(store, predictions_prefix(settings, model_name, scored_day), columns=["score"])
     loaded = registry.load_version(champion)
     performance = labelled_performance(store, settings, loaded, champion.test_metrics.get("roc_auc"), scored_day)
     report = drift.compare(

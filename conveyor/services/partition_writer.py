@@ -17,7 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conveyor.adapters.object_store import Manifest, ObjectStore, Publication
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.publication import Manifest, Publication
 
 PART_NAME = "part-00000.parquet"
 
@@ -104,12 +105,12 @@ class PartitionWriter:
     def __init__(self, store: ObjectStore, prefix: str, run_id: str, part_size: int, shadow: str | None) -> None:
         self._stack = ExitStack()
         try:
-            self.publication = self._stack.enter_context(store.publication(prefix, run_id))
+            self.publication = self._stack.enter_context(Publication(store, prefix, run_id))
             self.sink = PartSink(self.publication, part_size)
             self.shadow_publication: Publication | None = None
             self.shadow_sink: PartSink | None = None
             if shadow is not None:
-                self.shadow_publication = self._stack.enter_context(store.publication(shadow, run_id))
+                self.shadow_publication = self._stack.enter_context(Publication(store, shadow, run_id))
                 self.shadow_sink = PartSink(self.shadow_publication, part_size)
         except BaseException:
             self._stack.close()

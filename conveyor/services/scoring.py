@@ -30,7 +30,8 @@ import pandas as pd
 import pyarrow as pa
 
 from configs.settings import Settings
-from conveyor.adapters.object_store import Manifest, ObjectStore
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.publication import Manifest
 from conveyor.domain.expectations import load_suite, suite_parameters
 from conveyor.services.feature_sources import FeatureSource
 from conveyor.services.partition_writer import PartitionWriter, QuarantineSink, output_schema, prediction_table

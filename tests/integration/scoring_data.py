@@ -13,6 +13,7 @@ from sklearn.preprocessing import OrdinalEncoder
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.publication import Publication
 from conveyor.adapters.registry import ModelMetadata, ModelRegistry
 from conveyor.demo.synthetic import generate_day
 
@@ -75,7 +76,7 @@ def publish_snapshots(store: ObjectStore, settings: Settings, root: str, n: int 
     frames = {}
     for day in DAYS:
         frame = generate_day(day, settings.dataset, settings.generator, snapshot=True, n_entities=n)
-        with store.publication(f"{root}/dt={day.isoformat()}", "snap") as pub:
+        with Publication(store, f"{root}/dt={day.isoformat()}", "snap") as pub:
             pub.write_parquet("part-0.parquet", frame)
             pub.commit()
         frames[day] = frame

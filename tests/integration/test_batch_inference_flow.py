@@ -14,6 +14,7 @@ import pytest
 
 from configs.settings import Settings, load_settings
 from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.publication import read_manifest, read_published_parquet
 from conveyor.adapters.registry import ModelRegistry, TamperedArtifact
 from conveyor.demo.synthetic import Scenario
 from conveyor.services.ingest import land_synthetic
@@ -49,11 +50,11 @@ def test_flow_scores_a_backfill_with_the_champion_and_shadows_the_challenger(
     for day, part in zip(DAYS, result.partitions, strict=True):
         prefix = predictions_prefix(s3_server, name, day)
         assert part.uri == store.uri(prefix + "/")
-        published = store.read_published_parquet(prefix)
+        published = read_published_parquet(store, prefix)
         expected = loaded.predict_proba(frames[day][s3_server.dataset.feature_names])[:, 1]
         np.testing.assert_allclose(published["score"].to_numpy(), expected, rtol=0, atol=1e-12)
         assert set(published["model_version"]) == {str(champion)}
-        shadow = store.read_published_parquet(shadow_prefix(s3_server, name, str(challenger), day))
+        shadow = read_published_parquet(store, shadow_prefix(s3_server, name, str(challenger), day))
         assert set(shadow["model_version"]) == {str(challenger)} and len(shadow) == len(published)
         assert part.shadow is not None and 0 < part.shadow["agreement"] <= 1
     # Shadow output lives outside the predictions prefix: no key there names the challenger's version.
@@ -72,7 +73,7 @@ def test_flow_refuses_a_tampered_champion(s3_server: Settings, prefect_harness: 
     publish_snapshots(store, s3_server, root, n=200)
     with pytest.raises(TamperedArtifact):
         batch_inference(scoring_date=DAYS[0], model_name=name, features_prefix=root)
-    assert store.read_manifest(predictions_prefix(s3_server, name, DAYS[0])) is None
+    assert read_manifest(store, predictions_prefix(s3_server, name, DAYS[0])) is None
 
 
 def test_flow_fetches_features_through_the_feature_service(
@@ -91,7 +92,7 @@ def test_flow_fetches_features_through_the_feature_service(
     result = batch_inference(scoring_date=day, model_name=name)
 
     part = result.partitions[0]
-    published = store.read_published_parquet(predictions_prefix(settings, name, day))
+    published = read_published_parquet(store, predictions_prefix(settings, name, day))
     ds = settings.dataset
     assert part.rows_in == part.rows_scored + part.rows_quarantined > 1000
     entity_df = pd.DataFrame(
@@ -134,4 +135,4 @@ def test_dask_task_runner_is_a_config_switch(
     result = batch_inference(scoring_date=DAYS[0], end_date=DAYS[1], model_name=name, features_prefix=root)
     assert [p.rows_scored for p in result.partitions] == [500, 500]
     assert ran_on_dask == ["finished", "finished"], ran_on_dask
-    assert store.read_manifest(predictions_prefix(s3_server, name, DAYS[1])) is not None
+    assert read_manifest(store, predictions_prefix(s3_server, name, DAYS[1])) is not None

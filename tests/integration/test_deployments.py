@@ -18,6 +18,7 @@ import yaml
 from configs.settings import load_settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.prefect_api import TERMINAL_STATES, wait_for
+from conveyor.adapters.publication import read_manifest
 from conveyor.ops.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -161,7 +162,7 @@ def test_cron_schedules_fire_by_themselves_and_the_worker_runs_them(served_stack
         assert status == 200 and [a["key"] for a in artifacts] == ["ingest"]
         assert "3 daily partitions" in artifacts[0]["description"]
         prefix = f"{settings.storage.prefixes.predictions}/{model}/dt={DAYS[0].isoformat()}"
-        assert ObjectStore(settings.storage).read_manifest(prefix) is not None  # the scheduled run published
+        assert read_manifest(ObjectStore(settings.storage), prefix) is not None  # the scheduled run published
     finally:
         for name in ("ingest/ingest", "batch-inference/batch-inference"):
             subprocess.run(

@@ -11,7 +11,6 @@ import pytest
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import (
-    MANIFEST_NAME,
     AccessDenied,
     BucketNotFound,
     ChecksumMismatch,
@@ -19,6 +18,13 @@ from conveyor.adapters.object_store import (
     ObjectStore,
     StoreUnavailable,
     sha256_bytes,
+)
+from conveyor.adapters.publication import (
+    MANIFEST_NAME,
+    Publication,
+    published_prefixes,
+    read_manifest,
+    read_published_parquet,
 )
 from conveyor.ops.local_stack import free_port
 
@@ -60,23 +66,23 @@ def test_missing_key_error_names_the_uri(store: ObjectStore) -> None:
 
 def test_publish_is_invisible_until_the_manifest(store: ObjectStore) -> None:
     prefix = "predictions/churn/dt=2026-03-01"
-    with store.publication(prefix, "run-a") as publication:
+    with Publication(store, prefix, "run-a") as publication:
         publication.write_parquet("part-00000.parquet", pd.DataFrame({"x": range(10)}))
         publication.write_parquet("part-00001.parquet", pd.DataFrame({"x": range(10, 15)}))
-        assert store.read_manifest(prefix) is None
+        assert read_manifest(store, prefix) is None
         assert store.list_keys(prefix) == []  # parts are only under staging
-        assert store.published_prefixes("predictions/") == []
+        assert published_prefixes(store, "predictions/") == []
         manifest = publication.commit({"model_version": "3"})
     assert manifest.row_count == 15 and manifest.metadata == {"model_version": "3"}
-    assert store.published_prefixes("predictions/") == [prefix]
-    assert store.read_published_parquet(prefix)["x"].tolist() == list(range(15))
+    assert published_prefixes(store, "predictions/") == [prefix]
+    assert read_published_parquet(store, prefix)["x"].tolist() == list(range(15))
     assert store.list_keys(store.config.prefixes.staging + "/") == []
 
 
 def test_failed_publication_leaves_nothing(store: ObjectStore) -> None:
     prefix = "predictions/churn/dt=2026-03-02"
     with pytest.raises(RuntimeError, match="scoring crashed"):
-        with store.publication(prefix, "run-b") as publication:
+        with Publication(store, prefix, "run-b") as publication:
             publication.write_parquet("part-00000.parquet", pd.DataFrame({"x": [1]}))
             raise RuntimeError("scoring crashed")
     assert store.list_keys("") == []
@@ -85,17 +91,17 @@ def test_failed_publication_leaves_nothing(store: ObjectStore) -> None:
 def test_republish_replaces_without_duplicates(store: ObjectStore) -> None:
     prefix = "raw/churn/dt=2026-01-05"
     for run, values in (("run-1", [1, 2, 3]), ("run-2", [7, 8])):
-        with store.publication(prefix, run) as publication:
+        with Publication(store, prefix, run) as publication:
             publication.write_parquet("part-00000.parquet", pd.DataFrame({"v": values}))
             publication.commit()
-    assert store.read_published_parquet(prefix)["v"].tolist() == [7, 8]
+    assert read_published_parquet(store, prefix)["v"].tolist() == [7, 8]
     assert store.list_keys(prefix + "/") == [f"{prefix}/{MANIFEST_NAME}", f"{prefix}/run-run-2-part-00000.parquet"]
 
 
 def test_orphans_of_a_crashed_commit_are_cleaned_by_the_next(store: ObjectStore) -> None:
     prefix = "raw/churn/dt=2026-01-06"
     store.put_bytes(f"{prefix}/run-dead-part-00000.parquet", b"half-copied")  # a commit that died mid-copy
-    with store.publication(prefix, "run-ok") as publication:
+    with Publication(store, prefix, "run-ok") as publication:
         publication.write_parquet("part-00000.parquet", pd.DataFrame({"v": [1]}))
         publication.commit()
     assert f"{prefix}/run-dead-part-00000.parquet" not in store.list_keys(prefix + "/")
@@ -103,12 +109,12 @@ def test_orphans_of_a_crashed_commit_are_cleaned_by_the_next(store: ObjectStore)
 
 def test_tampered_part_is_refused(store: ObjectStore) -> None:
     prefix = "raw/churn/dt=2026-01-07"
-    with store.publication(prefix, "run-t") as publication:
+    with Publication(store, prefix, "run-t") as publication:
         entry = publication.write_parquet("part-00000.parquet", pd.DataFrame({"v": [1, 2]}))
         publication.commit()
     store.put_parquet(entry.key, pd.DataFrame({"v": [666, 2]}))
     with pytest.raises(ChecksumMismatch, match="SHA-256 does not match"):
-        store.read_published_parquet(prefix)
+        read_published_parquet(store, prefix)
 
 
 def test_bad_credentials_give_a_clear_error(s3_server: Settings) -> None:

@@ -26,6 +26,7 @@ import pytest
 from configs.settings import Settings, load_settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.prefect_api import TERMINAL_STATES, wait_for
+from conveyor.adapters.publication import read_manifest
 from conveyor.ops.local_stack import LocalStack
 from tests.integration.engines import Postgres, Redis, free_port, start_postgres, start_redis, stop
 
@@ -169,7 +170,7 @@ def test_scheduled_scoring_deployment_runs_on_dask_with_postgres_and_env_credent
     assert finished["state_type"] == "COMPLETED", finished["state"]
 
     for day in DAYS:
-        manifest = store.read_manifest(f"{settings.storage.prefixes.predictions}/{name}/dt={day.isoformat()}")
+        manifest = read_manifest(store, f"{settings.storage.prefixes.predictions}/{name}/dt={day.isoformat()}")
         assert manifest is not None
     # Partitions were scored by a Dask LocalCluster: prefect-dask says so on the flow run's console (worker log).
     assert "Creating a new Dask cluster" in prod_stack._log_file("worker").read_text(errors="replace")

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from configs.settings import Settings, load_settings
-from conveyor.adapters.object_store import MANIFEST_NAME, ObjectStore, StagingSweep, StoreUnavailable
+from conveyor.adapters.object_store import ObjectStore, StagingSweep, StoreUnavailable
+from conveyor.adapters.publication import MANIFEST_NAME, published_prefixes, read_manifest, read_published_parquet
 from conveyor.ops.local_stack import LocalStack, pid_alive, private_stack_env
 from conveyor.services.feature_sources import FrameSource, PublishedParquetSource
 from conveyor.services.scoring import ScoringModel, predictions_prefix, score_partition
@@ -132,13 +133,13 @@ def test_s3_server_stopped_mid_write_leaves_nothing_visible_and_rerun_completes(
 
     # Same state folder, same ports.
     stack.up(services=("s3",))
-    assert store.read_manifest(prefix) is None  # readers trust manifests only: nothing is published
-    assert store.published_prefixes(settings.storage.prefixes.predictions + "/") == [earlier_prefix]
+    assert read_manifest(store, prefix) is None  # readers trust manifests only: nothing is published
+    assert published_prefixes(store, settings.storage.prefixes.predictions + "/") == [earlier_prefix]
     with pytest.raises(LookupError):
         PublishedParquetSource(store, prefix)
     assert store.list_keys(prefix + "/") == []  # not even an unlisted part under the partition
     assert store.list_keys(settings.storage.prefixes.staging + "/") == []  # no completed staging object either
-    assert len(store.read_published_parquet(earlier_prefix)) == earlier.rows_scored == 2000
+    assert len(read_published_parquet(store, earlier_prefix)) == earlier.rows_scored == 2000
     # ...but the doomed run could not abort its multipart upload (the server was down): invisible garbage that
     # the staging sweep removes once it is older than the retention, and not before.
     orphans = store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
@@ -149,8 +150,8 @@ def test_s3_server_stopped_mid_write_leaves_nothing_visible_and_rerun_completes(
     rerun_started = time.monotonic()
     result = score_partition(store, settings, FrameSource(frame), model, "churn", DAY, "rerun")
     rerun_seconds = time.monotonic() - rerun_started
-    published = store.read_published_parquet(prefix)
-    manifest = store.read_manifest(prefix)
+    published = read_published_parquet(store, prefix)
+    manifest = read_manifest(store, prefix)
     assert manifest is not None and manifest.run_id == "rerun" and manifest.row_count == len(frame)
     assert result.rows_scored == len(published) == len(frame)
     np.testing.assert_array_equal(published["customer_id"].to_numpy(), frame["customer_id"].to_numpy())
@@ -158,10 +159,10 @@ def test_s3_server_stopped_mid_write_leaves_nothing_visible_and_rerun_completes(
     np.testing.assert_allclose(published["score"].to_numpy(), expected, rtol=0, atol=1e-12)
     assert set(published["run_id"]) == {"rerun"}
     assert store.list_keys(prefix + "/") == [f"{prefix}/{MANIFEST_NAME}", f"{prefix}/run-rerun-part-00000.parquet"]
-    assert store.published_prefixes(settings.storage.prefixes.predictions + "/") == sorted([earlier_prefix, prefix])
+    assert published_prefixes(store, settings.storage.prefixes.predictions + "/") == sorted([earlier_prefix, prefix])
     assert store.sweep_staging(older_than=dt.timedelta(0)) == StagingSweep(0, 1)
     assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
-    assert store.read_manifest(prefix) == manifest  # the sweep never touches published data
+    assert read_manifest(store, prefix) == manifest  # the sweep never touches published data
     print(
         f"outage run failed {failed_at - source.stopped_at:.2f}s after the stop (run started "
         f"{source.stopped_at - started:.1f}s earlier, {source.parts_at_stop} part(s) staged, stop after chunk "

@@ -16,7 +16,14 @@ import pytest
 import yaml
 
 from configs.settings import Settings
-from conveyor.adapters.object_store import MANIFEST_NAME, ObjectStore
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.publication import (
+    MANIFEST_NAME,
+    Publication,
+    read_manifest,
+    read_published_bytes,
+    read_published_parquet,
+)
 from conveyor.services.feature_sources import FrameSource, PublishedParquetSource
 from conveyor.services.scoring import (
     ScoringBatchRejected,
@@ -39,7 +46,7 @@ def champion(s3_server: Settings) -> ScoringModel:
 
 
 def publish_input(store: ObjectStore, frame: pd.DataFrame, prefix: str = "features/churn") -> str:
-    with store.publication(f"{prefix}/dt={DAY.isoformat()}", "input") as pub:
+    with Publication(store, f"{prefix}/dt={DAY.isoformat()}", "input") as pub:
         half = len(frame) // 2
         pub.write_parquet("part-0.parquet", frame.iloc[:half])
         pub.write_parquet("part-1.parquet", frame.iloc[half:])
@@ -55,7 +62,7 @@ def test_scored_partition_matches_predict_proba(
     source = PublishedParquetSource(store, publish_input(store, frame))
     result = score_partition(store, settings, source, champion, "churn", DAY, "run-a")
 
-    published = store.read_published_parquet(predictions_prefix(settings, "churn", DAY))
+    published = read_published_parquet(store, predictions_prefix(settings, "churn", DAY))
     expected = champion.model.predict_proba(frame[settings.dataset.feature_names])[:, 1]
     assert result.rows_in == result.rows_scored == len(published) == len(frame)
     assert published.columns.tolist() == [
@@ -73,7 +80,7 @@ def test_scored_partition_matches_predict_proba(
     assert set(published["model_version"]) == {"3"} and set(published["feature_service"]) == {"churn_v1"}
     assert set(published["run_id"]) == {"run-a"} and published["run_id"].dtype == object  # text, not categorical
     assert set(published["scored_at"]) == {pd.Timestamp(as_of_time(DAY))}
-    manifest = store.read_manifest(predictions_prefix(settings, "churn", DAY))
+    manifest = read_manifest(store, predictions_prefix(settings, "churn", DAY))
     assert manifest is not None and manifest.row_count == len(frame)
     assert manifest.metadata["model_version"] == "3"
     assert manifest.metadata["input_fingerprint"] == result.input_fingerprint == source.fingerprint()
@@ -86,9 +93,9 @@ def test_rerun_replaces_atomically_without_duplicates_and_is_deterministic(
     frame = population(settings, 3000)
     prefix = predictions_prefix(settings, "churn", DAY)
     first = score_partition(store, settings, FrameSource(frame), champion, "churn", DAY, "run-1")
-    before = store.read_published_parquet(prefix)
+    before = read_published_parquet(store, prefix)
     second = score_partition(store, settings, FrameSource(frame), champion, "churn", DAY, "run-2")
-    after = store.read_published_parquet(prefix)
+    after = read_published_parquet(store, prefix)
 
     assert len(after) == len(frame)  # replaced, not appended
     assert after["customer_id"].is_unique
@@ -165,7 +172,7 @@ def test_run_killed_mid_write_leaves_nothing_visible_and_rerun_completes(
     assert child.returncode == -signal.SIGKILL
 
     prefix = predictions_prefix(s3_server, "churn", DAY)
-    assert store.read_manifest(prefix) is None  # readers trust manifests only: nothing is published
+    assert read_manifest(store, prefix) is None  # readers trust manifests only: nothing is published
     with pytest.raises(LookupError):
         PublishedParquetSource(store, prefix)
     orphans = store.list_keys(prefix + "/")
@@ -176,20 +183,20 @@ def test_run_killed_mid_write_leaves_nothing_visible_and_rerun_completes(
 
     settings = with_scoring(s3_server, chunk_rows=1000)
     result = score_partition(store, settings, FrameSource(frame), champion, "churn", DAY, "rerun")
-    assert result.rows_scored == len(store.read_published_parquet(prefix)) == len(frame)
+    assert result.rows_scored == len(read_published_parquet(store, prefix)) == len(frame)
     assert store.list_keys(prefix + "/") == [f"{prefix}/{MANIFEST_NAME}", f"{prefix}/run-rerun-part-00000.parquet"]
 
 
 def test_streamed_part_uses_multipart_and_checksums_while_writing(store: ObjectStore) -> None:
     payload = np.random.default_rng(0).bytes(12 * 2**20)
-    with store.publication("blobs/x", "mp") as pub:
+    with Publication(store, "blobs/x", "mp") as pub:
         part = pub.open_part("big.bin", part_size=5 * 2**20)
         for start in range(0, len(payload), 2**20):
             part.write(payload[start : start + 2**20])
         part.close()
         manifest = pub.commit()
     assert part._upload_id is not None and len(part._parts) == 3  # 5 + 5 + 2 MiB
-    ((entry, data),) = list(store.read_published_bytes("blobs/x"))
+    ((entry, data),) = list(read_published_bytes(store, "blobs/x"))
     assert data == payload and entry.size_bytes == len(payload) == manifest.files[0].size_bytes
 
 
@@ -208,7 +215,7 @@ def test_bad_batch_is_quarantined_and_nothing_is_published(
     settings = with_scoring(s3_server, chunk_rows=1000, max_quarantined_share=0.05)
     prefix = predictions_prefix(settings, "churn", DAY)
     score_partition(store, settings, FrameSource(population(settings, 2000)), champion, "churn", DAY, "good")
-    good = store.read_manifest(prefix)
+    good = read_manifest(store, prefix)
 
     bad = _bad_rows(population(settings, 3000), 0.10)  # 300 out-of-range ages in chunk 1
     source = FrameSource(bad) if kind == "frame" else PublishedParquetSource(store, publish_input(store, bad, "in"))
@@ -223,7 +230,7 @@ def test_bad_batch_is_quarantined_and_nothing_is_published(
     rows = store.get_parquet(f"{q}/rows.parquet")
     assert len(rows) == 300 and rows["reason"].str.startswith("age: breaks 'between 18.0 and 100.0'").all()
     # The earlier good partition is untouched; nothing staged is left behind.
-    assert store.read_manifest(prefix) == good
+    assert read_manifest(store, prefix) == good
     assert store.list_keys(settings.storage.prefixes.staging + "/") == []
 
     # A batch missing a feature column is rejected before anything is scored.
@@ -238,7 +245,7 @@ def test_bad_batch_is_quarantined_and_nothing_is_published(
             "nocol",
         )
     assert store.exists(f"{quarantine_prefix(settings, 'churn', DAY, 'nocol')}/report.json")
-    assert store.read_manifest(prefix) == good
+    assert read_manifest(store, prefix) == good
 
 
 def _with_gaps(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
@@ -281,9 +288,9 @@ def test_unknown_entities_and_missing_features_follow_policy(
     assert (result.unknown_entities, result.missing_features) == (10, 20)
     assert (result.rows_scored, result.rows_quarantined, result.rows_defaulted) == (scored, quarantined, defaulted)
     assert result.rows_in == result.rows_scored + result.rows_quarantined == 500
-    published = store.read_published_parquet(predictions_prefix(settings, "churn", DAY))
+    published = read_published_parquet(store, predictions_prefix(settings, "churn", DAY))
     assert len(published) == scored and published["score"].notna().all()
-    manifest = store.read_manifest(predictions_prefix(settings, "churn", DAY))
+    manifest = read_manifest(store, predictions_prefix(settings, "churn", DAY))
     assert manifest is not None and manifest.metadata["counts"]["quarantined"] == quarantined
     if quarantined:
         rows = store.get_parquet(result.quarantine_uri.split(store.bucket + "/", 1)[1])  # type: ignore[union-attr]
@@ -304,11 +311,11 @@ def test_shadow_scores_never_touch_the_published_prefix(
         store, settings, FrameSource(frame), champion, "churn", DAY, "shadow", challenger=challenger
     )
     published_prefix = predictions_prefix(settings, "churn", DAY)
-    published = store.read_published_parquet(published_prefix)
+    published = read_published_parquet(store, published_prefix)
     assert set(published["model_version"]) == {"3"}
     assert all(k.startswith(published_prefix + "/") for k in store.list_keys(settings.storage.prefixes.predictions))
     assert all("version=4" not in k for k in store.list_keys(settings.storage.prefixes.predictions))
-    shadow = store.read_published_parquet(shadow_prefix(settings, "churn", "4", DAY))
+    shadow = read_published_parquet(store, shadow_prefix(settings, "churn", "4", DAY))
     assert set(shadow["model_version"]) == {"4"} and len(shadow) == len(frame)
     assert not shadow_prefix(settings, "churn", "4", DAY).startswith(settings.storage.prefixes.predictions + "/")
 
