@@ -31,32 +31,6 @@ _TYPE_LISTS: dict[str, list[str]] = {
 _ENTITY_TYPES = ["int64", "Int64", "int32"]
 _LABEL_TYPES = ["int64", "Int64", "int32", "bool"]
 
-FAST_TYPES = frozenset(
-    {
-        "expect_table_row_count_to_be_between",
-        "expect_column_to_exist",
-        "expect_column_values_to_be_in_type_list",
-        "expect_column_values_to_be_of_type",
-        "expect_column_values_to_not_be_null",
-        "expect_column_values_to_be_between",
-        "expect_column_values_to_be_in_set",
-        "expect_compound_columns_to_be_unique",
-        "expect_column_max_to_be_between",
-    }
-)
-# Rules a single row can break: row-level mode quarantines the rows breaking the strict ones (no `mostly`).
-ROW_LEVEL_TYPES = frozenset(
-    {
-        "expect_column_values_to_be_in_type_list",
-        "expect_column_values_to_be_of_type",
-        "expect_column_values_to_not_be_null",
-        "expect_column_values_to_be_between",
-        "expect_column_values_to_be_in_set",
-        "expect_compound_columns_to_be_unique",
-    }
-)
-NUMERIC_TYPE_NAMES = {"int64", "Int64", "int32", "float64", "float32", "Float64", "int", "float"}
-
 
 # ---- suites ------------------------------------------------------------------------------------------------
 def _expectation(kind: str, meta: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
