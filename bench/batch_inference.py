@@ -4,7 +4,7 @@
     .venv/bin/python bench/batch_inference.py --rows 1000000     # one size only
 
 A private stack (SeaweedFS S3 + Prefect server on free loopback ports, temp state dir) is started and stopped by
-this script. Input: feature parquet generated with tasks/synthetic.generate_day(snapshot=True) in chunks of 1e6
+this script. Input: feature parquet generated with conveyor/demo/synthetic.generate_day(snapshot=True) in chunks of 1e6
 rows (distinct seeds and entity ids per chunk), published on S3 as `bench/features/churn/dt=<day>/`. One model
 (HistGradientBoosting in a Pipeline) is registered as champion in the registry and also stored as a plain joblib
 for the baseline.
