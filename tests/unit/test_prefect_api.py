@@ -1,6 +1,5 @@
 """conveyor/adapters/prefect_api.RetryBusyServer against a loopback HTTP server that answers 503 (what a busy
-SQLite-backed
-Prefect server says for "database is locked") a given number of times."""
+SQLite-backed Prefect server says for "database is locked") a given number of times."""
 
 from __future__ import annotations
 
