@@ -24,19 +24,6 @@ import pandas as pd
 from conveyor.domain.duplicates import duplicated_rows
 from conveyor.domain.expectations import ExpectationOutcome, camel, rule_text
 
-FAST_TYPES = frozenset(
-    {
-        "expect_table_row_count_to_be_between",
-        "expect_column_to_exist",
-        "expect_column_values_to_be_in_type_list",
-        "expect_column_values_to_be_of_type",
-        "expect_column_values_to_not_be_null",
-        "expect_column_values_to_be_between",
-        "expect_column_values_to_be_in_set",
-        "expect_compound_columns_to_be_unique",
-        "expect_column_max_to_be_between",
-    }
-)
 # Rules a single row can break. Row-level quarantine takes the rows breaking the strict ones (no `mostly`).
 ROW_LEVEL_TYPES = frozenset(
     {
@@ -48,6 +35,12 @@ ROW_LEVEL_TYPES = frozenset(
         "expect_compound_columns_to_be_unique",
     }
 )
+# Everything this engine evaluates: the row-level rules plus the table- and column-level ones.
+FAST_TYPES = ROW_LEVEL_TYPES | {
+    "expect_table_row_count_to_be_between",
+    "expect_column_to_exist",
+    "expect_column_max_to_be_between",
+}
 NUMERIC_TYPE_NAMES = {"int64", "Int64", "int32", "float64", "float32", "Float64", "int", "float"}
 
 
