@@ -93,7 +93,9 @@ def ensure_zombie_automation(api: httpx.Client, within_seconds: float) -> str:
         a for a in api.post("/automations/filter", json={}).raise_for_status().json() if a["name"] == ZOMBIE_AUTOMATION
     ]
     if existing:
-        api.put(f"/automations/{existing[0]['id']}", json=body).raise_for_status()
+        # The server's update schema forbids `owner_resource`, which only a create may set: sent, the PUT is a 422.
+        update = {key: value for key, value in body.items() if key != "owner_resource"}
+        api.put(f"/automations/{existing[0]['id']}", json=update).raise_for_status()
         for duplicate in existing[1:]:
             api.delete(f"/automations/{duplicate['id']}")
         return "updated"

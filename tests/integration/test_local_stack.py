@@ -108,6 +108,9 @@ def test_stack_up_follows_its_port_advice_and_runs_flows_by_hand(own_stack_env: 
     store = ObjectStore(settings.storage)  # a client with the derived endpoint reaches the moved server
     store.put_bytes("probe/hello.txt", b"moved")
     assert store.get_bytes("probe/hello.txt") == b"moved"
+    again = _conveyor(env, "stack", "up")  # a second `make run` on a running stack: the automation is updated
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "automation 'conveyor-crash-zombie-flow-runs' updated" in again.stdout, again.stdout
     status, automations = stack.api("POST", "/automations/filter", {})
     assert status == 200 and [a["name"] for a in automations] == ["conveyor-crash-zombie-flow-runs"]  # type: ignore[union-attr]
 
