@@ -24,7 +24,8 @@ ZOMBIE_AUTOMATION = "conveyor-crash-zombie-flow-runs"
 
 class RetryBusyServer(httpx.HTTPTransport):
     """A busy SQLite-backed Prefect server answers 503 ("database is locked": the write was rolled back, so
-    sending it again is safe); Prefect's own client retries it, and so does every client of this module."""
+        sending it again is safe); Prefect's own client retries it, and so does every client of this module. A GET
+    that times out is retried too."""
 
     def __init__(self, attempts: int = 5, backoff_seconds: float = 0.5) -> None:
         super().__init__()
@@ -32,10 +33,17 @@ class RetryBusyServer(httpx.HTTPTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         for attempt in range(1, self.attempts):
-            response = super().handle_request(request)
-            if response.status_code != 503:
-                return response
-            response.close()
+            try:
+                response = super().handle_request(request)
+            except httpx.TimeoutException:
+                # A read that timed out on a server stuck behind SQLite's lock is safe to send again; a write
+                # may have been applied, so it is not.
+                if request.method != "GET":
+                    raise
+            else:
+                if response.status_code != 503:
+                    return response
+                response.close()
             time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
         return super().handle_request(request)
 

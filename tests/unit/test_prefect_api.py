@@ -3,7 +3,10 @@ SQLite-backed Prefect server says for "database is locked") a given number of ti
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -45,3 +48,30 @@ def test_a_server_busy_for_every_attempt_returns_its_503(busy_server: tuple[str,
     with httpx.Client(base_url=url, transport=RetryBusyServer(attempts=4, backoff_seconds=0.01)) as client:
         response = client.post("/flow_runs/", json={})
     assert response.status_code == 503 and state["requests"] == 4
+
+
+def test_a_read_that_times_out_is_sent_again() -> None:
+    """The first GET is answered after the client's timeout (a server stuck behind SQLite's lock); the retry gets
+    the answer. Without the retry the client raises ReadTimeout."""
+    requests: list[float] = []
+
+    class SlowFirst(QuietHandler):
+        def do_GET(self) -> None:
+            requests.append(time.monotonic())
+            if len(requests) == 1:
+                time.sleep(0.5)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowFirst)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        transport = RetryBusyServer(attempts=3, backoff_seconds=0.01)
+        with httpx.Client(base_url=url, transport=transport, timeout=0.2) as client:
+            assert client.get("/flow_runs/x").status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(requests) == 2
