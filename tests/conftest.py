@@ -78,16 +78,11 @@ SERVED_STACK_ENV = {
 
 @contextmanager
 def _environ(overrides: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    try:
+    """Environment overrides for a session-scoped fixture (the `monkeypatch` fixture is function-scoped)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in overrides.items():
+            patch.setenv(key, value)
         yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 @pytest.fixture(scope="session")
