@@ -163,9 +163,6 @@ class ScoringConfig(StrictSection):
     model_name: str = Field(default="churn", description="registry model scored when the flow names none")
     chunk_rows: int = Field(default=500_000, ge=1_000, description="rows in memory per chunk, whatever the input")
     threshold: float = Field(default=0.5, ge=0, le=1, description="decision = score >= threshold")
-    feature_source: Literal["offline", "online"] = Field(
-        default="offline", description="offline: Feast point-in-time as of the scoring time | online: online store"
-    )
     population_lookback_days: int = Field(default=30, ge=1, description="score entities seen in this many days")
     unknown_entities: Literal["default", "quarantine"] = Field(
         default="quarantine",

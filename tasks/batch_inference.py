@@ -55,7 +55,7 @@ def score_partition_task(
     features_prefix: str | None,
     run_id: str,
 ) -> PartitionResult:
-    """Select entities -> features -> checks -> score -> write -> publish, for one day."""
+    """Population + features -> checks -> score -> write -> publish, for one day."""
     store = object_store(settings)
     if features_prefix:
         prefix = f"{features_prefix.rstrip('/')}/dt={day.isoformat()}"
@@ -64,7 +64,7 @@ def score_partition_task(
             store, prefix, [ds.entity_column, ds.timestamp_column, *ds.feature_names]
         )
     else:
-        source = feature_store_source(store, settings, day, champion.feature_service)
+        source = feature_store_source(settings, day)
     result = score_partition(
         store,
         settings,

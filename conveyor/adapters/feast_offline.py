@@ -1,4 +1,5 @@
-"""Training sets: Feast's point-in-time join over the raw Delta table on the object store (duckdb offline store)."""
+"""Training sets: point-in-time joins of the feature services in Feast's registry over the raw Delta table on the
+object store (Conveyor's merge_asof read for the repo's own view, Feast's duckdb offline store otherwise)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+from feast import FeatureStore
 
 from configs.settings import Settings
 from conveyor.adapters import raw_data
@@ -19,6 +21,7 @@ from conveyor.adapters.feast_repo import (
     service_features,
     service_name,
 )
+from conveyor.adapters.offline_features import FeatureSpec, feature_spec, training_set
 
 ROW_ID = "__conveyor_row"
 FEAST_TS = "event_timestamp"  # the entity-frame timestamp column name Feast looks for first
@@ -57,17 +60,9 @@ def _entity_frame(settings: Settings, entity_df: pd.DataFrame) -> pd.DataFrame:
     ).assign(**{FEAST_TS: lambda f: f[FEAST_TS].dt.tz_localize("UTC") if f[FEAST_TS].dt.tz is None else f[FEAST_TS]})
 
 
-def build_training_set(
-    settings: Settings,
-    entity_df: pd.DataFrame,
-    feature_service: str | None = None,
-    *,
-    data_version: int | None = None,
-) -> pd.DataFrame:
-    """Point-in-time join: for each (entity, timestamp) row, each feature's latest value at or before that
-    timestamp and within the TTL (else null). Every row comes back, in the input order, with its extra columns
-    (e.g. the label) untouched; feature columns are appended. `data_version` reads that version of the raw table
-    (default: the latest commit)."""
+def _prepare(
+    settings: Settings, entity_df: pd.DataFrame, feature_service: str | None
+) -> tuple[FeatureStore, str, list[str]]:
     ds = settings.dataset
     missing = [c for c in (ds.entity_column, ds.timestamp_column) if c not in entity_df.columns]
     if missing:
@@ -78,6 +73,62 @@ def build_training_set(
     clash = sorted(set(features) & set(entity_df.columns))
     if clash:
         raise ValueError(f"entity_df already has feature columns {clash}; drop them before the point-in-time join")
+    return store, name, features
+
+
+def _spec_of_service(store: FeatureStore, settings: Settings, name: str, features: list[str]) -> FeatureSpec | None:
+    """The service's features as a FeatureSpec, when they all come from one view over the raw table whose source,
+    key, timestamp and TTL are the spec's (the repo's own view); None otherwise (Feast's join then decides)."""
+    spec = feature_spec(settings, features)
+    views = {projection.name for projection in service(store, name).feature_view_projections}
+    if len(views) != 1:
+        return None
+    view = store.get_feature_view(views.pop())
+    source = view.batch_source
+    same = (
+        source is not None
+        and str(getattr(source, "path", "")).rstrip("/") == spec.table.uri.rstrip("/")
+        and source.timestamp_field == spec.timestamp
+        and view.join_keys == [spec.entity]
+        and view.ttl == spec.ttl
+    )
+    return spec if same else None
+
+
+def build_training_set(
+    settings: Settings,
+    entity_df: pd.DataFrame,
+    feature_service: str | None = None,
+    *,
+    data_version: int | None = None,
+) -> pd.DataFrame:
+    """Point-in-time join: for each (entity, timestamp) row, each feature's latest value at or before that
+    timestamp and within the TTL (else null). Every row comes back, in the input order, with its extra columns
+    (e.g. the label) untouched; feature columns are appended. `data_version` reads that version of the raw table
+    (default: the latest commit).
+
+    The service's definitions come from Feast's registry; the join runs on conveyor/adapters/offline_features.py
+    (one read of the window, `pd.merge_asof`) when the service reads the repo's raw-table view, else on Feast's
+    own `get_historical_features` (`feast_training_set`). Tests check that both give the same values."""
+    store, name, features = _prepare(settings, entity_df, feature_service)
+    if entity_df.empty:
+        return entity_df.assign(**{f: pd.Series(dtype="object") for f in features})
+    spec = _spec_of_service(store, settings, name, features)
+    if spec is None:
+        return feast_training_set(settings, entity_df, feature_service, data_version=data_version)
+    require_offline_data(settings)
+    return training_set(spec, entity_df, data_version)
+
+
+def feast_training_set(
+    settings: Settings,
+    entity_df: pd.DataFrame,
+    feature_service: str | None = None,
+    *,
+    data_version: int | None = None,
+) -> pd.DataFrame:
+    """`build_training_set` through Feast's own point-in-time join (the duckdb offline store's SQL)."""
+    store, name, features = _prepare(settings, entity_df, feature_service)
     if entity_df.empty:
         return entity_df.assign(**{f: pd.Series(dtype="object") for f in features})
     frame = _entity_frame(settings, entity_df)

@@ -22,7 +22,7 @@ from conveyor.adapters.feast_materialize import (
     online_features,
     write_online_rows,
 )
-from conveyor.adapters.feast_offline import FEAST_TS, ROW_ID, build_training_set, offline_frame
+from conveyor.adapters.feast_offline import FEAST_TS, ROW_ID, build_training_set, feast_training_set, offline_frame
 from conveyor.adapters.feast_repo import (
     AppliedDefinitions,
     FeatureStoreError,
@@ -55,6 +55,7 @@ __all__ = [
     "default_view",
     "definitions",
     "feast_env",
+    "feast_training_set",
     "feature_store",
     "materialize_incremental",
     "materialize_window",

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from configs.settings import DatasetConfig, Settings, StorageConfig
@@ -296,3 +297,12 @@ def vacuum_table(table: RawTable, retention_hours: int | None, dry_run: bool) ->
         retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=retention_hours is None
     )
     return removed
+
+
+def table_dataset(table: RawTable, version: int | None = None) -> tuple[pyarrow.dataset.Dataset, int]:
+    """The committed files of the table (at `version`, default the latest) as a pyarrow dataset, for streaming
+    scans with filters on `dt` (file pruning) and any column; and the version it reads."""
+    delta = _table(table, version)
+    if delta is None:
+        raise LookupError(f"no raw table at {table.uri}: run the ingest flow")
+    return delta.to_pyarrow_dataset(), int(delta.version())

@@ -1,9 +1,9 @@
 """What the batch-inference tasks (tasks/batch_inference.py) do, without Prefect: resolve the model versions,
-select the population, build its feature source, check and score a partition (conveyor/services/scoring.py).
+read the population with its features, check and score a partition (conveyor/services/scoring.py).
 
 One task resolves the model versions once (so every partition of a run uses the same champion, even if it is
-promoted meanwhile); one task per partition selects entities, fetches their features, checks, scores, writes
-and publishes. Tasks pass references (names, versions, days); each partition task loads its model from the
+promoted meanwhile); one task per partition reads its population's features, checks, scores, writes and
+publishes. Tasks pass references (names, versions, days); each partition task loads its model from the
 registry itself (SHA-256 verified), which keeps tasks independent for a Dask runner.
 """
 
@@ -14,19 +14,13 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from configs.settings import Settings, StorageConfig
-
-# Imported with this module, not inside the task that needs it: importing feast runs typeguard, which compiles
-# ASTs, and on CPython 3.11.7 doing that in a task's worker thread while other threads use the ast module can
-# fail with "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905, fixed in 3.11.8).
-from conveyor.adapters import feature_store
 from conveyor.adapters.object_store import ObjectStore
-from conveyor.adapters.raw_data import read_raw_window
+from conveyor.adapters.offline_features import LatestFeatures, feature_spec
 from conveyor.adapters.registry import ModelRegistry
-from conveyor.services.feature_sources import ChunkedFetchSource, FeatureSource
+from conveyor.services.feature_sources import FeatureSource
 from conveyor.services.scoring import PartitionResult, ScoringModel, as_of_time
 from conveyor.services.validation import validate_frame
 
@@ -74,42 +68,19 @@ def load_scoring_model(store: ObjectStore, settings: Settings, ref: ModelRef) ->
     )
 
 
-def select_entities(store: ObjectStore, settings: Settings, day: dt.date) -> np.ndarray:
-    """Entities seen in the raw partitions of the `scoring.population_lookback_days` days up to `day`."""
-    first = day - dt.timedelta(days=settings.scoring.population_lookback_days - 1)
-    entity = settings.dataset.entity_column
-    try:  # only the entity column of the window's day folders is read
-        ids = read_raw_window(store, settings, first, day, columns=[entity])[entity].to_numpy()
+def feature_store_source(settings: Settings, day: dt.date, version: int | None = None) -> FeatureSource:
+    """The day's population and features, as of the end of `day`: every entity with a raw row in the
+    `scoring.population_lookback_days` days up to `day`, with its latest feature values (the feature view's
+    point-in-time semantics, TTL included), read from the raw Delta table (`version`: default the latest)."""
+    try:
+        return LatestFeatures(
+            feature_spec(settings),
+            as_of_time(day),
+            dt.timedelta(days=settings.scoring.population_lookback_days),
+            version,
+        )
     except LookupError as exc:
         raise LookupError(f"{exc}: no population of {settings.dataset.name!r} to score (run ingest first)") from None
-    return np.unique(ids)
-
-
-def feature_store_source(store: ObjectStore, settings: Settings, day: dt.date, feature_service: str) -> FeatureSource:
-    """Features through the same feature service as training: Feast point-in-time as of the end of `day`
-    (offline), or the online store; fetched one chunk of entities at a time."""
-    ds = settings.dataset
-    ids = select_entities(store, settings, day)
-    # Feast joins values at or before the entity timestamp: the last microsecond of the day.
-    stamp = pd.Timestamp(as_of_time(day)) - pd.Timedelta(microseconds=1)
-
-    def offline(chunk: np.ndarray) -> pd.DataFrame:
-        entity_df = pd.DataFrame({ds.entity_column: chunk, ds.timestamp_column: stamp})
-        return feature_store.build_training_set(
-            settings, entity_df, feature_service
-        )  # the timestamp column (the as-of) is kept for the suite's freshness check
-
-    def online(chunk: np.ndarray) -> pd.DataFrame:
-        return feature_store.online_features(settings, chunk, feature_service)
-
-    fetch = offline if settings.scoring.feature_source == "offline" else online
-    return ChunkedFetchSource(
-        ids,
-        fetch,
-        ds.entity_column,
-        [ds.entity_column, *ds.feature_names],
-        f"feature service {feature_service!r} ({settings.scoring.feature_source}, as of {stamp})",
-    )
 
 
 def suite_check(settings: Settings, day: dt.date) -> Callable[[pd.DataFrame], str | None]:

@@ -1,8 +1,9 @@
 """Scoring inputs: entity + feature columns, served in bounded chunks, with a fingerprint of what was read.
 
-`FrameSource` (an in-memory frame), `ChunkedFetchSource` (entities fetched a chunk at a time, e.g. from the
-feature store) and `PublishedParquetSource` (a published parquet prefix on the object store, streamed from
-verified local copies). Memory is bounded by `scoring.chunk_rows`, never by the input size.
+`FrameSource` (an in-memory frame), `PublishedParquetSource` (a published parquet prefix on the object store,
+streamed from verified local copies) and, for the daily path, conveyor/adapters/offline_features.LatestFeatures
+(the population's latest feature rows, read from the raw table). Memory is bounded by `scoring.chunk_rows`, never
+by the input size.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -65,40 +65,6 @@ class FrameSource:
     def chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
         for start in range(0, len(self.frame), chunk_rows):
             chunk = self.frame.iloc[start : start + chunk_rows].reset_index(drop=True)
-            self._hasher.update(chunk)
-            yield chunk
-
-    def fingerprint(self) -> str:
-        return self._hasher.hexdigest()
-
-
-class ChunkedFetchSource:
-    """Entities fetched in chunks through a function (e.g. the feature store's point-in-time retrieval), so only
-    one chunk of features is in memory at a time. Rows come back sorted by entity: the output is deterministic
-    even when the fetch does not keep row order (Feast does not)."""
-
-    def __init__(
-        self,
-        entity_ids: np.ndarray,
-        fetch: Callable[[np.ndarray], pd.DataFrame],
-        entity_column: str,
-        expected_columns: list[str],
-        description: str,
-    ) -> None:
-        self.entity_ids = np.sort(np.asarray(entity_ids))
-        self.fetch = fetch
-        self.entity_column = entity_column
-        self.expected_columns = expected_columns
-        self.description = description
-        self._hasher = _FrameHasher()
-
-    def columns(self) -> list[str]:
-        return list(self.expected_columns)
-
-    def chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
-        for start in range(0, len(self.entity_ids), chunk_rows):
-            ids = self.entity_ids[start : start + chunk_rows]
-            chunk = self.fetch(ids).sort_values(self.entity_column, kind="stable").reset_index(drop=True)
             self._hasher.update(chunk)
             yield chunk
 

@@ -15,6 +15,7 @@ import pytest
 from configs.settings import Settings, load_settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.publication import read_manifest, read_published_parquet
+from conveyor.adapters.raw_data import read_raw_window
 from conveyor.adapters.registry import ModelRegistry, TamperedArtifact
 from conveyor.demo.synthetic import Scenario
 from conveyor.services.ingest import land_synthetic
@@ -79,8 +80,9 @@ def test_flow_refuses_a_tampered_champion(s3_server: Settings, prefect_harness: 
 def test_flow_fetches_features_through_the_feature_service(
     s3_server: Settings, prefect_harness: None, models: tuple[str, int, int]
 ) -> None:
-    """No snapshot given: entities seen in raw data, Feast point-in-time features as of the end of the day."""
-    from conveyor.adapters.feature_store import apply_definitions, build_training_set
+    """No snapshot given: the entities seen in the look-back window of raw data, with the same point-in-time
+    features as Feast's own join as of the end of the day."""
+    from conveyor.adapters.feature_store import apply_definitions, feast_training_set
 
     name, champion, _ = models
     settings = load_settings()
@@ -101,12 +103,15 @@ def test_flow_fetches_features_through_the_feature_service(
             ds.timestamp_column: pd.Timestamp("2026-01-10 23:59:59.999999", tz="UTC"),
         }
     )
-    features = build_training_set(settings, entity_df)
+    features = feast_training_set(settings, entity_df)
     loaded = ModelRegistry(store, settings).load(name, champion).model
     np.testing.assert_allclose(
         published["score"].to_numpy(), loaded.predict_proba(features[ds.feature_names])[:, 1], rtol=0, atol=1e-12
     )
-    assert published[ds.entity_column].is_monotonic_increasing and published[ds.entity_column].is_unique
+    assert published[ds.entity_column].is_unique
+    first = day - dt.timedelta(days=settings.scoring.population_lookback_days - 1)
+    population = read_raw_window(store, settings, first, day, columns=[ds.entity_column])[ds.entity_column]
+    assert set(published[ds.entity_column]) == set(population)
 
 
 def test_dask_task_runner_is_a_config_switch(

@@ -79,7 +79,13 @@ def settings(tmp_path: Path, local_raw_table: raw_data.RawTable) -> Settings:
     return configured
 
 
-def training(settings: Settings, rows: list[tuple[int, pd.Timestamp]]) -> pd.DataFrame:
+@pytest.fixture(params=["conveyor", "feast"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each point-in-time test runs on Conveyor's merge_asof read and on Feast's own join: same expectations."""
+    return str(request.param)
+
+
+def training(settings: Settings, rows: list[tuple[int, pd.Timestamp]], engine: str = "conveyor") -> pd.DataFrame:
     entity_df = pd.DataFrame(
         {
             "customer_id": [e for e, _ in rows],
@@ -87,17 +93,18 @@ def training(settings: Settings, rows: list[tuple[int, pd.Timestamp]]) -> pd.Dat
             "churned": np.arange(len(rows)) % 2,
         }
     )
-    return fsm.build_training_set(settings, entity_df)
+    join = fsm.build_training_set if engine == "conveyor" else fsm.feast_training_set
+    return join(settings, entity_df)
 
 
-def test_point_in_time_never_leaks_a_later_value(settings: Settings) -> None:
+def test_point_in_time_never_leaks_a_later_value(settings: Settings, engine: str) -> None:
     label_times = [
         day(7),
         day(8) + pd.Timedelta(hours=8),
         day(10) + pd.Timedelta(hours=8),
         day(10) + pd.Timedelta(hours=9),
     ]
-    out = training(settings, [(1, t) for t in label_times])
+    out = training(settings, [(1, t) for t in label_times], engine)
     # days 7 and 8 see the day-5 value; one hour before the day-10 row nothing is visible (day 5 expired, day 10
     # is in the future: it must not leak); at the exact timestamp of the day-10 row it is visible.
     assert out["age"].tolist()[:2] == [31, 31]
@@ -105,18 +112,17 @@ def test_point_in_time_never_leaks_a_later_value(settings: Settings) -> None:
     assert out.loc[3, "age"] == 32
 
 
-def test_values_older_than_ttl_are_null(settings: Settings) -> None:
-    out = training(
-        settings, [(2, day(1) + pd.Timedelta(hours=13)), (2, day(1 + TTL_DAYS) + pd.Timedelta(hours=13)), (1, day(9))]
-    )
+def test_values_older_than_ttl_are_null(settings: Settings, engine: str) -> None:
+    rows = [(2, day(1) + pd.Timedelta(hours=13)), (2, day(1 + TTL_DAYS) + pd.Timedelta(hours=13)), (1, day(9))]
+    out = training(settings, rows, engine)
     assert out.loc[0, "age"] == 40
     assert pd.isna(out.loc[1, "age"])  # the only value is older than the TTL
     assert pd.isna(out.loc[2, "age"])  # entity 1's day-5 value expired by day 9 (TTL 3 days)
 
 
-def test_every_entity_row_comes_back_in_order_with_extra_columns(settings: Settings) -> None:
+def test_every_entity_row_comes_back_in_order_with_extra_columns(settings: Settings, engine: str) -> None:
     rows = [(3, day(7)), (1, day(7)), (2, day(2)), (1, day(7)), (99, day(2)), (1, day(2))]
-    out = training(settings, rows)
+    out = training(settings, rows, engine)
     assert len(out) == len(rows)
     assert out["customer_id"].tolist() == [e for e, _ in rows]
     assert out["churned"].tolist() == [0, 1, 0, 1, 0, 1]
