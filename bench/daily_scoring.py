@@ -1,0 +1,287 @@
+"""The daily scoring path users run, vs a good plain script, side by side in one run.
+
+    .venv/bin/python bench/daily_scoring.py                              # 1e5, 1e6 and 1e7 customers
+    .venv/bin/python bench/daily_scoring.py --entities 1000000 --repeats 3
+
+A private stack (SeaweedFS S3 + Prefect server on free loopback ports, temp state dir) is started and stopped by
+this script. Per size: the synthetic churn generator lands 30 days for N customers (about 2 events per customer
+a month, so ~87% of them are in the 30-day population) in the raw Delta table (not timed), one model
+(HistGradientBoosting in a Pipeline) is the registry's champion and also a plain joblib for the baseline.
+
+Variants, each in its own subprocess (peak RSS = that process's VmHWM):
+  plain   the floor, written as well as we know: one delta-rs read of the window's needed columns -> latest row
+          per customer as of the end of the day (pyarrow group-by max + join, no object-column sort) ->
+          predict_proba -> one parquet (entity, score, decision) -> PUT. No checks, no checksum, no manifest,
+          no Prefect.
+  cold    flows.batch_inference.batch_inference for that day as a Prefect flow run (the deployment's code path:
+          resolve + load the champion, SHA-256 verified; population and features from the raw table; row
+          checks + scoring suite; chunked write; atomic publish), the first run on the freshly landed data
+  warm    the same flow run again (an idempotent rerun of the day), in a new process
+`work` is the time inside the process after its imports; `startup` is the rest of the process's wall time
+(interpreter, imports, teardown). The flow's step breakdown comes from timers around the functions it calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+T_START = time.perf_counter()
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from batch_inference import _report, _start_work, register_champion  # noqa: E402  (bench/ is not a package)
+
+START = dt.date(2026, 3, 1)
+DAYS = 30
+DAY = START + dt.timedelta(days=DAYS - 1)  # the scored day: the population is the whole landed window
+MODEL = "churn-bench"
+MODES = ["plain", "cold", "warm"]
+
+
+# ---- children -------------------------------------------------------------------------------------------------
+def child_plain(entities: int) -> None:
+    import io
+
+    import joblib
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    from configs.settings import load_settings
+    from conveyor.adapters.object_store import ObjectStore
+    from conveyor.adapters.raw_data import raw_table
+
+    imports = time.perf_counter() - T_START
+    started = _start_work()
+    settings = load_settings()
+    ds = settings.dataset
+    store = ObjectStore(settings.storage)
+    model = joblib.load(io.BytesIO(store.get_bytes("bench/model.joblib")))
+    table = raw_table(settings.storage, settings)
+    first = DAY - dt.timedelta(days=settings.scoring.population_lookback_days - 1)
+    window = DeltaTable(table.uri, storage_options=table.storage_options).to_pyarrow_table(
+        filters=[("dt", ">=", first.isoformat()), ("dt", "<=", DAY.isoformat())],
+        columns=[ds.entity_column, ds.timestamp_column, *ds.feature_names],
+    )
+    latest = window.group_by(ds.entity_column).aggregate([(ds.timestamp_column, "max")])
+    latest = latest.rename_columns([ds.entity_column, ds.timestamp_column])
+    rows = window.join(latest, [ds.entity_column, ds.timestamp_column], join_type="inner")
+    # An entity with two rows at its latest timestamp: keep one (as the flow does).
+    rows = rows.take(_first_per_key(rows, ds))
+    frame = rows.to_pandas()
+    scores = model.predict_proba(frame[ds.feature_names])[:, 1]
+    out = pa.table(
+        {
+            ds.entity_column: frame[ds.entity_column].to_numpy(),
+            "score": scores,
+            "decision": scores >= settings.scoring.threshold,
+        }
+    )
+    buffer = io.BytesIO()
+    pq.write_table(out, buffer, compression="zstd")
+    store.put_bytes(f"bench/plain/{MODEL}/dt={DAY.isoformat()}/part-00000.parquet", buffer.getvalue())
+    _report("plain", len(frame), time.perf_counter() - started, imports)
+
+
+def _first_per_key(rows: Any, ds: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    ids = rows.column(ds.entity_column).to_numpy()
+    return np.flatnonzero(~pd.Index(ids).duplicated(keep="first"))
+
+
+STEP_TIMERS: dict[str, float] = defaultdict(float)
+
+
+def _timed(owner: Any, name: str, step: str) -> None:
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            STEP_TIMERS[step] += time.perf_counter() - began
+
+    setattr(owner, name, wrapper)
+
+
+def child_flow(mode: str) -> None:
+    from conveyor.adapters.registry import ModelRegistry
+    from conveyor.domain.point_in_time import LatestRows
+    from conveyor.services import scoring
+    from conveyor.services.partition_writer import PartitionWriter
+    from flows.batch_inference import batch_inference
+
+    for owner, name, step in [
+        (LatestRows, "add_keys", "pass 1: keys"),
+        (LatestRows, "finish_keys", "pass 1: latest per entity"),
+        (LatestRows, "select", "pass 2: select rows"),
+        (scoring, "check_chunk", "row checks"),
+        (scoring, "predict_scores", "predict"),
+        (PartitionWriter, "write", "write parquet"),
+        (ModelRegistry, "load", "load model"),
+        (scoring._PartitionRun, "finish", "publish"),
+    ]:
+        _timed(owner, name, step)
+    imports = time.perf_counter() - T_START
+    started = _start_work()
+    result = batch_inference(scoring_date=DAY, model_name=MODEL)
+    work = time.perf_counter() - started
+    partition = result.partitions[0]
+    steps = {k: round(v, 3) for k, v in STEP_TIMERS.items()}
+    steps["partition task total"] = round(partition.seconds, 3)
+    heavy = sorted(m for m in ("feast", "great_expectations", "ibis") if m in sys.modules)
+    _report(mode, partition.rows_scored, work, imports, {"steps": steps, "heavy_imports": heavy})
+
+
+# ---- parent ---------------------------------------------------------------------------------------------------
+def land(settings: Any, store: Any, entities: int) -> float:
+    from conveyor.adapters.raw_data import publish_raw_partition
+    from conveyor.demo.synthetic import generate_day
+
+    started = time.perf_counter()
+    generator = settings.generator.model_copy(update={"n_entities": entities})
+    for offset in range(DAYS):
+        day = START + dt.timedelta(days=offset)
+        publish_raw_partition(store, settings, day, generate_day(day, settings.dataset, generator), "bench")
+    return time.perf_counter() - started
+
+
+def run_child(mode: str, entities: int, env: dict[str, str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--entities", str(entities)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    wall = time.perf_counter() - started
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{mode} at {entities} entities failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    result.update(entities=entities, wall_s=wall, startup_s=wall - result["work_s"], load_1m=os.getloadavg()[0])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entities", type=int, action="append", help="customers (repeatable); default 1e5, 1e6, 1e7")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of plain/cold/warm below 1e7 (1e7: one)")
+    parser.add_argument("--note", default="", help="what else ran on the machine (recorded with the results)")
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child = functools.partial(child_plain, args.entities[0]) if args.child == "plain" else None
+        child = child or functools.partial(child_flow, args.child)
+        if os.environ.get("BENCH_PROFILE_DIR"):  # where the time goes: one cProfile dump per child
+            import cProfile
+
+            out = Path(os.environ["BENCH_PROFILE_DIR"]) / f"{args.child}-{args.entities[0]}.prof"
+            cProfile.runctx("child()", globals(), {"child": child}, str(out))
+        else:
+            child()
+        return 0
+
+    from configs.settings import TELEMETRY_OFF_ENV
+    from conveyor.ops.local_stack import private_stack_env
+
+    state = Path(tempfile.mkdtemp(prefix="conveyor-bench-daily-"))
+    env = {**TELEMETRY_OFF_ENV, **private_stack_env(state, bucket="conveyor-bench")}
+    os.environ.update(env)
+    from configs.settings import load_settings
+    from conveyor.adapters.object_store import ObjectStore
+    from conveyor.adapters.raw_data import raw_root
+    from conveyor.ops.local_stack import LocalStack
+
+    stack = LocalStack(load_settings())
+    load_at_start = os.getloadavg()
+    runs: list[dict[str, Any]] = []
+    try:
+        stack.up()
+        env.update(stack.client_env())
+        os.environ.update(env)
+        settings = load_settings()
+        store = ObjectStore(settings.storage)
+        version = register_champion(store, settings)
+        print(f"private stack at {state}; champion {MODEL} v{version}", flush=True)
+        for entities in args.entities or [100_000, 1_000_000, 10_000_000]:
+            store.delete_prefix(raw_root(settings))
+            print(f"landing {DAYS} days for {entities:,} customers: {land(settings, store, entities):.1f}s", flush=True)
+            for _ in range(1 if entities >= 10_000_000 else args.repeats):
+                for mode in MODES:  # cold must follow the landing: fixed order
+                    runs.append(run_child(mode, entities, env))
+                    print(json.dumps(runs[-1]), flush=True)
+    finally:
+        stack.down()
+
+    table = results_table(runs)
+    print("\n" + table)
+    out = ROOT / "bench" / "results" / "daily_scoring.json"
+    machine = {"cpus": os.cpu_count(), "load_at_start": load_at_start, "note": args.note}
+    out.write_text(json.dumps({"machine": machine, "runs": runs}, indent=2))
+    out.with_suffix(".md").write_text(
+        f"`{' '.join(['.venv/bin/python', 'bench/daily_scoring.py', *sys.argv[1:]])}`; {os.cpu_count()} CPUs, "
+        f"load at start {load_at_start[0]:.1f}; {args.note or 'no note'}\n\n{table}\n"
+    )
+    print(f"\nresults: {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+def results_table(runs: list[dict[str, Any]]) -> str:
+    """Median work and whole-process time per variant, ratios against plain of the same size, CPU, peak RSS;
+    then the flow's steps."""
+    import statistics
+
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        groups[(r["entities"], r["mode"])].append(r)
+
+    def med(group: list[dict[str, Any]], key: str) -> float:
+        return float(statistics.median(x[key] for x in group))
+
+    lines = [
+        "| customers | scored | variant | runs | work s | ratio | process s | ratio | CPU s | imports s "
+        "| peak RSS MB | load 1m |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (entities, mode), group in sorted(groups.items(), key=lambda kv: (kv[0][0], MODES.index(kv[0][1]))):
+        plain = groups[(entities, "plain")]
+        lines.append(
+            f"| {entities:,} | {group[0]['rows']:,} | {mode} | {len(group)} | {med(group, 'work_s'):.2f} | "
+            f"{med(group, 'work_s') / med(plain, 'work_s'):.2f} | {med(group, 'wall_s'):.2f} | "
+            f"{med(group, 'wall_s') / med(plain, 'wall_s'):.2f} | {med(group, 'cpu_s'):.2f} | "
+            f"{med(group, 'imports_s'):.2f} | {max(x['peak_rss_mb'] for x in group):.0f} | "
+            f"{med(group, 'load_1m'):.1f} |"
+        )
+    steps = sorted({s for r in runs for s in r.get("steps", {})})
+    flows = [(k, g) for k, g in sorted(groups.items()) if k[1] != "plain"]
+    lines += ["", "| step (s, median) | " + " | ".join(f"{e:,} {m}" for (e, m), _ in flows) + " |"]
+    lines.append("|---|" + "---|" * len(flows))
+    for step in steps:
+        cells = [f"{statistics.median(r['steps'].get(step, 0.0) for r in g):.2f}" for _, g in flows]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    heavy = sorted({m for r in runs for m in r.get("heavy_imports", [])})
+    lines.append(f"\nheavy modules imported by a flow process: {', '.join(heavy) or 'none (no feast, GX, ibis)'}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
