@@ -28,7 +28,7 @@ from feast.utils import _convert_arrow_to_proto
 from configs.settings import Settings
 from conveyor.adapters.duckdb_s3 import offline_session
 from conveyor.adapters.feast_encoding import arrow_to_protos
-from conveyor.adapters.feast_offline import offline_frame, require_offline_data
+from conveyor.adapters.feast_offline import offline_frame, require_offline_data, spec_of_view
 from conveyor.adapters.feast_online_store import BatchedSqliteOnlineStore
 from conveyor.adapters.feast_repo import (
     FeatureStoreError,
@@ -39,6 +39,7 @@ from conveyor.adapters.feast_repo import (
     service_name,
     utc,
 )
+from conveyor.adapters.offline_features import latest_rows
 from conveyor.adapters.raw_data import RawTable
 
 ONE_US = dt.timedelta(microseconds=1)
@@ -137,44 +138,48 @@ def _batch_source(view: FeatureView) -> DataSource:
     return view.batch_source
 
 
+def _feast_slice(store: FeatureStore, view: FeatureView, raw: RawTable, lo: dt.datetime, hi: dt.datetime) -> pa.Table:
+    """[lo, hi) of a view through Feast's offline store (latest row per entity, or every row oldest first)."""
+    config = store.config
+    offline = store._get_provider().offline_store
+    source = _batch_source(view)
+    latest_only = config.materialization_config.pull_latest_features
+    pull = offline.pull_latest_from_table_or_query if latest_only else offline.pull_all_from_table_or_query
+    with offline_session(raw):  # one reader of the shared duckdb connection at a time
+        table = pull(
+            config=config,
+            data_source=source,
+            join_key_columns=[e.name for e in view.entity_columns],
+            feature_name_columns=[f.name for f in view.features],
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column or None,
+            start_date=lo,
+            end_date=hi - ONE_US,
+        ).to_arrow()  # Feast's bounds are inclusive: make it [lo, hi)
+    if source.field_mapping:
+        table = table.rename_columns([source.field_mapping.get(c, c) for c in table.column_names])
+    return table if latest_only else table.sort_by(source.timestamp_field)  # the newest value lands last
+
+
 def _materialize_view(
     store: FeatureStore, view: FeatureView, window: tuple[dt.datetime, dt.datetime], settings: Settings, raw: RawTable
 ) -> tuple[int, int]:
-    """Stream [start, end) of one view into the online store, one time slice at a time. Returns (rows, chunks)."""
+    """Stream [start, end) of one view into the online store, one time slice at a time. Returns (rows, chunks).
+    The repo's raw-table view is read straight from the table (conveyor/adapters/offline_features.latest_rows:
+    the same latest row per entity as Feast's pull, without its SQL); any other view through Feast."""
     config = store.config
-    provider = store._get_provider()
-    offline = provider.offline_store
-    source = _batch_source(view)
-    join_keys = [e.name for e in view.entity_columns]
-    features = [f.name for f in view.features]
-    latest_only = config.materialization_config.pull_latest_features
-    pull = offline.pull_latest_from_table_or_query if latest_only else offline.pull_all_from_table_or_query
     batch_size = config.materialization_config.online_write_batch_size or settings.features.online_write_batch_size
     step = dt.timedelta(hours=settings.features.materialize_chunk_hours)
+    spec = spec_of_view(settings, view) if config.materialization_config.pull_latest_features else None
     rows = chunks = 0
     cursor, end = window
     while cursor < end:
         upper = min(cursor + step, end)
-        with offline_session(raw):  # one reader of the shared duckdb connection at a time
-            job = pull(
-                config=config,
-                data_source=source,
-                join_key_columns=join_keys,
-                feature_name_columns=features,
-                timestamp_field=source.timestamp_field,
-                created_timestamp_column=source.created_timestamp_column or None,
-                start_date=cursor,
-                end_date=upper - ONE_US,
-            )  # Feast's bounds are inclusive: make it [a, b)
-            table = job.to_arrow()
-        if source.field_mapping:
-            table = table.rename_columns([source.field_mapping.get(c, c) for c in table.column_names])
-        if not latest_only:
-            table = table.sort_by(source.timestamp_field)  # older rows first, so the newest value lands last
+        table = latest_rows(spec, cursor, upper) if spec is not None else _feast_slice(store, view, raw, cursor, upper)
         _write_table(store, view, table, batch_size)
         rows += table.num_rows
         chunks += 1
-        del table, job
+        del table
         cursor = upper
     return rows, chunks
 

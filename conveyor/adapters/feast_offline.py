@@ -7,7 +7,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
-from feast import FeatureStore
+from feast import FeatureStore, FeatureView
 
 from configs.settings import Settings
 from conveyor.adapters import raw_data
@@ -76,23 +76,28 @@ def _prepare(
     return store, name, features
 
 
-def _spec_of_service(store: FeatureStore, settings: Settings, name: str, features: list[str]) -> FeatureSpec | None:
-    """The service's features as a FeatureSpec, when they all come from one view over the raw table whose source,
-    key, timestamp and TTL are the spec's (the repo's own view); None otherwise (Feast's join then decides)."""
-    spec = feature_spec(settings, features)
-    views = {projection.name for projection in service(store, name).feature_view_projections}
-    if len(views) != 1:
-        return None
-    view = store.get_feature_view(views.pop())
+def spec_of_view(settings: Settings, view: FeatureView, features: list[str] | None = None) -> FeatureSpec | None:
+    """`view` (or `features` of it) as a FeatureSpec when it is the repo's view over the raw table: same source,
+    key, timestamp and TTL as the spec the settings give; None otherwise (Feast's own reads then decide)."""
+    spec = feature_spec(settings, features or [f.name for f in view.features])
     source = view.batch_source
     same = (
         source is not None
+        and not source.field_mapping
         and str(getattr(source, "path", "")).rstrip("/") == spec.table.uri.rstrip("/")
         and source.timestamp_field == spec.timestamp
         and view.join_keys == [spec.entity]
         and view.ttl == spec.ttl
     )
     return spec if same else None
+
+
+def _spec_of_service(store: FeatureStore, settings: Settings, name: str, features: list[str]) -> FeatureSpec | None:
+    """The service's features as a FeatureSpec, when they all come from the repo's raw-table view."""
+    views = {projection.name for projection in service(store, name).feature_view_projections}
+    if len(views) != 1:
+        return None
+    return spec_of_view(settings, store.get_feature_view(views.pop()), features)
 
 
 def build_training_set(

@@ -71,6 +71,55 @@ def training_set(spec: FeatureSpec, entity_df: pd.DataFrame, version: int | None
     return as_of_join(entity_df, source.to_pandas(), spec.entity, spec.timestamp, list(spec.features), spec.ttl)
 
 
+class _LatestBatches:
+    """Iterator of each entity's latest row with start <= timestamp < end, in batches of at most `rows` source
+    rows; after the keys pass, `entities` is how many there are."""
+
+    def __init__(self, dataset: pds.Dataset, spec: FeatureSpec, start: dt.datetime, end: dt.datetime, rows: int):
+        self.dataset, self.spec, self.rows = dataset, spec, rows
+        self.window = _window(spec, start, end, end_inclusive=False)
+        self.entities = 0
+
+    def _scan(self, columns: list[str], rows: int) -> Iterator[pa.Table]:
+        scanner = self.dataset.scanner(
+            columns=columns,
+            filter=self.window,
+            batch_size=rows,
+            batch_readahead=2,  # pyarrow's defaults (16 batches, 4 files ahead) hold ~1 GB more at 1e7 rows
+            fragment_readahead=1,
+        )
+        for batch in scanner.to_batches():  # in file order: both passes see rows in the same order
+            yield pa.Table.from_batches([batch])
+
+    def _select(self) -> Iterator[pa.Table]:
+        spec = self.spec
+        latest = LatestRows(spec.entity, spec.timestamp)
+        for keys in self._scan([spec.entity, spec.timestamp], max(self.rows, 1_000_000)):
+            latest.add_keys(keys)
+        self.entities = latest.finish_keys()
+        for batch in self._scan([spec.entity, spec.timestamp, *spec.features], self.rows):
+            yield latest.select(batch)
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        return self._select()
+
+
+def latest_batches(
+    dataset: pds.Dataset, spec: FeatureSpec, start: dt.datetime, end: dt.datetime, rows: int
+) -> _LatestBatches:
+    """Each entity's latest row in [start, end) with its own event timestamp, streamed (two scans)."""
+    return _LatestBatches(dataset, spec, start, end, rows)
+
+
+def latest_rows(spec: FeatureSpec, start: dt.datetime, end: dt.datetime, version: int | None = None) -> pa.Table:
+    """Each entity's latest row in [start, end) as one table (a materialization slice: Feast's
+    `pull_latest_from_table_or_query` on the raw table, in two streaming scans)."""
+    dataset, _ = table_dataset(spec.table, version)
+    parts = list(latest_batches(dataset, spec, start, end, 1_000_000))
+    columns = [spec.entity, spec.timestamp, *spec.features]
+    return pa.concat_tables(parts) if parts else dataset.schema.empty_table().select(columns)
+
+
 class LatestFeatures:
     """A scoring input (conveyor/services/feature_sources.FeatureSource): every entity with a source row in
     [as_of - lookback, as_of), with its latest row before `as_of` (features null when older than the TTL). The
@@ -90,26 +139,11 @@ class LatestFeatures:
     def columns(self) -> list[str]:
         return [self.spec.entity, self.spec.timestamp, *self.spec.features]
 
-    def _scan(self, columns: list[str], rows: int) -> Iterator[pa.Table]:
-        scanner = self.dataset.scanner(
-            columns=columns,
-            filter=_window(self.spec, self.start, self.as_of, end_inclusive=False),
-            batch_size=rows,
-            batch_readahead=2,  # pyarrow's defaults (16 batches, 4 files ahead) hold ~1 GB more at 1e7 rows
-            fragment_readahead=1,
-        )
-        for batch in scanner.to_batches():  # in file order: both passes see rows in the same order
-            yield pa.Table.from_batches([batch])
-
     def chunks(self, chunk_rows: int) -> Iterator[pa.Table]:
-        spec = self.spec
-        latest = LatestRows(spec.entity, spec.timestamp)
-        for keys in self._scan([spec.entity, spec.timestamp], max(chunk_rows, 1_000_000)):
-            latest.add_keys(keys)
-        self.entities = latest.finish_keys()
-        selected = (latest.select(batch) for batch in self._scan(self.columns(), chunk_rows))
+        selected = latest_batches(self.dataset, self.spec, self.start, self.as_of, chunk_rows)
         for chunk in rebatch(selected, chunk_rows):
             yield self._as_of(chunk)
+        self.entities = selected.entities
 
     def _as_of(self, chunk: pa.Table) -> pa.Table:
         """Null the features of rows older than the TTL; stamp the rows with the as-of time."""
