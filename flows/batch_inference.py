@@ -18,6 +18,7 @@ from configs.settings import load_settings
 from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
 from conveyor.adapters.notify import notify_on_failure
 from conveyor.adapters.prefect_runtime import current_run_id
+from conveyor.domain.failures import InvalidInput
 from conveyor.services.scoring import PartitionResult
 from tasks.batch_inference import (
     publish_summary,
@@ -49,7 +50,7 @@ def scoring_days(scoring_date: dt.date | None, end_date: dt.date | None) -> list
         scoring_date = start.astimezone(dt.UTC).date() - dt.timedelta(days=1)
     end = end_date or scoring_date
     if end < scoring_date:
-        raise ValueError(f"end_date {end} is before scoring_date {scoring_date}")
+        raise InvalidInput(f"end_date {end} is before scoring_date {scoring_date}")
     return [scoring_date + dt.timedelta(days=i) for i in range((end - scoring_date).days + 1)]
 
 

@@ -11,6 +11,7 @@ from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the engine 
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.prefect_runtime import current_run_id
 from conveyor.adapters.raw_data import published_days
+from conveyor.domain.failures import MissingInput
 from conveyor.services.validation import DataValidationError
 from tasks.validation import validate_raw_partition
 
@@ -23,7 +24,7 @@ def validate_raw(start_date: dt.date, end_date: dt.date) -> int:
     run_id = current_run_id()
     days = [d for d in published_days(ObjectStore(settings.storage), settings) if start_date <= d <= end_date]
     if not days:
-        raise LookupError(f"no published raw partitions of {settings.dataset.name!r} in [{start_date}, {end_date}]")
+        raise MissingInput(f"no published raw partitions of {settings.dataset.name!r} in [{start_date}, {end_date}]")
     states = [validate_raw_partition(settings, day, run_id, return_state=True) for day in days]
     failures = [s for s in states if s.is_failed()]
     if failures:

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from configs.settings import Settings
+from conveyor.adapters.prefect_runtime import retry_transient
 from conveyor.services.batch_inference import (
     ModelRef,
     feature_store_source,
@@ -25,14 +26,14 @@ from conveyor.services.feature_sources import FeatureSource, PublishedParquetSou
 from conveyor.services.scoring import PartitionResult, score_partition
 
 
-@task(name="resolve-model", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="resolve-model", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def resolve_model_task(settings: Settings, name: str, version: int | None) -> ModelRef:
     ref = resolve_model(object_store(settings), settings, name, version)
     get_run_logger().info("scoring with %s version %s (feature service %s)", ref.name, ref.version, ref.feature_service)
     return ref
 
 
-@task(name="sweep-staging", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="sweep-staging", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def sweep_staging_task(settings: Settings) -> None:
     """Housekeeping before writing: failed runs' staging leftovers older than storage.staging_retention_hours."""
     retention = dt.timedelta(hours=settings.storage.staging_retention_hours)
@@ -46,7 +47,14 @@ def sweep_staging_task(settings: Settings) -> None:
         )
 
 
-@task(name="score-partition", retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE, task_run_name="score-{day}")
+@task(
+    name="score-partition",
+    retries=1,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+    task_run_name="score-{day}",
+)
 def score_partition_task(
     settings: Settings,
     day: dt.date,

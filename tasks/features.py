@@ -19,6 +19,7 @@ from conveyor.adapters.feature_store import (
     materialize_incremental,
     service_name,
 )
+from conveyor.adapters.prefect_runtime import retry_transient
 
 
 # ---- Prefect tasks (thin) -----------------------------------------------------------------------------
@@ -35,7 +36,7 @@ def apply_feature_definitions(settings: Settings) -> AppliedDefinitions:
     return applied
 
 
-@task(name="materialize-features", retries=2, retry_delay_seconds=10)
+@task(name="materialize-features", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient)
 def materialize_features(
     settings: Settings, start: dt.datetime | dt.date, end: dt.datetime | dt.date
 ) -> MaterializationResult:
@@ -45,7 +46,13 @@ def materialize_features(
     return result
 
 
-@task(name="build-training-set", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+@task(
+    name="build-training-set",
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
 def build_training_set_task(
     settings: Settings, entity_df: pd.DataFrame, feature_service: str | None = None, data_version: int | None = None
 ) -> pd.DataFrame:

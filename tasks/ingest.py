@@ -9,12 +9,13 @@ from prefect.artifacts import create_table_artifact
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.prefect_runtime import retry_transient
 from conveyor.adapters.raw_data import raw_table
 from conveyor.demo.synthetic import Scenario
 from conveyor.services.ingest import LandedData, land_files, land_synthetic
 
 
-@task(name="land-raw-data", retries=2, retry_delay_seconds=5)
+@task(name="land-raw-data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient)
 def land_raw_data(settings: Settings, start: dt.date, days: int, scenario: Scenario, run_id: str) -> LandedData:
     """Land the configured source into raw partitions (synthetic window, or the user's files)."""
     store = ObjectStore(settings.storage)

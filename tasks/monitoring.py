@@ -10,11 +10,12 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from configs.settings import Settings
 from conveyor.adapters import events
 from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.prefect_runtime import retry_transient
 from conveyor.domain import drift, drift_report
 from conveyor.services.monitoring import drift_event_payload, drift_report_for_day, latest_scored_day, write_reports
 
 
-@task(name="check-drift", retries=1, retry_delay_seconds=5)
+@task(name="check-drift", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient)
 def check_drift(settings: Settings, model_name: str, scored_day: dt.date | None) -> drift.DriftReport:
     """Judge the scored day (default: the latest one published) and write the reports + a table artifact."""
     logger = get_run_logger()

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from configs.settings import Settings
 from conveyor.adapters.notify import notify_gate_refusal
 from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.prefect_runtime import retry_transient
 from conveyor.adapters.raw_data import RawSnapshot, read_raw_snapshot
 from conveyor.adapters.registry import (
     ModelVersion,
@@ -33,7 +34,9 @@ from conveyor.services.training import (
 )
 
 
-@task(name="read-raw-window", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(
+    name="read-raw-window", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE
+)
 def read_training_window(settings: Settings, start: dt.date, end: dt.date) -> RawSnapshot:
     """The committed raw rows of the training window (days [start, end]) and the table version they came from."""
     snapshot = read_raw_snapshot(ObjectStore(settings.storage), settings, start, end)
@@ -91,7 +94,9 @@ def train_candidate(training_set: pd.DataFrame, settings: Settings, model_config
     return candidate
 
 
-@task(name="evaluation-gates", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(
+    name="evaluation-gates", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE
+)
 def run_gates(candidate: Candidate, settings: Settings, model_name: str) -> G.GateDecision:
     """Load the current champion (if any) and run every gate; publish the metrics table and the decision."""
     registry = _registry(settings)
@@ -114,7 +119,9 @@ def run_gates(candidate: Candidate, settings: Settings, model_name: str) -> G.Ga
     return decision
 
 
-@task(name="register-model", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(
+    name="register-model", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE
+)
 def register_candidate(
     candidate: Candidate,
     decision: G.GateDecision,
@@ -145,7 +152,7 @@ def register_candidate(
     return version
 
 
-@task(name="promote-model", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="promote-model", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def promote_candidate(version: ModelVersion, decision: G.GateDecision, settings: Settings, reason: str) -> Promotion:
     """Promote only if the champion is still the one the gates compared against; if another promotion won in the
     meantime, the challenger is not promoted (it was judged against a champion that no longer serves)."""

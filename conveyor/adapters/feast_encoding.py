@@ -19,6 +19,8 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.utils import _convert_arrow_to_proto
 
+from conveyor.domain.failures import InvalidInput
+
 # Feast scalar types -> the ValueProto field Feast's own type map fills for them.
 _PROTO_FIELDS = {
     "INT64": "int64_val",
@@ -169,7 +171,7 @@ def arrow_to_protos(
     key_fields = {k: _PROTO_FIELDS.get(t.name) for k, t in key_types.items()}
     source = view.batch_source
     if source is None:
-        raise ValueError(f"feature view {view.name!r} has no batch source")
+        raise InvalidInput(f"feature view {view.name!r} has no batch source")
     if None in fields.values() or None in key_fields.values() or source.created_timestamp_column:
         return list(_convert_arrow_to_proto(batch, view, key_types))
     n = batch.num_rows

@@ -41,6 +41,7 @@ from conveyor.adapters.feast_repo import (
 )
 from conveyor.adapters.offline_features import latest_rows
 from conveyor.adapters.raw_data import RawTable
+from conveyor.domain.failures import InvalidInput
 
 ONE_US = dt.timedelta(microseconds=1)
 
@@ -196,7 +197,7 @@ def materialize_window(
     begin = time.perf_counter()
     lo, hi = utc(start), utc(end)
     if lo >= hi:
-        raise ValueError(f"materialize_window: start {lo} must be before end {hi}")
+        raise InvalidInput(f"materialize_window: start {lo} must be before end {hi}")
     raw = require_offline_data(settings)
     store = feature_store(settings)
     windows: dict[str, tuple[dt.datetime, dt.datetime]] = {}

@@ -22,6 +22,7 @@ from conveyor.adapters.feast_repo import (
     service_name,
 )
 from conveyor.adapters.offline_features import FeatureSpec, feature_spec, training_set
+from conveyor.domain.failures import InvalidInput, MissingColumns
 
 ROW_ID = "__conveyor_row"
 FEAST_TS = "event_timestamp"  # the entity-frame timestamp column name Feast looks for first
@@ -32,7 +33,7 @@ def offline_frame(settings: Settings, frame: pd.DataFrame) -> pd.DataFrame:
     ds = settings.dataset
     missing = [c for c in (ds.entity_column, ds.timestamp_column, *ds.feature_names) if c not in frame.columns]
     if missing:
-        raise KeyError(f"columns {missing} (from configs/dataset.yaml) are missing from the raw data")
+        raise MissingColumns(f"columns {missing} (from configs/dataset.yaml) are missing from the raw data")
     out = frame[[ds.entity_column, ds.timestamp_column, *ds.feature_names]].copy()
     out[ds.timestamp_column] = pd.to_datetime(out[ds.timestamp_column], utc=True).astype("datetime64[us, UTC]")
     return out
@@ -50,7 +51,7 @@ def _entity_frame(settings: Settings, entity_df: pd.DataFrame) -> pd.DataFrame:
     ds = settings.dataset
     stamps = pd.to_datetime(entity_df[ds.timestamp_column], utc=True)
     if stamps.isna().any():
-        raise ValueError(f"entity_df column {ds.timestamp_column!r}: {int(stamps.isna().sum())} null timestamps")
+        raise InvalidInput(f"entity_df column {ds.timestamp_column!r}: {int(stamps.isna().sum())} null timestamps")
     return pd.DataFrame(
         {
             ROW_ID: np.arange(len(entity_df), dtype=np.int64),
@@ -66,13 +67,13 @@ def _prepare(
     ds = settings.dataset
     missing = [c for c in (ds.entity_column, ds.timestamp_column) if c not in entity_df.columns]
     if missing:
-        raise KeyError(f"entity_df needs columns {missing} (dataset.entity_column / dataset.timestamp_column)")
+        raise MissingColumns(f"entity_df needs columns {missing} (dataset.entity_column / dataset.timestamp_column)")
     store = feature_store(settings)
     name = service_name(settings, feature_service)
     features = service_features(store, name)
     clash = sorted(set(features) & set(entity_df.columns))
     if clash:
-        raise ValueError(f"entity_df already has feature columns {clash}; drop them before the point-in-time join")
+        raise InvalidInput(f"entity_df already has feature columns {clash}; drop them before the point-in-time join")
     return store, name, features
 
 

@@ -22,10 +22,12 @@ from typing import Any
 
 import pandas as pd
 from feast import FeatureService, FeatureStore, RepoConfig
+from feast.errors import FeatureServiceNotFoundException
 from feast.repo_config import load_repo_config
 
 from configs.settings import Settings
 from conveyor.adapters import raw_data
+from conveyor.domain.failures import DeterministicFailure
 
 # Importing feast runs `warnings.simplefilter("once", DeprecationWarning)`, which overrides a filter set earlier
 # (the CLI's); ibis 12 on duckdb 1.5 (the offline store) then prints a deprecation we cannot fix from here on
@@ -33,8 +35,9 @@ from conveyor.adapters import raw_data
 warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
 
 
-class FeatureStoreError(RuntimeError):
-    """The feature store could not do what was asked; the message says what and where."""
+class FeatureStoreError(DeterministicFailure, RuntimeError):
+    """The feature store could not do what was asked; the message says what and where. Deterministic (a
+    declaration or configuration problem): never retried; Feast's own connection errors are not wrapped."""
 
 
 def state_dir(settings: Settings) -> Path:
@@ -139,7 +142,7 @@ def service_name(settings: Settings, feature_service: str | None) -> str:
 def service(store: FeatureStore, name: str) -> FeatureService:
     try:
         return store.get_feature_service(name)
-    except Exception as exc:  # Feast raises FeatureServiceNotFoundException
+    except FeatureServiceNotFoundException as exc:  # not a registry that cannot be reached: that stays retryable
         known = [s.name for s in store.list_feature_services()]
         raise FeatureStoreError(
             f"feature service {name!r} is not in the registry (known: {known}); declare it in "

@@ -35,6 +35,7 @@ from botocore.exceptions import (
 )
 
 from configs.settings import StorageConfig
+from conveyor.domain.failures import DeterministicFailure
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,31 +58,34 @@ _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
 class ObjectStoreError(RuntimeError):
-    """Base class: every failure of the object store surfaces as one of these."""
+    """Base class: every failure of the object store surfaces as one of these. Those marked DeterministicFailure
+    are never retried by a task (a second attempt meets the same bucket, keys and bytes); the others may be."""
 
 
 class ObjectNotFound(ObjectStoreError):
+    """No such key. Not deterministic: a reader can lose a race with a rerun that replaced the partition (and
+    deleted the files the older manifest listed); a retry reads the new manifest."""
+
+
+class BucketNotFound(DeterministicFailure, ObjectStoreError):
     pass
 
 
-class BucketNotFound(ObjectStoreError):
-    pass
-
-
-class AccessDenied(ObjectStoreError):
-    pass
+class AccessDenied(DeterministicFailure, ObjectStoreError):
+    """Bad or missing credentials, or a policy that forbids the call."""
 
 
 class StoreUnavailable(ObjectStoreError):
-    pass
+    """The endpoint did not answer (or kept failing) after `storage.max_attempts` attempts: transient."""
 
 
-class ChecksumMismatch(ObjectStoreError):
-    pass
+class ChecksumMismatch(DeterministicFailure, ObjectStoreError):
+    """Stored bytes differ from the SHA-256 recorded for them."""
 
 
 class PreconditionFailed(ObjectStoreError):
-    """A conditional write lost: the object exists (create-if-absent) or changed (if-match)."""
+    """A conditional write lost: the object exists (create-if-absent) or changed (if-match). A lost race, so
+    retryable."""
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,19 @@
 """The run a piece of library code is in: its id, its logger, its artifacts. Outside a run (scripts, tests)
-each falls back to something sensible instead of failing."""
+each falls back to something sensible instead of failing. And the retry condition every task with retries uses."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from typing import TYPE_CHECKING, Any
 
 from prefect.runtime import flow_run
+
+from conveyor.domain.failures import DeterministicFailure
+
+if TYPE_CHECKING:
+    from prefect import Task
+    from prefect.client.schemas.objects import State, TaskRun
 
 
 def current_run_id() -> str:
@@ -37,3 +44,21 @@ def publish_markdown(markdown: str, key: str, description: str) -> None:
     from prefect.artifacts import create_markdown_artifact
 
     create_markdown_artifact(markdown=markdown, key=key, description=description)
+
+
+def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect `retry_condition_fn` of every task with retries: retry unless the failure is a
+    `DeterministicFailure` (a rejected batch, a validation failure, a gate refusal, a missing champion...), which
+    a second attempt would only repeat. Connection errors, timeouts and anything unclassified keep their retries.
+
+    Prefect calls it as `fn(task, task_run, state)` with the Failed state; for a raised exception the state's
+    `data` is the exception itself. It must stay a plain function: Prefect treats any other callable as "never"."""
+    failure = state.data
+    if not isinstance(failure, DeterministicFailure):
+        return True
+    from prefect.logging.loggers import task_run_logger
+
+    task_run_logger(task_run, task=task).info(
+        "not retried: %s is deterministic (the same inputs fail the same way)", type(failure).__name__
+    )
+    return False

@@ -24,6 +24,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from configs.settings import DatasetConfig, Settings, StorageConfig
 from conveyor.adapters.object_store import ObjectStore, credentials_from_block
+from conveyor.domain.failures import InvalidInput, MissingColumns, MissingFile, MissingInput
 
 log = logging.getLogger(__name__)
 
@@ -206,11 +207,11 @@ def read_table_window(
     and only the day folders in the window are opened."""
     delta = _table(table, version)
     if delta is None:
-        raise LookupError(f"no raw table at {table.uri}: run the ingest flow")
+        raise MissingInput(f"no raw table at {table.uri}: run the ingest flow")
     filters = [(PARTITION_COLUMN, ">=", start.isoformat()), (PARTITION_COLUMN, "<=", end.isoformat())]
     arrow = delta.to_pyarrow_table(filters=filters, columns=columns)  # prunes to the day folders
     if arrow.num_rows == 0:
-        raise LookupError(f"no raw rows between {start} and {end} in {table.uri} (version {delta.version()})")
+        raise MissingInput(f"no raw rows between {start} and {end} in {table.uri} (version {delta.version()})")
     if PARTITION_COLUMN in arrow.column_names:
         arrow = arrow.drop_columns([PARTITION_COLUMN])
     return RawSnapshot(arrow.to_pandas(), table.uri, int(delta.version()))
@@ -249,10 +250,10 @@ def read_source_files(path: str, store: ObjectStore | None = None) -> pd.DataFra
     """A user's own data: a parquet/CSV file or folder of them, local or `s3://<bucket>/<prefix>`."""
     if path.startswith("s3://"):
         if store is None:
-            raise ValueError("reading s3:// sources needs an object store")
+            raise InvalidInput("reading s3:// sources needs an object store")
         bucket, _, prefix = path[len("s3://") :].partition("/")
         if bucket != store.bucket:
-            raise ValueError(f"source.path {path!r}: bucket {bucket!r} is not storage.bucket {store.bucket!r}")
+            raise InvalidInput(f"source.path {path!r}: bucket {bucket!r} is not storage.bucket {store.bucket!r}")
         keys = [k for k in store.list_keys(prefix) if k.endswith((".parquet", ".csv"))]
         frames = [
             store.get_parquet(k) if k.endswith(".parquet") else pd.read_csv(io.BytesIO(store.get_bytes(k)))
@@ -264,7 +265,7 @@ def read_source_files(path: str, store: ObjectStore | None = None) -> pd.DataFra
         files = [f for f in files if f.suffix in (".parquet", ".csv")]
         frames = [pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f) for f in files]
     if not frames:
-        raise FileNotFoundError(f"source.path {path!r}: no .parquet or .csv files found")
+        raise MissingFile(f"source.path {path!r}: no .parquet or .csv files found")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -272,7 +273,7 @@ def split_by_day(frame: pd.DataFrame, dataset: DatasetConfig) -> dict[dt.date, p
     """Cut a frame into daily partitions by its event timestamp (UTC)."""
     ts_col = dataset.timestamp_column
     if ts_col not in frame.columns:
-        raise KeyError(f"column {ts_col!r} (dataset.timestamp_column) is not in the source data")
+        raise MissingColumns(f"column {ts_col!r} (dataset.timestamp_column) is not in the source data")
     stamps = pd.to_datetime(frame[ts_col], utc=True)
     frame = frame.assign(**{ts_col: stamps})
     return {day.date(): part.reset_index(drop=True) for day, part in frame.groupby(stamps.dt.floor("D"), sort=True)}
@@ -282,7 +283,7 @@ def compact_table(table: RawTable) -> dict[str, object]:
     """Rewrite small files into larger ones (one new version; older versions still read their own files)."""
     delta = _table(table)
     if delta is None:
-        raise LookupError(f"no raw table at {table.uri}: nothing to compact")
+        raise MissingInput(f"no raw table at {table.uri}: nothing to compact")
     metrics: dict[str, object] = delta.optimize.compact()
     return metrics
 
@@ -292,7 +293,7 @@ def vacuum_table(table: RawTable, retention_hours: int | None, dry_run: bool) ->
     no commit ever listed. Versions older than that can no longer be read back after it runs."""
     delta = _table(table)
     if delta is None:
-        raise LookupError(f"no raw table at {table.uri}: nothing to vacuum")
+        raise MissingInput(f"no raw table at {table.uri}: nothing to vacuum")
     removed: list[str] = delta.vacuum(
         retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=retention_hours is None
     )
@@ -304,5 +305,5 @@ def table_dataset(table: RawTable, version: int | None = None) -> tuple[pyarrow.
     scans with filters on `dt` (file pruning) and any column; and the version it reads."""
     delta = _table(table, version)
     if delta is None:
-        raise LookupError(f"no raw table at {table.uri}: run the ingest flow")
+        raise MissingInput(f"no raw table at {table.uri}: run the ingest flow")
     return delta.to_pyarrow_dataset(), int(delta.version())

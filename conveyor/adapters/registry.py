@@ -54,6 +54,7 @@ from conveyor.adapters.registry_records import (
     default_actor,
     library_versions,
 )
+from conveyor.domain.failures import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,11 @@ class ModelRegistry:
                 return candidate
             except PreconditionFailed:
                 candidate += 1
-        raise RegistryError(f"{model_name}: could not claim a version number after {_MAX_APPEND_ATTEMPTS} tries")
+        # Lost every race: not a RegistryError (those are deterministic), so a task retry may still win.
+        raise PreconditionFailed(
+            f"{model_name}: could not claim a version number after {_MAX_APPEND_ATTEMPTS} tries "
+            "(too many concurrent writers?)"
+        )
 
     def register(
         self,
@@ -129,7 +134,7 @@ class ModelRegistry:
         """Store a new version: artifact, reference sample, files, then metadata.json last (the commit)."""
         self._require_conditional_writes()
         if "score" not in reference.columns:
-            raise ValueError("reference sample needs a `score` column (the model's scores on those rows)")
+            raise InvalidInput("reference sample needs a `score` column (the model's scores on those rows)")
         version = self._claim_version(model_name)
         root = self._version_root(model_name, version)
         buffer = io.BytesIO()
@@ -330,7 +335,7 @@ class ModelRegistry:
                     continue
             self._advance_pointer(model_name, after)
             return event
-        raise RegistryError(
+        raise PreconditionFailed(  # lost every race: retryable, unlike a RegistryError
             f"{model_name}: gave up appending to the audit log after {_MAX_APPEND_ATTEMPTS} "
             "lost races (too many concurrent writers?)"
         )

@@ -19,12 +19,15 @@ from typing import Any, Literal
 import pandas as pd
 
 from conveyor.adapters.object_store import ChecksumMismatch
+from conveyor.domain.failures import DeterministicFailure
 
 _LIBRARIES = ("scikit-learn", "pandas", "numpy", "scipy", "joblib", "pyarrow", "feast", "prefect")
 
 
-class RegistryError(RuntimeError):
-    """A registry operation could not be done; the message says which model/version and why."""
+class RegistryError(DeterministicFailure, RuntimeError):
+    """A registry operation could not be done; the message says which model/version and why. Deterministic
+    (no champion, a gate refusal, a pruned version...): never retried. Losing every race for a write raises
+    PreconditionFailed instead, which is."""
 
 
 class TamperedArtifact(ChecksumMismatch):

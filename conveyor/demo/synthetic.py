@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from configs.settings import DatasetConfig, GeneratorConfig
+from conveyor.domain.failures import InvalidInput
 
 # The columns this generator knows how to make, in its own vocabulary; dataset.yaml names the key columns.
 SYNTHETIC_FEATURES = (
@@ -78,7 +79,7 @@ def check_dataset_matches(dataset: DatasetConfig) -> None:
     """The synthetic source can only feed the features it knows; fail early and say which ones differ."""
     unknown = sorted(set(dataset.feature_names) - set(SYNTHETIC_FEATURES))
     if unknown:
-        raise ValueError(
+        raise InvalidInput(
             f"dataset {dataset.name!r}: source.kind 'synthetic' cannot generate features {unknown}; "
             f"it makes {list(SYNTHETIC_FEATURES)}. Use source.kind 'files' for your own data."
         )
@@ -212,7 +213,7 @@ def _shift_feature(
     frame: pd.DataFrame, dataset: DatasetConfig, drift: CovariateDrift, rng: np.random.Generator
 ) -> None:
     if drift.feature not in frame.columns:
-        raise ValueError(f"covariate drift: no feature {drift.feature!r} in the synthetic data")
+        raise InvalidInput(f"covariate drift: no feature {drift.feature!r} in the synthetic data")
     spec = dataset.feature(drift.feature)
     column = frame[drift.feature]
     if spec.is_numeric:
@@ -231,7 +232,7 @@ def inject_fault(frame: pd.DataFrame, dataset: DatasetConfig, fault: Fault, rng:
     frame = frame.copy()
     column = fault.column or dataset.features[0].name
     if fault.kind != "duplicate_keys" and column not in frame.columns:
-        raise ValueError(f"fault {fault.kind}: no column {column!r} in the data")
+        raise InvalidInput(f"fault {fault.kind}: no column {column!r} in the data")
     n = len(frame)
     count = max(1, int(round(fault.fraction * n))) if n else 0
     rows = rng.choice(n, size=count, replace=False) if count else np.array([], dtype=int)

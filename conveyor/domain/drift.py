@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from configs.settings import DatasetConfig, DriftConfig, Settings
+from conveyor.domain.failures import MissingColumns
 
 SCORE_COLUMN = "score"
 UNSEEN = "__unseen__"
@@ -325,7 +326,7 @@ def compare(
         )
     missing = [c for c in dataset.feature_names if c not in current.columns or c not in reference.columns]
     if missing:
-        raise KeyError(f"drift: feature column(s) {missing} missing from the reference or the current window")
+        raise MissingColumns(f"drift: feature column(s) {missing} missing from the reference or the current window")
     features = [
         numeric_drift(name, reference[name], current[name], config)
         if name in dataset.numeric_features

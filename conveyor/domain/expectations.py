@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from configs.settings import DatasetConfig, FeatureSpec, Settings, ValidationConfig
+from conveyor.domain.failures import InvalidInput, MissingFile
 
 SuiteName = Literal["raw", "scoring"]
 FRESHNESS_PARAMETER = "freshness_min_timestamp"
@@ -122,13 +123,13 @@ def write_default_suites(settings: Settings, overwrite: bool = False) -> list[Pa
 def load_suite(settings: Settings, name: SuiteName) -> dict[str, Any]:
     path = suite_path(settings, name)
     if not path.exists():
-        raise FileNotFoundError(f"expectation suite {path} not found: run `conveyor validation init-suites`")
+        raise MissingFile(f"expectation suite {path} not found: run `conveyor validation init-suites`")
     try:
         suite: dict[str, Any] = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"expectation suite {path}: not valid JSON: {exc}") from None
+        raise InvalidInput(f"expectation suite {path}: not valid JSON: {exc}") from None
     if not isinstance(suite.get("expectations"), list):
-        raise ValueError(f"expectation suite {path}: no 'expectations' list")
+        raise InvalidInput(f"expectation suite {path}: no 'expectations' list")
     return suite
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from conveyor.domain.failures import InvalidInput
+
 ROW_ORDER = "__conveyor_row"
 
 
@@ -35,7 +37,7 @@ def as_of_join(
     last one in `source` order wins."""
     stamps = _utc_us(entity_df[timestamp])
     if stamps.isna().any():
-        raise ValueError(f"entity_df column {timestamp!r}: {int(stamps.isna().sum())} null timestamps")
+        raise InvalidInput(f"entity_df column {timestamp!r}: {int(stamps.isna().sum())} null timestamps")
     left = pd.DataFrame({ROW_ORDER: np.arange(len(entity_df)), entity: entity_df[entity].to_numpy(), timestamp: stamps})
     right = source[[entity, timestamp, *features]].assign(**{timestamp: _utc_us(source[timestamp])})
     if right[entity].dtype != left[entity].dtype:

@@ -20,6 +20,7 @@ from configs.settings import Settings, StorageConfig
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.offline_features import LatestFeatures, feature_spec
 from conveyor.adapters.registry import ModelRegistry
+from conveyor.domain.failures import MissingInput
 from conveyor.services.feature_sources import FeatureSource
 from conveyor.services.scoring import PartitionResult, ScoringModel, as_of_time
 from conveyor.services.validation import validate_frame
@@ -53,7 +54,7 @@ def resolve_model(store: ObjectStore, settings: Settings, name: str, version: in
     registry = ModelRegistry(store, settings)
     meta = registry.champion(name) if version is None else registry.get_version(name, version)
     if meta is None:
-        raise LookupError(
+        raise MissingInput(
             f"model {name!r} has no champion in the registry at "
             f"{store.uri(settings.storage.prefixes.models + '/' + name)}/: train and promote one"
         )
@@ -80,7 +81,7 @@ def feature_store_source(settings: Settings, day: dt.date, version: int | None =
             version,
         )
     except LookupError as exc:
-        raise LookupError(f"{exc}: no population of {settings.dataset.name!r} to score (run ingest first)") from None
+        raise MissingInput(f"{exc}: no population of {settings.dataset.name!r} to score (run ingest first)") from None
 
 
 def suite_check(settings: Settings, day: dt.date) -> Callable[[pd.DataFrame], str | None]:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.publication import Manifest, read_manifest
+from conveyor.domain.failures import MissingInput
 
 
 class FeatureSource(Protocol):
@@ -84,7 +85,7 @@ class PublishedParquetSource:
     def __init__(self, store: ObjectStore, prefix: str, columns: list[str] | None = None) -> None:
         manifest = read_manifest(store, prefix)
         if manifest is None:
-            raise LookupError(f"no scoring input at {store.uri(prefix)}: nothing published there (no manifest)")
+            raise MissingInput(f"no scoring input at {store.uri(prefix)}: nothing published there (no manifest)")
         self.store = store
         self.manifest: Manifest = manifest
         self.wanted = columns

@@ -21,6 +21,7 @@ from conveyor.adapters.publication import published_prefixes, read_published_par
 from conveyor.adapters.raw_data import read_raw_window
 from conveyor.adapters.registry import LoadedModel, ModelRegistry
 from conveyor.domain import drift, drift_report
+from conveyor.domain.failures import MissingInput
 from conveyor.services.scoring import predictions_prefix
 
 
@@ -28,7 +29,7 @@ def latest_scored_day(store: ObjectStore, settings: Settings, model_name: str) -
     root = f"{settings.storage.prefixes.predictions}/{model_name}/"
     days = [dt.date.fromisoformat(p.rsplit("dt=", 1)[1]) for p in published_prefixes(store, root) if "dt=" in p]
     if not days:
-        raise LookupError(f"drift monitor: no published predictions for model {model_name!r} under {store.uri(root)}")
+        raise MissingInput(f"drift monitor: no published predictions for model {model_name!r} under {store.uri(root)}")
     return max(days)
 
 
@@ -65,7 +66,7 @@ def drift_report_for_day(
     registry = ModelRegistry(store, settings)
     champion = registry.champion(model_name)
     if champion is None:
-        raise LookupError(f"drift monitor: model {model_name!r} has no champion in the registry; train one first")
+        raise MissingInput(f"drift monitor: model {model_name!r} has no champion in the registry; train one first")
     reference = registry.reference_of(champion)
     start, end = _window(scored_day, settings.drift.window_days)
     current = read_raw_window(store, settings, start, end)

@@ -33,14 +33,15 @@ from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.publication import Manifest
 from conveyor.domain.expectations import load_suite, suite_parameters
+from conveyor.domain.failures import DeterministicFailure
 from conveyor.services.feature_sources import FeatureSource
 from conveyor.services.partition_writer import PartitionWriter, QuarantineSink, output_schema, prediction_table
 from conveyor.services.row_checks import CheckedChunk, check_chunk
 
 
-class ScoringBatchRejected(RuntimeError):
+class ScoringBatchRejected(DeterministicFailure, RuntimeError):
     """The scoring inputs failed the gate: nothing was published; the message says why and where the
-    quarantine report is."""
+    quarantine report is. Deterministic: the task is not retried (the same rows would fail again)."""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from conveyor.adapters.registry import (
     ModelVersion,
 )
 from conveyor.domain import gates as G
+from conveyor.domain.failures import InvalidInput, MissingColumns, MissingInput
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def time_split(frame: pd.DataFrame, timestamp_column: str, validation_fraction: 
     later than every training row (ties at a boundary go to the later part). No shuffling across time."""
     stamps = pd.to_datetime(frame[timestamp_column], utc=True)
     if stamps.isna().any():
-        raise ValueError(f"column {timestamp_column!r}: {int(stamps.isna().sum())} null timestamps; cannot split")
+        raise InvalidInput(f"column {timestamp_column!r}: {int(stamps.isna().sum())} null timestamps; cannot split")
     ordered = frame.assign(**{timestamp_column: stamps}).sort_values(timestamp_column, kind="stable")
     n = len(ordered)
     sorted_stamps = ordered[timestamp_column].reset_index(drop=True)
@@ -125,7 +126,7 @@ def time_split(frame: pd.DataFrame, timestamp_column: str, validation_fraction: 
     test = ordered[ts >= test_start]
     for name, part in (("train", train), ("validation", validation), ("test", test)):
         if part.empty:
-            raise ValueError(
+            raise InvalidInput(
                 f"time split left the {name} set empty ({n} rows, {stamps.min()} .. {stamps.max()}); "
                 "widen the training window"
             )
@@ -143,7 +144,7 @@ def _estimator(spec: ModelSpec, seed: int) -> Any:
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"training.models estimator {spec.estimator!r} cannot be imported: {exc}") from None
+        raise InvalidInput(f"training.models estimator {spec.estimator!r} cannot be imported: {exc}") from None
     params = dict(spec.params)
     if "random_state" in cls().get_params() and "random_state" not in params:
         params["random_state"] = seed
@@ -199,14 +200,14 @@ def fit_and_evaluate(frame: pd.DataFrame, settings: Settings, model_config_name:
     same rows (in any order) and `training.seed`."""
     cfg, ds = settings.training, settings.dataset
     if model_config_name not in cfg.models:
-        raise ValueError(f"model config {model_config_name!r} is not in training.models {sorted(cfg.models)}")
+        raise InvalidInput(f"model config {model_config_name!r} is not in training.models {sorted(cfg.models)}")
     spec = cfg.models[model_config_name]
     missing = [c for c in (ds.timestamp_column, ds.label_column, *ds.feature_names) if c not in frame.columns]
     if missing:
-        raise KeyError(f"training set lacks columns {missing} (dataset.yaml)")
+        raise MissingColumns(f"training set lacks columns {missing} (dataset.yaml)")
     labels = frame[ds.label_column]
     if labels.isna().any():
-        raise ValueError(f"label {ds.label_column!r}: {int(labels.isna().sum())} null values in the training set")
+        raise InvalidInput(f"label {ds.label_column!r}: {int(labels.isna().sum())} null values in the training set")
     # A canonical row order makes the fit independent of how the rows arrived (Feast does not keep order).
     key = [ds.timestamp_column, ds.entity_column] if ds.entity_column in frame.columns else [ds.timestamp_column]
     frame = frame.sort_values(key, kind="stable").reset_index(drop=True)
@@ -398,18 +399,18 @@ def resolve_window(settings: Settings, start: dt.date | None, end: dt.date | Non
     if end is None:
         days = published_days(ObjectStore(settings.storage), settings)
         if not days:
-            raise LookupError(f"no raw partitions of {settings.dataset.name!r} published yet: run the ingest flow")
+            raise MissingInput(f"no raw partitions of {settings.dataset.name!r} published yet: run the ingest flow")
         end = days[-1]
     start = start or end - dt.timedelta(days=settings.training.window_days - 1)
     if start > end:
-        raise ValueError(f"training window start {start} is after its end {end}")
+        raise InvalidInput(f"training window start {start} is after its end {end}")
     return start, end
 
 
 def read_training_rows(store: ObjectStore, version: ModelVersion) -> pd.DataFrame:
     """The raw rows a registered model was trained on, read again from the table version it recorded."""
     if version.data_version is None or version.data_uri is None:
-        raise LookupError(f"{version.label} recorded no raw table version (registered before versions were kept)")
+        raise MissingInput(f"{version.label} recorded no raw table version (registered before versions were kept)")
     start = dt.date.fromisoformat(version.training_window["start"])
     end = dt.date.fromisoformat(version.training_window["end"])
     table = table_at(store.config, version.data_uri)

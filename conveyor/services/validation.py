@@ -40,14 +40,16 @@ from conveyor.domain.expectations import (
     load_suite,
     suite_parameters,
 )
+from conveyor.domain.failures import DeterministicFailure, MissingFile
 from conveyor.domain.rule_engine import evaluate_fast, fast_supported, repair_numbers
 
 log = logging.getLogger(__name__)
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?!.*\d{4}-\d{2}-\d{2})")
 
 
-class DataValidationError(RuntimeError):
-    """A batch failed validation; it is in quarantine. The message says what broke, how often and where."""
+class DataValidationError(DeterministicFailure, RuntimeError):
+    """A batch failed validation; it is in quarantine. The message says what broke, how often and where.
+    Deterministic: never retried."""
 
     def __init__(self, message: str, result: ValidationResult, quarantine_uri: str) -> None:
         super().__init__(message)
@@ -398,7 +400,7 @@ def check_stored_partition(
     tables = []
     keys = raw_day_files(store, settings, dt.date.fromisoformat(batch_key))
     if not keys:
-        raise FileNotFoundError(f"nothing committed at {store.uri(prefix)}: the raw table holds no rows of that day")
+        raise MissingFile(f"nothing committed at {store.uri(prefix)}: the raw table holds no rows of that day")
     for key in keys:
         data = store.get_bytes(key)
         name = key.rsplit("/", 1)[-1]

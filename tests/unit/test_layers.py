@@ -17,7 +17,13 @@ def loaded_after_import(module: str, watched: tuple[str, ...]) -> set[str]:
 
 @pytest.mark.parametrize(
     "module",
-    ["conveyor.domain.expectations", "conveyor.domain.gates", "conveyor.domain.drift", "conveyor.demo.synthetic"],
+    [
+        "conveyor.domain.expectations",
+        "conveyor.domain.gates",
+        "conveyor.domain.drift",
+        "conveyor.domain.failures",
+        "conveyor.demo.synthetic",
+    ],
 )
 def test_domain_modules_load_no_external_system(module: str) -> None:
     assert loaded_after_import(module, ("prefect", "boto3", "feast", "great_expectations")) == set()
