@@ -71,9 +71,10 @@ def training_set(spec: FeatureSpec, entity_df: pd.DataFrame, version: int | None
     return as_of_join(entity_df, source.to_pandas(), spec.entity, spec.timestamp, list(spec.features), spec.ttl)
 
 
-class _LatestBatches:
-    """Iterator of each entity's latest row with start <= timestamp < end, in batches of at most `rows` source
-    rows; after the keys pass, `entities` is how many there are."""
+class LatestBatches:
+    """Each entity's latest row with start <= timestamp < end, with its own event timestamp, streamed in two
+    scans (keys, then rows) in batches of at most `rows` source rows; after the keys scan, `entities` is how
+    many there are."""
 
     def __init__(self, dataset: pds.Dataset, spec: FeatureSpec, start: dt.datetime, end: dt.datetime, rows: int):
         self.dataset, self.spec, self.rows = dataset, spec, rows
@@ -104,18 +105,11 @@ class _LatestBatches:
         return self._select()
 
 
-def latest_batches(
-    dataset: pds.Dataset, spec: FeatureSpec, start: dt.datetime, end: dt.datetime, rows: int
-) -> _LatestBatches:
-    """Each entity's latest row in [start, end) with its own event timestamp, streamed (two scans)."""
-    return _LatestBatches(dataset, spec, start, end, rows)
-
-
 def latest_rows(spec: FeatureSpec, start: dt.datetime, end: dt.datetime, version: int | None = None) -> pa.Table:
     """Each entity's latest row in [start, end) as one table (a materialization slice: Feast's
     `pull_latest_from_table_or_query` on the raw table, in two streaming scans)."""
     dataset, _ = table_dataset(spec.table, version)
-    parts = list(latest_batches(dataset, spec, start, end, 1_000_000))
+    parts = list(LatestBatches(dataset, spec, start, end, 1_000_000))
     columns = [spec.entity, spec.timestamp, *spec.features]
     return pa.concat_tables(parts) if parts else dataset.schema.empty_table().select(columns)
 
@@ -140,7 +134,7 @@ class LatestFeatures:
         return [self.spec.entity, self.spec.timestamp, *self.spec.features]
 
     def chunks(self, chunk_rows: int) -> Iterator[pa.Table]:
-        selected = latest_batches(self.dataset, self.spec, self.start, self.as_of, chunk_rows)
+        selected = LatestBatches(self.dataset, self.spec, self.start, self.as_of, chunk_rows)
         for chunk in rebatch(selected, chunk_rows):
             yield self._as_of(chunk)
         self.entities = selected.entities
