@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+_PREFILTER_MIN_ROWS = 1 << 16
+_MAX_BUCKET_BITS = 22  # 4M buckets: a 32 MB count array at most
+
 
 def _as_uint64(column: pd.Series) -> np.ndarray | None:
     if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column):
@@ -40,7 +43,25 @@ def duplicated_rows(keys: pd.DataFrame) -> np.ndarray:
     with np.errstate(over="ignore"):
         for part in parts:
             hashed = (hashed ^ part) * np.uint64(0x9E3779B97F4A7C15)  # type: ignore[operator]
-    return _exact_within(keys, pd.Series(hashed).duplicated(keep=False).to_numpy())
+    return _exact_within(keys, _repeated(hashed))
+
+
+def _repeated(hashed: np.ndarray) -> np.ndarray:
+    """Rows whose hash occurs more than once.
+
+    A hash table of a million distinct values does not fit in cache, so most rows are ruled out first: counted
+    into about two buckets per row by their top bits (one `bincount`), a row alone in its bucket has a unique
+    hash. Only the rest (about a third) go through the hash table.
+    """
+    n = len(hashed)
+    if n < _PREFILTER_MIN_ROWS:
+        return pd.Series(hashed).duplicated(keep=False).to_numpy()
+    bits = min(_MAX_BUCKET_BITS, (2 * n - 1).bit_length())
+    bucket = (hashed >> np.uint64(64 - bits)).astype(np.intp)
+    shared = np.flatnonzero(np.bincount(bucket, minlength=1 << bits)[bucket] > 1)
+    repeated = np.zeros(n, dtype=bool)
+    repeated[shared] = pd.Series(hashed[shared]).duplicated(keep=False).to_numpy()
+    return repeated
 
 
 def _exact_within(keys: pd.DataFrame, candidates: np.ndarray) -> np.ndarray:

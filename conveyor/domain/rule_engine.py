@@ -10,7 +10,9 @@ A suite holding any other expectation type is decided by GX (`FAST_TYPES` lists 
 
 The same engine decides raw validation (`evaluate_fast`: the verdict and the row-level quarantine mask) and the
 scoring row checks (`row_rules`: per rule, the rows it flags). `arrow_rules.arrow_rows_pass` answers "does any
-row break a row-level rule" for an arrow chunk with column-level compute, from the same suite.
+row break a row-level rule" for an arrow chunk with column-level compute, from the same suite. The column facts
+the rules are decided from (null masks, set membership; through arrow for text when the batch has an arrow
+table) come from `column_facts.ColumnFacts`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from conveyor.domain.column_facts import ColumnFacts
 from conveyor.domain.duplicates import duplicated_rows
 from conveyor.domain.expectations import ExpectationOutcome, camel, rule_text
 
@@ -132,38 +136,14 @@ def _as_timestamp(value: Any, like: pd.Timestamp) -> pd.Timestamp | None:
 class FastEvaluator:
     """Evaluates the FAST_TYPES expectations of a suite on a DataFrame with pandas vectorized operations."""
 
-    def __init__(self, frame: pd.DataFrame, parameters: dict[str, str], sample_size: int) -> None:
+    def __init__(
+        self, frame: pd.DataFrame, parameters: dict[str, str], sample_size: int, arrow: pa.Table | None = None
+    ) -> None:
         self.frame = frame
         self.n = len(frame)
         self.parameters = parameters
         self.sample_size = sample_size
-        self._present: dict[str, np.ndarray] = {}
-        self._codes: dict[str, tuple[np.ndarray, pd.Index]] = {}
-
-    def present(self, column: str) -> np.ndarray:
-        """Not-null mask of a column, computed once: several rules need it."""
-        if column not in self._present:
-            values = self.frame[column]
-            if values.dtype == object:
-                # Hashing text is what costs here: one factorize pass gives both the null mask and, through the
-                # few distinct values, set membership (`in_set`).
-                try:
-                    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-                    self._codes[column] = (codes, pd.Index(uniques))
-                    self._present[column] = codes != -1
-                except TypeError:  # unhashable values
-                    self._present[column] = values.notna().to_numpy()
-            else:
-                self._present[column] = values.notna().to_numpy()
-        return self._present[column]
-
-    def in_set(self, column: str, value_set: list[Any]) -> np.ndarray:
-        present = self.present(column)
-        if column in self._codes:
-            codes, uniques = self._codes[column]
-            allowed = uniques.isin(value_set) if len(uniques) else np.zeros(0, dtype=bool)
-            return present & np.append(allowed, False)[codes]  # code -1 (null) picks the appended False
-        return present & self.frame[column].isin(value_set).to_numpy()
+        self.columns = ColumnFacts(frame, arrow)
 
     def check(self, exp: dict[str, Any]) -> _Checked:
         """One expectation's outcome on the frame, with the rows it flags when it is a row-level rule."""
@@ -193,7 +173,7 @@ class FastEvaluator:
         values: pd.Series,
         missing: int | None = None,
     ) -> _Checked:
-        count = int(bad.sum())
+        count = int(np.count_nonzero(bad))
         mostly = float(kw.get("mostly", 1.0))
         success = total == 0 or (total - count) / total >= mostly
         sample = _sample(values[bad], self.sample_size) if count and self.sample_size else []
@@ -216,7 +196,7 @@ class FastEvaluator:
 
     def _column_values_to_not_be_null(self, kw: dict[str, Any], rule: str) -> _Checked:
         values = self.frame[kw["column"]]
-        bad = ~self.present(kw["column"])
+        bad = ~self.columns.present(kw["column"])
         return self._map_outcome("expect_column_values_to_not_be_null", kw, rule, bad, self.n, values)
 
     def _column_values_to_be_of_type(self, kw: dict[str, Any], rule: str) -> _Checked:
@@ -233,16 +213,16 @@ class FastEvaluator:
             ok = _accepts(values.dtype, type_list)
             return _Checked(ExpectationOutcome(kind, kw["column"], rule, ok, observed=str(values.dtype)))
         # object dtype: GX checks the type of every non-null value, and so do we.
-        present = self.present(kw["column"])
+        present = self.columns.present(kw["column"])
         wanted = _python_types(type_list)
-        inferred = pd.api.types.infer_dtype(values, skipna=True)
+        inferred = self.columns.inferred(kw["column"])
         if inferred == "empty":
             bad = np.zeros(self.n, dtype=bool)
         elif inferred == "string":
             bad = present if str not in wanted else np.zeros(self.n, dtype=bool)
         else:
             bad = present & ~values.map(lambda v: isinstance(v, wanted)).to_numpy(dtype=bool)
-        checked = self._map_outcome(kind, kw, rule, bad, int(present.sum()), values)
+        checked = self._map_outcome(kind, kw, rule, bad, int(np.count_nonzero(present)), values)
         if wanted and not (set(type_list) - NUMERIC_TYPE_NAMES) and bad.any():
             # Numbers stored as text: name the values that are not numbers at all, and flag exactly those rows
             # (`repair_numbers` converts the rest back to numbers).
@@ -254,26 +234,43 @@ class FastEvaluator:
 
     def _column_values_to_be_between(self, kw: dict[str, Any], rule: str) -> _Checked:
         raw = self.frame[kw["column"]]
-        present = self.present(kw["column"])
-        values = numeric_or_nan(raw)
-        number = values.notna().to_numpy()
+        present = self.columns.present(kw["column"])
         lo, hi = kw.get("min_value"), kw.get("max_value")
-        inside = np.ones(self.n, dtype=bool)
-        arr = values.to_numpy(dtype="float64", na_value=np.nan)
-        with np.errstate(invalid="ignore"):
-            if lo is not None:
-                inside &= arr >= lo
-            if hi is not None:
-                inside &= arr <= hi
-        bad = present & ~(number & inside)
-        kind, counted = "expect_column_values_to_be_between", int(present.sum())
+        arr = self.columns.numbers(kw["column"])
+        if arr is not None and all(bound is None or isinstance(bound, int | float) for bound in (lo, hi)):
+            lo, hi = (None if bound is None else float(bound) for bound in (lo, hi))
+            # Plain numbers: every value that is not NaN is present and a number, so a row breaks the rule
+            # exactly when it is outside the bounds (NaN compares false both ways). Most batches are inside:
+            # the column's min and max say so without a mask per bound.
+            bad = np.zeros(self.n, dtype=bool)
+            within = self.n == 0 or (
+                (lo is None or bool(arr.min() >= lo)) and (hi is None or bool(arr.max() <= hi))
+            )  # NaN in a float column makes min/max NaN: not known to be inside, so the masks decide
+            if not within:
+                with np.errstate(invalid="ignore"):
+                    if lo is not None:
+                        bad |= arr < lo
+                    if hi is not None:
+                        bad |= arr > hi
+        else:
+            values = numeric_or_nan(raw)
+            number = values.notna().to_numpy()
+            inside = np.ones(self.n, dtype=bool)
+            floats = values.to_numpy(dtype="float64", na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                if lo is not None:
+                    inside &= floats >= lo
+                if hi is not None:
+                    inside &= floats <= hi
+            bad = present & ~(number & inside)
+        kind, counted = "expect_column_values_to_be_between", int(np.count_nonzero(present))
         return self._map_outcome(kind, kw, rule, bad, counted, raw, missing=self.n - counted)
 
     def _column_values_to_be_in_set(self, kw: dict[str, Any], rule: str) -> _Checked:
         values = self.frame[kw["column"]]
-        present = self.present(kw["column"])
-        bad = present & ~self.in_set(kw["column"], list(kw["value_set"]))
-        kind, counted = "expect_column_values_to_be_in_set", int(present.sum())
+        present = self.columns.present(kw["column"])
+        bad = present & ~self.columns.in_set(kw["column"], list(kw["value_set"]))
+        kind, counted = "expect_column_values_to_be_in_set", int(np.count_nonzero(present))
         return self._map_outcome(kind, kw, rule, bad, counted, values, missing=self.n - counted)
 
     def _compound_columns_to_be_unique(self, kw: dict[str, Any], rule: str) -> _Checked:
@@ -284,9 +281,9 @@ class FastEvaluator:
                 ExpectationOutcome(kind, ",".join(cols), rule, False, observed=f"columns missing: {missing}")
             )
         keys = self.frame[cols]
-        counted = np.logical_or.reduce([self.present(c) for c in cols])
+        counted = np.logical_or.reduce([self.columns.present(c) for c in cols])
         bad = counted & duplicated_rows(keys)
-        checked = self._map_outcome(kind, kw, rule, bad, int(counted.sum()), keys.iloc[:, 0])
+        checked = self._map_outcome(kind, kw, rule, bad, int(np.count_nonzero(counted)), keys.iloc[:, 0])
         checked.outcome.column = ",".join(cols)
         checked.outcome.sample = keys[bad].head(self.sample_size).astype(str).to_numpy().tolist()
         return checked
@@ -310,10 +307,15 @@ class FastEvaluator:
 
 
 def evaluate_fast(
-    frame: pd.DataFrame, suite: dict[str, Any], parameters: dict[str, str], sample_size: int
+    frame: pd.DataFrame,
+    suite: dict[str, Any],
+    parameters: dict[str, str],
+    sample_size: int,
+    arrow: pa.Table | None = None,
 ) -> tuple[list[ExpectationOutcome], np.ndarray]:
-    """Every expectation's outcome, and the mask of rows breaking a strict row-level rule."""
-    evaluator = FastEvaluator(frame, parameters, sample_size)
+    """Every expectation's outcome, and the mask of rows breaking a strict row-level rule. `arrow`: the table
+    `frame` was converted from, if there is one (its text columns are read through arrow, `ColumnFacts`)."""
+    evaluator = FastEvaluator(frame, parameters, sample_size, arrow)
     outcomes, bad_rows = [], np.zeros(len(frame), dtype=bool)
     for exp in suite["expectations"]:
         checked = evaluator.check(exp)
@@ -323,10 +325,13 @@ def evaluate_fast(
     return outcomes, bad_rows
 
 
-def row_rules(frame: pd.DataFrame, suite: dict[str, Any], parameters: dict[str, str]) -> list[RuleRows]:
+def row_rules(
+    frame: pd.DataFrame, suite: dict[str, Any], parameters: dict[str, str], arrow: pa.Table | None = None
+) -> list[RuleRows]:
     """The row-level rules of `suite` on `frame`, each with the rows it flags (tolerated ones included, marked
-    not strict), in suite order. Rules on columns the frame lacks flag no rows (they are batch-level failures)."""
-    evaluator = FastEvaluator(frame, parameters, sample_size=0)
+    not strict), in suite order. Rules on columns the frame lacks flag no rows (they are batch-level failures).
+    `arrow`: the table `frame` was converted from, if there is one."""
+    evaluator = FastEvaluator(frame, parameters, sample_size=0, arrow=arrow)
     found = []
     for exp in suite["expectations"]:
         if exp["type"] not in ROW_LEVEL_TYPES:

@@ -51,17 +51,21 @@ def check_chunk(
         if clean:
             counts: Counter[str] = Counter(rows_in=len(frame), scored=len(frame))
             return CheckedChunk(frame[dataset.feature_names], frame[dataset.entity_column], pd.DataFrame(), counts)
-        chunk = frame
+        return check_rows(frame, suite, dataset, cfg, parameters, arrow=chunk)
     return check_rows(chunk, suite, dataset, cfg, parameters)
 
 
 def _judge(
-    frame: pd.DataFrame, suite: dict[str, Any], features: list[str], parameters: dict[str, str]
+    frame: pd.DataFrame,
+    suite: dict[str, Any],
+    features: list[str],
+    parameters: dict[str, str],
+    arrow: pa.Table | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(reason per row, "" when valid; null mask per row of the features the suite has a not-null rule for)."""
     reason = np.full(len(frame), "", dtype=object)
     nulls: dict[str, np.ndarray] = {}
-    for rule in row_rules(frame, suite, parameters):
+    for rule in row_rules(frame, suite, parameters, arrow):
         if rule.expectation == NOT_NULL and rule.column in features:
             nulls[rule.column] = nulls.get(rule.column, rule.rows) | rule.rows
         elif rule.strict and rule.rows.any():
@@ -76,10 +80,12 @@ def check_rows(
     dataset: DatasetConfig,
     cfg: ScoringConfig,
     parameters: dict[str, str] | None = None,
+    arrow: pa.Table | None = None,
 ) -> CheckedChunk:
-    """Split a chunk into rows to score (defaults applied per policy) and rows to quarantine (with a reason)."""
+    """Split a chunk into rows to score (defaults applied per policy) and rows to quarantine (with a reason).
+    `arrow`: the table `frame` was converted from, if any (the rule engine reads text columns through it)."""
     features, entity_col = dataset.feature_names, dataset.entity_column
-    reason, nulls = _judge(frame, suite, features, parameters or {})
+    reason, nulls = _judge(frame, suite, features, parameters or {}, arrow)
     invalid = reason != ""
     any_null = nulls.any(axis=1)
     unknown = (nulls.all(axis=1) & any_null) & ~invalid

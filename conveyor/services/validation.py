@@ -16,7 +16,6 @@ expectations, quarantine URI and a link to the GX Data Docs page (built under `v
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 import re
 import time
@@ -26,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pandas as pd
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore, dataframe_to_parquet_bytes, sha256_bytes
@@ -41,6 +40,7 @@ from conveyor.domain.expectations import (
     suite_parameters,
 )
 from conveyor.domain.failures import DeterministicFailure, MissingFile
+from conveyor.domain.parquet_batch import concat_batches, read_parquet_batch
 from conveyor.domain.rule_engine import evaluate_fast, fast_supported, repair_numbers
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,15 @@ def validate_frame(
     as_of: dt.datetime | dt.date | None = None,
     batch_key: str | None = None,
     engine: str | None = None,
+    arrow: pa.Table | None = None,
 ) -> ValidationResult:
     """Validate `frame` against configs/expectations/<suite>.json. Pure: no storage, no artifacts, no docs.
 
-    Freshness is judged against `as_of` (see `resolve_as_of`). `engine` overrides `validation.engine`.
+    Freshness is judged against `as_of` (see `resolve_as_of`). `engine` overrides `validation.engine`. `arrow`:
+    the table `frame` was converted from, if any (the rule engine reads text columns through it).
     """
-    return _validate(frame, load_suite(settings, suite), settings, resolve_as_of(as_of, batch_key), engine)[0]
+    when = resolve_as_of(as_of, batch_key)
+    return _validate(frame, load_suite(settings, suite), settings, when, engine, arrow=arrow)[0]
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ def _validate(
     as_of: dt.datetime,
     engine: str | None = None,
     docs_batch: str | None = None,
+    arrow: pa.Table | None = None,
 ) -> tuple[ValidationResult, Any, GxReport | None]:
     """(result, row mask of the vectorized engine or None, GX's report when GX decided). With `docs_batch`, GX
     also builds the Data Docs page of that batch (when `validation.build_docs`)."""
@@ -131,7 +135,7 @@ def _validate(
     sample = settings.validation.sample_size
     bad_rows, gx_report = None, None
     if engine == "fast" and fast_supported(suite):
-        outcomes, bad_rows = evaluate_fast(frame, suite, params, sample)
+        outcomes, bad_rows = evaluate_fast(frame, suite, params, sample, arrow)
     else:
         from conveyor.adapters.gx_validation import gx_validate
 
@@ -345,11 +349,13 @@ def check_or_quarantine(
     run_id: str,
     as_of: dt.datetime | dt.date | None = None,
     source_files: list[SourceFile] | None = None,
+    arrow: pa.Table | None = None,
 ) -> ValidatedBatch:
-    """The logic of `validate_or_quarantine`, with the object store passed in (tests call this)."""
+    """The logic of `validate_or_quarantine`, with the object store passed in (tests call this). `arrow`: the
+    table `frame` was converted from, if any."""
     suite_json = load_suite(settings, suite)
     when = resolve_as_of(as_of, batch_key)
-    result, bad_rows, gx = _validate(frame, suite_json, settings, when, docs_batch=batch_key)
+    result, bad_rows, gx = _validate(frame, suite_json, settings, when, docs_batch=batch_key, arrow=arrow)
     if result.passed:
         run_logger(log).info(summary_markdown(result, batch_key))
         publish_markdown(
@@ -397,7 +403,7 @@ def check_stored_partition(
     batch_key = prefix.rstrip("/").rsplit("/", 1)[-1].removeprefix("dt=")
     files: list[SourceFile] = []
     problems: list[ExpectationOutcome] = []
-    tables = []
+    batches = []
     keys = raw_day_files(store, settings, dt.date.fromisoformat(batch_key))
     if not keys:
         raise MissingFile(f"nothing committed at {store.uri(prefix)}: the raw table holds no rows of that day")
@@ -406,14 +412,15 @@ def check_stored_partition(
         name = key.rsplit("/", 1)[-1]
         files.append(SourceFile(name, data))
         try:
-            tables.append(pq.read_table(io.BytesIO(data)))
+            batches.append(read_parquet_batch(data))
         except Exception as exc:  # pyarrow raises several types for broken files
             detail = "empty file (0 bytes)" if not data else f"{type(exc).__name__}: {exc}"
             problems.append(_unreadable(name, "readable parquet file", detail))
     if not problems:
-        frames = [t.to_pandas() for t in tables]
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        return check_or_quarantine(store, frame, suite, settings, batch_key, run_id, as_of, source_files=files)
+        frame, arrow = concat_batches(batches)
+        return check_or_quarantine(
+            store, frame, suite, settings, batch_key, run_id, as_of, source_files=files, arrow=arrow
+        )
 
     when = resolve_as_of(as_of, batch_key)
     result = ValidationResult(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -10,9 +11,12 @@ import pytest
 
 from configs.settings import Settings, load_settings
 from conveyor.adapters.gx_validation import gx_validate
+from conveyor.adapters.object_store import dataframe_to_parquet_bytes
 from conveyor.demo.synthetic import Fault, Scenario, generate_day
+from conveyor.domain.column_facts import ColumnFacts
 from conveyor.domain.duplicates import duplicated_rows
 from conveyor.domain.expectations import default_suite, load_suite, suite_parameters
+from conveyor.domain.parquet_batch import read_parquet_batch
 from conveyor.domain.rule_engine import evaluate_fast
 from conveyor.services.validation import failure_message, resolve_as_of, split_rows, validate_frame
 
@@ -175,11 +179,6 @@ def test_row_split_accounts_for_every_row_and_repairs_text_numbers(settings: Set
 
 
 def test_null_and_set_masks_match_pandas_on_parquet_read_text(settings: Settings) -> None:
-    import io
-
-    from conveyor.adapters.object_store import dataframe_to_parquet_bytes
-    from conveyor.domain.rule_engine import FastEvaluator
-
     faults = [
         Fault(kind="nulls", column="region", fraction=0.1),
         Fault(kind="out_of_range", column="region", fraction=0.05),
@@ -188,12 +187,12 @@ def test_null_and_set_masks_match_pandas_on_parquet_read_text(settings: Settings
         DAY, settings.dataset, settings.generator, Scenario(faults=faults), snapshot=True, n_entities=20_000
     )
     allowed = list(settings.dataset.feature("region").categories or [])
-    read_back = pd.read_parquet(io.BytesIO(dataframe_to_parquet_bytes(frame)))
-    for table in (frame, read_back):
-        evaluator = FastEvaluator(table, {}, 0)
-        present = evaluator.present("region")
-        assert (present == table["region"].notna().to_numpy()).all() and (~present).sum() > 1000
-        assert (evaluator.in_set("region", allowed) == table["region"].isin(allowed).to_numpy()).all()
+    read_back, table = read_parquet_batch(dataframe_to_parquet_bytes(frame))
+    for values, arrow in ((frame, None), (read_back, None), (read_back, table)):
+        facts = ColumnFacts(values, arrow)
+        present = facts.present("region")
+        assert (present == values["region"].notna().to_numpy()).all() and (~present).sum() > 1000
+        assert (facts.in_set("region", allowed) == values["region"].isin(allowed).to_numpy()).all()
 
 
 def test_duplicated_rows_matches_pandas() -> None:
@@ -207,15 +206,18 @@ def test_duplicated_rows_matches_pandas() -> None:
     assert list(duplicated_rows(floats)) == list(floats.duplicated(keep=False))
 
 
-@pytest.mark.parametrize("order", ["sorted", "shuffled"])
-def test_duplicated_rows_matches_pandas_on_event_data(settings: Settings, order: str) -> None:
+@pytest.mark.parametrize(
+    ("order", "n"),
+    [("sorted", 5000), ("shuffled", 5000), ("shuffled", 80_000)],  # 80,000: past the bucket-count prefilter's size
+)
+def test_duplicated_rows_matches_pandas_on_event_data(settings: Settings, order: str, n: int) -> None:
     frame = generate_day(
         DAY,
         settings.dataset,
         settings.generator,
         Scenario(faults=[Fault(kind="duplicate_keys", fraction=0.1)]),
         snapshot=True,
-        n_entities=5000,
+        n_entities=n,
     )
     frame = (
         frame.sort_values(settings.dataset.timestamp_column)
@@ -224,5 +226,30 @@ def test_duplicated_rows_matches_pandas_on_event_data(settings: Settings, order:
     )
     keys = frame[[settings.dataset.entity_column, settings.dataset.timestamp_column]].reset_index(drop=True)
     expected = keys.duplicated(keep=False).to_numpy()
-    assert expected.sum() == 1000
+    assert expected.sum() == 2 * round(0.1 * n)
     assert (duplicated_rows(keys) == expected).all()
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_text_read_from_parquet_is_judged_as_text_built_in_memory(settings: Settings, name: str) -> None:
+    """Read back from parquet with its arrow table (text dictionary-encoded), the engine decides text rules
+    through arrow; in memory it hashes Python strings (the path checked against GX above). Both give the same
+    outcomes and flag the same rows, and so does the frame without its table."""
+    frame = _day(settings, FAULTS[name][0])
+    read_back, table = read_parquet_batch(dataframe_to_parquet_bytes(frame))
+    facts = ColumnFacts(read_back, table)
+    for column in ("region", "contract_type"):  # the switch took effect: arrow decides read-back text
+        assert facts.text(column) is not None and ColumnFacts(frame).text(column) is None, column
+    suite = load_suite(settings, "raw")
+    params = suite_parameters(suite, AS_OF)
+    in_memory, memory_rows = evaluate_fast(frame, suite, params, 5)
+    stamp = settings.dataset.timestamp_column  # its dtype's unit (ns in memory, us in parquet) is "observed"
+    for arrow in (table, None):
+        from_parquet, parquet_rows = evaluate_fast(read_back, suite, params, 5, arrow)
+        for a, b in zip(in_memory, from_parquet, strict=True):
+            a_fields, b_fields = dataclasses.asdict(a), dataclasses.asdict(b)
+            if a.column == stamp:
+                a_fields.pop("observed"), b_fields.pop("observed")
+            assert a_fields == b_fields
+        assert (memory_rows == parquet_rows).all()
+    assert memory_rows.any() == (name not in ("nulls", "missing_column"))  # feature nulls: a tolerated share
