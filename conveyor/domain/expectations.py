@@ -18,6 +18,7 @@ from typing import Any, Literal
 from configs.settings import DatasetConfig, FeatureSpec, Settings, ValidationConfig
 
 SuiteName = Literal["raw", "scoring"]
+FILE_IS_READABLE = "conveyor_file_is_readable"  # not an expectation: a file that could not be read into rows
 FRESHNESS_PARAMETER = "freshness_min_timestamp"
 
 # dtype names accepted per declared feature dtype. Nullable integer columns arrive from pandas/parquet as float64.
@@ -157,10 +158,13 @@ class ExpectationOutcome:
     element_count: int | None = None
     observed: str | None = None
     sample: list[Any] = field(default_factory=list)
+    where: str | None = None  # the files and rows the flagged values came from, when known
 
     def describe(self) -> str:
         """One line: `column 'age': 17 of 359 values (4.74%) break 'between 18 and 100' (ExpectColumn...)`."""
         where = f"column {self.column!r}" if self.column else "table"
+        if self.expectation.startswith(FILE_IS_READABLE):
+            where = f"file {self.column!r}"
         if self.unexpected_count is not None and self.element_count is not None:
             pct = f" ({self.unexpected_percent:.2f}%)" if self.unexpected_percent is not None else ""
             what = f"{self.unexpected_count:,} of {self.element_count:,} values{pct} break {self.rule!r}"
@@ -170,7 +174,8 @@ class ExpectationOutcome:
             what += f", observed {self.observed}"
         if self.sample:
             what += f", e.g. {self.sample[:3]}"
-        return f"{where}: {what} ({camel(self.expectation)})"
+        located = f"; rows: {self.where}" if self.where else ""
+        return f"{where}: {what} ({camel(self.expectation)}){located}"
 
 
 def camel(expectation_type: str) -> str:

@@ -21,15 +21,13 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from configs.settings import Settings
-from conveyor.adapters.object_store import ObjectStore, dataframe_to_parquet_bytes, sha256_bytes
+from conveyor.adapters.object_store import ObjectStore, dataframe_to_parquet_bytes
 from conveyor.adapters.prefect_runtime import publish_markdown, run_logger
 from conveyor.adapters.raw_data import raw_day_files
 from conveyor.domain.expectations import (
@@ -40,7 +38,9 @@ from conveyor.domain.expectations import (
     load_suite,
     suite_parameters,
 )
-from conveyor.domain.rule_engine import evaluate_fast, fast_supported, repair_numbers
+from conveyor.domain.rule_engine import evaluate_fast, fast_supported, repair_numbers, row_rules
+from conveyor.domain.source_types import RowOrigins, storable
+from conveyor.services.quarantine import GxReport, SourceFile, write_quarantine
 
 log = logging.getLogger(__name__)
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?!.*\d{4}-\d{2}-\d{2})")
@@ -66,14 +66,6 @@ class ValidatedBatch:
     result: ValidationResult = field(repr=False)
     quarantine_uri: str | None = None
     docs_url: str | None = None
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """A stored file as read, byte for byte: what quarantine keeps when a stored batch is rejected."""
-
-    name: str
-    data: bytes
 
 
 # ---- pure ----------------------------------------------------------------------------------------------------
@@ -103,14 +95,6 @@ def validate_frame(
     Freshness is judged against `as_of` (see `resolve_as_of`). `engine` overrides `validation.engine`.
     """
     return _validate(frame, load_suite(settings, suite), settings, resolve_as_of(as_of, batch_key), engine)[0]
-
-
-@dataclass(frozen=True)
-class GxReport:
-    """Great Expectations' own account of a batch: `describe_dict()`, and the Data Docs page when built."""
-
-    describe: dict[str, Any] | None = None
-    docs_url: str | None = None
 
 
 def _validate(
@@ -161,13 +145,18 @@ def split_rows(frame: pd.DataFrame, bad_rows: Any, suite: dict[str, Any]) -> tup
     return repair_numbers(passing, suite).reset_index(drop=True), rejected
 
 
-def failure_message(result: ValidationResult, batch_key: str, quarantine_uri: str) -> str:
-    """One message: each failed expectation with its column, rule and count, then where the batch went."""
+def failure_message(
+    result: ValidationResult, batch_key: str, quarantine_uri: str, origins: RowOrigins | None = None
+) -> str:
+    """One message: each failed expectation with its column, rule, count (and the files and rows it flagged,
+    when known), then where the batch went."""
     failed = result.failed
     lines = [
         f"batch {batch_key!r} failed validation suite {result.suite!r}: {len(failed)} of "
         f"{len(result.outcomes)} expectations failed on {result.row_count:,} rows"
     ]
+    if origins is not None:
+        lines[0] += " read from " + ", ".join(f"{name} ({rows:,} rows)" for name, rows in origins.counts())
     lines += [f"  - {o.describe()}" for o in failed]
     lines.append(f"batch quarantined at {quarantine_uri} (report.json holds the full report)")
     return "\n".join(lines)
@@ -195,11 +184,15 @@ def summary_markdown(
             f"{result.row_count - rows_quarantined:,} went on.",
             "",
         ]
-    lines += ["| expectation | column | rule | unexpected | % | observed | sample |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| expectation | column | rule | unexpected | % | observed | sample | rows |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for o in result.failed:
         pct = "" if o.unexpected_percent is None else f"{o.unexpected_percent:.2f}"
         count = "" if o.unexpected_count is None else f"{o.unexpected_count:,}"
-        cells = [camel(o.expectation), o.column or "(table)", o.rule, count, pct, o.observed or "", str(o.sample[:3])]
+        cells = [camel(o.expectation), o.column or "(table)", o.rule, count, pct, o.observed or ""]
+        cells += [str(o.sample[:3]), o.where or ""]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if quarantine_uri:
         lines += ["", f"Quarantine: `{quarantine_uri}`"]
@@ -209,23 +202,6 @@ def summary_markdown(
 
 
 # ---- quarantine ------------------------------------------------------------------------------------------------
-def quarantine_prefix(settings: Settings, batch_key: str, run_id: str) -> str:
-    safe_key = re.sub(r"[^A-Za-z0-9=._-]+", "_", batch_key)
-    return f"{settings.storage.prefixes.quarantine}/{settings.dataset.name}/{safe_key}/{run_id}"
-
-
-def _report(result: ValidationResult, settings: Settings, batch_key: str, run_id: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "dataset": settings.dataset.name,
-        "batch_key": batch_key,
-        "run_id": run_id,
-        "mode": settings.validation.mode,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(),
-        "result": result.to_json(),
-        **extra,
-    }
-
-
 def _gx_report(
     frame: pd.DataFrame, suite: dict[str, Any], result: ValidationResult, settings: Settings, batch_key: str
 ) -> GxReport:
@@ -244,16 +220,6 @@ def _gx_report(
         return GxReport({"error": f"{type(exc).__name__}: {exc}"})
 
 
-def _publish_docs(store: ObjectStore, settings: Settings, prefix: str, docs_url: str | None) -> str | None:
-    """Copy the local Data Docs page of a failed batch to `<quarantine prefix>/data-docs.html` (its styles
-    and scripts come from CDNs, so the page reads the same from there)."""
-    if not (settings.validation.publish_docs and docs_url and docs_url.startswith("file://")):
-        return None
-    key = f"{prefix}/data-docs.html"
-    store.put_bytes(key, Path(unquote(docs_url.removeprefix("file://"))).read_bytes(), content_type="text/html")
-    return store.uri(key)
-
-
 def _artifact_key(settings: Settings, suite: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", f"validation-{settings.dataset.name}-{suite}".lower())
 
@@ -270,29 +236,11 @@ def _quarantine(
     row_level: bool = False,
     **report: Any,
 ) -> str:
-    """Keep `files` byte for byte under the batch's quarantine prefix, with its Data Docs page when GX built one
-    and `report.json` (written last); log the summary and leave it as an artifact. Returns the quarantine URI.
-    `row_level`: only the rows in `files` were rejected and the rest went on (a warning, not an error)."""
+    """Keep `files` under the batch's quarantine prefix with its report (`quarantine.write_quarantine`); log the
+    summary and leave it as an artifact. Returns the quarantine URI. `row_level`: only the rows in `files` were
+    rejected and the rest went on (a warning, not an error)."""
     gx = gx or GxReport()
-    prefix = quarantine_prefix(settings, batch_key, run_id)
-    uri = store.uri(prefix + "/")
-    for source in files:
-        store.put_bytes(f"{prefix}/{source.name}", source.data)
-    docs_uri = _publish_docs(store, settings, prefix, gx.docs_url)
-    store.put_json(
-        f"{prefix}/report.json",
-        _report(
-            result,
-            settings,
-            batch_key,
-            run_id,
-            **report,
-            files=[{"name": f.name, "sha256": sha256_bytes(f.data), "size_bytes": len(f.data)} for f in files],
-            great_expectations=gx.describe,
-            data_docs=gx.docs_url,
-            data_docs_published=docs_uri,
-        ),
-    )
+    uri, docs_uri = write_quarantine(store, settings, result, batch_key, run_id, files, gx, **report)
     summary = summary_markdown(
         result,
         batch_key,
@@ -306,6 +254,15 @@ def _quarantine(
     return uri
 
 
+def locate(result: ValidationResult, frame: pd.DataFrame, suite: dict[str, Any], origins: RowOrigins) -> None:
+    """Name the files and rows behind each failed row-level expectation (`ExpectationOutcome.where`)."""
+    flagged = {(r.expectation, r.column): r.rows for r in row_rules(frame, suite, result.parameters)}
+    for outcome in result.failed:
+        rows = flagged.get((outcome.expectation, outcome.column))
+        if rows is not None and rows.any():
+            outcome.where = origins.describe(rows)
+
+
 def _quarantine_bad_rows(
     store: ObjectStore,
     frame: pd.DataFrame,
@@ -317,6 +274,8 @@ def _quarantine_bad_rows(
     gx: GxReport,
     batch_key: str,
     run_id: str,
+    origins: RowOrigins | None = None,
+    **report: Any,
 ) -> ValidatedBatch | None:
     """Row-level mode: quarantine the rows breaking strict row-level rules and let the rest go on, if the rest
     passes the whole suite; None when it does not (the whole batch is then rejected)."""
@@ -328,9 +287,11 @@ def _quarantine_bad_rows(
     rest, _, _ = _validate(passing, suite_json, settings, dt.datetime.fromisoformat(result.as_of))
     if not rest.passed:
         return None
-    files = [SourceFile("rows.parquet", dataframe_to_parquet_bytes(rejected))]
+    if origins is not None:  # each rejected row says where it was read
+        rejected = rejected.assign(**origins.take(bad_rows).columns())
+    files = [SourceFile("rows.parquet", dataframe_to_parquet_bytes(storable(rejected)))]
     counts = {"rows_in": len(frame), "rows_passed": len(passing), "rows_quarantined": len(rejected)}
-    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, gx, row_level=True, **counts)
+    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, gx, True, **counts, **report)
     return ValidatedBatch(passing, len(frame), len(passing), len(rejected), rest, uri, gx.docs_url)
 
 
@@ -343,39 +304,40 @@ def check_or_quarantine(
     run_id: str,
     as_of: dt.datetime | dt.date | None = None,
     source_files: list[SourceFile] | None = None,
+    origins: RowOrigins | None = None,
+    announce: bool = True,
+    **report: Any,
 ) -> ValidatedBatch:
-    """The logic of `validate_or_quarantine`, with the object store passed in (tests call this)."""
+    """The logic of `validate_or_quarantine`, with the object store passed in (tests call this).
+
+    `source_files`: what quarantine keeps of a rejected batch (default: the batch as parquet); `origins`: the
+    file and row of each row, named in the message; `announce=False`: a passing batch leaves no log line or
+    artifact of its own (ingest reports its days in one table); `report`: more fields for report.json."""
     suite_json = load_suite(settings, suite)
     when = resolve_as_of(as_of, batch_key)
     result, bad_rows, gx = _validate(frame, suite_json, settings, when, docs_batch=batch_key)
     if result.passed:
-        run_logger(log).info(summary_markdown(result, batch_key))
-        publish_markdown(
-            summary_markdown(result, batch_key), _artifact_key(settings, suite), f"data validation ({suite})"
-        )
+        if announce:
+            run_logger(log).info(summary_markdown(result, batch_key))
+            publish_markdown(
+                summary_markdown(result, batch_key), _artifact_key(settings, suite), f"data validation ({suite})"
+            )
         return ValidatedBatch(frame, len(frame), len(frame), 0, result)
 
+    if origins is not None:
+        locate(result, frame, suite_json, origins)
     gx = gx or _gx_report(frame, suite_json, result, settings, batch_key)
     if settings.validation.mode == "row":
-        batch = _quarantine_bad_rows(store, frame, suite, suite_json, settings, result, bad_rows, gx, batch_key, run_id)
+        batch = _quarantine_bad_rows(
+            store, frame, suite, suite_json, settings, result, bad_rows, gx, batch_key, run_id, origins, **report
+        )
         if batch is not None:
             return batch
 
-    files = source_files or [SourceFile("batch.parquet", dataframe_to_parquet_bytes(frame))]
-    uri = _quarantine(
-        store,
-        settings,
-        suite,
-        result,
-        batch_key,
-        run_id,
-        files,
-        gx,
-        rows_in=len(frame),
-        rows_passed=0,
-        rows_quarantined=len(frame),
-    )
-    raise DataValidationError(failure_message(result, batch_key, uri), result, uri)
+    files = source_files or [SourceFile("batch.parquet", dataframe_to_parquet_bytes(storable(frame)))]
+    counts: dict[str, Any] = {"rows_in": len(frame), "rows_passed": 0, "rows_quarantined": len(frame)}
+    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, gx, **counts, **report)
+    raise DataValidationError(failure_message(result, batch_key, uri, origins), result, uri)
 
 
 def _unreadable(name: str, rule: str, detail: str) -> ExpectationOutcome:
@@ -413,7 +375,32 @@ def check_stored_partition(
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         return check_or_quarantine(store, frame, suite, settings, batch_key, run_id, as_of, source_files=files)
 
-    when = resolve_as_of(as_of, batch_key)
+    raise reject_unread(
+        store,
+        settings,
+        suite,
+        batch_key,
+        run_id,
+        problems,
+        files,
+        resolve_as_of(as_of, batch_key),
+        source=store.uri(prefix),
+    )
+
+
+def reject_unread(
+    store: ObjectStore,
+    settings: Settings,
+    suite: SuiteName,
+    batch_key: str,
+    run_id: str,
+    problems: list[ExpectationOutcome],
+    files: list[SourceFile],
+    as_of: dt.datetime,
+    **report: Any,
+) -> DataValidationError:
+    """Quarantine a batch that could not be read into rows (no suite ran on it) with `problems` as its failed
+    expectations; returns the error to raise."""
     result = ValidationResult(
         suite=f"{settings.dataset.name}_{suite}",
         passed=False,
@@ -421,7 +408,7 @@ def check_stored_partition(
         outcomes=problems,
         engine="read",
         seconds=0.0,
-        as_of=when.isoformat(),
+        as_of=as_of.isoformat(),
     )
-    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, source=store.uri(prefix))
-    raise DataValidationError(failure_message(result, batch_key, uri), result, uri)
+    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, **report)
+    return DataValidationError(failure_message(result, batch_key, uri), result, uri)
