@@ -154,8 +154,23 @@ def _csv_batches(path: Path, source: SourceRef, columns: list[str], batch_rows: 
             yield batch
             rows += batch.num_rows
     except (pa.ArrowInvalid, OSError) as exc:
-        where = f"after data row {rows:,}" if rows else "in its first rows"
+        line = _line_of(path, str(exc))
+        where = f"at line {line:,}" if line else f"after data row {rows:,}" if rows else "in its first rows"
         raise SourceFileError(source, "readable csv file", f"truncated or malformed CSV {where}: {exc}") from None
+
+
+def _line_of(path: Path, error: str) -> int | None:
+    """The line an arrow CSV parse error quotes (`... got 11: <the line>`), counted from 1 with the header."""
+    _, found, quoted = error.partition(": ")
+    quoted = quoted.rpartition(": ")[2] if found else ""
+    if not quoted.strip():
+        return None
+    wanted = quoted.strip().encode()
+    with path.open("rb") as handle:
+        for number, text in enumerate(handle, start=1):
+            if text.strip() == wanted:
+                return number
+    return None
 
 
 def _parquet_batches(path: Path, source: SourceRef, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:

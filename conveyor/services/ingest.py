@@ -300,6 +300,7 @@ def _quarantine_unplaced(
         problems,
         _kept_parts(staging, None),
         dt.datetime.now(dt.UTC),
+        len(frame),
         rows_quarantined=len(frame),
         landing={**landing, "files": files},
     )

@@ -397,14 +397,15 @@ def reject_unread(
     problems: list[ExpectationOutcome],
     files: list[SourceFile],
     as_of: dt.datetime,
+    row_count: int = 0,
     **report: Any,
 ) -> DataValidationError:
-    """Quarantine a batch that could not be read into rows (no suite ran on it) with `problems` as its failed
+    """Quarantine a batch that could not be read into rows the suite can judge, with `problems` as its failed
     expectations; returns the error to raise."""
     result = ValidationResult(
         suite=f"{settings.dataset.name}_{suite}",
         passed=False,
-        row_count=0,
+        row_count=row_count,
         outcomes=problems,
         engine="read",
         seconds=0.0,
