@@ -34,9 +34,10 @@ from conveyor.domain.expectations import (
     ExpectationOutcome,
     SuiteName,
     ValidationResult,
-    camel,
+    failure_message,
     load_suite,
     suite_parameters,
+    summary_markdown,
 )
 from conveyor.domain.rule_engine import evaluate_fast, fast_supported, repair_numbers, row_rules
 from conveyor.domain.source_types import RowOrigins, storable
@@ -143,62 +144,6 @@ def split_rows(frame: pd.DataFrame, bad_rows: Any, suite: dict[str, Any]) -> tup
     rows: the rows that were not numbers at all are the quarantined ones."""
     passing, rejected = frame[~bad_rows], frame[bad_rows]
     return repair_numbers(passing, suite).reset_index(drop=True), rejected
-
-
-def failure_message(
-    result: ValidationResult, batch_key: str, quarantine_uri: str, origins: RowOrigins | None = None
-) -> str:
-    """One message: each failed expectation with its column, rule, count (and the files and rows it flagged,
-    when known), then where the batch went."""
-    failed = result.failed
-    lines = [
-        f"batch {batch_key!r} failed validation suite {result.suite!r}: {len(failed)} of "
-        f"{len(result.outcomes)} expectations failed on {result.row_count:,} rows"
-    ]
-    if origins is not None:
-        lines[0] += " read from " + ", ".join(f"{name} ({rows:,} rows)" for name, rows in origins.counts())
-    lines += [f"  - {o.describe()}" for o in failed]
-    lines.append(f"batch quarantined at {quarantine_uri} (report.json holds the full report)")
-    return "\n".join(lines)
-
-
-def summary_markdown(
-    result: ValidationResult,
-    batch_key: str,
-    quarantine_uri: str | None = None,
-    docs_url: str | None = None,
-    rows_quarantined: int = 0,
-    docs_uri: str | None = None,
-) -> str:
-    head = (
-        f"**{result.suite}** `{batch_key}`: {result.row_count:,} rows, "
-        f"{len(result.outcomes) - len(result.failed)}/{len(result.outcomes)} expectations passed "
-        f"({result.engine}, {result.seconds * 1000:.0f} ms)"
-    )
-    if result.passed and not rows_quarantined:
-        return "PASSED " + head
-    lines = [("PASSED with rows quarantined " if result.passed else "FAILED ") + head, ""]
-    if rows_quarantined:
-        lines += [
-            f"{rows_quarantined:,} rows broke row-level rules and were quarantined; "
-            f"{result.row_count - rows_quarantined:,} went on.",
-            "",
-        ]
-    lines += [
-        "| expectation | column | rule | unexpected | % | observed | sample | rows |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for o in result.failed:
-        pct = "" if o.unexpected_percent is None else f"{o.unexpected_percent:.2f}"
-        count = "" if o.unexpected_count is None else f"{o.unexpected_count:,}"
-        cells = [camel(o.expectation), o.column or "(table)", o.rule, count, pct, o.observed or ""]
-        cells += [str(o.sample[:3]), o.where or ""]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    if quarantine_uri:
-        lines += ["", f"Quarantine: `{quarantine_uri}`"]
-    if docs_url:
-        lines += [f"Data Docs: [{docs_url}]({docs_url})" + (f", a copy at `{docs_uri}`" if docs_uri else "")]
-    return "\n".join(lines)
 
 
 # ---- quarantine ------------------------------------------------------------------------------------------------
