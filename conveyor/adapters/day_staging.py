@@ -26,12 +26,16 @@ ORIGIN_FILE, ORIGIN_ROW = "_source_file", "_source_row"
 UNPLACED = "none"
 _DAY_US = 86_400_000_000
 _NO_DAY = np.iinfo(np.int64).min
+# Parts open for writing at once. Each open parquet writer holds its column buffers: with one per day of a long
+# file, memory grew with the days a file spans. Rows arrive roughly in time order (a batch spans a day or two), so
+# a few suffice; out-of-order rows only mean more, smaller parts.
+MAX_OPEN_PARTS = 8
 
 
 class DayStaging:
     """Spill batches by day (`add`), then read one day back (`read`)."""
 
-    def __init__(self, root: Path, timestamp_column: str, files: list[str], max_open: int = 64) -> None:
+    def __init__(self, root: Path, timestamp_column: str, files: list[str], max_open: int = MAX_OPEN_PARTS) -> None:
         self.root = root
         self.timestamp_column = timestamp_column
         self.files = files  # source file names: `_source_file` holds one of them
@@ -80,6 +84,10 @@ class DayStaging:
         parts.append((file_index, path))
         self._writers[key] = writer = pq.ParquetWriter(path, schema)
         return writer
+
+    @property
+    def open_parts(self) -> int:
+        return len(self._writers)
 
     def close_file(self, file_index: int) -> None:
         """Close the parts of a file that was read to its end."""

@@ -175,7 +175,9 @@ def _line_of(path: Path, error: str) -> int | None:
 
 def _parquet_batches(path: Path, source: SourceRef, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
     try:
-        parquet = pq.ParquetFile(path)
+        # pre_buffer (arrow's default) caches every column chunk read until the file is closed: memory would grow
+        # with the file, not the batch.
+        parquet = pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SourceFileError(
             source, "readable parquet file", f"not a readable parquet file (truncated or corrupt?): {exc}"

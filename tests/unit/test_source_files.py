@@ -186,3 +186,20 @@ def test_integer_columns_with_missing_values_keep_one_schema(settings: Settings)
     stored = pa.Table.from_pandas(as_declared(frame, settings.dataset), preserve_index=False)
     assert stored.schema.field("age").type == pa.int64() and stored.column("age").null_count == 1
     pq.write_table(stored, pa.BufferOutputStream())  # and parquet takes it
+
+
+def test_staging_keeps_a_bounded_number_of_parts_open(tmp_path: Path, settings: Settings) -> None:
+    """Memory must not grow with the days a file spans: at most `max_open` parts are open, whatever the days."""
+    ds = settings.dataset
+    frame = _frame(settings, days=12).sample(frac=1.0, random_state=1)  # out of time order: the worst case
+    path = tmp_path / "shuffled.parquet"
+    frame.to_parquet(path)
+    (source,) = list_sources(str(path))
+    staging = DayStaging(tmp_path / "staging", ds.timestamp_column, [source.name], max_open=3)
+    for first_row, batch in read_batches(path, source, declared_columns(ds), 1000):
+        staging.add(0, first_row, batch)
+        assert staging.open_parts <= 3
+    staging.close_file(0)
+    assert len(staging.days()) == 12
+    assert sum(len(staging.read(day, [])[0]) for day in staging.days()) == len(frame)
+    staging.cleanup()
