@@ -23,6 +23,7 @@ from configs.stages import (
     FeatureDriftThresholds,
     GatesConfig,
     GeneratorConfig,
+    IngestConfig,
     ModelSpec,
     RetrainingConfig,
     ScoringConfig,
@@ -56,6 +57,7 @@ __all__ = [
     "FeaturesConfig",
     "GatesConfig",
     "GeneratorConfig",
+    "IngestConfig",
     "LocalStackConfig",
     "ModelSpec",
     "NotificationsConfig",
@@ -102,6 +104,7 @@ class Settings(BaseSettings):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     local_stack: LocalStackConfig = Field(default_factory=LocalStackConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
@@ -135,6 +138,9 @@ class Settings(BaseSettings):
             self.features.state_dir = self.project_root / self.features.state_dir
         if not self.validation.suites_dir.is_absolute():
             self.validation.suites_dir = self.project_root / self.validation.suites_dir
+        staging = self.ingest.staging_dir
+        if staging is not None and not staging.is_absolute():
+            self.ingest.staging_dir = self.project_root / staging
         if self.validation.docs_dir is None:
             self.validation.docs_dir = self.local_stack.state_dir / "gx-docs"
         elif not self.validation.docs_dir.is_absolute():

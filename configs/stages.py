@@ -22,6 +22,23 @@ class GeneratorConfig(StrictSection):
     events_per_entity_per_month: float = Field(default=2.0, gt=0)
 
 
+class IngestConfig(StrictSection):
+    """Landing the user's own files (conveyor/services/ingest.py): read incrementally, spilled to local disk by
+    day, and each day validated against the raw suite before it is published."""
+
+    batch_rows: int = Field(
+        default=100_000,
+        ge=1_000,
+        description="rows read from a source file at a time (parquet batches, CSV blocks sized from the file's "
+        "own line length): with the largest day, this bounds ingest's memory, whatever the history",
+    )
+    staging_dir: Path | None = Field(
+        default=None,
+        description="local folder the rows are spilled to by day (deleted after the run); None: the system's "
+        "temporary folder. Needs room for the source once, compressed",
+    )
+
+
 class DirectionalCheck(StrictSection):
     """Adding `delta` to numeric `feature` must move the mean score in `direction` (within `tolerance`)."""
 

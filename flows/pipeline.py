@@ -10,7 +10,7 @@ from prefect import flow
 
 from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
 from conveyor.adapters.feature_store import SkewReport
-from conveyor.services.ingest import LandedData
+from conveyor.services.ingest import LandedData, usable_landing
 from conveyor.services.training import TrainingOutcome
 from flows.batch_inference import BatchInferenceResult, batch_inference
 from flows.features import refresh_features
@@ -38,7 +38,8 @@ def conveyor_pipeline(start_date: dt.date | None = None, days: int | None = None
         start_date: first day of data; default generator.start_date.
         days: days of data; default generator.days.
     """
-    landed = ingest(start_date=start_date, days=days)
+    # A quarantined day fails the ingest run; the days that landed are trained on and scored all the same.
+    landed = usable_landing(ingest(start_date=start_date, days=days, return_state=True).result(raise_on_failure=False))
     trained = training(start_date=landed.days[0], end_date=landed.days[-1])
     features = refresh_features(start_date=landed.days[0], end_date=landed.days[-1] + dt.timedelta(days=1))
     scored = batch_inference(scoring_date=landed.days[-1])

@@ -12,7 +12,7 @@ from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.prefect_runtime import retry_transient
 from conveyor.adapters.raw_data import raw_table
 from conveyor.demo.synthetic import Scenario
-from conveyor.services.ingest import LandedData, land_files, land_synthetic
+from conveyor.services.ingest import LandedData, ingest_summary, ingest_table, land_files, land_synthetic
 
 
 @task(name="land-raw-data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient)
@@ -32,13 +32,6 @@ def land_raw_data(settings: Settings, start: dt.date, days: int, scenario: Scena
         raw_table(store.config, settings).uri,
         landed.table_version,
     )
-    # What the run landed, listed on the run's Artifacts tab in the UI.
-    create_table_artifact(
-        key="ingest",
-        description=f"{landed.rows} rows in {len(landed.days)} daily partitions",
-        table=[
-            {"day": str(day), "partition": store.uri(prefix)}
-            for day, prefix in zip(landed.days, landed.prefixes, strict=True)
-        ],
-    )
+    # What the run landed and what it quarantined, on the run's Artifacts tab in the UI.
+    create_table_artifact(key="ingest", description=ingest_summary(landed), table=ingest_table(landed, store))
     return landed

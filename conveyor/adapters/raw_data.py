@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import io
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -24,7 +22,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from configs.settings import DatasetConfig, Settings, StorageConfig
 from conveyor.adapters.object_store import ObjectStore, credentials_from_block
-from conveyor.domain.failures import InvalidInput, MissingColumns, MissingFile, MissingInput
+from conveyor.domain.failures import MissingInput
 
 log = logging.getLogger(__name__)
 
@@ -244,39 +242,6 @@ def raw_day_files(store: ObjectStore, settings: Settings, day: dt.date) -> list[
         return []
     uris = delta.file_uris(file_pruning_predicate=[(PARTITION_COLUMN, "=", day.isoformat())])
     return sorted(uri.removeprefix(f"s3://{store.bucket}/") for uri in uris)
-
-
-def read_source_files(path: str, store: ObjectStore | None = None) -> pd.DataFrame:
-    """A user's own data: a parquet/CSV file or folder of them, local or `s3://<bucket>/<prefix>`."""
-    if path.startswith("s3://"):
-        if store is None:
-            raise InvalidInput("reading s3:// sources needs an object store")
-        bucket, _, prefix = path[len("s3://") :].partition("/")
-        if bucket != store.bucket:
-            raise InvalidInput(f"source.path {path!r}: bucket {bucket!r} is not storage.bucket {store.bucket!r}")
-        keys = [k for k in store.list_keys(prefix) if k.endswith((".parquet", ".csv"))]
-        frames = [
-            store.get_parquet(k) if k.endswith(".parquet") else pd.read_csv(io.BytesIO(store.get_bytes(k)))
-            for k in keys
-        ]
-    else:
-        root = Path(path)
-        files = sorted(root.rglob("*")) if root.is_dir() else [root]
-        files = [f for f in files if f.suffix in (".parquet", ".csv")]
-        frames = [pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f) for f in files]
-    if not frames:
-        raise MissingFile(f"source.path {path!r}: no .parquet or .csv files found")
-    return pd.concat(frames, ignore_index=True)
-
-
-def split_by_day(frame: pd.DataFrame, dataset: DatasetConfig) -> dict[dt.date, pd.DataFrame]:
-    """Cut a frame into daily partitions by its event timestamp (UTC)."""
-    ts_col = dataset.timestamp_column
-    if ts_col not in frame.columns:
-        raise MissingColumns(f"column {ts_col!r} (dataset.timestamp_column) is not in the source data")
-    stamps = pd.to_datetime(frame[ts_col], utc=True)
-    frame = frame.assign(**{ts_col: stamps})
-    return {day.date(): part.reset_index(drop=True) for day, part in frame.groupby(stamps.dt.floor("D"), sort=True)}
 
 
 def compact_table(table: RawTable) -> dict[str, object]:

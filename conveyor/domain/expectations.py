@@ -1,5 +1,5 @@
-"""Expectation suites (GX 1.x JSON in configs/expectations/): generation, loading, run-time parameters, and
-the result types every engine reports in.
+"""Expectation suites (GX 1.x JSON in configs/expectations/): generation, loading, run-time parameters, the
+result types every engine reports in, and the messages and summaries made from them.
 
 The JSON suites are the source of truth at run time. `default_suite` regenerates them from dataset.yaml (the
 `conveyor validation init-suites` command); a user with their own dataset edits configs/ only. The suites are
@@ -17,8 +17,10 @@ from typing import Any, Literal
 
 from configs.settings import DatasetConfig, FeatureSpec, Settings, ValidationConfig
 from conveyor.domain.failures import InvalidInput, MissingFile
+from conveyor.domain.source_types import RowOrigins
 
 SuiteName = Literal["raw", "scoring"]
+FILE_IS_READABLE = "conveyor_file_is_readable"  # not an expectation: a file that could not be read into rows
 FRESHNESS_PARAMETER = "freshness_min_timestamp"
 
 # dtype names accepted per declared feature dtype. Nullable integer columns arrive from pandas/parquet as float64.
@@ -158,10 +160,13 @@ class ExpectationOutcome:
     element_count: int | None = None
     observed: str | None = None
     sample: list[Any] = field(default_factory=list)
+    where: str | None = None  # the files and rows the flagged values came from, when known
 
     def describe(self) -> str:
         """One line: `column 'age': 17 of 359 values (4.74%) break 'between 18 and 100' (ExpectColumn...)`."""
         where = f"column {self.column!r}" if self.column else "table"
+        if self.expectation.startswith(FILE_IS_READABLE):
+            where = f"file {self.column!r}"
         if self.unexpected_count is not None and self.element_count is not None:
             pct = f" ({self.unexpected_percent:.2f}%)" if self.unexpected_percent is not None else ""
             what = f"{self.unexpected_count:,} of {self.element_count:,} values{pct} break {self.rule!r}"
@@ -171,7 +176,8 @@ class ExpectationOutcome:
             what += f", observed {self.observed}"
         if self.sample:
             what += f", e.g. {self.sample[:3]}"
-        return f"{where}: {what} ({camel(self.expectation)})"
+        located = f"; rows: {self.where}" if self.where else ""
+        return f"{where}: {what} ({camel(self.expectation)}){located}"
 
 
 def camel(expectation_type: str) -> str:
@@ -222,3 +228,60 @@ def rule_text(kind: str, kw: dict[str, Any]) -> str:
         parts = ([f"newest >= {lo}"] if lo is not None else []) + ([f"newest <= {hi}"] if hi is not None else [])
         return " and ".join(parts) or "any newest value"
     return kind.removeprefix("expect_").replace("_", " ") + mostly
+
+
+# ---- messages ----------------------------------------------------------------------------------------------
+def failure_message(
+    result: ValidationResult, batch_key: str, quarantine_uri: str, origins: RowOrigins | None = None
+) -> str:
+    """One message: each failed expectation with its column, rule, count (and the files and rows it flagged,
+    when known), then where the batch went."""
+    failed = result.failed
+    lines = [
+        f"batch {batch_key!r} failed validation suite {result.suite!r}: {len(failed)} of "
+        f"{len(result.outcomes)} expectations failed on {result.row_count:,} rows"
+    ]
+    if origins is not None:
+        lines[0] += " read from " + ", ".join(f"{name} ({rows:,} rows)" for name, rows in origins.counts())
+    lines += [f"  - {o.describe()}" for o in failed]
+    lines.append(f"batch quarantined at {quarantine_uri} (report.json holds the full report)")
+    return "\n".join(lines)
+
+
+def summary_markdown(
+    result: ValidationResult,
+    batch_key: str,
+    quarantine_uri: str | None = None,
+    docs_url: str | None = None,
+    rows_quarantined: int = 0,
+    docs_uri: str | None = None,
+) -> str:
+    head = (
+        f"**{result.suite}** `{batch_key}`: {result.row_count:,} rows, "
+        f"{len(result.outcomes) - len(result.failed)}/{len(result.outcomes)} expectations passed "
+        f"({result.engine}, {result.seconds * 1000:.0f} ms)"
+    )
+    if result.passed and not rows_quarantined:
+        return "PASSED " + head
+    lines = [("PASSED with rows quarantined " if result.passed else "FAILED ") + head, ""]
+    if rows_quarantined:
+        lines += [
+            f"{rows_quarantined:,} rows broke row-level rules and were quarantined; "
+            f"{result.row_count - rows_quarantined:,} went on.",
+            "",
+        ]
+    lines += [
+        "| expectation | column | rule | unexpected | % | observed | sample | rows |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for o in result.failed:
+        pct = "" if o.unexpected_percent is None else f"{o.unexpected_percent:.2f}"
+        count = "" if o.unexpected_count is None else f"{o.unexpected_count:,}"
+        cells = [camel(o.expectation), o.column or "(table)", o.rule, count, pct, o.observed or ""]
+        cells += [str(o.sample[:3]), o.where or ""]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if quarantine_uri:
+        lines += ["", f"Quarantine: `{quarantine_uri}`"]
+    if docs_url:
+        lines += [f"Data Docs: [{docs_url}]({docs_url})" + (f", a copy at `{docs_uri}`" if docs_uri else "")]
+    return "\n".join(lines)

@@ -71,6 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{landed.days[-1]}) in the Delta table {raw_table(settings.storage, settings).uri} "
         f"(version {landed.table_version})"
     )
+    for refused in landed.rejected:
+        _out(f"quarantined: {refused.batch_key} ({refused.rows} rows), not published: {refused.reason}")
     decision = (
         "promoted to champion"
         if trained.promoted

@@ -1,5 +1,6 @@
-"""`conveyor data ...`: the raw Delta table's housekeeping (compact, vacuum, history) and the environment the
-`feast` CLI needs to see the registry the flows use."""
+"""`conveyor data ...`: the raw Delta table's housekeeping (compact, vacuum), the batches in quarantine (list them
+with their reasons, re-land one once its source is fixed, drop one) and the environment the `feast` CLI needs
+to see the registry the flows use."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import argparse
 import shlex
 import sys
 
-from configs.settings import load_settings
+from configs.settings import Settings, load_settings
 from conveyor.adapters.feature_store import feast_env
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.prefect_runtime import current_run_id
 from conveyor.adapters.raw_data import compact_table, raw_table, table_version, vacuum_table
+from conveyor.adapters.source_files import SourceFileError
+from conveyor.services.quarantine import QuarantinedBatch, dataset_root, drop, list_quarantined, select
+from conveyor.services.relanding import reland
 
 
 def _out(line: str = "") -> None:
@@ -31,6 +37,15 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     actions.add_parser(
         "feast-env", help='print the exports that point the feast CLI at the flows\' registry (eval "$(...)")'
     )
+    listing = actions.add_parser("quarantine", help="list the quarantined batches of the dataset, with their reasons")
+    listing.add_argument("--all", action="store_true", help="also the batches already re-landed (resolved)")
+    again = actions.add_parser(
+        "reland", help="land a quarantined batch again from its source (fix the source first); validated as ever"
+    )
+    again.add_argument("batch", help="a batch id from `conveyor data quarantine` (<key>/<run id>), or a key")
+    again.add_argument("--from", dest="source_path", help="read the fixed source here instead of where it was")
+    dropping = actions.add_parser("drop", help="delete a quarantined batch (its files and report)")
+    dropping.add_argument("batch", help="a batch id (<key>/<run id>), or a key: every run that quarantined it")
     data.set_defaults(func=cmd_data)
 
 
@@ -43,6 +58,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         if settings.features.registry_url is not None:
             _out("# also export CONVEYOR_FEAST_REGISTRY_URL (the SQL registry URL, from your secret store)")
         return 0
+    if args.action in ("quarantine", "reland", "drop"):
+        return _quarantine_command(settings, args)
     table = raw_table(settings.storage, settings)
     try:
         if args.action == "compact":
@@ -61,3 +78,60 @@ def cmd_data(args: argparse.Namespace) -> int:
         _out(f"error: {exc}")
         return 2
     return 0
+
+
+def _describe(batch: QuarantinedBatch) -> list[str]:
+    landing = batch.landing
+    if landing is None:
+        source = "refused by a later stage's gate, not by ingest"
+    elif landing.get("kind") == "synthetic":
+        source = "synthetic source"
+    else:
+        source = f"files {landing.get('files') or []} of {landing.get('path')}"
+    rows = "?" if batch.rows is None else f"{batch.rows:,}"
+    state = f", resolved {batch.resolution.get('resolved_at')}" if batch.resolution else ""
+    head = f"{batch.batch_id}  {rows} rows  {batch.report.get('created_at', '')[:19]}  {source}{state}"
+    return [head, *(f"    - {reason}" for reason in batch.reasons())]
+
+
+def _quarantine_command(settings: Settings, args: argparse.Namespace) -> int:
+    store = ObjectStore(settings.storage)
+    found = list_quarantined(store, settings, include_resolved=args.action == "quarantine" and args.all)
+    if args.action == "quarantine":
+        _out(
+            f"{len(found)} quarantined batch(es) of dataset {settings.dataset.name!r} under "
+            f"{store.uri(dataset_root(settings))}"
+        )
+        for batch in found:
+            for line in _describe(batch):
+                _out(line)
+        return 0
+    chosen = select(found, args.batch)
+    if not chosen:
+        _out(f"error: no quarantined batch {args.batch!r} (`conveyor data quarantine` lists them)")
+        return 2
+    if args.action == "drop":
+        for batch in chosen:
+            _out(f"dropped {batch.batch_id}: {drop(store, batch)} objects deleted")
+        return 0
+    keys = {b.batch_key for b in chosen}
+    if len(keys) > 1:
+        _out(f"error: {args.batch!r} names batches of several keys {sorted(keys)}: give one batch id")
+        return 2
+    try:
+        done = reland(settings, store, chosen, f"reland-{current_run_id()}", args.source_path)
+    except (ValueError, LookupError, FileNotFoundError, SourceFileError) as exc:
+        _out(f"error: {exc}")
+        return 2
+    landed = done.landed
+    _out(
+        f"landed {len(landed.days)} day(s), {landed.rows:,} rows: {', '.join(map(str, landed.days)) or '-'} "
+        f"(raw table version {landed.table_version})"
+    )
+    for q in landed.quarantined:
+        _out(("quarantined again: " if q.whole else "") + q.message)
+    if done.resolved:
+        _out(f"{done.batch_key}: resolved ({len(chosen)} quarantine entr{'y' if len(chosen) == 1 else 'ies'} marked)")
+        return 0
+    _out(f"{done.batch_key}: still refused; the quarantine entries stay")
+    return 1

@@ -20,28 +20,29 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow as pa
 
 from configs.settings import Settings
-from conveyor.adapters.object_store import ObjectStore, dataframe_to_parquet_bytes, sha256_bytes
+from conveyor.adapters.object_store import ObjectStore, dataframe_to_parquet_bytes
 from conveyor.adapters.prefect_runtime import publish_markdown, run_logger
 from conveyor.adapters.raw_data import raw_day_files
 from conveyor.domain.expectations import (
     ExpectationOutcome,
     SuiteName,
     ValidationResult,
-    camel,
+    failure_message,
     load_suite,
     suite_parameters,
+    summary_markdown,
 )
 from conveyor.domain.failures import DeterministicFailure, MissingFile
 from conveyor.domain.parquet_batch import concat_batches, read_parquet_batch
-from conveyor.domain.rule_engine import evaluate_fast, fast_supported, repair_numbers
+from conveyor.domain.rule_engine import evaluate_fast, fast_supported, repair_numbers, row_rules
+from conveyor.domain.source_types import RowOrigins, storable
+from conveyor.services.quarantine import GxReport, SourceFile, write_quarantine
 
 log = logging.getLogger(__name__)
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?!.*\d{4}-\d{2}-\d{2})")
@@ -68,14 +69,6 @@ class ValidatedBatch:
     result: ValidationResult = field(repr=False)
     quarantine_uri: str | None = None
     docs_url: str | None = None
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """A stored file as read, byte for byte: what quarantine keeps when a stored batch is rejected."""
-
-    name: str
-    data: bytes
 
 
 # ---- pure ----------------------------------------------------------------------------------------------------
@@ -108,14 +101,6 @@ def validate_frame(
     """
     when = resolve_as_of(as_of, batch_key)
     return _validate(frame, load_suite(settings, suite), settings, when, engine, arrow=arrow)[0]
-
-
-@dataclass(frozen=True)
-class GxReport:
-    """Great Expectations' own account of a batch: `describe_dict()`, and the Data Docs page when built."""
-
-    describe: dict[str, Any] | None = None
-    docs_url: str | None = None
 
 
 def _validate(
@@ -167,71 +152,7 @@ def split_rows(frame: pd.DataFrame, bad_rows: Any, suite: dict[str, Any]) -> tup
     return repair_numbers(passing, suite).reset_index(drop=True), rejected
 
 
-def failure_message(result: ValidationResult, batch_key: str, quarantine_uri: str) -> str:
-    """One message: each failed expectation with its column, rule and count, then where the batch went."""
-    failed = result.failed
-    lines = [
-        f"batch {batch_key!r} failed validation suite {result.suite!r}: {len(failed)} of "
-        f"{len(result.outcomes)} expectations failed on {result.row_count:,} rows"
-    ]
-    lines += [f"  - {o.describe()}" for o in failed]
-    lines.append(f"batch quarantined at {quarantine_uri} (report.json holds the full report)")
-    return "\n".join(lines)
-
-
-def summary_markdown(
-    result: ValidationResult,
-    batch_key: str,
-    quarantine_uri: str | None = None,
-    docs_url: str | None = None,
-    rows_quarantined: int = 0,
-    docs_uri: str | None = None,
-) -> str:
-    head = (
-        f"**{result.suite}** `{batch_key}`: {result.row_count:,} rows, "
-        f"{len(result.outcomes) - len(result.failed)}/{len(result.outcomes)} expectations passed "
-        f"({result.engine}, {result.seconds * 1000:.0f} ms)"
-    )
-    if result.passed and not rows_quarantined:
-        return "PASSED " + head
-    lines = [("PASSED with rows quarantined " if result.passed else "FAILED ") + head, ""]
-    if rows_quarantined:
-        lines += [
-            f"{rows_quarantined:,} rows broke row-level rules and were quarantined; "
-            f"{result.row_count - rows_quarantined:,} went on.",
-            "",
-        ]
-    lines += ["| expectation | column | rule | unexpected | % | observed | sample |", "|---|---|---|---|---|---|---|"]
-    for o in result.failed:
-        pct = "" if o.unexpected_percent is None else f"{o.unexpected_percent:.2f}"
-        count = "" if o.unexpected_count is None else f"{o.unexpected_count:,}"
-        cells = [camel(o.expectation), o.column or "(table)", o.rule, count, pct, o.observed or "", str(o.sample[:3])]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    if quarantine_uri:
-        lines += ["", f"Quarantine: `{quarantine_uri}`"]
-    if docs_url:
-        lines += [f"Data Docs: [{docs_url}]({docs_url})" + (f", a copy at `{docs_uri}`" if docs_uri else "")]
-    return "\n".join(lines)
-
-
 # ---- quarantine ------------------------------------------------------------------------------------------------
-def quarantine_prefix(settings: Settings, batch_key: str, run_id: str) -> str:
-    safe_key = re.sub(r"[^A-Za-z0-9=._-]+", "_", batch_key)
-    return f"{settings.storage.prefixes.quarantine}/{settings.dataset.name}/{safe_key}/{run_id}"
-
-
-def _report(result: ValidationResult, settings: Settings, batch_key: str, run_id: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "dataset": settings.dataset.name,
-        "batch_key": batch_key,
-        "run_id": run_id,
-        "mode": settings.validation.mode,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(),
-        "result": result.to_json(),
-        **extra,
-    }
-
-
 def _gx_report(
     frame: pd.DataFrame, suite: dict[str, Any], result: ValidationResult, settings: Settings, batch_key: str
 ) -> GxReport:
@@ -250,16 +171,6 @@ def _gx_report(
         return GxReport({"error": f"{type(exc).__name__}: {exc}"})
 
 
-def _publish_docs(store: ObjectStore, settings: Settings, prefix: str, docs_url: str | None) -> str | None:
-    """Copy the local Data Docs page of a failed batch to `<quarantine prefix>/data-docs.html` (its styles
-    and scripts come from CDNs, so the page reads the same from there)."""
-    if not (settings.validation.publish_docs and docs_url and docs_url.startswith("file://")):
-        return None
-    key = f"{prefix}/data-docs.html"
-    store.put_bytes(key, Path(unquote(docs_url.removeprefix("file://"))).read_bytes(), content_type="text/html")
-    return store.uri(key)
-
-
 def _artifact_key(settings: Settings, suite: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", f"validation-{settings.dataset.name}-{suite}".lower())
 
@@ -276,29 +187,11 @@ def _quarantine(
     row_level: bool = False,
     **report: Any,
 ) -> str:
-    """Keep `files` byte for byte under the batch's quarantine prefix, with its Data Docs page when GX built one
-    and `report.json` (written last); log the summary and leave it as an artifact. Returns the quarantine URI.
-    `row_level`: only the rows in `files` were rejected and the rest went on (a warning, not an error)."""
+    """Keep `files` under the batch's quarantine prefix with its report (`quarantine.write_quarantine`); log the
+    summary and leave it as an artifact. Returns the quarantine URI. `row_level`: only the rows in `files` were
+    rejected and the rest went on (a warning, not an error)."""
     gx = gx or GxReport()
-    prefix = quarantine_prefix(settings, batch_key, run_id)
-    uri = store.uri(prefix + "/")
-    for source in files:
-        store.put_bytes(f"{prefix}/{source.name}", source.data)
-    docs_uri = _publish_docs(store, settings, prefix, gx.docs_url)
-    store.put_json(
-        f"{prefix}/report.json",
-        _report(
-            result,
-            settings,
-            batch_key,
-            run_id,
-            **report,
-            files=[{"name": f.name, "sha256": sha256_bytes(f.data), "size_bytes": len(f.data)} for f in files],
-            great_expectations=gx.describe,
-            data_docs=gx.docs_url,
-            data_docs_published=docs_uri,
-        ),
-    )
+    uri, docs_uri = write_quarantine(store, settings, result, batch_key, run_id, files, gx, **report)
     summary = summary_markdown(
         result,
         batch_key,
@@ -312,6 +205,15 @@ def _quarantine(
     return uri
 
 
+def locate(result: ValidationResult, frame: pd.DataFrame, suite: dict[str, Any], origins: RowOrigins) -> None:
+    """Name the files and rows behind each failed row-level expectation (`ExpectationOutcome.where`)."""
+    flagged = {(r.expectation, r.column): r.rows for r in row_rules(frame, suite, result.parameters)}
+    for outcome in result.failed:
+        rows = flagged.get((outcome.expectation, outcome.column))
+        if rows is not None and rows.any():
+            outcome.where = origins.describe(rows)
+
+
 def _quarantine_bad_rows(
     store: ObjectStore,
     frame: pd.DataFrame,
@@ -323,6 +225,8 @@ def _quarantine_bad_rows(
     gx: GxReport,
     batch_key: str,
     run_id: str,
+    origins: RowOrigins | None = None,
+    **report: Any,
 ) -> ValidatedBatch | None:
     """Row-level mode: quarantine the rows breaking strict row-level rules and let the rest go on, if the rest
     passes the whole suite; None when it does not (the whole batch is then rejected)."""
@@ -334,9 +238,11 @@ def _quarantine_bad_rows(
     rest, _, _ = _validate(passing, suite_json, settings, dt.datetime.fromisoformat(result.as_of))
     if not rest.passed:
         return None
-    files = [SourceFile("rows.parquet", dataframe_to_parquet_bytes(rejected))]
+    if origins is not None:  # each rejected row says where it was read
+        rejected = rejected.assign(**origins.take(bad_rows).columns())
+    files = [SourceFile("rows.parquet", dataframe_to_parquet_bytes(storable(rejected)))]
     counts = {"rows_in": len(frame), "rows_passed": len(passing), "rows_quarantined": len(rejected)}
-    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, gx, row_level=True, **counts)
+    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, gx, True, **counts, **report)
     return ValidatedBatch(passing, len(frame), len(passing), len(rejected), rest, uri, gx.docs_url)
 
 
@@ -350,40 +256,41 @@ def check_or_quarantine(
     as_of: dt.datetime | dt.date | None = None,
     source_files: list[SourceFile] | None = None,
     arrow: pa.Table | None = None,
+    origins: RowOrigins | None = None,
+    announce: bool = True,
+    **report: Any,
 ) -> ValidatedBatch:
-    """The logic of `validate_or_quarantine`, with the object store passed in (tests call this). `arrow`: the
-    table `frame` was converted from, if any."""
+    """The logic of `validate_or_quarantine`, with the object store passed in (tests call this).
+
+    `source_files`: what quarantine keeps of a rejected batch (default: the batch as parquet); `origins`: the
+    file and row of each row, named in the message; `announce=False`: a passing batch leaves no log line or
+    artifact of its own (ingest reports its days in one table); `report`: more fields for report.json; `arrow`:
+    the table `frame` was converted from, if any."""
     suite_json = load_suite(settings, suite)
     when = resolve_as_of(as_of, batch_key)
     result, bad_rows, gx = _validate(frame, suite_json, settings, when, docs_batch=batch_key, arrow=arrow)
     if result.passed:
-        run_logger(log).info(summary_markdown(result, batch_key))
-        publish_markdown(
-            summary_markdown(result, batch_key), _artifact_key(settings, suite), f"data validation ({suite})"
-        )
+        if announce:
+            run_logger(log).info(summary_markdown(result, batch_key))
+            publish_markdown(
+                summary_markdown(result, batch_key), _artifact_key(settings, suite), f"data validation ({suite})"
+            )
         return ValidatedBatch(frame, len(frame), len(frame), 0, result)
 
+    if origins is not None:
+        locate(result, frame, suite_json, origins)
     gx = gx or _gx_report(frame, suite_json, result, settings, batch_key)
     if settings.validation.mode == "row":
-        batch = _quarantine_bad_rows(store, frame, suite, suite_json, settings, result, bad_rows, gx, batch_key, run_id)
+        batch = _quarantine_bad_rows(
+            store, frame, suite, suite_json, settings, result, bad_rows, gx, batch_key, run_id, origins, **report
+        )
         if batch is not None:
             return batch
 
-    files = source_files or [SourceFile("batch.parquet", dataframe_to_parquet_bytes(frame))]
-    uri = _quarantine(
-        store,
-        settings,
-        suite,
-        result,
-        batch_key,
-        run_id,
-        files,
-        gx,
-        rows_in=len(frame),
-        rows_passed=0,
-        rows_quarantined=len(frame),
-    )
-    raise DataValidationError(failure_message(result, batch_key, uri), result, uri)
+    files = source_files or [SourceFile("batch.parquet", dataframe_to_parquet_bytes(storable(frame)))]
+    counts: dict[str, Any] = {"rows_in": len(frame), "rows_passed": 0, "rows_quarantined": len(frame)}
+    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, gx, **counts, **report)
+    raise DataValidationError(failure_message(result, batch_key, uri, origins), result, uri)
 
 
 def _unreadable(name: str, rule: str, detail: str) -> ExpectationOutcome:
@@ -422,15 +329,41 @@ def check_stored_partition(
             store, frame, suite, settings, batch_key, run_id, as_of, source_files=files, arrow=arrow
         )
 
-    when = resolve_as_of(as_of, batch_key)
+    raise reject_unread(
+        store,
+        settings,
+        suite,
+        batch_key,
+        run_id,
+        problems,
+        files,
+        resolve_as_of(as_of, batch_key),
+        source=store.uri(prefix),
+    )
+
+
+def reject_unread(
+    store: ObjectStore,
+    settings: Settings,
+    suite: SuiteName,
+    batch_key: str,
+    run_id: str,
+    problems: list[ExpectationOutcome],
+    files: list[SourceFile],
+    as_of: dt.datetime,
+    row_count: int = 0,
+    **report: Any,
+) -> DataValidationError:
+    """Quarantine a batch that could not be read into rows the suite can judge, with `problems` as its failed
+    expectations; returns the error to raise."""
     result = ValidationResult(
         suite=f"{settings.dataset.name}_{suite}",
         passed=False,
-        row_count=0,
+        row_count=row_count,
         outcomes=problems,
         engine="read",
         seconds=0.0,
-        as_of=when.isoformat(),
+        as_of=as_of.isoformat(),
     )
-    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, source=store.uri(prefix))
-    raise DataValidationError(failure_message(result, batch_key, uri), result, uri)
+    uri = _quarantine(store, settings, suite, result, batch_key, run_id, files, **report)
+    return DataValidationError(failure_message(result, batch_key, uri), result, uri)

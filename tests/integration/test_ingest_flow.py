@@ -11,6 +11,9 @@ from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.raw_data import published_days, raw_table, read_raw_window, table_version
 from conveyor.demo.synthetic import Fault, Scenario, generate_day
+from conveyor.ops import cli
+from conveyor.services.ingest import IngestRejected
+from conveyor.services.quarantine import list_quarantined
 from flows.ingest import ingest
 
 pytestmark = pytest.mark.integration
@@ -43,8 +46,25 @@ def test_ingest_lands_daily_partitions_and_is_idempotent(s3_server: Settings, pr
 
 def test_ingest_scenario_is_a_typed_parameter(s3_server: Settings, prefect_harness: None) -> None:
     day = dt.date(2026, 5, 1)
-    scenario = Scenario(faults=[Fault(kind="nulls", column="age", fraction=0.2)])
-    result = ingest(start_date=day, days=1, scenario=scenario)
+    tolerated = Scenario(faults=[Fault(kind="nulls", column="age", fraction=0.005)])  # under max_null_share
+    result = ingest(start_date=day, days=1, scenario=tolerated)
     landed = read_raw_window(ObjectStore(s3_server.storage), s3_server, day, day)
     assert len(landed) == result.rows
-    assert landed["age"].isna().sum() == round(0.2 * result.rows)
+    assert landed["age"].isna().sum() == round(0.005 * result.rows) > 0
+    assert str(landed["age"].dtype) in ("float64", "Int64")  # an integer column with nulls: one table schema
+
+
+def test_a_faulty_day_is_quarantined_before_it_is_published(s3_server: Settings, prefect_harness: None) -> None:
+    good, bad = dt.date(2026, 5, 10), dt.date(2026, 5, 11)
+    store = ObjectStore(s3_server.storage)
+    scenario = Scenario(faults=[Fault(kind="nulls", column="age", fraction=0.2, day=bad)])
+    state = ingest(start_date=good, days=2, scenario=scenario, return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, IngestRejected) and error.landed.days == [good]
+    assert f"not published: {bad}" in str(error) and "column 'age'" in str(error)
+    assert good in published_days(store, s3_server) and bad not in published_days(store, s3_server)
+    (batch,) = [b for b in list_quarantined(store, s3_server) if b.batch_key == bad.isoformat()]
+    assert batch.landing is not None and batch.landing["kind"] == "synthetic"
+    assert cli.main(["data", "reland", bad.isoformat()]) == 0  # the clean generator is the fixed source
+    assert bad in published_days(store, s3_server)

@@ -227,9 +227,11 @@ def test_validate_raw_flow_names_the_bad_day_and_leaves_artifacts(s3_server: Set
 
     good, bad = dt.date(2026, 3, 10), dt.date(2026, 3, 11)
     ingest(start_date=good, days=1)
-    ingest(
-        start_date=bad, days=1, scenario=Scenario(faults=[Fault(kind="nulls", column="monthly_charges", fraction=0.2)])
-    )
+    # A bad day in the table: ingest itself would refuse it, but a partition can go bad after it landed (a suite
+    # tightened, a file damaged), which is what this flow re-checks.
+    faulty = Scenario(faults=[Fault(kind="nulls", column="monthly_charges", fraction=0.2)])
+    store = ObjectStore(s3_server.storage)
+    publish_raw_partition(store, s3_server, bad, generate_day(bad, s3_server.dataset, s3_server.generator, faulty), "x")
     state = validate_raw(start_date=good, end_date=bad, return_state=True)
     assert state.is_failed()
     with pytest.raises(DataValidationError) as failure:
