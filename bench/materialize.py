@@ -13,7 +13,7 @@ Variants:
   stock        FeatureStore.materialize, stock SQLite online store, default materialization config
   stock+knobs  FeatureStore.materialize, stock SQLite online store, online_write_batch_size + pull_latest_features
   conveyor     conveyor.adapters.feature_store.materialize_window (time slices, batches, BatchedSqliteOnlineStore)
-Retrieval: build_training_set (Feast duckdb point-in-time join) for N entity rows vs a pd.merge_asof baseline.
+Retrieval: build_training_set (what the training flow calls) for N entity rows vs a pd.merge_asof baseline.
 """
 
 from __future__ import annotations
@@ -271,7 +271,7 @@ def table(results: list[dict[str, Any]]) -> str:
         )
     lines += [
         "",
-        "| entity rows | build_training_set (Feast duckdb) s | pd.merge_asof s | ratio | rows back | same values |",
+        "| entity rows | build_training_set s | pd.merge_asof s | ratio | rows back | same values |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:
