@@ -160,6 +160,8 @@ def test_cli_lists_relands_and_drops_quarantined_batches(
 ) -> None:
     settings, source = env
     store = ObjectStore(settings.storage)
+    assert cli.main(["data", "quarantine"]) == 0  # a bucket nothing was written to yet: nothing in quarantine
+    assert "0 quarantined batch(es)" in capsys.readouterr().out
     later = days_of(settings, START, 2)
     poisoned(later).to_csv(source / "later.csv", index=False)
     third = days_of(settings, START + dt.timedelta(days=2), 1).to_csv(index=False)
