@@ -140,36 +140,50 @@ def _csv_header(path: Path, source: SourceRef) -> tuple[list[str], int]:
     return header, max(1, len(start) // max(1, len(lines)))
 
 
+def _csv_blocks(path: Path, block_size: int) -> Iterator[tuple[int, bytes]]:
+    """(number of its first line, a block of whole lines) after the header. Blocks are cut here, not by arrow's
+    streaming reader: that one reads ahead of its consumer, so its memory grew with the file."""
+    with path.open("rb") as handle:
+        handle.readline()
+        line, rest = 2, b""
+        while data := handle.read(block_size):
+            chunk = rest + data
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:  # a line longer than the block: read on
+                rest = chunk
+                continue
+            yield line, chunk[:cut]
+            line, rest = line + chunk.count(b"\n", 0, cut), chunk[cut:]
+        if rest.strip():
+            yield line, rest
+
+
 def _csv_batches(path: Path, source: SourceRef, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
     header, line_bytes = _csv_header(path, source)
     _check_columns(source, header, columns)
-    read = pacsv.ReadOptions(block_size=max(1 << 20, line_bytes * batch_rows))
+    read = pacsv.ReadOptions(column_names=header)
     convert = pacsv.ConvertOptions(
         include_columns=columns, column_types={c: pa.string() for c in columns}, strings_can_be_null=True
     )
-    rows = 0
-    try:
-        reader = pacsv.open_csv(path, read_options=read, convert_options=convert)
-        for batch in reader:
-            yield batch
-            rows += batch.num_rows
-    except (pa.ArrowInvalid, OSError) as exc:
-        line = _line_of(path, str(exc))
-        where = f"at line {line:,}" if line else f"after data row {rows:,}" if rows else "in its first rows"
-        raise SourceFileError(source, "readable csv file", f"truncated or malformed CSV {where}: {exc}") from None
+    for line, block in _csv_blocks(path, max(1 << 16, line_bytes * batch_rows)):
+        try:
+            table = pacsv.read_csv(pa.BufferReader(block), read_options=read, convert_options=convert)
+        except (pa.ArrowInvalid, OSError) as exc:
+            at, last = _line_of(block, str(exc)), line + block.count(b"\n")
+            where = f"at line {line + at:,}" if at is not None else f"in lines {line:,}-{last:,}"
+            raise SourceFileError(source, "readable csv file", f"truncated or malformed CSV {where}: {exc}") from None
+        yield from table.combine_chunks().to_batches()  # one batch a block (arrow parses it in 1 MB chunks)
 
 
-def _line_of(path: Path, error: str) -> int | None:
-    """The line an arrow CSV parse error quotes (`... got 11: <the line>`), counted from 1 with the header."""
+def _line_of(block: bytes, error: str) -> int | None:
+    """Which line of `block` (0-based) an arrow CSV parse error quotes (`... got 11: <the line>`)."""
     _, found, quoted = error.partition(": ")
-    quoted = quoted.rpartition(": ")[2] if found else ""
-    if not quoted.strip():
+    wanted = (quoted.rpartition(": ")[2] if found else "").strip().encode()
+    if not wanted:
         return None
-    wanted = quoted.strip().encode()
-    with path.open("rb") as handle:
-        for number, text in enumerate(handle, start=1):
-            if text.strip() == wanted:
-                return number
+    for number, text in enumerate(block.split(b"\n")):
+        if text.strip() == wanted:
+            return number
     return None
 
 

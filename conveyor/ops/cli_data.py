@@ -88,9 +88,9 @@ def _describe(batch: QuarantinedBatch) -> list[str]:
         source = "synthetic source"
     else:
         source = f"files {landing.get('files') or []} of {landing.get('path')}"
-    rows = "?" if batch.rows is None else f"{batch.rows:,}"
+    rows = "a whole file" if batch.rows is None else f"{batch.rows:,} rows"
     state = f", resolved {batch.resolution.get('resolved_at')}" if batch.resolution else ""
-    head = f"{batch.batch_id}  {rows} rows  {batch.report.get('created_at', '')[:19]}  {source}{state}"
+    head = f"{batch.batch_id}  {rows}  {batch.report.get('created_at', '')[:19]}  {source}{state}"
     return [head, *(f"    - {reason}" for reason in batch.reasons())]
 
 
@@ -98,9 +98,10 @@ def _quarantine_command(settings: Settings, args: argparse.Namespace) -> int:
     store = ObjectStore(settings.storage)
     found = list_quarantined(store, settings, include_resolved=args.action == "quarantine" and args.all)
     if args.action == "quarantine":
+        resolved = sum(1 for b in found if b.resolution)
         _out(
-            f"{len(found)} quarantined batch(es) of dataset {settings.dataset.name!r} under "
-            f"{store.uri(dataset_root(settings))}"
+            f"{len(found) - resolved} quarantined batch(es) of dataset {settings.dataset.name!r} under "
+            f"{store.uri(dataset_root(settings))}" + (f" (and {resolved} resolved)" if resolved else "")
         )
         for batch in found:
             for line in _describe(batch):

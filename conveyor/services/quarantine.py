@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from configs.settings import Settings
-from conveyor.adapters.object_store import ObjectStore, sha256_bytes
+from conveyor.adapters.object_store import BucketNotFound, ObjectStore, sha256_bytes
 from conveyor.domain.expectations import ExpectationOutcome, ValidationResult
 
 REPORT, RESOLUTION = "report.json", "resolution.json"
@@ -146,7 +146,10 @@ class QuarantinedBatch:
 def list_quarantined(store: ObjectStore, settings: Settings, include_resolved: bool = False) -> list[QuarantinedBatch]:
     """Every batch under `quarantine/<dataset>/`, oldest first; resolved ones only with `include_resolved`."""
     root = dataset_root(settings)
-    keys = store.list_keys(root)
+    try:
+        keys = store.list_keys(root)
+    except BucketNotFound:  # nothing was ever written: nothing is in quarantine
+        return []
     resolved = {k.rsplit("/", 1)[0] for k in keys if k.endswith("/" + RESOLUTION)}
     found = []
     for key in (k for k in keys if k.endswith("/" + REPORT)):

@@ -160,6 +160,8 @@ def test_cli_lists_relands_and_drops_quarantined_batches(
 ) -> None:
     settings, source = env
     store = ObjectStore(settings.storage)
+    assert cli.main(["data", "quarantine"]) == 0  # a bucket nothing was written to yet: nothing in quarantine
+    assert "0 quarantined batch(es)" in capsys.readouterr().out
     later = days_of(settings, START, 2)
     poisoned(later).to_csv(source / "later.csv", index=False)
     third = days_of(settings, START + dt.timedelta(days=2), 1).to_csv(index=False)
@@ -255,3 +257,21 @@ def test_poisoned_later_file_end_to_end_the_other_days_train_and_score(
     store = ObjectStore(settings.storage)
     with pytest.raises(LookupError):
         read_raw_window(store, settings, bad_day, bad_day)  # nothing of it reached the table Feast reads
+
+
+def test_a_source_on_s3_is_read_file_by_file_and_named_by_its_uri(env: tuple[Settings, Path]) -> None:
+    settings, _ = env
+    store = ObjectStore(settings.storage)
+    frame = days_of(settings, START, 2)
+    store.put_bytes("incoming/2026/days.csv", frame.to_csv(index=False).encode())
+    store.put_bytes("incoming/2026/broken.parquet", b"PAR1 this is not a parquet file")
+    store.put_bytes("incoming/notes.txt", b"not data")
+
+    landed = land_files(settings, store, f"s3://{store.bucket}/incoming", run_id="run-s3")
+
+    assert landed.days == [START, START + dt.timedelta(days=1)] and landed.rows == len(frame)
+    (refused,) = landed.rejected
+    assert refused.batch_key == "file=2026/broken.parquet"
+    assert refused.message.startswith(f"source file s3://{store.bucket}/incoming/2026/broken.parquet: ")
+    kept = f"quarantine/{settings.dataset.name}/file=2026_broken.parquet/run-s3/broken.parquet"
+    assert store.get_bytes(kept) == b"PAR1 this is not a parquet file"
