@@ -40,7 +40,7 @@ from conveyor.adapters.feast_repo import (
     utc,
 )
 from conveyor.adapters.offline_features import latest_rows
-from conveyor.adapters.raw_data import RawTable
+from conveyor.adapters.raw_data import RawTable, table_dataset
 from conveyor.domain.failures import InvalidInput
 
 ONE_US = dt.timedelta(microseconds=1)
@@ -172,11 +172,15 @@ def _materialize_view(
     batch_size = config.materialization_config.online_write_batch_size or settings.features.online_write_batch_size
     step = dt.timedelta(hours=settings.features.materialize_chunk_hours)
     spec = spec_of_view(settings, view) if config.materialization_config.pull_latest_features else None
+    dataset = table_dataset(spec.table)[0] if spec is not None else None  # the Delta log read once, not per slice
     rows = chunks = 0
     cursor, end = window
     while cursor < end:
         upper = min(cursor + step, end)
-        table = latest_rows(spec, cursor, upper) if spec is not None else _feast_slice(store, view, raw, cursor, upper)
+        if spec is not None and dataset is not None:
+            table = latest_rows(dataset, spec, cursor, upper)
+        else:
+            table = _feast_slice(store, view, raw, cursor, upper)
         _write_table(store, view, table, batch_size)
         rows += table.num_rows
         chunks += 1

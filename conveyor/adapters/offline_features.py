@@ -105,10 +105,9 @@ class LatestBatches:
         return self._select()
 
 
-def latest_rows(spec: FeatureSpec, start: dt.datetime, end: dt.datetime, version: int | None = None) -> pa.Table:
-    """Each entity's latest row in [start, end) as one table (a materialization slice: Feast's
-    `pull_latest_from_table_or_query` on the raw table, in two streaming scans)."""
-    dataset, _ = table_dataset(spec.table, version)
+def latest_rows(dataset: pds.Dataset, spec: FeatureSpec, start: dt.datetime, end: dt.datetime) -> pa.Table:
+    """Each entity's latest row in [start, end) of `dataset` (opened once by the caller: `table_dataset`) as one
+    table: a materialization slice, what Feast's `pull_latest_from_table_or_query` returns, in two scans."""
     parts = list(LatestBatches(dataset, spec, start, end, 1_000_000))
     columns = [spec.entity, spec.timestamp, *spec.features]
     return pa.concat_tables(parts) if parts else dataset.schema.empty_table().select(columns)

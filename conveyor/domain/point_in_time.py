@@ -77,14 +77,13 @@ class LatestRows:
         """Pass 1: a batch of (entity, timestamp) rows (16 bytes a row for integer keys, reduced in one group-by)."""
         self._key_parts.append(keys.select([self.entity, self.timestamp]))
 
-    def _reduce(self) -> pa.Table:
-        keys = pa.concat_tables(self._key_parts)
-        reduced = keys.group_by(self.entity).aggregate([(self.timestamp, "max")])
-        return reduced.rename_columns([self.entity, self.timestamp])
-
     def finish_keys(self) -> int:
         """End of pass 1: the number of entities found."""
-        keys = self._reduce() if self._key_parts else pa.table({self.entity: [], self.timestamp: []})
+        if self._key_parts:
+            grouped = pa.concat_tables(self._key_parts).group_by(self.entity).aggregate([(self.timestamp, "max")])
+            keys = grouped.rename_columns([self.entity, self.timestamp])
+        else:
+            keys = pa.table({self.entity: [], self.timestamp: []})
         self._key_parts = []
         # A hash index built once: each pass-2 lookup is O(1), for integer and string keys alike.
         self._entities = pd.Index(keys.column(self.entity).to_numpy(zero_copy_only=False))
