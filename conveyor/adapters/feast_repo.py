@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import feast.infra.data_sources.mlflow.mlflow_dataset_source  # noqa: F401  (eager: see the note below the imports)
 import pandas as pd
 from feast import FeatureService, FeatureStore, RepoConfig
 from feast.errors import FeatureServiceNotFoundException
@@ -28,6 +29,12 @@ from feast.repo_config import load_repo_config
 from configs.settings import Settings
 from conveyor.adapters import raw_data
 from conveyor.domain.failures import DeterministicFailure
+
+# The eager mlflow_dataset_source import: Feast imports that module lazily inside every duckdb offline read. It is
+# @typechecked, so importing it runs ast.parse over its source, and CPython 3.11.7 shares the AST constructor's
+# recursion counter between parses (gh-106905, fixed in 3.11.8): a parse in a task's thread while another thread
+# parses fails with `SystemError: AST constructor recursion depth mismatch`, as it did in CI inside
+# get_historical_features. Imported here, with the flow modules, before any task thread runs; never parsed again.
 
 # Importing feast runs `warnings.simplefilter("once", DeprecationWarning)`, which overrides a filter set earlier
 # (the CLI's); ibis 12 on duckdb 1.5 (the offline store) then prints a deprecation we cannot fix from here on

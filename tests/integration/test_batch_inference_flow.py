@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from configs.settings import Settings, load_settings
+from conveyor.adapters.feature_store import apply_definitions, feast_training_set  # module level: see the note
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.publication import read_manifest, read_published_parquet
 from conveyor.adapters.raw_data import read_raw_window
@@ -24,6 +25,10 @@ from flows.batch_inference import batch_inference
 from tests.integration.scoring_data import DAYS, publish_snapshots, register
 
 pytestmark = pytest.mark.integration
+
+# Feast is imported at module level (collection, one thread), never inside a test: Feast's @typechecked modules
+# run ast.parse when imported, and a parse while a flow's threads parse too can hit CPython 3.11.7's shared
+# AST-constructor state (gh-106905, fixed in 3.11.8): `SystemError: AST constructor recursion depth mismatch`.
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +87,6 @@ def test_flow_fetches_features_through_the_feature_service(
 ) -> None:
     """No snapshot given: the entities seen in the look-back window of raw data, with the same point-in-time
     features as Feast's own join as of the end of the day."""
-    from conveyor.adapters.feature_store import apply_definitions, feast_training_set
-
     name, champion, _ = models
     settings = load_settings()
     store = ObjectStore(settings.storage)

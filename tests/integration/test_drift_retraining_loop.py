@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from configs.settings import Settings, load_settings
+from conveyor.adapters.feature_store import apply_definitions  # module level: see test_batch_inference_flow.py
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.prefect_api import (
     TERMINAL_STATES,
@@ -135,7 +136,6 @@ def _new_cooldown_period(store: ObjectStore, settings: Settings) -> None:
 def _register_champion(
     store: ObjectStore, settings: Settings, registry: ModelRegistry, start: dt.date, end: dt.date
 ) -> int | None:
-    from conveyor.adapters.feature_store import apply_definitions
     from conveyor.adapters.raw_data import read_raw_window
     from conveyor.services.training import evaluate_gates, fit_and_evaluate, training_metadata
 
