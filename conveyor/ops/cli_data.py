@@ -1,6 +1,11 @@
 """`conveyor data ...`: the raw Delta table's housekeeping (compact, vacuum), the batches in quarantine (list them
 with their reasons, re-land one once its source is fixed, drop one) and the environment the `feast` CLI needs
-to see the registry the flows use."""
+to see the registry the flows use.
+
+Imports of Prefect and Feast stay inside the commands: `conveyor.ops.cli` imports this module at start, before
+`conveyor run` points Prefect at the stack's server, and Prefect reads its API URL once, when first imported
+(imported too early, every flow ran on a temporary server of its own).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,9 @@ import shlex
 import sys
 
 from configs.settings import Settings, load_settings
-from conveyor.adapters.feature_store import feast_env
 from conveyor.adapters.object_store import ObjectStore
-from conveyor.adapters.prefect_runtime import current_run_id
-from conveyor.adapters.raw_data import compact_table, raw_table, table_version, vacuum_table
 from conveyor.adapters.source_files import SourceFileError
 from conveyor.services.quarantine import QuarantinedBatch, dataset_root, drop, list_quarantined, select
-from conveyor.services.relanding import reland
 
 
 def _out(line: str = "") -> None:
@@ -52,6 +53,8 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def cmd_data(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.action == "feast-env":
+        from conveyor.adapters.feature_store import feast_env
+
         # No secrets: a SQL registry's URL (prod) is left for the user to export themselves.
         for key, value in feast_env(settings, with_secrets=False).items():
             _out(f"export {key}={shlex.quote(value)}")
@@ -60,6 +63,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     if args.action in ("quarantine", "reland", "drop"):
         return _quarantine_command(settings, args)
+    from conveyor.adapters.raw_data import compact_table, raw_table, table_version, vacuum_table
+
     table = raw_table(settings.storage, settings)
     try:
         if args.action == "compact":
@@ -119,6 +124,9 @@ def _quarantine_command(settings: Settings, args: argparse.Namespace) -> int:
     if len(keys) > 1:
         _out(f"error: {args.batch!r} names batches of several keys {sorted(keys)}: give one batch id")
         return 2
+    from conveyor.adapters.prefect_runtime import current_run_id
+    from conveyor.services.relanding import reland
+
     try:
         done = reland(settings, store, chosen, f"reland-{current_run_id()}", args.source_path)
     except (ValueError, LookupError, FileNotFoundError, SourceFileError) as exc:

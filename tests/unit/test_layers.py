@@ -33,3 +33,9 @@ def test_the_online_store_class_feast_loads_does_not_import_prefect() -> None:
     """feature_store.yaml names this class, so Feast imports it in every process that opens the store (the feast
     CLI included): it must stay free of the orchestrator."""
     assert loaded_after_import("conveyor.adapters.feast_online_store", ("prefect", "feast")) == {"feast"}
+
+
+def test_the_cli_imports_neither_prefect_nor_feast_before_a_command_runs() -> None:
+    """Prefect reads PREFECT_API_URL once, when first imported: `conveyor run` sets it to the stack's server and
+    then imports the flows. A CLI module importing Prefect at start made every run use a temporary server."""
+    assert loaded_after_import("conveyor.ops.cli", ("prefect", "feast", "great_expectations")) == set()
