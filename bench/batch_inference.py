@@ -29,19 +29,13 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from conveyor.adapters.publication import Publication
+from harness import Work, private_stack, run_child, write_results
 
-T_START = time.perf_counter()
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from conveyor.adapters.publication import Publication
 
 DAY = dt.date(2026, 3, 1)
 MODEL = "churn-bench"
@@ -51,42 +45,6 @@ MODES = ["plain", "engine", "flow", "flow-stock"]
 
 
 # ---- children -------------------------------------------------------------------------------------------------
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-CPU_AT_WORK_START = 0.0
-
-
-def _start_work() -> float:
-    global CPU_AT_WORK_START
-    CPU_AT_WORK_START = _cpu()
-    return time.perf_counter()
-
-
-def _report(mode: str, rows: int, work: float, imports: float, extra: dict[str, Any] | None = None) -> None:
-    cpu = _cpu() - CPU_AT_WORK_START
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so a child would report its parent's peak.
-    with open("/proc/self/status") as fh:
-        peak_mb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
-    print(
-        "RESULT "
-        + json.dumps(
-            {
-                "mode": mode,
-                "rows": rows,
-                "work_s": work,
-                "cpu_s": cpu,
-                "imports_s": imports,
-                "peak_rss_mb": peak_mb,
-                **(extra or {}),
-            }
-        ),
-        flush=True,
-    )
-
-
 def child_plain(rows: int) -> None:
     import io
 
@@ -98,8 +56,7 @@ def child_plain(rows: int) -> None:
     from configs.settings import load_settings
     from conveyor.adapters.object_store import ObjectStore
 
-    imports = time.perf_counter() - T_START
-    started = _start_work()
+    work = Work()
     settings = load_settings()
     store = ObjectStore(settings.storage)
     model = joblib.load(io.BytesIO(store.get_bytes("bench/model.joblib")))
@@ -117,7 +74,7 @@ def child_plain(rows: int) -> None:
     buffer = io.BytesIO()
     out.to_parquet(buffer, index=False, compression="zstd")
     store.put_bytes(f"bench/plain/{MODEL}/dt={DAY.isoformat()}/part-00000.parquet", buffer.getvalue())
-    _report("plain", len(out), time.perf_counter() - started, imports)
+    work.report("plain", len(out))
 
 
 def child_engine(rows: int) -> None:
@@ -127,8 +84,7 @@ def child_engine(rows: int) -> None:
     from conveyor.services.feature_sources import PublishedParquetSource
     from conveyor.services.scoring import score_partition
 
-    imports = time.perf_counter() - T_START
-    started = _start_work()
+    work = Work()
     settings = load_settings()
     store = ObjectStore(settings.storage)
     ref = resolve_model(store, settings, MODEL, None)
@@ -139,7 +95,7 @@ def child_engine(rows: int) -> None:
     result = score_partition(
         store, settings, source, load_scoring_model(store, settings, ref), MODEL, DAY, f"engine-{rows}"
     )
-    _report("engine", result.rows_scored, time.perf_counter() - started, imports)
+    work.report("engine", result.rows_scored)
 
 
 def child_flow(rows: int, stock_engine: bool = False) -> None:
@@ -150,11 +106,9 @@ def child_flow(rows: int, stock_engine: bool = False) -> None:
 
         flow_engine._send_heartbeats = flow_engine._send_heartbeats.__wrapped__  # type: ignore[attr-defined]
 
-    imports = time.perf_counter() - T_START
-    started = _start_work()
+    work = Work()
     result = batch_inference(scoring_date=DAY, model_name=MODEL, features_prefix=INPUT_PREFIX)
-    work = time.perf_counter() - started
-    _report("flow-stock" if stock_engine else "flow", result.rows_scored, work, imports, {"where": result.where()})
+    work.report("flow-stock" if stock_engine else "flow", result.rows_scored, {"where": result.where()})
 
 
 # ---- parent ---------------------------------------------------------------------------------------------------
@@ -230,26 +184,6 @@ def publish_input(store: Any, settings: Any, rows: int) -> float:
     return time.perf_counter() - started
 
 
-def run_child(mode: str, rows: int, env: dict[str, str]) -> dict[str, Any]:
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "--rows", str(rows)],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    wall = time.perf_counter() - started
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{mode} at {rows} rows failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
-    result["wall_s"] = wall
-    result["startup_s"] = wall - result["work_s"]
-    return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, action="append", help="input rows (repeatable); default 1e6 and 1e7")
@@ -267,28 +201,16 @@ def main() -> int:
         children[args.child](args.rows[0])
         return 0
 
-    from configs.settings import TELEMETRY_OFF_ENV
-    from conveyor.ops.local_stack import private_stack_env
-
     sizes = args.rows or [1_000_000, 10_000_000]
-    state = Path(tempfile.mkdtemp(prefix="conveyor-bench-bi-"))
-    env = {**TELEMETRY_OFF_ENV, **private_stack_env(state, bucket="conveyor-bench")}
-    os.environ.update(env)
-    from configs.settings import load_settings
-    from conveyor.adapters.object_store import ObjectStore
-    from conveyor.ops.local_stack import LocalStack
+    runs: list[dict[str, Any]] = []
+    with private_stack("conveyor-bench-bi-") as env:
+        from configs.settings import load_settings
+        from conveyor.adapters.object_store import ObjectStore
 
-    stack = LocalStack(load_settings())
-    load_at_start = os.getloadavg()
-    rows_out: list[dict[str, Any]] = []
-    try:
-        stack.up()
-        env.update(stack.client_env())
-        os.environ.update(env)
         settings = load_settings()
         store = ObjectStore(settings.storage)
         version = register_champion(store, settings)
-        print(f"private stack at {state}; champion {MODEL} v{version}; load {os.getloadavg()}", flush=True)
+        print(f"champion {MODEL} v{version}; load {os.getloadavg()}", flush=True)
         for rows in sizes:
             print(
                 f"generating + publishing {rows:,} input rows: {publish_input(store, settings, rows):.1f}s", flush=True
@@ -296,25 +218,10 @@ def main() -> int:
             repeats = 1 if rows >= 10_000_000 else args.repeats
             for repeat in range(repeats):
                 for mode in MODES[repeat % len(MODES) :] + MODES[: repeat % len(MODES)]:  # rotate: load drifts
-                    result = run_child(mode, rows, env)
-                    result["load_1m"] = os.getloadavg()[0]
-                    rows_out.append(result)
-                    print(json.dumps(result), flush=True)
+                    runs.append(run_child([__file__, "--child", mode, "--rows", str(rows)], env))
+                    print(json.dumps(runs[-1]), flush=True)
             store.delete_prefix(f"{INPUT_PREFIX}/")
-    finally:
-        stack.down()
-
-    table = results_table(rows_out)
-    print("\n" + table)
-    out = ROOT / "bench" / "results" / "batch_inference.json"
-    out.parent.mkdir(exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "load_at_start": load_at_start, "note": args.note}
-    out.write_text(json.dumps({"machine": machine, "runs": rows_out}, indent=2))
-    out.with_suffix(".md").write_text(
-        f"`{' '.join(['.venv/bin/python', 'bench/batch_inference.py', *sys.argv[1:]])}`; {os.cpu_count()} CPUs, "
-        f"load at start {load_at_start[0]:.1f}; {args.note or 'no note'}\n\n{table}\n"
-    )
-    print(f"\nresults: {out} and {out.with_suffix('.md')}")
+    write_results("batch_inference", {"runs": runs}, results_table(runs), args.note or "no note")
     return 0
 
 

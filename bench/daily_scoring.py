@@ -27,21 +27,13 @@ import argparse
 import datetime as dt
 import functools
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-T_START = time.perf_counter()
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from batch_inference import _report, _start_work, register_champion  # noqa: E402  (bench/ is not a package)
+from batch_inference import register_champion
+from harness import Work, private_stack, run_child, write_results
 
 START = dt.date(2026, 3, 1)
 DAYS = 30
@@ -63,8 +55,7 @@ def child_plain(entities: int) -> None:
     from conveyor.adapters.object_store import ObjectStore
     from conveyor.adapters.raw_data import raw_table
 
-    imports = time.perf_counter() - T_START
-    started = _start_work()
+    work = Work()
     settings = load_settings()
     ds = settings.dataset
     store = ObjectStore(settings.storage)
@@ -92,7 +83,7 @@ def child_plain(entities: int) -> None:
     buffer = io.BytesIO()
     pq.write_table(out, buffer, compression="zstd")
     store.put_bytes(f"bench/plain/{MODEL}/dt={DAY.isoformat()}/part-00000.parquet", buffer.getvalue())
-    _report("plain", len(frame), time.perf_counter() - started, imports)
+    work.report("plain", len(frame))
 
 
 def _first_per_key(rows: Any, ds: Any) -> Any:
@@ -138,15 +129,13 @@ def child_flow(mode: str) -> None:
         (scoring._PartitionRun, "finish", "publish"),
     ]:
         _timed(owner, name, step)
-    imports = time.perf_counter() - T_START
-    started = _start_work()
+    work = Work()
     result = batch_inference(scoring_date=DAY, model_name=MODEL)
-    work = time.perf_counter() - started
     partition = result.partitions[0]
     steps = {k: round(v, 3) for k, v in STEP_TIMERS.items()}
     steps["partition task total"] = round(partition.seconds, 3)
     heavy = sorted(m for m in ("feast", "great_expectations", "ibis") if m in sys.modules)
-    _report(mode, partition.rows_scored, work, imports, {"steps": steps, "heavy_imports": heavy})
+    work.report(mode, partition.rows_scored, {"steps": steps, "heavy_imports": heavy})
 
 
 # ---- parent ---------------------------------------------------------------------------------------------------
@@ -162,25 +151,6 @@ def land(settings: Any, store: Any, entities: int) -> float:
     return time.perf_counter() - started
 
 
-def run_child(mode: str, entities: int, env: dict[str, str]) -> dict[str, Any]:
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "--entities", str(entities)],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    wall = time.perf_counter() - started
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{mode} at {entities} entities failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
-    result.update(entities=entities, wall_s=wall, startup_s=wall - result["work_s"], load_1m=os.getloadavg()[0])
-    return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entities", type=int, action="append", help="customers (repeatable); default 1e5, 1e6, 1e7")
@@ -189,59 +159,31 @@ def main() -> int:
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child = functools.partial(child_plain, args.entities[0]) if args.child == "plain" else None
-        child = child or functools.partial(child_flow, args.child)
-        if os.environ.get("BENCH_PROFILE_DIR"):  # where the time goes: one cProfile dump per child
-            import cProfile
-
-            out = Path(os.environ["BENCH_PROFILE_DIR"]) / f"{args.child}-{args.entities[0]}.prof"
-            cProfile.runctx("child()", globals(), {"child": child}, str(out))
+        if args.child == "plain":
+            child_plain(args.entities[0])
         else:
-            child()
+            child_flow(args.child)
         return 0
 
-    from configs.settings import TELEMETRY_OFF_ENV
-    from conveyor.ops.local_stack import private_stack_env
-
-    state = Path(tempfile.mkdtemp(prefix="conveyor-bench-daily-"))
-    env = {**TELEMETRY_OFF_ENV, **private_stack_env(state, bucket="conveyor-bench")}
-    os.environ.update(env)
-    from configs.settings import load_settings
-    from conveyor.adapters.object_store import ObjectStore
-    from conveyor.adapters.raw_data import raw_root
-    from conveyor.ops.local_stack import LocalStack
-
-    stack = LocalStack(load_settings())
-    load_at_start = os.getloadavg()
     runs: list[dict[str, Any]] = []
-    try:
-        stack.up()
-        env.update(stack.client_env())
-        os.environ.update(env)
+    with private_stack("conveyor-bench-daily-") as env:
+        from configs.settings import load_settings
+        from conveyor.adapters.object_store import ObjectStore
+        from conveyor.adapters.raw_data import raw_root
+
         settings = load_settings()
         store = ObjectStore(settings.storage)
         version = register_champion(store, settings)
-        print(f"private stack at {state}; champion {MODEL} v{version}", flush=True)
+        print(f"champion {MODEL} v{version}", flush=True)
         for entities in args.entities or [100_000, 1_000_000, 10_000_000]:
             store.delete_prefix(raw_root(settings))
             print(f"landing {DAYS} days for {entities:,} customers: {land(settings, store, entities):.1f}s", flush=True)
             for _ in range(1 if entities >= 10_000_000 else args.repeats):
                 for mode in MODES:  # cold must follow the landing: fixed order
-                    runs.append(run_child(mode, entities, env))
+                    child = run_child([__file__, "--child", mode, "--entities", str(entities)], env)
+                    runs.append({**child, "entities": entities})
                     print(json.dumps(runs[-1]), flush=True)
-    finally:
-        stack.down()
-
-    table = results_table(runs)
-    print("\n" + table)
-    out = ROOT / "bench" / "results" / "daily_scoring.json"
-    machine = {"cpus": os.cpu_count(), "load_at_start": load_at_start, "note": args.note}
-    out.write_text(json.dumps({"machine": machine, "runs": runs}, indent=2))
-    out.with_suffix(".md").write_text(
-        f"`{' '.join(['.venv/bin/python', 'bench/daily_scoring.py', *sys.argv[1:]])}`; {os.cpu_count()} CPUs, "
-        f"load at start {load_at_start[0]:.1f}; {args.note or 'no note'}\n\n{table}\n"
-    )
-    print(f"\nresults: {out} and {out.with_suffix('.md')}")
+    write_results("daily_scoring", {"runs": runs}, results_table(runs), args.note or "no note")
     return 0
 
 

@@ -19,8 +19,6 @@ import json
 import os
 import resource
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,11 +27,9 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from harness import ROOT, private_stack, report, run_child
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from configs.settings import TELEMETRY_OFF_ENV, Settings, load_settings  # noqa: E402
+from configs.settings import TELEMETRY_OFF_ENV, Settings, load_settings
 
 START = dt.date(2024, 1, 1)
 ENTITIES_PER_ROW_PER_DAY = 15  # generator: ~2 events per entity per 30 days
@@ -104,13 +100,7 @@ def worker(variant: str, source: Path) -> dict[str, Any]:
 def run_one(variant: str, source: Path, bucket: str) -> dict[str, Any]:
     env = {**os.environ, **TELEMETRY_OFF_ENV, "CONVEYOR_STORAGE__BUCKET": bucket}
     cmd = [sys.executable, __file__, "--worker", variant, "--source", str(source)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        print(out.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"{variant} on {source} failed")
-    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    result: dict[str, Any] = json.loads(line[len("RESULT ") :])
-    result["load_avg_after"] = os.getloadavg()[0]
+    result = run_child(cmd[1:], env)
     return result
 
 
@@ -177,19 +167,13 @@ def main() -> None:
         print(table(json.loads(args.render.read_text())["results"]))
         return
     if args.worker:
-        print("RESULT " + json.dumps(worker(args.worker, args.source)))
+        report(worker(args.worker, args.source))
         return
-    from conveyor.ops.local_stack import LocalStack, private_stack_env
-
-    os.environ.update({**TELEMETRY_OFF_ENV, **private_stack_env(args.work / "stack", bucket="conveyor-bench")})
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the S3 server (finally) when stopped
-    stack = LocalStack(load_settings())
-    stack.up(services=("s3",))
     started = time.time()
     try:
-        results = run_all(args)
+        with private_stack("conveyor-bench-ingest-", services=("s3",), state_dir=args.work / "stack"):
+            results = run_all(args)
     finally:
-        stack.down(services=("s3",))
         shutil.rmtree(args.work, ignore_errors=True)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -33,11 +32,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from harness import ROOT, private_stack, report, run_child
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from configs.settings import TELEMETRY_OFF_ENV, DatasetConfig, FeatureSpec, Settings, load_settings  # noqa: E402
+from configs.settings import TELEMETRY_OFF_ENV, DatasetConfig, FeatureSpec, Settings, load_settings
 
 START = dt.date(2026, 1, 1)
 N_FEATURES = 10
@@ -235,13 +232,7 @@ def run_size(work: Path, entities: int, rows_per_day: int, variants: list[str]) 
             "--entities",
             str(entities),
         ]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            print(out.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"{variant} at {entities} entities failed")
-        line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-        result = json.loads(line[len("RESULT ") :])
-        result["load_avg_after"] = os.getloadavg()[0]
+        result = run_child(cmd[1:], env)
         print(
             f"  {variant:12s} {entities:>9,} entities: {result['seconds']:7.1f}s wall "
             f"{result['cpu_seconds']:7.1f}s CPU {result['peak_rss_mb']:8.0f} MB",
@@ -301,23 +292,10 @@ def main() -> None:
         return
     if args.worker:
         result = worker(args.work, args.worker, args.days, args.entities[0])
-        print("RESULT " + json.dumps(result))
+        report(result)
         return
-    stack = start_private_s3(args.work.with_name(args.work.name + "-stack"))
-    try:
+    with private_stack("", services=("s3",), state_dir=args.work.with_name(args.work.name + "-stack")):
         run_all(args)
-    finally:
-        stack.down(services=("s3",))
-
-
-def start_private_s3(state: Path) -> Any:
-    """A SeaweedFS of the bench's own (free ports, own bucket); the worker subprocesses inherit its env."""
-    from conveyor.ops.local_stack import LocalStack, private_stack_env
-
-    os.environ.update({**TELEMETRY_OFF_ENV, **private_stack_env(state, bucket="conveyor-bench")})
-    stack = LocalStack(load_settings())
-    stack.up(services=("s3",))
-    return stack
 
 
 def run_all(args: argparse.Namespace) -> None:

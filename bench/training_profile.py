@@ -22,13 +22,10 @@ import datetime as dt
 import json
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, private_stack
 
 
 def plain(settings: Any, start: dt.date, end: dt.date, config: str, threads: int | None) -> dict[str, float]:
@@ -71,21 +68,11 @@ def main() -> int:
     parser.add_argument("--model-config", default=None, help="training.models entry (default: the configured one)")
     args = parser.parse_args()
 
-    from conveyor.ops.local_stack import private_stack_env
-
-    state_dir = Path(tempfile.mkdtemp(prefix="conveyor-training-bench-"))
-    os.environ.update(private_stack_env(state_dir, bucket="conveyor-bench"))
     if args.entities:
         os.environ["CONVEYOR_GENERATOR__N_ENTITIES"] = str(args.entities)
-    from configs.settings import TELEMETRY_OFF_ENV, load_settings
+    with private_stack("conveyor-training-bench-"):
+        from configs.settings import load_settings
 
-    os.environ.update(TELEMETRY_OFF_ENV)
-    from conveyor.ops.local_stack import LocalStack
-
-    stack = LocalStack(load_settings())
-    try:
-        stack.up()
-        os.environ.update(stack.client_env())
         settings = load_settings()
         from conveyor.adapters.object_store import ObjectStore
         from conveyor.services.ingest import land_synthetic
@@ -123,8 +110,6 @@ def main() -> int:
                     "reasons": outcome.reasons,
                 }
             )
-    finally:
-        stack.down()
 
     step_names = list(runs[0]["steps"])
     lines = [

@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
 import resource
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness import private_stack, write_results
 
 START = dt.date(2026, 3, 1)
 
@@ -78,16 +73,9 @@ def main() -> int:
     import numpy as np
     import pandas as pd
 
-    from configs.settings import TELEMETRY_OFF_ENV, load_settings
-    from conveyor.ops.local_stack import LocalStack, private_stack_env
-
-    state = Path(tempfile.mkdtemp(prefix="conveyor-bench-ts-"))
-    os.environ.update({**TELEMETRY_OFF_ENV, **private_stack_env(state, bucket="conveyor-bench")})
-    stack = LocalStack(load_settings())
-    stack.up(services=("s3",))
     results: list[dict[str, Any]] = []
-    load_at_start = os.getloadavg()
-    try:
+    with private_stack("conveyor-bench-ts-", services=("s3",)):
+        from configs.settings import load_settings
         from conveyor.adapters import feature_store as fsm
         from conveyor.adapters.object_store import ObjectStore
         from conveyor.adapters.raw_data import publish_raw_partition, raw_table, read_table_window
@@ -142,17 +130,8 @@ def main() -> int:
                 }
             )
             del frames
-    finally:
-        stack.down(services=("s3",))
-    table = results_table(results)
-    print("\n" + table)
-    out = ROOT / "bench" / "results" / "training_set.json"
-    machine = {"cpus": os.cpu_count(), "load_at_start": load_at_start, "note": args.note}
-    out.write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
-    out.with_suffix(".md").write_text(
-        f"`{' '.join(['.venv/bin/python', 'bench/training_set.py', *sys.argv[1:]])}`; {args.days} days x "
-        f"{args.entities:,} customers; load at start {load_at_start[0]:.1f}; {args.note or 'no note'}\n\n{table}\n"
-    )
+    about = f"{args.days} days x {args.entities:,} customers; {args.note or 'no note'}"
+    write_results("training_set", {"args": vars(args), "results": results}, results_table(results), about)
     return 0
 
 
