@@ -93,7 +93,7 @@ def run_child(argv: list[str], env: dict[str, str] | None = None, timeout: float
     With BENCH_PROFILE_DIR set, the child runs under cProfile and leaves its dump there: where the time goes."""
     command = [sys.executable, *argv]
     if profile_dir := os.environ.get("BENCH_PROFILE_DIR"):
-        name = "-".join(Path(a).stem if a.endswith(".py") else a.lstrip("-") for a in argv)
+        name = "-".join(Path(a).stem if a.endswith(".py") else Path(a).name.lstrip("-") for a in argv)
         command[1:1] = ["-m", "cProfile", "-o", str(Path(profile_dir) / f"{name}.prof")]
     started = time.perf_counter()
     proc = subprocess.run(
