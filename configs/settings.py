@@ -166,6 +166,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _derive_dataset_names(self) -> Settings:
+        # Names that follow from the dataset unless set: a user's own dataset.yaml renames them all at once.
+        self.training.model_name = self.training.model_name or self.dataset.name
+        self.scoring.model_name = self.scoring.model_name or self.training.model_name
+        self.features.feature_service = self.features.feature_service or f"{self.dataset.name}_v1"
+        return self
+
+    @model_validator(mode="after")
     def _feature_references_exist(self) -> Settings:
         # A gate or drift override naming a feature the dataset does not have would be skipped silently.
         known = set(self.dataset.feature_names)

@@ -143,7 +143,10 @@ class ModelSpec(StrictSection):
 class TrainingConfig(StrictSection):
     """Training (tasks/training.py, flows/training.py) and the model registry (conveyor/adapters/registry.py)."""
 
-    model_name: str = Field(default="churn", pattern=r"^[a-z][a-z0-9_-]*$", description="registry model name")
+    # "" = derived at load (configs/settings.py): the dataset's name, so a new dataset.yaml needs no other edit.
+    model_name: str = Field(
+        default="", pattern=r"^[a-z][a-z0-9_-]*$", description="registry model name; default: the dataset's name"
+    )
     model_config_name: str = Field(default="default", description="entry of `models` used when the flow names none")
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     seed: int = Field(default=42, description="same data + seed -> same model and metrics")
@@ -177,7 +180,9 @@ class TrainingConfig(StrictSection):
 class ScoringConfig(StrictSection):
     """Batch inference (flows/batch_inference.py, conveyor/services/scoring.py)."""
 
-    model_name: str = Field(default="churn", description="registry model scored when the flow names none")
+    model_name: str = Field(
+        default="", description="registry model scored when the flow names none; default: training.model_name"
+    )
     chunk_rows: int = Field(default=500_000, ge=1_000, description="rows in memory per chunk, whatever the input")
     threshold: float = Field(default=0.5, ge=0, le=1, description="decision = score >= threshold")
     population_lookback_days: int = Field(default=30, ge=1, description="score entities seen in this many days")
@@ -234,7 +239,11 @@ class ValidationConfig(StrictSection):
     sample_size: int = Field(default=5, ge=0, le=100, description="bad values kept per failed expectation")
     # The four below are what `conveyor validation init-suites` writes into the suites; at run time the JSON rules.
     max_null_share: float = Field(
-        default=0.01, ge=0, le=1, description="features: `mostly` = 1 - this; key columns never null"
+        default=0.01,
+        ge=0,
+        le=1,
+        description="features: `mostly` = 1 - this, unless the feature sets its own max_null_share in "
+        "dataset.yaml; key columns never null",
     )
     max_age_hours: float = Field(
         default=36, gt=0, description="freshness: newest timestamp no older than this before as_of"

@@ -9,6 +9,7 @@ by `configs.settings.Settings`.
 from __future__ import annotations
 
 import json
+import zoneinfo
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +27,13 @@ class FeatureSpec(StrictSection):
     min: float | None = None
     max: float | None = None
     categories: list[str] | None = None
+    max_null_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="share of missing values this feature may have in a batch (a feature that is legitimately "
+        "often empty says so here); None: validation.max_null_share",
+    )
     description: str = ""
 
     @model_validator(mode="after")
@@ -59,11 +67,20 @@ class DatasetConfig(StrictSection):
     entity_column: str
     timestamp_column: str
     label_column: str
+    timezone: str = Field(
+        default="UTC",
+        description="time zone of timestamps that carry none (naive parquet timestamps, text without an offset), "
+        "an IANA name such as Europe/Paris; every timestamp is stored in UTC",
+    )
     source: DataSource = DataSource()
     features: list[FeatureSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _check_columns(self) -> DatasetConfig:
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not a time zone name (e.g. UTC, Europe/Paris)") from None
         names = [f.name for f in self.features]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
@@ -229,7 +246,9 @@ class FeaturesConfig(StrictSection):
 
     project: str = Field(default="conveyor", pattern=r"^[a-z][a-z0-9_]*$")
     feature_service: str = Field(
-        default="churn_v1", description="the FeatureService training and scoring use when none is named"
+        default="",
+        description="the FeatureService training and scoring use when none is named; default: <dataset name>_v1, "
+        "the service feature_repo/definitions.py declares first",
     )
     repo_dir: Path = Field(default=Path("feature_repo"), description="Feast declarations + feature_store.yaml")
     state_dir: Path | None = Field(

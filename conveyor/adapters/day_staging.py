@@ -35,9 +35,12 @@ MAX_OPEN_PARTS = 8
 class DayStaging:
     """Spill batches by day (`add`), then read one day back (`read`)."""
 
-    def __init__(self, root: Path, timestamp_column: str, files: list[str], max_open: int = MAX_OPEN_PARTS) -> None:
+    def __init__(
+        self, root: Path, timestamp_column: str, files: list[str], timezone: str = "UTC", max_open: int = MAX_OPEN_PARTS
+    ) -> None:
         self.root = root
         self.timestamp_column = timestamp_column
+        self.timezone = timezone  # of timestamps that carry none (the dataset's)
         self.files = files  # source file names: `_source_file` holds one of them
         self.max_open = max_open
         self._writers: OrderedDict[tuple[int, str], pq.ParquetWriter] = OrderedDict()
@@ -52,7 +55,7 @@ class DayStaging:
         )
         table = table.append_column(ORIGIN_FILE, names)
         table = table.append_column(ORIGIN_ROW, pa.array(np.arange(first_row + 1, first_row + 1 + table.num_rows)))
-        stamps = parse_timestamps(table.column(self.timestamp_column).to_pandas())
+        stamps = parse_timestamps(table.column(self.timestamp_column).to_pandas(), self.timezone)
         codes = np.where(stamps.isna().to_numpy(), _NO_DAY, stamps.array.asi8 // _DAY_US)  # type: ignore[attr-defined]
         placed = table.set_column(
             table.schema.get_field_index(self.timestamp_column),

@@ -49,7 +49,8 @@ def _feature_expectations(spec: FeatureSpec, config: ValidationConfig) -> list[d
         if spec.dtype in _TYPE_LISTS
         else []
     )
-    tolerance: dict[str, Any] = {"mostly": round(1 - config.max_null_share, 6)} if config.max_null_share else {}
+    null_share = config.max_null_share if spec.max_null_share is None else spec.max_null_share
+    tolerance: dict[str, Any] = {"mostly": round(1 - null_share, 6)} if null_share else {}
     found.append(_expectation("expect_column_values_to_not_be_null", column=col, **tolerance))
     if spec.is_numeric and (spec.min is not None or spec.max is not None):
         found.append(

@@ -30,18 +30,32 @@ def numeric_columns(dataset: DatasetConfig) -> list[str]:
     return [dataset.entity_column, *dataset.numeric_features, dataset.label_column]
 
 
-def parse_timestamps(values: pd.Series) -> pd.Series:
-    """Event times as UTC timestamps; NaT where a value is missing or not a timestamp. Text is read as ISO 8601,
-    and a time without an offset (text or a parquet timestamp without a time zone) is taken as UTC."""
+def parse_timestamps(values: pd.Series, timezone: str = "UTC") -> pd.Series:
+    """Event times as UTC timestamps; NaT where a value is missing or not a timestamp. Text is read as ISO 8601;
+    a time without an offset (text, or a parquet timestamp without a time zone) is a time in `timezone` (the
+    dataset's `timezone`): a local time that does not exist or is ambiguous there (a DST change) becomes NaT."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         stamps = values.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_dtype(values):
-        stamps = values.dt.tz_localize("UTC")
+        stamps = _localized(values, timezone)
     elif pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
         stamps = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+        if timezone != "UTC":  # the ones without an offset were read as UTC: read them again as local times
+            naive = ~values.astype("string").str.contains(_OFFSET, na=True).to_numpy(dtype=bool)
+            if naive.any():
+                local = pd.to_datetime(values[naive], errors="coerce", format="ISO8601")
+                stamps[naive] = _localized(local, timezone)
     else:  # numbers: an epoch's unit is a guess this function does not make
         stamps = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP_DTYPE)
     return stamps.astype(TIMESTAMP_DTYPE)
+
+
+# An ISO 8601 time followed by its offset (Z, +02, +0200, -05:30); a date alone ("2026-01-31") has none.
+_OFFSET = r"\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?:Z|[+-]\d\d(?::?\d\d)?)\s*$"
+
+
+def _localized(values: pd.Series, timezone: str) -> pd.Series:
+    return values.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
 
 
 def _numbers(values: pd.Series, integer: bool) -> pd.Series:
@@ -102,7 +116,7 @@ def conform(frame: pd.DataFrame, dataset: DatasetConfig) -> pd.DataFrame:
     for name in (c for c in declared_columns(dataset) if c in frame.columns):
         values = frame[name]
         if name == dataset.timestamp_column:
-            values = parse_timestamps(values)
+            values = parse_timestamps(values, dataset.timezone)
         elif name in numeric:
             values = _numbers(values, name in integer)
         elif name in categories:

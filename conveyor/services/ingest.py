@@ -203,7 +203,7 @@ def land_files(
     if settings.ingest.staging_dir is not None:
         settings.ingest.staging_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="conveyor-ingest-", dir=settings.ingest.staging_dir))
-    staging = DayStaging(root, settings.dataset.timestamp_column, names)
+    staging = DayStaging(root, settings.dataset.timestamp_column, names, settings.dataset.timezone)
     try:
         refused = [
             q for i, s in enumerate(sources) if (q := _stage(store, settings, staging, i, s, run_id, days, landing))

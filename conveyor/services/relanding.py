@@ -41,7 +41,7 @@ def source_days(settings: Settings, store: ObjectStore, path: str, names: list[s
     for source in (s for s in list_sources(path, store) if s.name in names):
         with local_copy(source, store) as local:
             for _, batch in read_batches(local, source, [ts], settings.ingest.batch_rows):
-                stamps = parse_timestamps(batch.column(0).to_pandas()).dropna()
+                stamps = parse_timestamps(batch.column(0).to_pandas(), settings.dataset.timezone).dropna()
                 found.update(stamps.dt.date.unique())
     return found
 

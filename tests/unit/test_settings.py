@@ -240,3 +240,16 @@ def test_every_unknown_feature_is_named_at_once(config_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"\(2 problem\(s\)\)") as info:
         load_settings("local", config_dir)
     assert "training.segments[0]: 'a'" in str(info.value) and "training.segments[1]: 'b'" in str(info.value)
+
+
+def test_names_follow_the_dataset_unless_set(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's own dataset.yaml renames the model and the feature service: no churn name to hunt down."""
+    _edit(config_dir / "dataset.yaml", lambda d: d.update({"name": "loans"}))
+    settings = load_settings("local", config_dir)
+    assert (settings.training.model_name, settings.scoring.model_name) == ("loans", "loans")
+    assert settings.features.feature_service == "loans_v1"
+    monkeypatch.setenv("CONVEYOR_TRAINING__MODEL_NAME", "loans-gbm")  # set: kept, and scoring follows it
+    settings = load_settings("local", config_dir)
+    assert (settings.training.model_name, settings.scoring.model_name) == ("loans-gbm", "loans-gbm")
+    monkeypatch.setenv("CONVEYOR_SCORING__MODEL_NAME", "loans-champion")
+    assert load_settings("local", config_dir).scoring.model_name == "loans-champion"

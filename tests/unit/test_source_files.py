@@ -19,7 +19,14 @@ from conveyor.adapters.source_files import SourceFileError, list_sources, read_b
 from conveyor.demo.synthetic import generate_day
 from conveyor.domain.expectations import load_suite
 from conveyor.domain.rule_engine import evaluate_fast
-from conveyor.domain.source_types import RowOrigins, as_declared, conform, declared_columns, numeric_columns
+from conveyor.domain.source_types import (
+    RowOrigins,
+    as_declared,
+    conform,
+    declared_columns,
+    numeric_columns,
+    parse_timestamps,
+)
 
 DAY = dt.date(2026, 2, 1)
 FRESH = {"freshness_min_timestamp": "2026-01-01T00:00:00+00:00"}
@@ -203,3 +210,35 @@ def test_staging_keeps_a_bounded_number_of_parts_open(tmp_path: Path, settings: 
     assert len(staging.days()) == 12
     assert sum(len(staging.read(day, [])[0]) for day in staging.days()) == len(frame)
     staging.cleanup()
+
+
+def test_timestamps_without_an_offset_are_times_in_the_datasets_time_zone() -> None:
+    text = pd.Series(
+        [
+            "2026-01-31 10:00:00",  # Paris winter time: 09:00 UTC
+            "2026-01-31",  # a date alone: local midnight
+            "2026-01-31T10:00:00+02:00",  # an offset wins over the dataset's zone
+            "2026-01-31T10:00:00Z",
+            "2026-03-29 02:30:00",  # does not exist in Paris (clocks go 02:00 -> 03:00): NaT, not a guess
+            "2026-10-25 02:30:00",  # happens twice in Paris: NaT
+            "not a time",
+            None,
+        ]
+    )
+    utc = pd.Timestamp
+    paris = parse_timestamps(text, "Europe/Paris")
+    assert paris[:4].tolist() == [
+        utc("2026-01-31 09:00", tz="UTC"),
+        utc("2026-01-30 23:00", tz="UTC"),
+        utc("2026-01-31 08:00", tz="UTC"),
+        utc("2026-01-31 10:00", tz="UTC"),
+    ]
+    assert paris[4:].isna().all()
+    assert parse_timestamps(text)[0] == utc("2026-01-31 10:00", tz="UTC")  # the default zone is UTC
+    naive = pd.Series(pd.to_datetime(["2026-06-01 12:00"]))  # a parquet timestamp without a zone
+    assert parse_timestamps(naive, "America/New_York")[0] == utc("2026-06-01 16:00", tz="UTC")
+
+
+def test_an_unknown_time_zone_is_refused_naming_the_field(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="timezone 'Mars/Olympus' is not a time zone name"):
+        settings.dataset.model_validate({**settings.dataset.model_dump(), "timezone": "Mars/Olympus"})

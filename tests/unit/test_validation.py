@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -253,3 +254,21 @@ def test_text_read_from_parquet_is_judged_as_text_built_in_memory(settings: Sett
             assert a_fields == b_fields
         assert (memory_rows == parquet_rows).all()
     assert memory_rows.any() == (name not in ("nulls", "missing_column"))  # feature nulls: a tolerated share
+
+
+def test_a_feature_may_tolerate_its_own_share_of_missing_values(settings: Settings) -> None:
+    """One global validation.max_null_share (1%) rejected every batch of a feature that is legitimately ~10% empty;
+    the feature's own `max_null_share` in dataset.yaml lets it through, and only it."""
+    frame = _day(settings, Fault(kind="nulls", column="age", fraction=0.1))
+    ds = settings.dataset
+
+    def failing(dataset: Any) -> set[str]:
+        suite = default_suite(dataset, settings.validation, "raw")
+        outcomes, _ = evaluate_fast(frame, suite, suite_parameters(suite, AS_OF), 5)
+        return {f"{o.expectation}:{o.column}" for o in outcomes if not o.success}
+
+    assert failing(ds) == {"expect_column_values_to_not_be_null:age"}
+    tolerant = [f.model_copy(update={"max_null_share": 0.15}) if f.name == "age" else f for f in ds.features]
+    assert failing(ds.model_copy(update={"features": tolerant})) == set()
+    too_strict = [f.model_copy(update={"max_null_share": 0.05}) if f.name == "age" else f for f in ds.features]
+    assert failing(ds.model_copy(update={"features": too_strict})) == {"expect_column_values_to_not_be_null:age"}
