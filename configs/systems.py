@@ -13,6 +13,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Literal
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
@@ -65,6 +66,9 @@ class DataSource(StrictSection):
 class DatasetConfig(StrictSection):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     entity_column: str
+    entity_dtype: Literal["int64", "string"] = Field(
+        default="int64", description="type of the entity key: int64, or string for ids such as C000123"
+    )
     timestamp_column: str
     label_column: str
     timezone: str = Field(
@@ -92,6 +96,10 @@ class DatasetConfig(StrictSection):
         if clash:
             raise ValueError(f"{clash} cannot be both a key/label column and a feature")
         return self
+
+    @property
+    def entity_arrow_type(self) -> pa.DataType:
+        return pa.int64() if self.entity_dtype == "int64" else pa.string()
 
     @property
     def feature_names(self) -> list[str]:

@@ -50,7 +50,7 @@ def build(settings: Settings, table_uri: str | None = None) -> Declarations:
     entity = Entity(
         name=dataset.entity_column,
         join_keys=[dataset.entity_column],
-        value_type=ValueType.INT64,
+        value_type=ValueType.INT64 if dataset.entity_dtype == "int64" else ValueType.STRING,
         description=f"the {dataset.name} entity key",
         tags=tags,
     )

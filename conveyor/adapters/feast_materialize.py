@@ -47,7 +47,7 @@ ONE_US = dt.timedelta(microseconds=1)
 
 
 def online_features(
-    settings: Settings, entity_ids: Iterable[int], feature_service: str | None = None, batch_size: int = 10_000
+    settings: Settings, entity_ids: Iterable[int | str], feature_service: str | None = None, batch_size: int = 10_000
 ) -> pd.DataFrame:
     """Latest materialized feature values for each entity id, in the given order (null where none).
     Note: online reads ignore TTL (Feast); the skew check covers that gap."""
@@ -56,7 +56,8 @@ def online_features(
     name = service_name(settings, feature_service)
     feature_service_ = service(store, name)
     features = service_features(store, name)
-    ids = [int(i) for i in entity_ids]
+    key = int if ds.entity_dtype == "int64" else str
+    ids = [key(i) for i in entity_ids]
     parts = []
     for lo in range(0, len(ids), batch_size):
         chunk = ids[lo : lo + batch_size]
@@ -65,7 +66,7 @@ def online_features(
         )
         part = response.to_df()
         # Feast can hand INT64 keys back as floats: restore them from the request (order is kept).
-        part[ds.entity_column] = np.asarray(chunk, dtype=np.int64)
+        part[ds.entity_column] = np.asarray(chunk, dtype=np.int64 if key is int else object)
         parts.append(part)
     if not parts:
         return pd.DataFrame(columns=[ds.entity_column, *features])

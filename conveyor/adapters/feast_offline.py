@@ -175,4 +175,5 @@ def latest_entities(settings: Settings, cutoff: dt.datetime, ttl: dt.timedelta) 
             start_date=cutoff - ttl,
             end_date=cutoff,
         ).to_arrow()
-    return np.asarray(latest.column(settings.dataset.entity_column).to_numpy(), dtype=np.int64)
+    keys = latest.column(settings.dataset.entity_column).cast(settings.dataset.entity_arrow_type)
+    return np.asarray(keys.to_numpy(zero_copy_only=False))

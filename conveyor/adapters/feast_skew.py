@@ -84,7 +84,7 @@ def check_skew(
                 if len(mismatches) < 20:
                     mismatches.append(
                         {
-                            "entity": int(sample[i]),
+                            "entity": sample[i].item() if isinstance(sample[i], np.generic) else sample[i],
                             "feature": feature,
                             "online": None if pd.isna(on) else str(on),
                             "offline": None if pd.isna(off) else str(off),

@@ -26,8 +26,9 @@ def declared_columns(dataset: DatasetConfig) -> list[str]:
 
 
 def numeric_columns(dataset: DatasetConfig) -> list[str]:
-    """Declared columns that hold numbers: the entity, numeric features and the label."""
-    return [dataset.entity_column, *dataset.numeric_features, dataset.label_column]
+    """Declared columns that hold numbers: an integer entity key, numeric features and the label."""
+    key = [dataset.entity_column] if dataset.entity_dtype == "int64" else []
+    return [*key, *dataset.numeric_features, dataset.label_column]
 
 
 def parse_timestamps(values: pd.Series, timezone: str = "UTC") -> pd.Series:
@@ -106,11 +107,20 @@ def _bools(values: pd.Series) -> pd.Series:
     return pd.Series(pd.array(mapped.reindex(values.index), dtype="boolean"), index=values.index)
 
 
+def _integer_columns(dataset: DatasetConfig) -> list[str]:
+    key = [dataset.entity_column] if dataset.entity_dtype == "int64" else []
+    return [*key, dataset.label_column, *(f.name for f in dataset.features if f.dtype == "int64")]
+
+
+def _text_key(dataset: DatasetConfig) -> set[str]:
+    return {dataset.entity_column} if dataset.entity_dtype == "string" else set()
+
+
 def conform(frame: pd.DataFrame, dataset: DatasetConfig) -> pd.DataFrame:
     """`frame`'s declared columns in the table's order, each in its declared type where its values allow."""
-    integer = {dataset.entity_column, dataset.label_column} | {f.name for f in dataset.features if f.dtype == "int64"}
+    integer = set(_integer_columns(dataset))
     numeric = set(numeric_columns(dataset))
-    categories = {f.name for f in dataset.features if f.dtype == "category"}
+    text = {f.name for f in dataset.features if f.dtype == "category"} | _text_key(dataset)
     bools = {f.name for f in dataset.features if f.dtype == "bool"}
     columns: dict[str, pd.Series] = {}
     for name in (c for c in declared_columns(dataset) if c in frame.columns):
@@ -119,7 +129,7 @@ def conform(frame: pd.DataFrame, dataset: DatasetConfig) -> pd.DataFrame:
             values = parse_timestamps(values, dataset.timezone)
         elif name in numeric:
             values = _numbers(values, name in integer)
-        elif name in categories:
+        elif name in text:
             values = _text(values)
         elif name in bools:
             values = _bools(values)
@@ -130,7 +140,7 @@ def conform(frame: pd.DataFrame, dataset: DatasetConfig) -> pd.DataFrame:
 def as_declared(frame: pd.DataFrame, dataset: DatasetConfig) -> pd.DataFrame:
     """A validated frame as the table stores it: integer columns with missing values become nullable integers
     (not floats), so every day of the table has one schema whether or not it has a null."""
-    integer = [dataset.entity_column, dataset.label_column, *(f.name for f in dataset.features if f.dtype == "int64")]
+    integer = _integer_columns(dataset)
     changed: dict[str, Any] = {}
     for name in integer:
         values = frame[name] if name in frame.columns else None

@@ -178,7 +178,7 @@ def score_partition(
                 if index == 0 and sample_check is not None:
                     run.check_sample(chunk, sample_check)
                 run.score_chunk(writer, check_chunk(chunk, suite, dataset, cfg, parameters))
-            writer.close_parts(run.schema or output_schema(dataset.entity_column, pa.int64()))
+            writer.close_parts(run.schema or output_schema(dataset.entity_column, dataset.entity_arrow_type))
             return run.finish(writer)
     finally:
         run.cleanup()

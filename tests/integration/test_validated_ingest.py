@@ -18,6 +18,7 @@ from configs.settings import Settings, load_settings
 from conveyor.adapters.object_store import ObjectStore, sha256_bytes
 from conveyor.adapters.raw_data import published_days, read_raw_window
 from conveyor.demo.synthetic import generate_day
+from conveyor.domain.expectations import write_default_suites
 from conveyor.ops import cli
 from conveyor.services.ingest import IngestRejected, land_files
 from conveyor.services.quarantine import list_quarantined
@@ -275,3 +276,42 @@ def test_a_source_on_s3_is_read_file_by_file_and_named_by_its_uri(env: tuple[Set
     assert refused.message.startswith(f"source file s3://{store.bucket}/incoming/2026/broken.parquet: ")
     kept = f"quarantine/{settings.dataset.name}/file=2026_broken.parquet/run-s3/broken.parquet"
     assert store.get_bytes(kept) == b"PAR1 this is not a parquet file"
+
+
+def test_string_entity_keys_end_to_end(
+    env: tuple[Settings, Path], prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids like C000123 (`dataset.entity_dtype: string`): ingest -> training behind the gates -> features (the
+    online store and its skew check) -> scoring, on the real servers, with the ids kept as text throughout."""
+    from conveyor.adapters.feature_store import online_features
+    from conveyor.adapters.publication import read_published_parquet
+    from conveyor.services.scoring import predictions_prefix
+    from flows.pipeline import conveyor_pipeline
+
+    monkeypatch.setenv("CONVEYOR_FEATURES__STATE_DIR", str(tmp_path / "feast"))
+    monkeypatch.setenv("CONVEYOR_GENERATOR__N_ENTITIES", "3000")
+    monkeypatch.setenv("CONVEYOR_DATASET__ENTITY_DTYPE", "string")
+    monkeypatch.setenv("CONVEYOR_VALIDATION__SUITES_DIR", str(tmp_path / "suites"))
+    settings, source = load_settings(), env[1]
+    write_default_suites(settings)  # what `conveyor validation init-suites` does after editing dataset.yaml
+    ent = settings.dataset.entity_column
+    history = days_of(settings, START, 35)
+    history[ent] = history[ent].map(lambda i: f"C{i:06d}")
+    history.to_csv(source / "history.csv", index=False)
+
+    result = conveyor_pipeline()
+
+    assert len(result.landed.days) == 35 and not result.landed.rejected
+    assert result.trained.promoted, result.trained.reasons
+    assert result.features.passed, result.features.reasons  # online values == point-in-time offline values
+    assert result.scored.rows_scored > 0
+    store = ObjectStore(settings.storage)
+    raw = read_raw_window(store, settings, START, START + dt.timedelta(days=34))
+    assert raw[ent].map(type).eq(str).all() and raw[ent].str.match(r"^C\d{6}$").all()
+    day = result.landed.days[-1]  # the day the pipeline scores
+    published = read_published_parquet(store, predictions_prefix(settings, settings.scoring.model_name, day))
+    assert published[ent].str.match(r"^C\d{6}$").all() and len(published) == result.scored.rows_scored
+    assert set(published[ent]) <= set(raw[ent])
+    some = published[ent].head(5).tolist()
+    online = online_features(settings, some)
+    assert online[ent].tolist() == some and online[settings.dataset.feature_names].notna().any(axis=None)
