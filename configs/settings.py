@@ -69,6 +69,7 @@ __all__ = [
     "StoragePrefixes",
     "TrainingConfig",
     "ValidationConfig",
+    "config_directory",
     "load_settings",
 ]
 
@@ -237,12 +238,17 @@ def _describe(exc: ValidationError, files: list[Path]) -> str:
     return f"invalid configuration ({count} problem(s)) from {sources} + CONVEYOR_* env:\n" + "\n".join(lines)
 
 
+def config_directory(config_dir: Path | str | None = None) -> Path:
+    """Where the YAML files are: `config_dir`, else $CONVEYOR_CONFIG_DIR, else this package's folder."""
+    return Path(config_dir or os.environ.get("CONVEYOR_CONFIG_DIR") or CONFIG_DIR).resolve()
+
+
 def load_settings(profile: str | None = None, config_dir: Path | str | None = None) -> Settings:
     """Read and validate the configuration for `profile` (default: $CONVEYOR_PROFILE or 'local')."""
     profile = profile or os.environ.get("CONVEYOR_PROFILE") or "local"
     if profile not in PROFILES:
         raise ConfigError(f"CONVEYOR_PROFILE: unknown profile {profile!r}; expected one of {PROFILES}")
-    directory = Path(config_dir or os.environ.get("CONVEYOR_CONFIG_DIR") or CONFIG_DIR).resolve()
+    directory = config_directory(config_dir)
     files = [directory / "base.yaml", directory / "dataset.yaml", directory / f"{profile}.yaml"]
     missing = [str(f) for f in files if not f.exists()]
     if missing:

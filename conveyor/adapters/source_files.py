@@ -111,6 +111,20 @@ def read_batches(
         raise SourceFileError(source, "at least one row", what)
 
 
+def column_names(path: Path, source: SourceRef) -> list[str]:
+    """The file's columns (a CSV's header, a parquet file's schema), for reading all of them."""
+    if path.stat().st_size == 0:
+        raise SourceFileError(source, f"readable {source.kind} file", "empty file (0 bytes)")
+    if source.kind == "csv":
+        return _csv_header(path, source)[0]
+    try:
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceFileError(
+            source, "readable parquet file", f"not a readable parquet file (truncated or corrupt?): {exc}"
+        ) from None
+
+
 def _check_columns(source: SourceRef, found: list[str], columns: list[str]) -> None:
     missing = [c for c in columns if c not in found]
     if missing:
