@@ -289,7 +289,9 @@ def _evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings
     def score(frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(candidate.model.predict_proba(_features(frame, ds))[:, 1])
 
-    results = [G.minimum_rows_gate(candidate.training_rows, gates), G.absolute_gate(candidate.metrics["test"], gates)]
+    seed, primary = settings.training.seed, settings.training.primary_metric
+    challenger_scores = test["score"].to_numpy()
+    results: list[G.GateResult] = []
     champion_scores, champion_version, champion_metrics = None, None, None
     if champion is not None:
         champion_version = champion.version.version
@@ -307,18 +309,20 @@ def _evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings
                     ],
                 )
             )
+    # One set of resamples for the floors and the comparison: the champion's intervals are paired with ours.
+    boot = G.evaluation_bootstrap(y, challenger_scores, champion_scores, gates, seed)
+    test_intervals = {name: boot.interval(G.CHALLENGER, name) for name in G.GATED_METRICS}
+    results = [G.minimum_rows_gate(candidate.training_rows, gates), G.absolute_gate(test_intervals, gates), *results]
     if champion is None or champion_scores is not None:
         champion_metrics = None if champion_scores is None else G.classification_metrics(y, champion_scores)
-        results.append(
-            G.champion_gate(candidate.metrics["test"], champion_metrics, settings.training.primary_metric, gates)
-        )
+        results.append(G.champion_gate(boot, primary, gates))
         segments = test[[s for s in settings.training.segments if s in test.columns]]
-        results.append(G.slice_gate(y, test["score"].to_numpy(), champion_scores, segments, gates))
+        results.append(G.slice_gate(y, challenger_scores, champion_scores, segments, gates, primary, seed))
     features = test[ds.feature_names]
     results.append(G.invariance_gate(score, features, ds.feature_names, gates, seed=settings.training.seed))
     results.append(G.directional_gate(score, features, gates.directional, ds.feature_names))
     # Drawn here, once: the ROC plot shows the champion's curve on the same rows when there is one.
-    candidate.plots = evaluation_plots(y.to_numpy(), test["score"].to_numpy(), champion_scores)
+    candidate.plots = evaluation_plots(y.to_numpy(), challenger_scores, champion_scores)
     return G.decide(results, champion_version, champion_metrics)
 
 

@@ -1,0 +1,182 @@
+"""Paired bootstrap confidence intervals of classification metrics, vectorized over resamples.
+
+A resample is a vector of row counts (how often each test row was drawn), so every metric is a *weighted* metric
+evaluated on a (resamples x rows) weight matrix at once. The scores never change between resamples, so ROC AUC and
+average precision sort each model's scores once and only re-sum the weights per resample. Challenger and champion
+get the very same weights: the interval of their difference is paired, which is what makes it narrow enough to
+decide on (their errors on the same rows are strongly correlated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# (labels 0/1, scores, weights of shape (b, n)) -> metric per weight row, shape (b,)
+WeightedMetric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+_EPS = 1e-7  # the clipping classification_metrics applies before log loss
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    weighted: WeightedMetric
+
+
+def _sorted_groups(y: np.ndarray, scores: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row order by score, the start of each run of tied scores, and the labels in that order."""
+    order = np.argsort(-scores if descending else scores, kind="stable")
+    ordered = scores[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return order, starts, y[order]
+
+
+def _roc_auc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mann-Whitney form: P(score of a positive > score of a negative), ties count one half (= sklearn's)."""
+    order, starts, y_sorted = _sorted_groups(y, scores, descending=False)
+    w = weights[:, order]
+    positives = w * y_sorted
+    negatives = w - positives
+    pairs = positives.sum(axis=1) * negatives.sum(axis=1)
+    if len(starts) < len(y):  # tied scores: sum each run of ties first, a tie counts one half
+        positives = np.add.reduceat(positives, starts, axis=1)
+        negatives = np.add.reduceat(negatives, starts, axis=1)
+        below = np.cumsum(negatives, axis=1) - 0.5 * negatives
+    else:  # a row is either positive or negative, so the cumulative sum at a positive row excludes itself
+        below = np.cumsum(negatives, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.einsum("ij,ij->i", positives, below) / pairs)
+
+
+def _average_precision(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """sum over thresholds (descending) of (recall gain) x precision, as sklearn's average_precision_score."""
+    order, starts, y_sorted = _sorted_groups(y, scores, descending=True)
+    w = weights[:, order]
+    true_pos = np.cumsum(np.add.reduceat(w * y_sorted, starts, axis=1), axis=1)
+    predicted = np.cumsum(np.add.reduceat(w, starts, axis=1), axis=1)
+    total_pos = true_pos[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, true_pos / np.where(predicted > 0, predicted, 1), 0.0)
+        recall_gain = np.diff(true_pos, axis=1, prepend=0.0) / total_pos
+        return np.asarray((recall_gain * precision).sum(axis=1))
+
+
+def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(weights @ values / weights.sum(axis=1))
+
+
+def _brier(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return _weighted_mean((np.clip(scores, _EPS, 1 - _EPS) - y) ** 2, weights)
+
+
+def _log_loss(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    p = np.clip(scores, _EPS, 1 - _EPS)
+    return _weighted_mean(-(y * np.log(p) + (1 - y) * np.log(1 - p)), weights)
+
+
+METRICS: dict[str, Metric] = {
+    "roc_auc": Metric("roc_auc", True, _roc_auc),
+    "pr_auc": Metric("pr_auc", True, _average_precision),
+    "brier": Metric("brier", False, _brier),
+    "log_loss": Metric("log_loss", False, _log_loss),
+}
+
+
+def metric(name: str) -> Metric:
+    if name not in METRICS:
+        raise ValueError(f"metric {name!r} has no bootstrap implementation (known: {sorted(METRICS)})")
+    return METRICS[name]
+
+
+def resample_counts(n: int, resamples: int, seed: int, chunk: int = 100) -> Iterator[np.ndarray]:
+    """Bootstrap resamples of n rows as count matrices (chunk x n, float), `chunk` resamples at a time so memory
+    stays at a few chunk x n arrays whatever the number of resamples. Same (n, resamples, seed): same counts."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < resamples:
+        b = min(chunk, resamples - done)
+        drawn = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+        yield np.bincount(drawn.ravel(), minlength=b * n).reshape(b, n)
+        done += b
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate on the full test set and its percentile bootstrap interval."""
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    resamples: int
+    undefined: int = 0  # resamples where the metric was undefined (one class drawn), left out of the interval
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+    def text(self, signed: bool = False) -> str:
+        fmt = "{:+.4f}" if signed else "{:.4f}"
+        bounds = f"[{fmt.format(self.low)}, {fmt.format(self.high)}]"
+        return f"{fmt.format(self.estimate)}, {self.confidence:.0%} CI {bounds}"
+
+
+def interval(estimate: float, distribution: np.ndarray, confidence: float) -> Interval:
+    defined = distribution[np.isfinite(distribution)]
+    if len(defined) == 0:
+        nan = float("nan")
+        return Interval(float(estimate), nan, nan, confidence, len(distribution), len(distribution))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(defined, [tail, 100 - tail])
+    return Interval(
+        float(estimate), float(low), float(high), confidence, len(distribution), len(distribution) - len(defined)
+    )
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Per model and metric: the full-set value and the resampled values (the same resamples for every model)."""
+
+    estimates: dict[str, dict[str, float]]
+    distributions: dict[str, dict[str, np.ndarray]]
+    confidence: float
+
+    def interval(self, model: str, metric_name: str) -> Interval:
+        return interval(self.estimates[model][metric_name], self.distributions[model][metric_name], self.confidence)
+
+    def gain(self, challenger: str, champion: str, metric_name: str) -> Interval:
+        """Challenger minus champion, signed so that positive is better (champion - challenger for a loss)."""
+        sign = 1.0 if metric(metric_name).higher_is_better else -1.0
+        estimate = sign * (self.estimates[challenger][metric_name] - self.estimates[champion][metric_name])
+        paired = sign * (self.distributions[challenger][metric_name] - self.distributions[champion][metric_name])
+        return interval(estimate, paired, self.confidence)
+
+
+def bootstrap(
+    y: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    metric_names: Sequence[str],
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> BootstrapResult:
+    """Every metric of every model on the same `resamples` resamples of the rows (paired)."""
+    labels = np.asarray(y).astype(float)
+    arrays = {model: np.asarray(s, dtype=float) for model, s in scores.items()}
+    for model, s in arrays.items():
+        if s.shape != labels.shape:
+            raise ValueError(f"scores of {model!r}: {s.shape[0]} rows, labels: {labels.shape[0]} rows")
+    metrics = [metric(name) for name in metric_names]
+    ones = np.ones((1, len(labels)))
+    estimates = {m: {k.name: float(k.weighted(labels, s, ones)[0]) for k in metrics} for m, s in arrays.items()}
+    parts: dict[str, dict[str, list[np.ndarray]]] = {m: {k.name: [] for k in metrics} for m in arrays}
+    for counts in resample_counts(len(labels), resamples, seed):
+        for model, s in arrays.items():
+            for k in metrics:
+                parts[model][k.name].append(k.weighted(labels, s, counts))
+    distributions = {m: {k: np.concatenate(v) for k, v in by.items()} for m, by in parts.items()}
+    return BootstrapResult(estimates, distributions, confidence)
