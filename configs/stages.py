@@ -101,6 +101,36 @@ class GatesConfig(StrictSection):
     )
 
 
+class SensitiveAttribute(StrictSection):
+    """A feature the model card reports fairness by: its categories, or numeric bins (edges, right-closed)."""
+
+    feature: str
+    bins: list[float] | None = Field(default=None, min_length=2, description="numeric features: bin edges")
+
+
+class ModelCardConfig(StrictSection):
+    """The model card written with every registered version (conveyor/services/model_card.py): HTML next to the
+    version, JSON in its metadata, markdown in the Prefect UI."""
+
+    purpose: str = Field(default="", description="what the model is for and what it must not be used for")
+    owner: str = Field(default="", description="the team or person answerable for it")
+    known_limitations: list[str] = Field(
+        default_factory=list, description="stated on every card, with the ones the evaluation finds itself"
+    )
+    sensitive_attributes: list[SensitiveAttribute] = Field(
+        default_factory=list,
+        description="fairness by group (fairlearn): group metrics, demographic parity and equalized odds differences",
+    )
+    importance_repeats: int = Field(default=5, ge=1, description="permutation importance: shuffles per feature")
+    importance_max_rows: int = Field(
+        default=5000, ge=100, description="permutation importance on at most this many test rows (seeded sample)"
+    )
+    calibration_bins: int = Field(default=10, ge=2, le=50, description="quantile bins of the reliability table")
+    min_group_rows: int = Field(
+        default=100, ge=1, description="fairness groups with fewer test rows are shown, and named as a limitation"
+    )
+
+
 class FeatureDriftThresholds(StrictSection):
     psi: float | None = Field(default=None, gt=0)
     ks: float | None = Field(default=None, gt=0, le=1)

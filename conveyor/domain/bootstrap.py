@@ -27,42 +27,48 @@ class Metric:
     weighted: WeightedMetric
 
 
-def _sorted_groups(y: np.ndarray, scores: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row order by score, the start of each run of tied scores, and the labels in that order."""
-    order = np.argsort(-scores if descending else scores, kind="stable")
-    ordered = scores[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    return order, starts, y[order]
-
-
 def _roc_auc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Mann-Whitney form: P(score of a positive > score of a negative), ties count one half (= sklearn's)."""
-    order, starts, y_sorted = _sorted_groups(y, scores, descending=False)
-    w = weights[:, order]
-    positives = w * y_sorted
-    negatives = w - positives
-    pairs = positives.sum(axis=1) * negatives.sum(axis=1)
-    if len(starts) < len(y):  # tied scores: sum each run of ties first, a tie counts one half
-        positives = np.add.reduceat(positives, starts, axis=1)
-        negatives = np.add.reduceat(negatives, starts, axis=1)
-        below = np.cumsum(negatives, axis=1) - 0.5 * negatives
-    else:  # a row is either positive or negative, so the cumulative sum at a positive row excludes itself
-        below = np.cumsum(negatives, axis=1)
+    """Mann-Whitney form: P(score of a positive > score of a negative), ties count one half (= sklearn's).
+
+    Each positive needs the resample's weight of the negatives below it: one cumulative sum over the negatives in
+    score order, read at that positive's place among them (`searchsorted`, done once; the half-way point between
+    the strictly-below and the at-or-below positions when scores tie)."""
+    positive = y == 1
+    negative_order = np.argsort(scores[~positive], kind="stable")
+    negative_scores = scores[~positive][negative_order]
+    below = np.searchsorted(negative_scores, scores[positive], side="left")
+    at_or_below = np.searchsorted(negative_scores, scores[positive], side="right")
+    negatives = weights[:, np.flatnonzero(~positive)[negative_order]]
+    cumulative = np.zeros((len(weights), negatives.shape[1] + 1))
+    np.cumsum(negatives, axis=1, out=cumulative[:, 1:])
+    credit = cumulative[:, below]
+    if (at_or_below != below).any():  # tied scores: a tied negative counts one half
+        credit = 0.5 * (credit + cumulative[:, at_or_below])
+    positives = weights[:, positive]
+    pairs = positives.sum(axis=1) * cumulative[:, -1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(np.einsum("ij,ij->i", positives, below) / pairs)
+        return np.asarray(np.einsum("ij,ij->i", positives, credit) / pairs)
 
 
 def _average_precision(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """sum over thresholds (descending) of (recall gain) x precision, as sklearn's average_precision_score."""
-    order, starts, y_sorted = _sorted_groups(y, scores, descending=True)
-    w = weights[:, order]
-    true_pos = np.cumsum(np.add.reduceat(w * y_sorted, starts, axis=1), axis=1)
-    predicted = np.cumsum(np.add.reduceat(w, starts, axis=1), axis=1)
-    total_pos = true_pos[:, -1:]
+    """sum over positives of (its recall gain) x (the precision at its score's threshold), as sklearn's
+    average_precision_score; with tied scores the threshold takes the whole run of ties (its last row)."""
+    order = np.argsort(-scores, kind="stable")
+    ordered, labels = scores[order], y[order] == 1
+    last_of_run = np.r_[np.flatnonzero(ordered[1:] != ordered[:-1]), len(ordered) - 1]
+    run_end = last_of_run[np.searchsorted(last_of_run, np.arange(len(ordered)))]  # per row: its run's last row
+    positions = np.flatnonzero(labels)
+    if len(positions) == 0:  # no positives: precision-recall is undefined
+        return np.full(len(weights), np.nan)
+    predicted = np.cumsum(weights[:, order], axis=1)[:, run_end[positions]]
+    positives = weights[:, order[positions]]
+    true_positives = np.cumsum(positives, axis=1)
+    # positives up to a run's end: the positives ranked before that row, read off their own cumulative sum
+    through_end = true_positives[:, np.searchsorted(positions, run_end[positions], side="right") - 1]
+    total = true_positives[:, -1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, true_pos / np.where(predicted > 0, predicted, 1), 0.0)
-        recall_gain = np.diff(true_pos, axis=1, prepend=0.0) / total_pos
-        return np.asarray((recall_gain * precision).sum(axis=1))
+        precision = np.where(predicted > 0, through_end / np.where(predicted > 0, predicted, 1), 0.0)
+        return np.asarray(np.einsum("ij,ij->i", positives, precision) / total)
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

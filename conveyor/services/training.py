@@ -334,7 +334,9 @@ def training_metadata(
     end: dt.date,
     feature_service: str | None,
     raw: RawSnapshot | None = None,
+    card: dict[str, Any] | None = None,
 ) -> ModelMetadata:
+    """What the registry stores about the candidate; `card` (ModelCard.to_json()) goes into `extra.card`."""
     return ModelMetadata(
         metrics=candidate.metrics,
         gates=decision.to_json(),
@@ -349,7 +351,11 @@ def training_metadata(
             "scale_numeric": candidate.spec.scale_numeric,
         },
         model_config_name=candidate.model_config_name,
-        extra={"training_rows": candidate.training_rows, "fit_seconds": candidate.fit_seconds},
+        extra={
+            "training_rows": candidate.training_rows,
+            "fit_seconds": candidate.fit_seconds,
+            **({} if card is None else {"card": card}),
+        },
         data_uri=None if raw is None else raw.uri,
         data_version=None if raw is None else raw.version,
     )
