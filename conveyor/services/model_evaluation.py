@@ -81,11 +81,14 @@ def sensitive_groups(values: pd.Series, attribute: SensitiveAttribute) -> pd.Ser
     """The group of each row: the category, or the numeric bin (right-closed edges) as text."""
     if attribute.bins is None:
         return values.astype(str).where(values.notna(), "missing")
-    edges = attribute.bins
-    pairs = zip(edges[:-1], edges[1:], strict=True)
-    labels = [f"{'[' if i == 0 else '('}{lo:g}, {hi:g}]" for i, (lo, hi) in enumerate(pairs)]
-    binned = pd.cut(values.astype(float), bins=edges, include_lowest=True, labels=labels)
+    binned = pd.cut(values.astype(float), bins=attribute.bins, include_lowest=True, labels=bin_labels(attribute.bins))
     return binned.astype(str).where(binned.notna(), "outside bins")
+
+
+def bin_labels(edges: list[float]) -> list[str]:
+    """'[18, 30]', '(30, 45]', ...: the first bin holds its lower edge too."""
+    pairs = zip(edges[:-1], edges[1:], strict=True)
+    return [f"{'[' if i == 0 else '('}{lo:g}, {hi:g}]" for i, (lo, hi) in enumerate(pairs)]
 
 
 def _auc_or_nan(y: np.ndarray, scores: np.ndarray) -> float:
@@ -124,6 +127,9 @@ def fairness_table(
             }
             for group in by_group.index
         ]
+        if attribute.bins is not None:  # in bin order, not in the text order of the labels
+            order = bin_labels(attribute.bins)
+            rows.sort(key=lambda r: order.index(r["group"]) if r["group"] in order else len(order))
         out.append(
             {
                 "feature": attribute.feature,
