@@ -121,9 +121,11 @@ class ModelCardConfig(StrictSection):
         default_factory=list,
         description="fairness by group (fairlearn): group metrics, demographic parity and equalized odds differences",
     )
-    importance_repeats: int = Field(default=5, ge=1, description="permutation importance: shuffles per feature")
+    # Permutation importance costs repeats x features predictions of the sample: with these it costs about what
+    # the gates cost; the card reports the spread over the repeats, so a noisy ranking shows.
+    importance_repeats: int = Field(default=3, ge=1, description="permutation importance: shuffles per feature")
     importance_max_rows: int = Field(
-        default=5000, ge=100, description="permutation importance on at most this many test rows (seeded sample)"
+        default=3000, ge=100, description="permutation importance on at most this many test rows (seeded sample)"
     )
     calibration_bins: int = Field(default=10, ge=2, le=50, description="quantile bins of the reliability table")
     min_group_rows: int = Field(

@@ -63,12 +63,13 @@ def _average_precision(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -
     predicted = np.cumsum(weights[:, order], axis=1)[:, run_end[positions]]
     positives = weights[:, order[positions]]
     true_positives = np.cumsum(positives, axis=1)
-    # positives up to a run's end: the positives ranked before that row, read off their own cumulative sum
-    through_end = true_positives[:, np.searchsorted(positions, run_end[positions], side="right") - 1]
-    total = true_positives[:, -1]
+    if len(last_of_run) == len(ordered):  # no ties: each positive is the end of its own run
+        through_end = true_positives
+    else:  # positives up to a run's end, read off their own cumulative sum
+        through_end = true_positives[:, np.searchsorted(positions, run_end[positions], side="right") - 1]
+    precision = np.divide(through_end, predicted, out=np.zeros(predicted.shape), where=predicted > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, through_end / np.where(predicted > 0, predicted, 1), 0.0)
-        return np.asarray(np.einsum("ij,ij->i", positives, precision) / total)
+        return np.asarray(np.einsum("ij,ij->i", positives, precision) / true_positives[:, -1])
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
