@@ -77,86 +77,96 @@ def _ci(i: dict[str, Any] | None, signed: bool = False) -> str:
     return f"{_num(i['estimate'], signed)} [{_num(i['low'], signed)}, {_num(i['high'], signed)}]"
 
 
-def _tables(card: ModelCard, version: int | None) -> list[tuple[str, list[str], list[tuple[str, list[list[str]]]]]]:
-    """Each section as (title, paragraphs, [(caption, rows with the header first)]): one layout, two renderings."""
-    g, d = card.gates, card.data
-    level = f"{g.get('confidence', 0.95):.0%}"
-    sections: list[tuple[str, list[str], list[tuple[str, list[list[str]]]]]] = []
-    sections.append(
-        (
-            "Purpose and owner",
-            [card.purpose or "(not stated: card.purpose)", f"Owner: {card.owner or '(not stated: card.owner)'}"],
-            [],
-        )
-    )
-    data_rows = [
+Table = tuple[str, list[list[str]]]  # caption, rows with the header first
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of the card, laid out once and rendered as markdown and as HTML."""
+
+    title: str
+    paragraphs: list[str]  # a paragraph starting "- " is a bullet
+    tables: list[Table] = field(default_factory=list)
+
+
+def _level(card: ModelCard) -> str:
+    return f"{card.gates.get('confidence', 0.95):.0%}"
+
+
+def _purpose(card: ModelCard, version: int | None) -> Section:
+    owner = card.owner or "(not stated: card.owner)"
+    return Section("Purpose and owner", [card.purpose or "(not stated: card.purpose)", f"Owner: {owner}"])
+
+
+def _data(card: ModelCard, version: int | None) -> Section:
+    d = card.data
+    counts = f"{_num(d.get('train_rows'))} / {_num(d.get('validation_rows'))} / {_num(d.get('test_rows'))}"
+    rows = [
         ["training window", f"{d.get('start')} .. {d.get('end')}"],
         ["validation from", str(d.get("validation_start"))],
         ["test from", str(d.get("test_start"))],
-        [
-            "rows: train / validation / test",
-            f"{_num(d.get('train_rows'))} / {_num(d.get('validation_rows'))} / {_num(d.get('test_rows'))}",
-        ],
+        ["rows: train / validation / test", counts],
         ["data fingerprint (SHA-256 of the rows)", str(d.get("fingerprint"))],
         ["data", f"{d.get('data_uri')} (table version {d.get('data_version')})"],
     ]
-    sections.append(("Data", [], [("", [["", ""], *data_rows])]))
+    return Section("Data", [], [("", [["", ""], *rows])])
+
+
+def _features(card: ModelCard, version: int | None) -> Section:
     f = card.features
     numeric, categorical = f.get("numeric", []), f.get("categorical", [])
-    sections.append(
-        (
-            "Features",
-            [
-                f"Feature service: {f.get('feature_service') or '-'}",
-                f"Numeric ({len(numeric)}): {', '.join(numeric)}",
-                f"Categorical ({len(categorical)}): {', '.join(categorical)}",
-            ],
-            [],
-        )
+    return Section(
+        "Features",
+        [
+            f"Feature service: {f.get('feature_service') or '-'}",
+            f"Numeric ({len(numeric)}): {', '.join(numeric)}",
+            f"Categorical ({len(categorical)}): {', '.join(categorical)}",
+        ],
     )
+
+
+def _training(card: ModelCard, version: int | None) -> Section:
     t = card.training
     params = [[k, str(v)] for k, v in sorted(t.get("params", {}).items())]
-    sections.append(
-        (
-            "Training configuration",
-            [f"Model config {t.get('model_config_name')!r}: {t.get('estimator')}, seed {t.get('seed')}"],
-            [("hyper-parameters", [["parameter", "value"], *params])],
-        )
-    )
-    metric_rows = [
+    summary = f"Model config {t.get('model_config_name')!r}: {t.get('estimator')}, seed {t.get('seed')}"
+    return Section("Training configuration", [summary], [("hyper-parameters", [["parameter", "value"], *params])])
+
+
+def _metrics(card: ModelCard, version: int | None) -> Section:
+    level = _level(card)
+    rows = [
         [m["metric"], _num(m.get("train")), _num(m.get("validation")), _num(m.get("test")), _ci(m.get("test_interval"))]
         for m in card.metrics
     ]
-    sections.append(
-        (
-            "Metrics",
-            [f"Test intervals: {level} paired bootstrap over the test rows ({g.get('resamples')} resamples)."],
-            [("", [["metric", "train", "validation", "test", f"test, {level} CI"], *metric_rows])],
-        )
-    )
+    note = f"Test intervals: {level} paired bootstrap over the test rows ({card.gates.get('resamples')} resamples)."
+    return Section("Metrics", [note], [("", [["metric", "train", "validation", "test", f"test, {level} CI"], *rows])])
+
+
+def _decision(card: ModelCard, version: int | None) -> Section:
+    g, c = card.gates, card.comparison
     verdict = "PASSED: may be promoted" if g.get("passed") else "FAILED: the champion stays"
     paragraphs = [f"Gates {verdict}."] + [f"- {r}" for r in g.get("reasons", [])]
-    tables: list[tuple[str, list[list[str]]]] = []
-    c = card.comparison
     if c is None:
         paragraphs.append("No champion to compare with: this was the first model.")
-    else:
-        paragraphs.append(
-            f"Compared with champion v{c['champion_version']} on the same {_num(d.get('test_rows'))} test rows: "
-            f"{c.get('verdict')} (rule: promote_when={c.get('rule')})."
-        )
-        gains = [[name, _ci(i, signed=True), str(i.get("verdict", ""))] for name, i in c.get("gains", {}).items()]
-        tables.append(
-            (
-                f"gain over the champion (positive = this version is better), {level} CI",
-                [["quantity", "gain [CI]", "verdict"], *gains],
-            )
-        )
-        side = c.get("side_by_side", [])
-        label = "this version" if version is None else f"v{version}"
-        tables.append(("side by side", [["", label, f"v{c['champion_version']}"], *[list(r) for r in side]]))
-    sections.append(("Gate decision and champion comparison", paragraphs, tables))
-    slice_rows = [
+        return Section("Gate decision and champion comparison", paragraphs)
+    paragraphs.append(
+        f"Compared with champion v{c['champion_version']} on the same {_num(card.data.get('test_rows'))} test rows: "
+        f"{c.get('verdict')} (rule: promote_when={c.get('rule')})."
+    )
+    gains = [[name, _ci(i, signed=True), str(i.get("verdict", ""))] for name, i in c.get("gains", {}).items()]
+    label = "this version" if version is None else f"v{version}"
+    tables: list[Table] = [
+        (
+            f"gain over the champion (positive = this version is better), {_level(card)} CI",
+            [["quantity", "gain [CI]", "verdict"], *gains],
+        ),
+        ("side by side", [["", label, f"v{c['champion_version']}"], *[list(r) for r in c.get("side_by_side", [])]]),
+    ]
+    return Section("Gate decision and champion comparison", paragraphs, tables)
+
+
+def _slices(card: ModelCard, version: int | None) -> Section:
+    rows = [
         [
             s["slice"],
             _num(s["rows"]),
@@ -167,70 +177,50 @@ def _tables(card: ModelCard, version: int | None) -> list[tuple[str, list[str], 
         ]
         for s in card.slices
     ]
-    sections.append(
-        (
-            "Slices",
-            [f"Primary metric per slice of training.segments, {level} CI (slices resampled on their own)."],
-            [("", [["slice", "rows", "this version", "champion", "gain", "verdict"], *slice_rows])],
-        )
-    )
+    note = f"Primary metric per slice of training.segments, {_level(card)} CI (slices resampled on their own)."
+    return Section("Slices", [note], [("", [["slice", "rows", "this version", "champion", "gain", "verdict"], *rows])])
+
+
+def _calibration(card: ModelCard, version: int | None) -> Section:
     cal = card.calibration
-    cal_rows = [
+    rows = [
         [str(b["bin"]), _num(b["rows"]), _num(b["mean_predicted"]), _num(b["observed_rate"])]
         for b in cal.get("bins", [])
     ]
-    sections.append(
-        (
-            "Calibration",
-            [
-                f"Expected calibration error {_num(cal.get('expected_calibration_error'))} "
-                f"({cal.get('strategy')} bins of the test scores)."
-            ],
-            [("", [["bin", "rows", "mean predicted", "observed rate"], *cal_rows])],
-        )
+    note = (
+        f"Expected calibration error {_num(cal.get('expected_calibration_error'))} "
+        f"({cal.get('strategy')} bins of the test scores)."
     )
-    imp = [[r["feature"], _num(r["roc_auc_drop"]), _num(r["std"])] for r in card.importance]
-    sections.append(
-        (
-            "Feature importance",
-            [
-                "Permutation importance on the test set: the drop in ROC AUC when a feature is shuffled. "
-                "What the model relies on, not what causes churn."
-            ],
-            [("", [["feature", "ROC AUC drop", "std"], *imp])],
-        )
+    return Section("Calibration", [note], [("", [["bin", "rows", "mean predicted", "observed rate"], *rows])])
+
+
+def _importance(card: ModelCard, version: int | None) -> Section:
+    rows = [[r["feature"], _num(r["roc_auc_drop"]), _num(r["std"])] for r in card.importance]
+    note = (
+        "Permutation importance on the test set: the drop in ROC AUC when a feature is shuffled. "
+        "What the model relies on, not what causes churn."
     )
-    fair_tables = []
+    return Section("Feature importance", [note], [("", [["feature", "ROC AUC drop", "std"], *rows])])
+
+
+def _fairness(card: ModelCard, version: int | None) -> Section:
+    if not card.fairness:
+        return Section("Fairness", ["No sensitive attributes configured (card.sensitive_attributes)."])
+    header = ["group", "rows", "churn rate", "selection rate", "TPR", "FPR", "ROC AUC"]
+    keys = ("rows", "positive_rate", "selection_rate", "true_positive_rate", "false_positive_rate", "roc_auc")
+    tables: list[Table] = []
     for a in card.fairness:
-        rows = [
-            [
-                r["group"],
-                _num(r["rows"]),
-                _num(r["positive_rate"]),
-                _num(r["selection_rate"]),
-                _num(r["true_positive_rate"]),
-                _num(r["false_positive_rate"]),
-                _num(r["roc_auc"]),
-            ]
-            for r in a["groups"]
-        ]
         caption = (
             f"{a['feature']}: demographic parity difference {_num(a['demographic_parity_difference'])}, "
             f"equalized odds difference {_num(a['equalized_odds_difference'])} (decision: score >= {a['threshold']})"
         )
-        fair_tables.append(
-            (caption, [["group", "rows", "churn rate", "selection rate", "TPR", "FPR", "ROC AUC"], *rows])
-        )
-    sections.append(
-        (
-            "Fairness",
-            ["By each configured sensitive attribute (card.sensitive_attributes), fairlearn MetricFrame."]
-            if card.fairness
-            else ["No sensitive attributes configured (card.sensitive_attributes)."],
-            fair_tables,
-        )
-    )
-    beh = [
+        tables.append((caption, [header, *[[r["group"], *(_num(r[k]) for k in keys)] for r in a["groups"]]]))
+    note = "By each configured sensitive attribute (card.sensitive_attributes), fairlearn MetricFrame."
+    return Section("Fairness", [note], tables)
+
+
+def _behaviour(card: ModelCard, version: int | None) -> Section:
+    rows = [
         [
             b["name"],
             "yes" if b["passed"] else "NO",
@@ -239,28 +229,43 @@ def _tables(card: ModelCard, version: int | None) -> list[tuple[str, list[str], 
         ]
         for b in card.behaviour
     ]
-    sections.append(("Behavioural checks", [], [("", [["check", "passed", "measured", "reasons"], *beh])]))
-    sections.append(("Known limitations", [f"- {item}" for item in card.limitations], []))
+    return Section("Behavioural checks", [], [("", [["check", "passed", "measured", "reasons"], *rows])])
+
+
+def _limitations(card: ModelCard, version: int | None) -> Section:
+    return Section("Known limitations", [f"- {item}" for item in card.limitations])
+
+
+def _lineage(card: ModelCard, version: int | None) -> Section:
     lin = card.lineage
-    sections.append(
-        (
-            "Lineage",
-            [],
-            [
-                (
-                    "",
-                    [
-                        ["", ""],
-                        ["code version", str(lin.get("code_version"))],
-                        ["flow run", str(lin.get("flow_run_id"))],
-                        ["training data", f"{lin.get('data_uri')} (table version {lin.get('data_version')})"],
-                        ["libraries", ", ".join(f"{k} {v}" for k, v in lin.get("libraries", {}).items())],
-                    ],
-                )
-            ],
-        )
-    )
-    return sections
+    rows = [
+        ["code version", str(lin.get("code_version"))],
+        ["flow run", str(lin.get("flow_run_id"))],
+        ["training data", f"{lin.get('data_uri')} (table version {lin.get('data_version')})"],
+        ["libraries", ", ".join(f"{k} {v}" for k, v in lin.get("libraries", {}).items())],
+    ]
+    return Section("Lineage", [], [("", [["", ""], *rows])])
+
+
+_BUILDERS = (
+    _purpose,
+    _data,
+    _features,
+    _training,
+    _metrics,
+    _decision,
+    _slices,
+    _calibration,
+    _importance,
+    _fairness,
+    _behaviour,
+    _limitations,
+    _lineage,
+)
+
+
+def sections(card: ModelCard, version: int | None) -> list[Section]:
+    return [build(card, version) for build in _BUILDERS]
 
 
 def _title(card: ModelCard, version: int | None) -> str:
@@ -271,7 +276,8 @@ def card_markdown(card: ModelCard, version: int | None = None, html_uri: str | N
     lines = [f"# {_title(card, version)}", ""]
     if html_uri:
         lines += [f"The same card as HTML, with the plots: `{html_uri}`", ""]
-    for title, paragraphs, tables in _tables(card, version):
+    for section in sections(card, version):
+        title, paragraphs, tables = section.title, section.paragraphs, section.tables
         lines += [f"## {title}", ""]
         for i, paragraph in enumerate(paragraphs):  # a blank line after a paragraph, and after the last bullet
             bullet_follows = i + 1 < len(paragraphs) and paragraphs[i + 1].startswith("- ")
@@ -313,7 +319,8 @@ def card_html(card: ModelCard, version: int | None = None, images: dict[str, byt
         )
         + "</p>",
     ]
-    for title, paragraphs, tables in _tables(card, version):
+    for section in sections(card, version):
+        title, paragraphs, tables = section.title, section.paragraphs, section.tables
         parts.append(f"<h2>{e(title)}</h2>")
         bullets = [p[2:] for p in paragraphs if p.startswith("- ")]
         parts += [f"<p>{e(p)}</p>" for p in paragraphs if not p.startswith("- ")]
