@@ -106,9 +106,9 @@ def run_gates(candidate: Candidate, settings: Settings, model_name: str) -> G.Ga
     champion = registry.load(model_name, champion_version) if champion_version is not None else None
     decision = evaluate_gates(candidate, champion, settings)
     create_table_artifact(
-        metrics_table(candidate, decision.champion_metrics),
+        metrics_table(candidate, decision.champion_metrics, decision.intervals_of("absolute_minimums")),
         key=f"{model_name}-metrics",
-        description=f"{model_name}: challenger metrics by split (and the champion on the test set)",
+        description=f"{model_name}: challenger metrics by split, the test intervals (and the champion on the test set)",
     )
     create_markdown_artifact(
         decision.markdown(), key=f"{model_name}-gate-decision", description=f"{model_name}: evaluation gate decision"

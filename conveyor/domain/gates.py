@@ -52,6 +52,10 @@ class GateDecision:
     def reasons(self) -> list[str]:
         return [f"{r.name}: {reason}" for r in self.results for reason in r.reasons]
 
+    def intervals_of(self, gate: str) -> dict[str, dict[str, Any]]:
+        """The intervals one gate decided on (empty when that gate did not run)."""
+        return next((dict(r.intervals) for r in self.results if r.name == gate), {})
+
     @property
     def verdict(self) -> str | None:
         """better | not different | worse on the primary metric; None without a champion comparison."""

@@ -96,8 +96,7 @@ def build_card(
     with native_threads(settings):
         importance = importance_table(candidate.model, _features(test, ds), y, cfg, seed)
     fairness = fairness_table(y, scores, test, cfg, settings.scoring.threshold)
-    absolute = _result(decision, "absolute_minimums")
-    intervals = {} if absolute is None else absolute.intervals
+    intervals = decision.intervals_of("absolute_minimums")
     metrics = [
         {
             "metric": name,

@@ -361,12 +361,19 @@ def training_metadata(
     )
 
 
-def metrics_table(candidate: Candidate, champion_metrics: dict[str, float] | None = None) -> list[dict[str, Any]]:
+def metrics_table(
+    candidate: Candidate,
+    champion_metrics: dict[str, float] | None = None,
+    test_intervals: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     rows = []
     for metric in ("roc_auc", "pr_auc", "brier", "log_loss", "positive_rate", "rows"):
         row: dict[str, Any] = {"metric": metric}
         for part in ("train", "validation", "test"):
             row[part] = round(candidate.metrics[part][metric], 4)
+        if test_intervals is not None:
+            found = test_intervals.get(metric)
+            row["test_ci"] = "" if found is None else f"[{found['low']:.4f}, {found['high']:.4f}]"
         if champion_metrics is not None:
             row["champion_on_test"] = round(champion_metrics.get(metric, float("nan")), 4)
         rows.append(row)

@@ -12,7 +12,7 @@ from configs.settings import DirectionalCheck, Settings, load_settings
 from conveyor.demo.synthetic import generate_window
 from conveyor.domain import gates as G
 from conveyor.domain.bootstrap import Interval
-from conveyor.services.training import Candidate, evaluate_gates, fit_and_evaluate, time_split
+from conveyor.services.training import Candidate, evaluate_gates, fit_and_evaluate, metrics_table, time_split
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,10 @@ def test_first_model_passes_the_gates_with_no_champion(quick: Candidate, setting
         "behaviour_invariance",
         "behaviour_directional",
     }
+    table = {row["metric"]: row for row in metrics_table(quick, None, decision.intervals_of("absolute_minimums"))}
+    low, high = (float(x) for x in table["roc_auc"]["test_ci"].strip("[]").split(", "))
+    assert low < table["roc_auc"]["test"] < high and table["log_loss"]["test_ci"] == ""
+    assert decision.intervals_of("challenger_vs_champion") == {}  # no champion: no comparison
     assert set(quick.plots) == {"roc.png", "calibration.png"}
     assert all(png.startswith(b"\x89PNG") for png in quick.plots.values())
 
