@@ -24,9 +24,11 @@ from configs.stages import (
     GatesConfig,
     GeneratorConfig,
     IngestConfig,
+    ModelCardConfig,
     ModelSpec,
     RetrainingConfig,
     ScoringConfig,
+    SensitiveAttribute,
     TrainingConfig,
     ValidationConfig,
 )
@@ -59,11 +61,13 @@ __all__ = [
     "GeneratorConfig",
     "IngestConfig",
     "LocalStackConfig",
+    "ModelCardConfig",
     "ModelSpec",
     "NotificationsConfig",
     "PrefectConfig",
     "RetrainingConfig",
     "ScoringConfig",
+    "SensitiveAttribute",
     "Settings",
     "StorageConfig",
     "StoragePrefixes",
@@ -113,6 +117,7 @@ class Settings(BaseSettings):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    card: ModelCardConfig = Field(default_factory=ModelCardConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -183,6 +188,10 @@ class Settings(BaseSettings):
             *((f"gates.directional[{i}].feature", c.feature) for i, c in enumerate(self.gates.directional)),
             *((f"training.segments[{i}]", name) for i, name in enumerate(self.training.segments)),
             *((f"drift.per_feature.{name}", name) for name in self.drift.per_feature),
+            *(
+                (f"card.sensitive_attributes[{i}].feature", a.feature)
+                for i, a in enumerate(self.card.sensitive_attributes)
+            ),
         ]
         unknown = [
             f"{key}: {name!r} is not a feature of dataset {self.dataset.name!r}"

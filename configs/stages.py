@@ -51,18 +51,42 @@ class DirectionalCheck(StrictSection):
 class GatesConfig(StrictSection):
     """Evaluation gates a model must pass to be promoted (conveyor/domain/gates.py)."""
 
-    min_roc_auc: float = Field(default=0.70, ge=0, le=1, description="on the test set")
-    min_pr_auc: float = Field(default=0.30, ge=0, le=1, description="on the test set")
-    max_brier: float = Field(default=0.20, ge=0, le=1, description="on the test set")
+    # The absolute floors are checked against the interval's unfavourable bound (lower for ROC/PR AUC, upper for
+    # Brier): a model must be above the floor with the configured confidence, not merely on this test set.
+    min_roc_auc: float = Field(default=0.70, ge=0, le=1, description="on the test set: the interval's lower bound")
+    min_pr_auc: float = Field(default=0.30, ge=0, le=1, description="on the test set: the interval's lower bound")
+    max_brier: float = Field(default=0.20, ge=0, le=1, description="on the test set: the interval's upper bound")
     min_training_rows: int = Field(default=1000, ge=1)
     max_regression_vs_champion: float = Field(
-        default=0.005, ge=0, description="primary-metric drop vs the champion allowed"
+        default=0.005,
+        ge=0,
+        description="the 'not worse' margin: a challenger is not worse when the lower bound of its gain's interval "
+        "is above -max_regression; every compared metric whose whole interval lies below -max_regression is 'worse'",
     )
     min_improvement_to_replace: float = Field(
-        default=0.0, ge=0, description="primary-metric gain over the champion needed to replace it"
+        default=0.0,
+        ge=0,
+        description="the 'better' margin: better when the lower bound of the primary metric's gain interval is "
+        "above this (0: better with the configured confidence, however slightly)",
     )
+    promote_when: Literal["better", "not_worse"] = Field(
+        default="better",
+        description="the rule on the primary metric. better (default): keep the champion unless the challenger is "
+        "shown better; a difference inside the test set's noise ('not different') keeps it, because replacing a "
+        "serving model moves every downstream score for no demonstrated gain, and a rule on point estimates "
+        "promotes half of all equal models by chance. not_worse: replace it unless the challenger may be worse "
+        "by more than max_regression_vs_champion (prefer the newer model, e.g. trained on fresher data)",
+    )
+    bootstrap_resamples: int = Field(
+        default=1000, ge=100, description="paired bootstrap resamples of the test rows behind every interval"
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="two-sided level of every interval")
     max_slice_regression: float = Field(
-        default=0.02, ge=0, description="per segment slice (training.segments): ROC AUC drop vs champion allowed"
+        default=0.02,
+        ge=0,
+        description="per segment slice (training.segments): refused when the whole interval of the slice's "
+        "primary-metric gain lies below -max_slice_regression (slices are small: their intervals are wide, so a "
+        "slice refuses on evidence of a regression, not on the lack of evidence that there is none)",
     )
     min_slice_rows: int = Field(
         default=200, ge=1, description="slices with fewer test rows (or a single class) are skipped, and reported"
@@ -74,6 +98,38 @@ class GatesConfig(StrictSection):
     max_invariance_shift: float = Field(default=0.05, ge=0, description="mean |score change| allowed")
     directional: list[DirectionalCheck] = Field(
         default_factory=list, description="behavioural: a feature's shift must move the mean score this way"
+    )
+
+
+class SensitiveAttribute(StrictSection):
+    """A feature the model card reports fairness by: its categories, or numeric bins (edges, right-closed)."""
+
+    feature: str
+    bins: list[float] | None = Field(default=None, min_length=2, description="numeric features: bin edges")
+
+
+class ModelCardConfig(StrictSection):
+    """The model card written with every registered version (conveyor/services/model_card.py): HTML next to the
+    version, JSON in its metadata, markdown in the Prefect UI."""
+
+    purpose: str = Field(default="", description="what the model is for and what it must not be used for")
+    owner: str = Field(default="", description="the team or person answerable for it")
+    known_limitations: list[str] = Field(
+        default_factory=list, description="stated on every card, with the ones the evaluation finds itself"
+    )
+    sensitive_attributes: list[SensitiveAttribute] = Field(
+        default_factory=list,
+        description="fairness by group (fairlearn): group metrics, demographic parity and equalized odds differences",
+    )
+    # Permutation importance costs repeats x features predictions of the sample: with these it costs about what
+    # the gates cost; the card reports the spread over the repeats, so a noisy ranking shows.
+    importance_repeats: int = Field(default=3, ge=1, description="permutation importance: shuffles per feature")
+    importance_max_rows: int = Field(
+        default=3000, ge=100, description="permutation importance on at most this many test rows (seeded sample)"
+    )
+    calibration_bins: int = Field(default=10, ge=2, le=50, description="quantile bins of the reliability table")
+    min_group_rows: int = Field(
+        default=100, ge=1, description="fairness groups with fewer test rows are shown, and named as a limitation"
     )
 
 

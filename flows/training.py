@@ -16,6 +16,7 @@ from conveyor.adapters.prefect_runtime import current_run_id
 from conveyor.services.training import StepTimer, TrainingOutcome, entity_rows, resolve_window
 from tasks.features import apply_feature_definitions, build_training_set_task
 from tasks.training import (
+    build_model_card,
     finish,
     promote_candidate,
     read_training_window,
@@ -72,10 +73,11 @@ def training(
         candidate = train_candidate(training_set, settings, config)
     with timer.step("evaluation_gates"):
         decision = run_gates(candidate, settings, name)
+    with timer.step("model_card"):
+        service = settings.features.feature_service
+        card = build_model_card(candidate, decision, settings, name, start, end, service, raw, run_id)
     with timer.step("registry"):
-        version = register_candidate(
-            candidate, decision, settings, name, start, end, settings.features.feature_service, raw
-        )
+        version = register_candidate(candidate, decision, settings, name, start, end, service, raw, card)
         promotion = (
             promote_candidate(version, decision, settings, f"training run {run_id}")
             if (decision.passed and promote)

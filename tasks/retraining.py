@@ -186,7 +186,7 @@ def await_approval(
         record(store, settings, kind, model_name, run_id, trigger_event_id, version=outcome.version, **detail)
 
     note("awaiting_approval")
-    answer = _wait_for_answer(settings, model_name, outcome.version, note)
+    answer = _wait_for_answer(settings, model_name, outcome.version, note, _approval_description(registry, challenger))
     if not answer.approve:
         note("rejected", approver=answer.approver, reason=answer.reason)
         reasons = [f"rejected by {answer.approver}: {answer.reason}"]
@@ -194,7 +194,41 @@ def await_approval(
     return _promote_approved(registry, challenger, answer, note, run_id)
 
 
-def _wait_for_answer(settings: Settings, model_name: str, version: Any, note: Callable[..., None]) -> ApprovalInput:
+def _approval_description(registry: ModelRegistry, challenger: ModelVersion) -> str:
+    """What the resume form shows above the answer: the gate verdict and links to the challenger's model card (a
+    markdown artifact of this run in the Prefect UI, and the HTML next to the version)."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.settings import get_current_settings
+
+    from conveyor.services.model_card import CARD_FILE, ModelCard, card_markdown
+
+    gates = challenger.gates
+    lines = [
+        f"**{challenger.label}** passed the gates (vs champion v{gates.get('champion_version')}: "
+        f"{gates.get('verdict') or 'no comparison'}). Read its model card before you approve:",
+        "",
+    ]
+    html_uri = registry.store.uri(challenger.files[CARD_FILE]) if CARD_FILE in challenger.files else None
+    if "card" in challenger.extra:
+        card = ModelCard.from_json(challenger.extra["card"])
+        artifact = create_markdown_artifact(
+            card_markdown(card, challenger.version, html_uri),
+            key=f"{challenger.model_name}-card-for-approval",
+            description=f"{challenger.label}: model card (awaiting approval)",
+        )
+        ui = get_current_settings().ui_url
+        link = f"{ui}/artifacts/artifact/{artifact}" if ui else f"artifact {artifact}"
+        lines.append(f"- model card in this UI: [{challenger.label} model card]({link})")
+    if html_uri is not None:
+        lines.append(
+            f"- as HTML: `{html_uri}` (`conveyor models card {challenger.version} --output card.html` saves it)"
+        )
+    return "\n".join(lines)
+
+
+def _wait_for_answer(
+    settings: Settings, model_name: str, version: Any, note: Callable[..., None], description: str | None = None
+) -> ApprovalInput:
     """Pause the flow run until someone answers; an unanswered pause fails the run, recorded in the ledger."""
     from prefect.flow_runs import pause_flow_run
 
@@ -204,7 +238,7 @@ def _wait_for_answer(settings: Settings, model_name: str, version: Any, note: Ca
     timeout = settings.retraining.approval_timeout_seconds
     try:
         return pause_flow_run(
-            wait_for_input=ApprovalInput,
+            wait_for_input=ApprovalInput.with_initial_data(description=description) if description else ApprovalInput,
             timeout=timeout,
             poll_interval=settings.retraining.approval_poll_seconds,
             key=f"approve-{model_name}-{version}",

@@ -20,6 +20,8 @@ from conveyor.adapters.registry import (
     code_version,
 )
 from conveyor.domain import gates as G
+from conveyor.services.card_builder import build_card
+from conveyor.services.model_card import CARD_FILE, ModelCard, card_html, card_markdown
 from conveyor.services.training import (
     Candidate,
     Promotion,
@@ -104,9 +106,9 @@ def run_gates(candidate: Candidate, settings: Settings, model_name: str) -> G.Ga
     champion = registry.load(model_name, champion_version) if champion_version is not None else None
     decision = evaluate_gates(candidate, champion, settings)
     create_table_artifact(
-        metrics_table(candidate, decision.champion_metrics),
+        metrics_table(candidate, decision.champion_metrics, decision.intervals_of("absolute_minimums")),
         key=f"{model_name}-metrics",
-        description=f"{model_name}: challenger metrics by split (and the champion on the test set)",
+        description=f"{model_name}: challenger metrics by split, the test intervals (and the champion on the test set)",
     )
     create_markdown_artifact(
         decision.markdown(), key=f"{model_name}-gate-decision", description=f"{model_name}: evaluation gate decision"
@@ -117,6 +119,29 @@ def run_gates(candidate: Candidate, settings: Settings, model_name: str) -> G.Ga
         "" if decision.passed else ": " + "; ".join(decision.reasons),
     )
     return decision
+
+
+@task(name="model-card", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+def build_model_card(
+    candidate: Candidate,
+    decision: G.GateDecision,
+    settings: Settings,
+    model_name: str,
+    start: dt.date,
+    end: dt.date,
+    feature_service: str | None,
+    raw: RawSnapshot | None,
+    flow_run_id: str | None,
+) -> ModelCard:
+    """The version's model card: the gates' evidence plus calibration, importance and fairness on the test set."""
+    champion = (
+        None
+        if decision.champion_version is None
+        else _registry(settings).get_version(model_name, decision.champion_version)
+    )
+    metadata = training_metadata(candidate, decision, settings, start, end, feature_service, raw)
+    code = code_version(settings.project_root)
+    return build_card(candidate, decision, metadata, champion, settings, model_name, flow_run_id, code)
 
 
 @task(
@@ -131,17 +156,33 @@ def register_candidate(
     end: dt.date,
     feature_service: str | None,
     raw: RawSnapshot | None = None,
+    card: ModelCard | None = None,
 ) -> ModelVersion:
-    """Register the candidate with its metadata, including the raw table version it was trained on."""
+    """Register the candidate with its metadata, including the raw table version it was trained on, and its
+    model card (HTML next to the version, JSON in its metadata, markdown as an artifact)."""
     registry = _registry(settings)
+    plots = candidate.plots
+
+    def files(number: int) -> dict[str, bytes]:
+        return plots if card is None else {**plots, CARD_FILE: card_html(card, number, plots).encode()}
+
     version = registry.register(
         model_name,
         candidate.model,
-        training_metadata(candidate, decision, settings, start, end, feature_service, raw),
+        training_metadata(
+            candidate, decision, settings, start, end, feature_service, raw, None if card is None else card.to_json()
+        ),
         candidate.reference,
-        files=candidate.plots,
+        files=files,
         actor="training-flow",
     )
+    if card is not None:
+        card_uri = registry.store.uri(version.files[CARD_FILE])
+        create_markdown_artifact(
+            card_markdown(card, version.version, card_uri),
+            key=f"{model_name}-model-card",
+            description=f"{version.label}: model card",
+        )
     uri = registry.version_uri(model_name, version.version)
     create_link_artifact(
         uri,

@@ -25,7 +25,9 @@ import datetime as dt
 import io
 import json
 import logging
+import mimetypes
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -128,14 +130,16 @@ class ModelRegistry:
         model: Any,
         metadata: ModelMetadata,
         reference: pd.DataFrame,
-        files: dict[str, bytes] | None = None,
+        files: dict[str, bytes] | Callable[[int], dict[str, bytes]] | None = None,
         actor: str | None = None,
     ) -> ModelVersion:
-        """Store a new version: artifact, reference sample, files, then metadata.json last (the commit)."""
+        """Store a new version: artifact, reference sample, files, then metadata.json last (the commit). `files`
+        may be a function of the version number, for files that name their version (the model card)."""
         self._require_conditional_writes()
         if "score" not in reference.columns:
             raise InvalidInput("reference sample needs a `score` column (the model's scores on those rows)")
         version = self._claim_version(model_name)
+        files = files(version) if callable(files) else files
         root = self._version_root(model_name, version)
         buffer = io.BytesIO()
         joblib.dump(model, buffer, compress=3)
@@ -146,9 +150,7 @@ class ModelRegistry:
         stored_files = {}
         for name, data in (files or {}).items():
             key = f"{root}/{name}"
-            self.store.put_bytes(
-                key, data, content_type="image/png" if name.endswith(".png") else "application/octet-stream"
-            )
+            self.store.put_bytes(key, data, content_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
             stored_files[name] = key
         registered = ModelVersion(
             **asdict(metadata),

@@ -1,8 +1,10 @@
 """Evaluation gates: pure functions that decide whether a trained model may serve. Thresholds: `settings.gates`.
 
-Each gate returns a GateResult (passed, metrics, reasons); `decide` combines them into a GateDecision that the
-training flow branches on and the registry stores with the version. The champion comparison scores the champion
-on the challenger's own test set, so both are judged on the same rows.
+Each gate returns a GateResult (passed, metrics, intervals, reasons); `decide` combines them into a GateDecision
+that the training flow branches on and the registry stores with the version. The champion comparison scores the
+champion on the challenger's own test set, so both are judged on the same rows, and decides on the paired
+bootstrap interval of the difference (conveyor/domain/bootstrap.py), never on two point estimates: a difference
+inside the test set's noise is "not different", and the configured rule (`gates.promote_when`) decides.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 from configs.settings import DirectionalCheck, GatesConfig
+from conveyor.domain.bootstrap import BootstrapResult, Interval, bootstrap
+
+BETTER, NOT_DIFFERENT, WORSE = "better", "not different", "worse"
+CHALLENGER, CHAMPION = "challenger", "champion"
 
 Scorer = Callable[[pd.DataFrame], np.ndarray]
-# Higher is better for these; lower is better for the rest (brier, log_loss).
-_HIGHER_IS_BETTER = {"roc_auc", "pr_auc"}
+# The metrics the absolute floors and the champion comparison read; the primary metric is one of them.
+GATED_METRICS = ("roc_auc", "pr_auc", "brier")
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,8 @@ class GateResult:
     passed: bool
     metrics: dict[str, float] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+    # name -> Interval.to_json() (+ "verdict", "rows" where they apply): what the decision was made on
+    intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,10 +52,24 @@ class GateDecision:
     def reasons(self) -> list[str]:
         return [f"{r.name}: {reason}" for r in self.results for reason in r.reasons]
 
+    def intervals_of(self, gate: str) -> dict[str, dict[str, Any]]:
+        """The intervals one gate decided on (empty when that gate did not run)."""
+        return next((dict(r.intervals) for r in self.results if r.name == gate), {})
+
+    @property
+    def verdict(self) -> str | None:
+        """better | not different | worse on the primary metric; None without a champion comparison."""
+        for r in self.results:
+            if r.name == "challenger_vs_champion":
+                primary = next((i for i in r.intervals.values() if i.get("primary")), None)
+                return None if primary is None else str(primary["verdict"])
+        return None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
             "champion_version": self.champion_version,
+            "verdict": self.verdict,
             "reasons": self.reasons,
             "results": [asdict(r) for r in self.results],
         }
@@ -63,8 +85,22 @@ class GateDecision:
             "|---|---|---|---|",
         ]
         for r in self.results:
-            metrics = ", ".join(f"{k}={v:.4g}" for k, v in r.metrics.items())
+            metrics = ", ".join(f"{k}={v:.4g}" for k, v in r.metrics.items() if not r.intervals or k.endswith("rows"))
             lines.append(f"| {r.name} | {'yes' if r.passed else '**no**'} | {metrics} | {'; '.join(r.reasons)} |")
+        rows = [(r.name, name, i) for r in self.results for name, i in r.intervals.items()]
+        if rows:
+            level = rows[0][2]["confidence"]
+            lines += [
+                "",
+                f"Intervals: {level:.0%} paired bootstrap over the test rows ({rows[0][2]['resamples']} resamples)",
+                "",
+                "| gate | quantity | estimate | CI low | CI high | verdict |",
+                "|---|---|---|---|---|---|",
+            ]
+            for gate, name, i in rows:
+                fmt = "{:+.4f}" if "verdict" in i else "{:.4f}"  # gains are signed, metric values are not
+                cells = " | ".join(fmt.format(i[k]) for k in ("estimate", "low", "high"))
+                lines.append(f"| {gate} | {name} | {cells} | {i.get('verdict', '')} |")
         return "\n".join(lines)
 
 
@@ -94,78 +130,160 @@ def minimum_rows_gate(training_rows: int, gates: GatesConfig) -> GateResult:
     return GateResult("minimum_training_rows", ok, {"training_rows": float(training_rows)}, reasons)
 
 
-def absolute_gate(test_metrics: Mapping[str, float], gates: GatesConfig) -> GateResult:
-    """Minimum quality whatever the champion: ROC AUC, PR AUC floors and a Brier ceiling (calibration)."""
+def evaluation_bootstrap(
+    y: np.ndarray | pd.Series,
+    challenger: np.ndarray,
+    champion: np.ndarray | None,
+    gates: GatesConfig,
+    seed: int,
+    metric_names: tuple[str, ...] = GATED_METRICS,
+) -> BootstrapResult:
+    """The gated metrics of the challenger (and the champion, on the same resamples) on the test rows."""
+    scores = {CHALLENGER: challenger} if champion is None else {CHALLENGER: challenger, CHAMPION: champion}
+    return bootstrap(np.asarray(y), scores, metric_names, gates.bootstrap_resamples, gates.confidence, seed)
+
+
+def absolute_gate(test: Mapping[str, Interval], gates: GatesConfig) -> GateResult:
+    """Minimum quality whatever the champion: ROC AUC and PR AUC floors on the interval's lower bound, a Brier
+    ceiling (calibration) on its upper bound, so a model passes only if it clears them with confidence."""
     reasons = []
     checks = [
         ("roc_auc", gates.min_roc_auc, ">="),
         ("pr_auc", gates.min_pr_auc, ">="),
         ("brier", gates.max_brier, "<="),
     ]
-    for metric, bound, op in checks:
-        value = float(test_metrics.get(metric, float("nan")))
+    for name, bound, op in checks:
+        ci = test[name]
+        side, value = ("lower", ci.low) if op == ">=" else ("upper", ci.high)
         ok = value >= bound if op == ">=" else value <= bound
         if not ok:  # NaN fails both comparisons: an undefined metric never passes
             reasons.append(
-                f"test {metric} {value:.4f} is not {op} {bound} (gates.{'min' if op == '>=' else 'max'}_{metric})"
+                f"test {name} {ci.text()}: the {side} bound {value:.4f} is not {op} {bound} "
+                f"(gates.{'min' if op == '>=' else 'max'}_{name})"
             )
-    metrics = {m: float(test_metrics.get(m, float("nan"))) for m, _, _ in checks}
-    return GateResult("absolute_minimums", not reasons, metrics, reasons)
+    metrics = {name: test[name].estimate for name, _, _ in checks}
+    intervals = {name: test[name].to_json() for name, _, _ in checks}
+    return GateResult("absolute_minimums", not reasons, metrics, reasons, intervals)
 
 
-def champion_gate(
-    challenger: Mapping[str, float], champion: Mapping[str, float] | None, primary: str, gates: GatesConfig
-) -> GateResult:
-    """Same test set: the primary metric must beat the champion by `min_improvement_to_replace`, and no metric
-    (ROC AUC, PR AUC, Brier) may be worse than the champion's by more than `max_regression_vs_champion`."""
-    if champion is None:
+def verdict(gain: Interval, min_improvement: float, max_regression: float) -> str:
+    """better: the whole interval above +min_improvement; worse: the whole interval below -max_regression;
+    otherwise not different (no difference beyond the margins is established by this test set)."""
+    if gain.low > min_improvement:
+        return BETTER
+    if gain.high < -max_regression:
+        return WORSE
+    return NOT_DIFFERENT
+
+
+def champion_gate(boot: BootstrapResult | None, primary: str, gates: GatesConfig) -> GateResult:
+    """Challenger vs champion on the same test rows, on the paired interval of each metric's gain (positive =
+    the challenger is better). Any metric 'worse' refuses; the primary metric then follows `promote_when`:
+    better (its lower bound above min_improvement_to_replace) or not_worse (above -max_regression_vs_champion)."""
+    if boot is None or CHAMPION not in boot.estimates:
         return GateResult("challenger_vs_champion", True, {}, [])
-    reasons = []
-    metrics: dict[str, float] = {}
-    for metric in ("roc_auc", "pr_auc", "brier"):
-        new, old = float(challenger[metric]), float(champion[metric])
-        gain = new - old if metric in _HIGHER_IS_BETTER else old - new
-        metrics[f"{metric}_challenger"], metrics[f"{metric}_champion"], metrics[f"{metric}_gain"] = new, old, gain
-        if not gain >= -gates.max_regression_vs_champion:
+    reasons, metrics, intervals = [], {}, {}
+    names = [primary, *[m for m in GATED_METRICS if m != primary and m in boot.estimates[CHALLENGER]]]
+    for name in names:
+        gain = boot.gain(CHALLENGER, CHAMPION, name)
+        found = verdict(gain, gates.min_improvement_to_replace, gates.max_regression_vs_champion)
+        metrics[f"{name}_challenger"] = boot.estimates[CHALLENGER][name]
+        metrics[f"{name}_champion"] = boot.estimates[CHAMPION][name]
+        metrics[f"{name}_gain"] = gain.estimate
+        intervals[f"{name} gain"] = {**gain.to_json(), "verdict": found, "primary": name == primary}
+        if found == WORSE:
             reasons.append(
-                f"{metric} {new:.4f} is worse than the champion's {old:.4f} by {-gain:.4f} "
-                f"(> max_regression_vs_champion {gates.max_regression_vs_champion})"
+                f"{name} is worse than the champion's: gain {gain.text(signed=True)} lies below "
+                f"-max_regression_vs_champion {-gates.max_regression_vs_champion}"
             )
-    gain = metrics[f"{primary}_gain"]
-    regressed = not gain >= -gates.max_regression_vs_champion  # already reported above
-    if not regressed and not gain >= gates.min_improvement_to_replace:
+    gain = boot.gain(CHALLENGER, CHAMPION, primary)
+    found = intervals[f"{primary} gain"]["verdict"]
+    if found != WORSE and gates.promote_when == "better" and found != BETTER:
         reasons.append(
-            f"{primary} gain {gain:+.4f} over the champion is below min_improvement_to_replace "
-            f"{gates.min_improvement_to_replace}"
+            f"{primary} {found} from the champion: gain {gain.text(signed=True)}; promote_when=better needs the "
+            f"lower bound above min_improvement_to_replace {gates.min_improvement_to_replace}: the champion stays"
         )
-    return GateResult("challenger_vs_champion", not reasons, metrics, reasons)
+    elif found != WORSE and gates.promote_when == "not_worse" and not gain.low > -gates.max_regression_vs_champion:
+        reasons.append(
+            f"{primary} {found} from the champion: gain {gain.text(signed=True)}; promote_when=not_worse needs "
+            f"the lower bound above -max_regression_vs_champion {-gates.max_regression_vs_champion}"
+        )
+    return GateResult("challenger_vs_champion", not reasons, metrics, reasons, intervals)
 
 
-def slice_gate(
-    y_true: pd.Series, challenger: np.ndarray, champion: np.ndarray | None, segments: pd.DataFrame, gates: GatesConfig
-) -> GateResult:
-    """Per segment value (e.g. contract_type=two_year): challenger ROC AUC may not drop below the champion's
-    by more than `max_slice_regression`. Slices under `min_slice_rows` or with one class are skipped."""
-    if champion is None or segments.empty or segments.shape[1] == 0:
-        return GateResult("slice_no_regression", True, {}, [])
-    y = np.asarray(y_true).astype(int)
-    reasons, metrics, skipped = [], {}, 0
+@dataclass(frozen=True)
+class SliceBootstrap:
+    column: str
+    value: str
+    rows: int
+    result: BootstrapResult | None  # None: skipped (fewer than min_slice_rows rows, or a single class)
+
+    @property
+    def name(self) -> str:
+        return f"{self.column}={self.value}"
+
+
+def slice_bootstraps(
+    y: np.ndarray | pd.Series,
+    scores: Mapping[str, np.ndarray],
+    segments: pd.DataFrame,
+    metric_name: str,
+    gates: GatesConfig,
+    seed: int,
+) -> list[SliceBootstrap]:
+    """Per segment value (e.g. contract_type=two_year): `metric_name` of each model on that slice's rows, each
+    slice resampled on its own (seeded by its position, so the same slices get the same resamples)."""
+    labels = np.asarray(y).astype(int)
+    out = []
     for column in segments.columns:
         values = segments[column].astype(str).to_numpy()
         for value in sorted(set(values)):
             mask = values == value
-            if mask.sum() < gates.min_slice_rows or len(np.unique(y[mask])) < 2:
-                skipped += 1
+            rows = int(mask.sum())
+            if rows < gates.min_slice_rows or len(np.unique(labels[mask])) < 2:
+                out.append(SliceBootstrap(column, value, rows, None))
                 continue
-            new, old = roc_auc_score(y[mask], challenger[mask]), roc_auc_score(y[mask], champion[mask])
-            metrics[f"{column}={value}"] = float(new - old)
-            if new - old < -gates.max_slice_regression:
-                reasons.append(
-                    f"slice {column}={value} ({int(mask.sum())} rows): roc_auc {new:.4f} vs champion "
-                    f"{old:.4f} (drop {old - new:.4f} > max_slice_regression {gates.max_slice_regression})"
-                )
+            sliced = {model: np.asarray(s)[mask] for model, s in scores.items()}
+            result = bootstrap(
+                labels[mask], sliced, (metric_name,), gates.bootstrap_resamples, gates.confidence, seed + len(out)
+            )
+            out.append(SliceBootstrap(column, value, rows, result))
+    return out
+
+
+def slice_gate(
+    y_true: pd.Series,
+    challenger: np.ndarray,
+    champion: np.ndarray | None,
+    segments: pd.DataFrame,
+    gates: GatesConfig,
+    metric_name: str = "roc_auc",
+    seed: int = 0,
+) -> GateResult:
+    """Per segment value: refused when the slice's paired gain interval lies entirely below
+    -max_slice_regression (the challenger is shown worse there). Slices under `min_slice_rows` rows or with one
+    class are skipped, and counted."""
+    if champion is None or segments.empty or segments.shape[1] == 0:
+        return GateResult("slice_no_regression", True, {}, [])
+    reasons, metrics, intervals, skipped = [], {}, {}, 0
+    scores = {CHALLENGER: challenger, CHAMPION: champion}
+    for part in slice_bootstraps(y_true, scores, segments, metric_name, gates, seed):
+        if part.result is None:
+            skipped += 1
+            continue
+        gain = part.result.gain(CHALLENGER, CHAMPION, metric_name)
+        found = verdict(gain, 0.0, gates.max_slice_regression)
+        metrics[part.name] = gain.estimate
+        intervals[part.name] = {**gain.to_json(), "verdict": found, "rows": part.rows}
+        if found == WORSE:
+            reasons.append(
+                f"slice {part.name} ({part.rows} rows): {metric_name} gain {gain.text(signed=True)} lies below "
+                f"-max_slice_regression {-gates.max_slice_regression} (challenger "
+                f"{part.result.estimates[CHALLENGER][metric_name]:.4f} vs champion "
+                f"{part.result.estimates[CHAMPION][metric_name]:.4f})"
+            )
     metrics["slices_skipped"] = float(skipped)
-    return GateResult("slice_no_regression", not reasons, metrics, reasons)
+    return GateResult("slice_no_regression", not reasons, metrics, reasons, intervals)
 
 
 def invariance_gate(

@@ -1,4 +1,5 @@
-"""`conveyor models list|show|promote|rollback|log|prune`: the model registry for people (same module as the flows)."""
+"""`conveyor models list|show|card|compare|promote|rollback|log|prune`: the model registry for people (same module
+as the flows)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ from configs.settings import Settings, load_settings
 from conveyor.adapters.object_store import ObjectStore, ObjectStoreError
 from conveyor.adapters.registry import ModelRegistry, RegistryError, default_actor
 from conveyor.ops.output import out as _out
+from conveyor.services.model_card import CARD_FILE
+from conveyor.services.model_comparison import comparison_text
 
 
 def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    models = sub.add_parser("models", help="the model registry: list, show, promote, rollback, log, prune")
+    models = sub.add_parser(
+        "models", help="the model registry: list, show, card, compare, promote, rollback, log, prune"
+    )
     models.add_argument("action", choices=list(_ACTIONS))
-    models.add_argument("version", nargs="?", type=int, help="version number (show, promote)")
+    models.add_argument("version", nargs="?", type=int, help="version number (show, card, compare, promote)")
+    models.add_argument("other", nargs="?", type=int, help="compare: the second version (default: the champion)")
+    models.add_argument("--output", help="card: also save the HTML card to this file")
     models.add_argument("--model", help="registry model name; default training.model_name")
     models.add_argument("--reason", help="why (promote, rollback, prune): recorded in the audit log")
     models.add_argument("--actor", default=None, help="who (default: the current user)")
@@ -62,6 +69,28 @@ def _show(registry: ModelRegistry, settings: Settings, name: str, args: argparse
     _out(json.dumps({**meta.to_json(), "uri": registry.version_uri(name, version)}, indent=2, default=str))
 
 
+def _card(registry: ModelRegistry, settings: Settings, name: str, args: argparse.Namespace, actor: str) -> None:
+    version = args.version or registry.champion_version(name)
+    if version is None:
+        raise RegistryError(f"{name}: no champion; name a version")
+    meta = registry.get_version(name, version)
+    if CARD_FILE not in meta.files:
+        raise RegistryError(f"{meta.label} has no model card (registered before cards were written)")
+    _out(registry.store.uri(meta.files[CARD_FILE]))
+    if args.output:
+        with open(args.output, "wb") as handle:
+            handle.write(registry.get_file(name, version, CARD_FILE))
+        _out(f"saved to {args.output}")
+
+
+def _compare(registry: ModelRegistry, settings: Settings, name: str, args: argparse.Namespace, actor: str) -> None:
+    other = args.other or registry.champion_version(name)
+    if args.version is None or other is None:
+        raise RegistryError("compare needs two versions (or one and a champion): conveyor models compare A B")
+    a, b = registry.get_version(name, args.version), registry.get_version(name, other)
+    _out(comparison_text(a, b, a.label, b.label))
+
+
 def _promote(registry: ModelRegistry, settings: Settings, name: str, args: argparse.Namespace, actor: str) -> None:
     if args.version is None or not args.reason:
         raise RegistryError("promote needs a version and --reason")
@@ -101,7 +130,16 @@ def _log(registry: ModelRegistry, settings: Settings, name: str, args: argparse.
         )
 
 
-_ACTIONS = {"list": _list, "show": _show, "promote": _promote, "rollback": _rollback, "prune": _prune, "log": _log}
+_ACTIONS = {
+    "list": _list,
+    "show": _show,
+    "card": _card,
+    "compare": _compare,
+    "promote": _promote,
+    "rollback": _rollback,
+    "prune": _prune,
+    "log": _log,
+}
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -289,7 +289,9 @@ def _evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings
     def score(frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(candidate.model.predict_proba(_features(frame, ds))[:, 1])
 
-    results = [G.minimum_rows_gate(candidate.training_rows, gates), G.absolute_gate(candidate.metrics["test"], gates)]
+    seed, primary = settings.training.seed, settings.training.primary_metric
+    challenger_scores = test["score"].to_numpy()
+    results: list[G.GateResult] = []
     champion_scores, champion_version, champion_metrics = None, None, None
     if champion is not None:
         champion_version = champion.version.version
@@ -307,18 +309,20 @@ def _evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings
                     ],
                 )
             )
+    # One set of resamples for the floors and the comparison: the champion's intervals are paired with ours.
+    boot = G.evaluation_bootstrap(y, challenger_scores, champion_scores, gates, seed)
+    test_intervals = {name: boot.interval(G.CHALLENGER, name) for name in G.GATED_METRICS}
+    results = [G.minimum_rows_gate(candidate.training_rows, gates), G.absolute_gate(test_intervals, gates), *results]
     if champion is None or champion_scores is not None:
         champion_metrics = None if champion_scores is None else G.classification_metrics(y, champion_scores)
-        results.append(
-            G.champion_gate(candidate.metrics["test"], champion_metrics, settings.training.primary_metric, gates)
-        )
+        results.append(G.champion_gate(boot, primary, gates))
         segments = test[[s for s in settings.training.segments if s in test.columns]]
-        results.append(G.slice_gate(y, test["score"].to_numpy(), champion_scores, segments, gates))
+        results.append(G.slice_gate(y, challenger_scores, champion_scores, segments, gates, primary, seed))
     features = test[ds.feature_names]
     results.append(G.invariance_gate(score, features, ds.feature_names, gates, seed=settings.training.seed))
     results.append(G.directional_gate(score, features, gates.directional, ds.feature_names))
     # Drawn here, once: the ROC plot shows the champion's curve on the same rows when there is one.
-    candidate.plots = evaluation_plots(y.to_numpy(), test["score"].to_numpy(), champion_scores)
+    candidate.plots = evaluation_plots(y.to_numpy(), challenger_scores, champion_scores)
     return G.decide(results, champion_version, champion_metrics)
 
 
@@ -330,7 +334,9 @@ def training_metadata(
     end: dt.date,
     feature_service: str | None,
     raw: RawSnapshot | None = None,
+    card: dict[str, Any] | None = None,
 ) -> ModelMetadata:
+    """What the registry stores about the candidate; `card` (ModelCard.to_json()) goes into `extra.card`."""
     return ModelMetadata(
         metrics=candidate.metrics,
         gates=decision.to_json(),
@@ -345,18 +351,29 @@ def training_metadata(
             "scale_numeric": candidate.spec.scale_numeric,
         },
         model_config_name=candidate.model_config_name,
-        extra={"training_rows": candidate.training_rows, "fit_seconds": candidate.fit_seconds},
+        extra={
+            "training_rows": candidate.training_rows,
+            "fit_seconds": candidate.fit_seconds,
+            **({} if card is None else {"card": card}),
+        },
         data_uri=None if raw is None else raw.uri,
         data_version=None if raw is None else raw.version,
     )
 
 
-def metrics_table(candidate: Candidate, champion_metrics: dict[str, float] | None = None) -> list[dict[str, Any]]:
+def metrics_table(
+    candidate: Candidate,
+    champion_metrics: dict[str, float] | None = None,
+    test_intervals: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     rows = []
     for metric in ("roc_auc", "pr_auc", "brier", "log_loss", "positive_rate", "rows"):
         row: dict[str, Any] = {"metric": metric}
         for part in ("train", "validation", "test"):
             row[part] = round(candidate.metrics[part][metric], 4)
+        if test_intervals is not None:
+            found = test_intervals.get(metric)
+            row["test_ci"] = "" if found is None else f"[{found['low']:.4f}, {found['high']:.4f}]"
         if champion_metrics is not None:
             row["champion_on_test"] = round(champion_metrics.get(metric, float("nan")), 4)
         rows.append(row)

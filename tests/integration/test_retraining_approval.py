@@ -124,7 +124,11 @@ def _paused_then_resume(
     keyset = paused.state.state_details.run_input_keyset
     with get_client(sync_client=True) as client:  # the schema the UI renders its resume form from
         schema = json.loads(client.read_flow_run_input(paused.id, keyset["schema"]))
+        description = json.loads(client.read_flow_run_input(paused.id, keyset["description"]))
     assert {"approve", "approver", "reason"} <= set(schema["properties"]), schema
+    # The form links the challenger's model card: an artifact of this run in the UI, and the HTML on S3.
+    assert "model card in this UI: [" in description and "/artifacts/artifact/" in description, description
+    assert "/card.html`" in description, description
     champion_while_paused = registry.champion_version(MODEL)
     kinds = [e.kind for e in read_ledger(ObjectStore(env.storage), env, MODEL) if e.run_id == str(paused.id)]
     assert kinds[-1] == "awaiting_approval", kinds

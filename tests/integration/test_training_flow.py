@@ -1,5 +1,6 @@
 """The training flow end to end on the real S3 server, Prefect test server and Feast (temp paths): first
-champion, a refused run on corrupted labels, a better model replacing the champion, rollback via the CLI."""
+champion, a refused run on corrupted labels, a challenger inside the noise kept out by the default rule and let in
+by `promote_when: not_worse`, its model card, rollback via the CLI."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def run_artifacts(flow_run_id: uuid.UUID | None) -> dict[str, str]:
     return {a.key: str(a.data) for a in found if a.key}
 
 
-def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     registry = ModelRegistry(ObjectStore(env.storage), env)
     name = env.training.model_name
 
@@ -72,10 +73,19 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -
     assert first.promoted and first.gates_passed, first.reasons
     assert (first.champion_before, first.champion_after) == (None, first.version)
     assert first.test_metrics["roc_auc"] >= env.gates.min_roc_auc
-    assert set(first.timings) == {"read_raw", "validation", "feature_retrieval", "fit", "evaluation_gates", "registry"}
+    assert set(first.timings) == {
+        "read_raw",
+        "validation",
+        "feature_retrieval",
+        "fit",
+        "evaluation_gates",
+        "model_card",
+        "registry",
+    }
     meta = registry.get_version(name, first.version)
     assert meta.feature_service == env.features.feature_service and meta.data_fingerprint
-    assert meta.training_window["start"] == START.isoformat() and set(meta.files) == {"roc.png", "calibration.png"}
+    assert meta.training_window["start"] == START.isoformat()
+    assert set(meta.files) == {"roc.png", "calibration.png", "card.html"}
     assert registry.get_file(name, first.version, "roc.png").startswith(b"\x89PNG")
     trained_on = read_raw_window(ObjectStore(env.storage), env, START, END)
     assert meta.data_uri == f"s3://{env.storage.bucket}/raw/{env.dataset.name}" and meta.data_version is not None
@@ -99,10 +109,41 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -
     assert registry.champion_version(name) == first.version == refused.champion_after
     assert not registry.get_version(name, refused.version).gates_passed  # registered for the record, refused
 
-    better = training(start_date=START, end_date=END, model_config_name="default")
+    # The default model vs the quick champion on this small window: a higher point estimate, but inside the test
+    # set's noise. The default rule (promote_when=better) keeps the champion and says so, with the interval.
+    same = training(start_date=START, end_date=END, model_config_name="default")
+    assert not same.promoted and same.champion_after == first.version
+    assert same.test_metrics["roc_auc"] > first.test_metrics["roc_auc"]
+    noise = [r for r in same.reasons if r.startswith("challenger_vs_champion: roc_auc not different from the champion")]
+    assert len(noise) == 1 and "95% CI [-" in noise[0] and "the champion stays" in noise[0], same.reasons
+    assert registry.get_version(name, same.version).gates["verdict"] == "not different"
+
+    # promote_when=not_worse prefers the newer model unless it may be worse by more than the margin: promoted.
+    monkeypatch.setenv("CONVEYOR_GATES__PROMOTE_WHEN", "not_worse")
+    monkeypatch.setenv("CONVEYOR_GATES__MAX_REGRESSION_VS_CHAMPION", "0.01")
+    better_state = training(start_date=START, end_date=END, model_config_name="default", return_state=True)
+    monkeypatch.delenv("CONVEYOR_GATES__PROMOTE_WHEN")
+    monkeypatch.delenv("CONVEYOR_GATES__MAX_REGRESSION_VS_CHAMPION")
+    better = better_state.result()
     assert better.promoted, better.reasons
-    assert better.test_metrics["roc_auc"] > first.test_metrics["roc_auc"]
+    assert better.test_metrics == same.test_metrics  # same rows, config and seed: the same model
     assert (better.champion_before, better.champion_after) == (first.version, better.version)
+    # Its card: HTML next to the version, JSON in the metadata, markdown in the UI; the gates' verdict with its CI.
+    better_meta = registry.get_version(name, better.version)
+    assert better_meta.gates["verdict"] == "not different"
+    assert better_meta.extra["card"]["comparison"]["rule"] == "not_worse"
+    card = better_meta.extra["card"]
+    assert card["comparison"]["champion_version"] == first.version and card["lineage"]["data_uri"] == meta.data_uri
+    page = registry.get_file(name, better.version, "card.html").decode()
+    assert f"<title>Model card: {name} v{better.version}</title>" in page and "<h2>Fairness</h2>" in page
+    card_artifact = run_artifacts(better_state.state_details.flow_run_id)[f"{name}-model-card"]
+    assert f"# Model card: {name} v{better.version}" in card_artifact and "95% CI" in card_artifact
+    capsys.readouterr()
+    assert cli.main(["models", "card", str(better.version), "--model", name]) == 0
+    assert capsys.readouterr().out.strip() == registry.store.uri(better_meta.files["card.html"])
+    assert cli.main(["models", "compare", str(first.version), str(better.version), "--model", name]) == 0
+    compared = capsys.readouterr().out
+    assert "* model config" in compared and "quick" in compared and "default" in compared
 
     assert (
         cli.main(
@@ -126,12 +167,13 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str]) -
 
     # Refused versions' artifacts can go (here: everything older than 0 days); their record stays.
     assert cli.main(["models", "prune", "--model", name, "--older-than-days", "0", "--dry-run"]) == 0
-    assert (
-        capsys.readouterr().out.strip() == f"would prune {name} v{refused.version} (registered "
-        f"{registry.get_version(name, refused.version).created_at[:19]}, gates failed)"
-    )
+    assert capsys.readouterr().out.strip().splitlines() == [
+        f"would prune {name} v{v} (registered {registry.get_version(name, v).created_at[:19]}, gates failed)"
+        for v in (refused.version, same.version)
+    ]
     assert cli.main(["models", "prune", "--model", name, "--older-than-days", "0", "--actor", "ops"]) == 0
-    assert f"pruned {name} v{refused.version}: " in capsys.readouterr().out
+    pruned = capsys.readouterr().out
+    assert f"pruned {name} v{refused.version}: " in pruned and f"pruned {name} v{same.version}: " in pruned
     assert not ObjectStore(env.storage).exists(registry.get_version(name, refused.version).artifact_key)
     assert cli.main(["models", "list", "--model", name]) == 0
     statuses = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}

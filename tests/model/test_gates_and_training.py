@@ -11,7 +11,8 @@ import pytest
 from configs.settings import DirectionalCheck, Settings, load_settings
 from conveyor.demo.synthetic import generate_window
 from conveyor.domain import gates as G
-from conveyor.services.training import Candidate, evaluate_gates, fit_and_evaluate, time_split
+from conveyor.domain.bootstrap import Interval
+from conveyor.services.training import Candidate, evaluate_gates, fit_and_evaluate, metrics_table, time_split
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,10 @@ def test_first_model_passes_the_gates_with_no_champion(quick: Candidate, setting
         "behaviour_invariance",
         "behaviour_directional",
     }
+    table = {row["metric"]: row for row in metrics_table(quick, None, decision.intervals_of("absolute_minimums"))}
+    low, high = (float(x) for x in table["roc_auc"]["test_ci"].strip("[]").split(", "))
+    assert low < table["roc_auc"]["test"] < high and table["log_loss"]["test_ci"] == ""
+    assert decision.intervals_of("challenger_vs_champion") == {}  # no champion: no comparison
     assert set(quick.plots) == {"roc.png", "calibration.png"}
     assert all(png.startswith(b"\x89PNG") for png in quick.plots.values())
 
@@ -85,23 +90,28 @@ def test_too_few_training_rows_fail(settings: Settings) -> None:
     assert G.minimum_rows_gate(settings.gates.min_training_rows, settings.gates).passed
 
 
+def _at(estimate: float, half_width: float = 0.01) -> Interval:
+    return Interval(estimate, estimate - half_width, estimate + half_width, 0.95, 1000)
+
+
 def test_absolute_gate_names_each_failed_threshold(settings: Settings) -> None:
-    result = G.absolute_gate({"roc_auc": 0.9, "pr_auc": 0.1, "brier": 0.3}, settings.gates)
+    test = {"roc_auc": _at(0.9), "pr_auc": _at(0.1), "brier": _at(0.3)}
+    result = G.absolute_gate(test, settings.gates)
     assert not result.passed and len(result.reasons) == 2
     assert "pr_auc" in result.reasons[0] and "brier" in result.reasons[1]
-    assert not G.absolute_gate({"roc_auc": float("nan"), "pr_auc": 0.9, "brier": 0.1}, settings.gates).passed
+    assert "lower bound 0.0900 is not >= 0.3" in result.reasons[0]
+    assert not G.absolute_gate({**test, "roc_auc": _at(float("nan"))}, settings.gates).passed
 
 
-def test_champion_gate_margins(settings: Settings) -> None:
-    gates = settings.gates.model_copy(update={"max_regression_vs_champion": 0.01, "min_improvement_to_replace": 0.005})
-    champion = {"roc_auc": 0.80, "pr_auc": 0.50, "brier": 0.17}
-    better = G.champion_gate({"roc_auc": 0.81, "pr_auc": 0.495, "brier": 0.175}, champion, "roc_auc", gates)
-    assert better.passed, better.reasons  # small regressions within the margin are tolerated
-    not_enough = G.champion_gate({"roc_auc": 0.802, "pr_auc": 0.50, "brier": 0.17}, champion, "roc_auc", gates)
-    assert not not_enough.passed and "below min_improvement_to_replace" in not_enough.reasons[0]
-    worse = G.champion_gate({"roc_auc": 0.81, "pr_auc": 0.45, "brier": 0.17}, champion, "roc_auc", gates)
-    assert not worse.passed and worse.reasons[0].startswith("pr_auc 0.4500 is worse than the champion's 0.5000")
-    assert G.champion_gate({"roc_auc": 0.5, "pr_auc": 0.1, "brier": 0.3}, None, "roc_auc", gates).passed
+def test_absolute_floors_are_checked_on_the_unfavourable_bound(settings: Settings) -> None:
+    floor = settings.gates.min_roc_auc
+    above_on_the_point_only = {"roc_auc": _at(floor + 0.005), "pr_auc": _at(0.6), "brier": _at(0.1)}
+    result = G.absolute_gate(above_on_the_point_only, settings.gates)
+    assert not result.passed and f"lower bound {floor - 0.005:.4f} is not >= {floor}" in result.reasons[0]
+    assert result.intervals["roc_auc"]["low"] == pytest.approx(floor - 0.005)
+    brier_ceiling = settings.gates.max_brier
+    near_ceiling = {"roc_auc": _at(0.8), "pr_auc": _at(0.6), "brier": _at(brier_ceiling - 0.005)}
+    assert "upper bound" in G.absolute_gate(near_ceiling, settings.gates).reasons[0]
 
 
 def test_slice_gate_catches_a_regression_hidden_in_one_segment(settings: Settings) -> None:
@@ -150,7 +160,7 @@ def test_gate_decision_lists_every_reason(settings: Settings) -> None:
     decision = G.decide(
         [
             G.minimum_rows_gate(5, settings.gates),
-            G.absolute_gate({"roc_auc": 0.5, "pr_auc": 0.5, "brier": 0.1}, settings.gates),
+            G.absolute_gate({"roc_auc": _at(0.5), "pr_auc": _at(0.5), "brier": _at(0.1)}, settings.gates),
         ],
         3,
     )

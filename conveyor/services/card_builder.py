@@ -1,0 +1,174 @@
+"""Assemble a version's model card from what training and the gates produced (the candidate, the gate decision,
+its metadata and the champion's), adding the card-only evaluation: calibration, importance, fairness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from configs.settings import Settings
+from conveyor.adapters.registry_records import ModelMetadata, library_versions
+from conveyor.domain import gates as G
+from conveyor.services.model_card import ModelCard
+from conveyor.services.model_comparison import side_by_side
+from conveyor.services.model_evaluation import calibration_table, fairness_table, importance_table
+from conveyor.services.training import Candidate, _features, native_threads
+
+_CARD_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "positive_rate")
+
+
+def _result(decision: G.GateDecision, name: str) -> G.GateResult | None:
+    return next((r for r in decision.results if r.name == name), None)
+
+
+def _slices(candidate: Candidate, decision: G.GateDecision, settings: Settings) -> list[dict[str, Any]]:
+    """The primary metric per slice: this version's interval, and with a champion the paired gain interval."""
+    ds, gates, primary = settings.dataset, settings.gates, settings.training.primary_metric
+    test = candidate.test
+    segments = test[[s for s in settings.training.segments if s in test.columns]]
+    parts = G.slice_bootstraps(
+        test[ds.label_column],
+        {G.CHALLENGER: test["score"].to_numpy()},
+        segments,
+        primary,
+        gates,
+        settings.training.seed,
+    )
+    compared = _result(decision, "slice_no_regression")
+    out = []
+    for part in parts:
+        row: dict[str, Any] = {"slice": part.name, "rows": part.rows, "metric": primary}
+        if part.result is None:
+            row["verdict"] = f"skipped (< {gates.min_slice_rows} rows or one class)"
+        else:
+            row["challenger"] = part.result.interval(G.CHALLENGER, primary).to_json()
+        gain = None if compared is None else compared.intervals.get(part.name)
+        if gain is not None:
+            row["gain"], row["verdict"] = gain, gain["verdict"]
+            challenger = row["challenger"]["estimate"]
+            row["champion"] = {"estimate": challenger - gain["estimate"], "low": None, "high": None}
+        out.append(row)
+    return out
+
+
+def _limitations(
+    candidate: Candidate, slices: list[dict[str, Any]], fairness: list[dict[str, Any]], settings: Settings
+) -> list[str]:
+    """The configured limitations plus what this evaluation itself shows."""
+    ds = settings.dataset
+    found = list(settings.card.known_limitations)
+    test = candidate.test
+    if ds.entity_column in test.columns and test[ds.entity_column].nunique() < len(test):
+        found.append(
+            f"The test set holds {len(test):,} rows of {test[ds.entity_column].nunique():,} "
+            f"{ds.entity_column} values: the bootstrap resamples rows, not entities, so rows of one entity are "
+            "treated as independent and the intervals may be somewhat too narrow."
+        )
+    share, since = settings.training.test_fraction, candidate.split["test_start"][:10]
+    found.append(
+        f"Test rows are the latest {share:.0%} by event time ({since} on): the metrics describe that period, "
+        "not the future."
+    )
+    skipped = [s["slice"] for s in slices if "challenger" not in s]
+    if skipped:
+        found.append(f"Slices too small to judge (< {settings.gates.min_slice_rows} test rows): {', '.join(skipped)}.")
+    for attribute in fairness:
+        if attribute["small_groups"]:
+            found.append(
+                f"Fairness groups of {attribute['feature']} with fewer than {settings.card.min_group_rows} test rows "
+                f"(their rates are noisy): {', '.join(attribute['small_groups'])}."
+            )
+    return found
+
+
+def build_card(
+    candidate: Candidate,
+    decision: G.GateDecision,
+    metadata: ModelMetadata,
+    champion: ModelMetadata | None,
+    settings: Settings,
+    model_name: str,
+    flow_run_id: str | None,
+    code: str | None,
+) -> ModelCard:
+    ds, cfg, seed = settings.dataset, settings.card, settings.training.seed
+    test = candidate.test
+    y, scores = test[ds.label_column].to_numpy(), test["score"].to_numpy()
+    with native_threads(settings):
+        importance = importance_table(candidate.model, _features(test, ds), y, cfg, seed)
+    fairness = fairness_table(y, scores, test, cfg, settings.scoring.threshold)
+    intervals = decision.intervals_of("absolute_minimums")
+    metrics = [
+        {
+            "metric": name,
+            **{part: candidate.metrics[part].get(name) for part in ("train", "validation", "test")},
+            "test_interval": intervals.get(name),
+        }
+        for name in _CARD_METRICS
+    ]
+    comparison = None
+    compared = _result(decision, "challenger_vs_champion")
+    if champion is not None and decision.champion_version is not None:
+        comparison = {
+            "champion_version": decision.champion_version,
+            "verdict": decision.verdict,
+            "rule": settings.gates.promote_when,
+            "gains": {} if compared is None else compared.intervals,
+            # this version is not registered yet: its code version is the one training runs now
+            "side_by_side": [
+                [what, code or "-", right] if what == "code version" else [what, left, right]
+                for what, left, right in side_by_side(metadata, champion)
+            ],
+        }
+    slices = _slices(candidate, decision, settings)
+    any_interval = next((i for r in decision.results for i in r.intervals.values()), {})
+    return ModelCard(
+        model_name=model_name,
+        purpose=cfg.purpose,
+        owner=cfg.owner,
+        data={
+            **metadata.training_window,
+            "fingerprint": metadata.data_fingerprint,
+            "data_uri": metadata.data_uri,
+            "data_version": metadata.data_version,
+        },
+        features={
+            "numeric": ds.numeric_features,
+            "categorical": ds.categorical_features,
+            "feature_service": metadata.feature_service,
+        },
+        training={
+            "model_config_name": candidate.model_config_name,
+            "estimator": candidate.spec.estimator,
+            "params": {**candidate.spec.params, "scale_numeric": candidate.spec.scale_numeric},
+            "seed": seed,
+            "fit_seconds": candidate.fit_seconds,
+        },
+        metrics=metrics,
+        gates={
+            "passed": decision.passed,
+            "verdict": decision.verdict,
+            "reasons": decision.reasons,
+            "champion_version": decision.champion_version,
+            "resamples": any_interval.get("resamples", settings.gates.bootstrap_resamples),
+            "confidence": settings.gates.confidence,
+        },
+        comparison=comparison,
+        slices=slices,
+        calibration=calibration_table(y, scores, cfg.calibration_bins),
+        importance=importance,
+        fairness=fairness,
+        behaviour=[
+            {"name": r.name, "passed": r.passed, "metrics": r.metrics, "reasons": r.reasons}
+            for r in decision.results
+            if r.name.startswith("behaviour_")
+        ],
+        limitations=_limitations(candidate, slices, fairness, settings),
+        lineage={
+            "code_version": code,
+            "flow_run_id": flow_run_id,
+            "data_uri": metadata.data_uri,
+            "data_version": metadata.data_version,
+            "libraries": library_versions(),
+        },
+        plots=[name for name in ("roc.png", "calibration.png") if name in candidate.plots],
+    )

@@ -1,0 +1,148 @@
+"""What the model card reports beyond the gates, computed on the challenger's test set: a reliability table,
+permutation importance and fairness by group (fairlearn). Plain functions over arrays and frames, JSON-ready."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fairlearn.metrics import (
+    MetricFrame,
+    count,
+    demographic_parity_difference,
+    equalized_odds_difference,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import roc_auc_score
+
+from configs.settings import ModelCardConfig, SensitiveAttribute
+
+
+def _rounded(value: Any, digits: int = 6) -> float | None:
+    number = float(value)
+    return None if not np.isfinite(number) else round(number, digits)
+
+
+def calibration_table(y: np.ndarray, scores: np.ndarray, bins: int) -> dict[str, Any]:
+    """Quantile bins of the score: mean predicted vs observed rate and rows per bin, and the expected calibration
+    error (row-weighted mean |observed - predicted|)."""
+    labels, p = np.asarray(y).astype(float), np.asarray(scores, dtype=float)
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2)
+    rows: list[dict[str, Any]] = []
+    error = 0.0
+    for b in range(len(edges) - 1):
+        mask = which == b
+        if mask.any():
+            predicted, observed = float(p[mask].mean()), float(labels[mask].mean())
+            error += int(mask.sum()) * abs(observed - predicted)
+            rows.append(
+                {
+                    "bin": b + 1,
+                    "rows": int(mask.sum()),
+                    "mean_predicted": _rounded(predicted),
+                    "observed_rate": _rounded(observed),
+                }
+            )
+    ece = error / max(len(p), 1)
+    return {"bins": rows, "expected_calibration_error": _rounded(ece), "strategy": "quantile"}
+
+
+def importance_table(
+    model: Any, features: pd.DataFrame, y: np.ndarray, cfg: ModelCardConfig, seed: int
+) -> list[dict[str, Any]]:
+    """Permutation importance on test rows: the drop in ROC AUC when a feature's values are shuffled (mean and
+    spread over `importance_repeats` shuffles), largest first. Measures what the model relies on, not causes."""
+    labels = np.asarray(y)
+    if len(features) > cfg.importance_max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(len(features), cfg.importance_max_rows, replace=False))
+        features, labels = features.iloc[rows], labels[rows]
+    result = permutation_importance(
+        model,
+        features,
+        labels.astype(int),
+        scoring="roc_auc",
+        n_repeats=cfg.importance_repeats,
+        random_state=seed,
+    )
+    table = [
+        {"feature": name, "roc_auc_drop": _rounded(mean), "std": _rounded(std)}
+        for name, mean, std in zip(features.columns, result.importances_mean, result.importances_std, strict=True)
+    ]
+    return sorted(table, key=lambda r: -(r["roc_auc_drop"] or 0.0))
+
+
+def sensitive_groups(values: pd.Series, attribute: SensitiveAttribute) -> pd.Series:
+    """The group of each row: the category, or the numeric bin (right-closed edges) as text."""
+    if attribute.bins is None:
+        return values.astype(str).where(values.notna(), "missing")
+    binned = pd.cut(values.astype(float), bins=attribute.bins, include_lowest=True, labels=bin_labels(attribute.bins))
+    return binned.astype(str).where(binned.notna(), "outside bins")
+
+
+def bin_labels(edges: list[float]) -> list[str]:
+    """'[18, 30]', '(30, 45]', ...: the first bin holds its lower edge too."""
+    pairs = zip(edges[:-1], edges[1:], strict=True)
+    return [f"{'[' if i == 0 else '('}{lo:g}, {hi:g}]" for i, (lo, hi) in enumerate(pairs)]
+
+
+def _auc_or_nan(y: np.ndarray, scores: np.ndarray) -> float:
+    return float(roc_auc_score(y, scores)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def fairness_table(
+    y: np.ndarray, scores: np.ndarray, frame: pd.DataFrame, cfg: ModelCardConfig, threshold: float
+) -> list[dict[str, Any]]:
+    """Per sensitive attribute: group metrics (fairlearn MetricFrame) of the decision `score >= threshold` and the
+    score's ROC AUC, plus the demographic parity and equalized odds differences (largest gap between groups)."""
+    labels = np.asarray(y).astype(int)
+    decisions = (np.asarray(scores) >= threshold).astype(int)
+    out = []
+    for attribute in cfg.sensitive_attributes:
+        groups = sensitive_groups(frame[attribute.feature].reset_index(drop=True), attribute)
+        metrics: dict[str, Callable[..., Any]] = {
+            "rows": count,
+            "selection_rate": selection_rate,
+            "true_positive_rate": true_positive_rate,
+            "false_positive_rate": false_positive_rate,
+        }
+        by_group = MetricFrame(metrics=metrics, y_true=labels, y_pred=decisions, sensitive_features=groups).by_group
+        auc = MetricFrame(
+            metrics=_auc_or_nan, y_true=labels, y_pred=np.asarray(scores), sensitive_features=groups
+        ).by_group
+        rows: list[dict[str, Any]] = [
+            {
+                "group": str(group),
+                "rows": int(by_group.loc[group, "rows"]),
+                "positive_rate": _rounded(labels[(groups == group).to_numpy()].mean()),
+                "selection_rate": _rounded(by_group.loc[group, "selection_rate"]),
+                "true_positive_rate": _rounded(by_group.loc[group, "true_positive_rate"]),
+                "false_positive_rate": _rounded(by_group.loc[group, "false_positive_rate"]),
+                "roc_auc": _rounded(auc.loc[group]),
+            }
+            for group in by_group.index
+        ]
+        if attribute.bins is not None:  # in bin order, not in the text order of the labels
+            order = bin_labels(attribute.bins)
+            rows.sort(key=lambda r: order.index(r["group"]) if r["group"] in order else len(order))
+        out.append(
+            {
+                "feature": attribute.feature,
+                "bins": attribute.bins,
+                "threshold": threshold,
+                "groups": rows,
+                "demographic_parity_difference": _rounded(
+                    demographic_parity_difference(labels, decisions, sensitive_features=groups)
+                ),
+                "equalized_odds_difference": _rounded(
+                    equalized_odds_difference(labels, decisions, sensitive_features=groups)
+                ),
+                "small_groups": [r["group"] for r in rows if int(r["rows"]) < cfg.min_group_rows],
+            }
+        )
+    return out
