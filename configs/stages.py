@@ -109,6 +109,20 @@ class DriftConfig(StrictSection):
         default=7, ge=1, description="days of raw rows (up to the scored day) compared with the reference profile"
     )
     histogram_sample: int = Field(default=200_000, ge=1000, description="rows drawn for the HTML report's histograms")
+    calibration_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="performance estimation: calibrate the scores on the labelled reference "
+        "when their expected calibration error exceeds this",
+    )
+    estimation_z: float = Field(
+        default=2.0, ge=0, description="estimated decay only when estimate + z * standard error is below the floor"
+    )
+    bootstrap_replicates: int = Field(
+        default=200, ge=20, description="resamples of the reference behind standard errors and window-sized bounds"
+    )
+    seed: int = Field(default=0, description="seed of those resamples: a verdict is reproducible")
 
 
 class RetrainingConfig(StrictSection):

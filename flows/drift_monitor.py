@@ -28,6 +28,6 @@ def drift_monitor(
 ) -> DriftReport:
     settings = load_settings()
     report = check_drift(settings, model_name or settings.scoring.model_name, scored_day)
-    if report.drifted:
+    if report.needs_retraining:
         emit_drift_detected(settings, report)
     return report

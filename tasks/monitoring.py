@@ -28,7 +28,14 @@ def check_drift(settings: Settings, model_name: str, scored_day: dt.date | None)
         table=drift_report.verdict_table(report),
         key=key,
         description=f"Drift verdict **{report.verdict}** for {model_name} v{report.model_version}, "
-        f"{report.window_start}..{report.window_end}. " + "; ".join(report.reasons),
+        f"{report.window_start}..{report.window_end}. "
+        + (
+            ""
+            if report.estimated is None
+            else f"Estimated ROC AUC (no labels) {report.estimated.roc_auc:.3f} +/- "
+            f"{report.estimated.z * report.estimated.roc_auc_se:.3f}. "
+        )
+        + "; ".join(report.reasons),
     )
     create_link_artifact(link=uris["html"], key=f"{key}-report", description="HTML drift report (object store)")
     logger.info(

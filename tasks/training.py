@@ -20,6 +20,7 @@ from conveyor.adapters.registry import (
     code_version,
 )
 from conveyor.domain import gates as G
+from conveyor.services.monitoring import monitoring_reference_files
 from conveyor.services.training import (
     Candidate,
     Promotion,
@@ -139,7 +140,7 @@ def register_candidate(
         candidate.model,
         training_metadata(candidate, decision, settings, start, end, feature_service, raw),
         candidate.reference,
-        files=candidate.plots,
+        files={**candidate.plots, **monitoring_reference_files(candidate.test, settings)},
         actor="training-flow",
     )
     uri = registry.version_uri(model_name, version.version)

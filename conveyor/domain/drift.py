@@ -8,7 +8,8 @@ row counts a batch job sees, the KS p-value is ~0 for any shift, however small.
 - categorical features: PSI over the reference categories plus one bucket for categories never seen in the
   reference (their names and share are reported);
 - predictions: the same numeric statistics on the `score` column;
-- performance: when labels for a past window have arrived, ROC AUC on it vs the model's test ROC AUC.
+- performance: when labels for a past window have arrived, ROC AUC on it vs the model's test ROC AUC;
+- estimated performance (no labels, `performance_estimation.py`): an estimated drop is a verdict of its own.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ import pandas as pd
 
 from configs.settings import DatasetConfig, DriftConfig, Settings
 from conveyor.domain.failures import MissingColumns
+from conveyor.domain.performance_estimation import EstimatedPerformance
 
 SCORE_COLUMN = "score"
 UNSEEN = "__unseen__"
 # An empty bin would make PSI infinite; this floor (a share) is the usual convention.
 _EPS = 1e-4
 
-Verdict = Literal["drift", "no_drift", "insufficient_data"]
+# "estimated_decay": no feature drifted, but the performance estimated from the scores dropped (retrain too).
+Verdict = Literal["drift", "estimated_decay", "no_drift", "insufficient_data"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,12 @@ class PerformanceCheck:
     expected_roc_auc: float
     max_drop: float
     decayed: bool
+    # Side by side with the realized figures: the same rows' performance estimated from their scores alone.
+    accuracy: float | None = None
+    f1: float | None = None
+    estimated_roc_auc: float | None = None
+    estimated_accuracy: float | None = None
+    estimated_f1: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,10 +88,16 @@ class DriftReport:
     drifted_share: float
     reasons: list[str]
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    estimated: EstimatedPerformance | None = None
 
     @property
     def drifted(self) -> bool:
         return self.verdict == "drift"
+
+    @property
+    def needs_retraining(self) -> bool:
+        """Drift, or an estimated performance drop: either emits the retraining event."""
+        return self.verdict in ("drift", "estimated_decay")
 
     @property
     def drifted_features(self) -> list[str]:
@@ -270,6 +285,7 @@ def drift_reasons(
     prediction: FeatureDrift | None,
     performance: PerformanceCheck | None,
     config: DriftConfig,
+    estimated: EstimatedPerformance | None = None,
 ) -> tuple[float, list[str]]:
     """The share of drifted features and every reason for a drift verdict (none: no drift)."""
     drifted = [f for f in features if f.drifted]
@@ -288,6 +304,8 @@ def drift_reasons(
             f"performance decay on {performance.window_start}..{performance.window_end}: ROC AUC "
             f"{performance.roc_auc:.3f} < test {performance.expected_roc_auc:.3f} - {performance.max_drop}"
         )
+    if estimated is not None:
+        reasons += estimated.reasons
     return share, reasons
 
 
@@ -303,6 +321,7 @@ def compare(
     window_end: dt.date,
     current_scores: pd.Series | None = None,
     performance: PerformanceCheck | None = None,
+    estimated: EstimatedPerformance | None = None,
 ) -> DriftReport:
     """Compare the current window with the reference profile: every feature, the score, and performance.
 
@@ -323,6 +342,7 @@ def compare(
             performance,
             0.0,
             [f"{len(current)} rows in the current window, fewer than drift.min_rows={config.min_rows}"],
+            estimated=estimated,
         )
     missing = [c for c in dataset.feature_names if c not in current.columns or c not in reference.columns]
     if missing:
@@ -336,8 +356,11 @@ def compare(
     prediction = None
     if SCORE_COLUMN in reference.columns and current_scores is not None and len(current_scores):
         prediction = numeric_drift(SCORE_COLUMN, reference[SCORE_COLUMN], current_scores, config, kind="prediction")
-    share, reasons = drift_reasons(features, prediction, performance, config)
-    verdict: Verdict = "drift" if reasons else "no_drift"
+    share, reasons = drift_reasons(features, prediction, performance, config, estimated)
+    verdict: Verdict = "no_drift"
+    if reasons:
+        only_estimated = estimated is not None and estimated.decayed and len(reasons) == len(estimated.reasons)
+        verdict = "estimated_decay" if only_estimated else "drift"
     return DriftReport(
         model_name,
         model_version,
@@ -349,6 +372,7 @@ def compare(
         performance,
         share,
         reasons,
+        estimated=estimated,
     )
 
 

@@ -82,6 +82,43 @@ def _histogram_figure(
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def estimated_performance_html(report: DriftReport) -> str:
+    """The CBPE estimate of this window, and estimated vs realized on the window whose labels have arrived."""
+    out = ""
+    e = report.estimated
+    if e is not None:
+        low, high = e.roc_auc_band
+        calibration = (
+            "no labelled reference: scores taken as probabilities"
+            if e.calibration_error is None
+            else f"reference calibration error {e.calibration_error:.3f}"
+            + (", isotonic-calibrated" if e.calibrated else ", scores used as they are")
+        )
+        expected = "" if e.expected_roc_auc is None else f" vs test {e.expected_roc_auc:.3f} (max drop {e.max_drop})"
+        out += (
+            f"<p>Estimated performance without labels (CBPE, {e.rows} scored rows; {calibration}): ROC AUC "
+            f"{e.roc_auc:.3f} [{low:.3f}, {high:.3f}]{expected}, accuracy {e.accuracy:.3f}, F1 {e.f1:.3f} "
+            f"at threshold {e.threshold}: {'DECAY ESTIMATED' if e.decayed else 'ok'}</p>"
+        )
+    p = report.performance
+    if p is not None and p.estimated_roc_auc is not None:
+        out += (
+            "<table border='1' cellpadding='3'><tr><th>labelled window</th><th>metric</th><th>estimated</th>"
+            "<th>realized</th></tr>"
+            + "".join(
+                f"<tr><td>{p.window_start}..{p.window_end}</td><td>{name}</td><td>{est:.3f}</td><td>{real:.3f}</td></tr>"
+                for name, est, real in (
+                    ("ROC AUC", p.estimated_roc_auc, p.roc_auc),
+                    ("accuracy", p.estimated_accuracy, p.accuracy),
+                    ("F1", p.estimated_f1, p.f1),
+                )
+                if est is not None and real is not None
+            )
+            + "</table>"
+        )
+    return out
+
+
 def render_html(
     report: DriftReport,
     reference: pd.DataFrame,
@@ -107,6 +144,7 @@ def render_html(
             f"{p.roc_auc:.3f} vs test {p.expected_roc_auc:.3f} (max drop {p.max_drop}): "
             f"{'DECAYED' if p.decayed else 'ok'}</p>"
         )
+    perf += estimated_performance_html(report)
     image = ""
     if rows:
         png = _histogram_figure(reference, current, current_scores, report, sample)
