@@ -123,6 +123,14 @@ class DriftConfig(StrictSection):
         default=200, ge=20, description="resamples of the reference behind standard errors and window-sized bounds"
     )
     seed: int = Field(default=0, description="seed of those resamples: a verdict is reproducible")
+    window_sized_bounds: bool = Field(
+        default=True,
+        description="a feature's bound is the larger of its threshold and the statistic's no-change quantile at "
+        "this window's row count (conveyor/domain/drift_bounds.py); false: the fixed thresholds alone",
+    )
+    false_alarm_rate: float = Field(
+        default=0.01, gt=0, lt=1, description="chance that a window with no change gets a drift verdict (all features)"
+    )
 
 
 class RetrainingConfig(StrictSection):

@@ -15,6 +15,10 @@ import pandas as pd
 from conveyor.domain.drift import DriftReport, numeric_values
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def verdict_table(report: DriftReport) -> list[dict[str, Any]]:
     """One row per column: what the Prefect table artifact and the HTML report show."""
     rows = []
@@ -25,8 +29,12 @@ def verdict_table(report: DriftReport) -> list[dict[str, Any]]:
                 "kind": f.kind,
                 "psi": round(f.psi, 4),
                 "psi_threshold": f.psi_threshold,
+                "psi_bound": _rounded(f.psi_bound),
                 "ks": None if f.ks is None else round(f.ks, 4),
                 "ks_threshold": f.ks_threshold,
+                "ks_bound": _rounded(f.ks_bound),
+                "jensen_shannon": _rounded(f.jensen_shannon),
+                "wasserstein_std": _rounded(f.wasserstein_std),
                 "unseen_share": round(f.unseen_share, 4),
                 "verdict": "DRIFT" if f.drifted else "ok",
             }
