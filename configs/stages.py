@@ -128,6 +128,18 @@ class DriftConfig(StrictSection):
         description="a feature's bound is the larger of its threshold and the statistic's no-change quantile at "
         "this window's row count (conveyor/domain/drift_bounds.py); false: the fixed thresholds alone",
     )
+    multivariate: bool = Field(
+        default=True, description="also judge the PCA reconstruction error (conveyor/domain/multivariate_drift.py)"
+    )
+    pca_variance: float = Field(
+        default=0.65, gt=0, lt=1, description="share of the reference's encoded variance the PCA components keep"
+    )
+    pca_min_change: float = Field(
+        default=0.03,
+        ge=0,
+        description="multivariate drift also needs the mean reconstruction error this far (a share) from the "
+        "reference's: the minimum effect, as the PSI/KS thresholds are for single features",
+    )
     false_alarm_rate: float = Field(
         default=0.01, gt=0, lt=1, description="chance that a window with no change gets a drift verdict (all features)"
     )

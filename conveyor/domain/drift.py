@@ -24,6 +24,7 @@ import pandas as pd
 from configs.settings import DatasetConfig, DriftConfig, Settings
 from conveyor.domain import drift_bounds
 from conveyor.domain.failures import MissingColumns
+from conveyor.domain.multivariate_drift import MultivariateDrift
 from conveyor.domain.performance_estimation import EstimatedPerformance
 
 SCORE_COLUMN = "score"
@@ -124,6 +125,7 @@ class DriftReport:
     reasons: list[str]
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
     estimated: EstimatedPerformance | None = None
+    multivariate: MultivariateDrift | None = None
 
     @property
     def drifted(self) -> bool:
@@ -351,6 +353,7 @@ def drift_reasons(
     performance: PerformanceCheck | None,
     config: DriftConfig,
     estimated: EstimatedPerformance | None = None,
+    multivariate: MultivariateDrift | None = None,
 ) -> tuple[float, list[str]]:
     """The share of drifted features and every reason for a drift verdict (none: no drift)."""
     drifted = [f for f in features if f.drifted]
@@ -369,6 +372,8 @@ def drift_reasons(
             f"performance decay on {performance.window_start}..{performance.window_end}: ROC AUC "
             f"{performance.roc_auc:.3f} < test {performance.expected_roc_auc:.3f} - {performance.max_drop}"
         )
+    if multivariate is not None:
+        reasons += multivariate.reasons
     if estimated is not None:
         reasons += estimated.reasons
     return share, reasons
@@ -397,11 +402,14 @@ def compare(
     current_scores: pd.Series | None = None,
     performance: PerformanceCheck | None = None,
     estimated: EstimatedPerformance | None = None,
+    multivariate: MultivariateDrift | None = None,
 ) -> DriftReport:
     """Compare the current window with the reference profile: every feature, the score, and performance.
 
     `current_scores` are the window's published predictions (they may cover a different set of rows than the
     feature rows, e.g. a scoring snapshot vs the window's events); default: `current["score"]` if present.
+    `estimated` (performance_estimation) and `multivariate` (multivariate_drift) are judged by the caller, which
+    holds the fitted calibration and PCA; each adds its reasons.
     """
     if current_scores is None and SCORE_COLUMN in current.columns:
         current_scores = current[SCORE_COLUMN]
@@ -435,7 +443,7 @@ def compare(
         prediction = numeric_drift(
             SCORE_COLUMN, reference[SCORE_COLUMN], current_scores, config, kind="prediction", bounds=bounds
         )
-    share, reasons = drift_reasons(features, prediction, performance, config, estimated)
+    share, reasons = drift_reasons(features, prediction, performance, config, estimated, multivariate)
     verdict: Verdict = "no_drift"
     if reasons:
         only_estimated = estimated is not None and estimated.decayed and len(reasons) == len(estimated.reasons)
@@ -452,6 +460,7 @@ def compare(
         share,
         reasons,
         estimated=estimated,
+        multivariate=multivariate,
     )
 
 

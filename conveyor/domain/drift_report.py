@@ -153,6 +153,13 @@ def render_html(
             f"{'DECAYED' if p.decayed else 'ok'}</p>"
         )
     perf += estimated_performance_html(report)
+    if report.multivariate is not None:
+        m = report.multivariate
+        perf += (
+            f"<p>Multivariate (PCA reconstruction error, {m.components} of {m.encoded_columns} encoded columns): "
+            f"{m.reconstruction_error:.3f} vs reference {m.reference_error:.3f}, band [{m.lower:.3f}, {m.upper:.3f}] "
+            f"at {m.rows} rows: {'DRIFT' if m.drifted else 'ok'}</p>"
+        )
     image = ""
     if rows:
         png = _histogram_figure(reference, current, current_scores, report, sample)

@@ -30,6 +30,7 @@ from conveyor.adapters.registry_records import RegistryError
 from conveyor.domain import drift, drift_report
 from conveyor.domain import performance_estimation as pe
 from conveyor.domain.failures import MissingInput
+from conveyor.domain.multivariate_drift import MultivariateDrift, ReconstructionProfile
 from conveyor.services.scoring import predictions_prefix
 
 MONITORING_REFERENCE = "monitoring_reference.parquet"
@@ -138,6 +139,15 @@ def labelled_performance(
     )
 
 
+def multivariate_drift(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings) -> MultivariateDrift | None:
+    """PCA reconstruction error of the window vs the reference's band; None when switched off, or when a feature
+    column is missing (the comparison then fails naming it)."""
+    names = settings.dataset.feature_names
+    if not settings.drift.multivariate or any(n not in current.columns or n not in reference.columns for n in names):
+        return None
+    return ReconstructionProfile.fit(reference, settings.dataset, settings.drift).judge(current, settings.drift)
+
+
 def drift_report_for_day(
     store: ObjectStore, settings: Settings, model_name: str, scored_day: dt.date
 ) -> tuple[drift.DriftReport, pd.DataFrame, pd.DataFrame, pd.Series]:
@@ -167,6 +177,7 @@ def drift_report_for_day(
         current_scores=scores["score"],
         performance=performance,
         estimated=estimated,
+        multivariate=multivariate_drift(reference, current, settings),
     )
     return report, reference, current, scores["score"]
 
