@@ -57,41 +57,49 @@ def labelled_reference(registry: ModelRegistry, champion: ModelVersion) -> pd.Da
 
 @dataclasses.dataclass(frozen=True)
 class PerformanceEstimator:
-    """CBPE fitted on one version's labelled reference: calibration map and the reference's (score, label)."""
+    """CBPE fitted on one version's labelled reference: the calibration map, the reference's (score, label) and
+    the metrics' standard errors at the reference's own size (a window at least that large scales them)."""
 
     calibrator: pe.Calibrator
     labels: np.ndarray | None
     scores: np.ndarray | None
     expected_roc_auc: float | None
+    errors_at_reference: dict[str, float]
 
     @classmethod
     def fit(
         cls, reference: pd.DataFrame | None, settings: Settings, expected_roc_auc: float | None
     ) -> PerformanceEstimator:
-        label = settings.dataset.label_column
-        labels = None if reference is None else reference[label].to_numpy(dtype=int)
-        scores = None if reference is None else reference[drift.SCORE_COLUMN].to_numpy(dtype=float)
-        return cls(
-            pe.fit_calibrator(scores, labels, settings.drift.calibration_tolerance), labels, scores, expected_roc_auc
+        cfg, label = settings.drift, settings.dataset.label_column
+        if reference is None:
+            return cls(pe.fit_calibrator(None, None, cfg.calibration_tolerance), None, None, expected_roc_auc, {})
+        labels = reference[label].to_numpy(dtype=int)
+        scores = reference[drift.SCORE_COLUMN].to_numpy(dtype=float)
+        errors = pe.sampling_errors(
+            labels, scores, len(labels), settings.scoring.threshold, cfg.bootstrap_replicates, cfg.seed
+        )
+        calibrator = pe.fit_calibrator(scores, labels, cfg.calibration_tolerance)
+        return cls(calibrator, labels, scores, expected_roc_auc, errors)
+
+    def standard_errors(self, rows: int, settings: Settings) -> dict[str, float]:
+        if self.labels is None or self.scores is None:
+            return {}
+        if rows >= len(self.labels):  # the bootstrap would draw the reference's size anyway: scale
+            return {k: v * float(np.sqrt(len(self.labels) / rows)) for k, v in self.errors_at_reference.items()}
+        cfg = settings.drift
+        return pe.sampling_errors(
+            self.labels, self.scores, rows, settings.scoring.threshold, cfg.bootstrap_replicates, cfg.seed
         )
 
     def estimate(self, scores: np.ndarray, settings: Settings) -> pe.EstimatedPerformance:
-        cfg, threshold = settings.drift, settings.scoring.threshold
-        errors = (
-            {}
-            if self.labels is None or self.scores is None
-            else pe.sampling_errors(
-                self.labels, self.scores, len(scores), threshold, cfg.bootstrap_replicates, cfg.seed
-            )
-        )
         return pe.estimate_performance(
             scores,
             self.calibrator,
-            errors,
-            threshold=threshold,
+            self.standard_errors(len(scores), settings),
+            threshold=settings.scoring.threshold,
             expected_roc_auc_value=self.expected_roc_auc,
-            max_drop=cfg.max_metric_drop,
-            z=cfg.estimation_z,
+            max_drop=settings.drift.max_metric_drop,
+            z=settings.drift.estimation_z,
         )
 
 
