@@ -140,7 +140,7 @@ def register_candidate(
         candidate.model,
         training_metadata(candidate, decision, settings, start, end, feature_service, raw),
         candidate.reference,
-        files={**candidate.plots, **monitoring_reference_files(candidate.test, settings)},
+        files={**candidate.plots, **monitoring_reference_files(candidate.test, settings, candidate.reference)},
         actor="training-flow",
     )
     uri = registry.version_uri(model_name, version.version)

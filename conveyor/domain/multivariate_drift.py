@@ -66,7 +66,7 @@ class ReconstructionProfile:
         fit_rows, holdout_rows = order[: len(order) // 2], order[len(order) // 2 :]
         fit_part = reference.iloc[fit_rows]
         numeric = [n for n in dataset.feature_names if n in dataset.numeric_features]
-        values = fit_part[numeric].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        values = _numeric_matrix(fit_part, numeric)
         means, stds = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
         stds[stds == 0] = 1.0
         categories = {
@@ -93,11 +93,14 @@ class ReconstructionProfile:
         rows = len(frame)
         width = len(self.numeric) + sum(len(c) for c in self.categories.values())
         out = np.zeros((rows, width), dtype=np.float32)
-        values = frame[self.numeric].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-        out[:, : len(self.numeric)] = np.nan_to_num((values - self.means) / self.stds, nan=0.0)
+        out[:, : len(self.numeric)] = np.nan_to_num(
+            (_numeric_matrix(frame, self.numeric) - self.means) / self.stds, nan=0.0
+        )
         at = len(self.numeric)
         for name, cats in self.categories.items():
-            codes = pd.Categorical(frame[name].astype("string"), categories=cats).codes
+            column = frame[name]
+            # Categories are kept as strings; converting an already-text column to str again is the slow part.
+            codes = pd.Categorical(column if column.dtype == object else column.astype(str), categories=cats).codes
             seen = codes >= 0
             out[np.flatnonzero(seen), at + codes[seen]] = 1.0
             at += len(cats)
@@ -133,6 +136,15 @@ class ReconstructionProfile:
         return MultivariateDrift(
             rows, mean, reference_mean, lower, upper, self.components.shape[0], len(self.center), drifted, reasons
         )
+
+
+def _numeric_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """The columns as float; text that is not a number becomes NaN (only columns that need it are parsed)."""
+    parsed = {
+        c: frame[c] if pd.api.types.is_numeric_dtype(frame[c]) else pd.to_numeric(frame[c], errors="coerce")
+        for c in columns
+    }
+    return np.column_stack([parsed[c].to_numpy(dtype=float) for c in columns]) if columns else np.empty((len(frame), 0))
 
 
 def chunk_std(errors: np.ndarray, rows: int, replicates: int, seed: int) -> float:

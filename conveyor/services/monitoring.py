@@ -30,19 +30,37 @@ from conveyor.adapters.registry_records import RegistryError
 from conveyor.domain import drift, drift_report
 from conveyor.domain import performance_estimation as pe
 from conveyor.domain.failures import MissingInput
+from conveyor.domain.monitoring_profile import PROFILE_FILE, profile_from_bytes, profile_to_bytes
 from conveyor.domain.multivariate_drift import MultivariateDrift, ReconstructionProfile
 from conveyor.services.scoring import predictions_prefix
 
 MONITORING_REFERENCE = "monitoring_reference.parquet"
 
 
-def monitoring_reference_files(test: pd.DataFrame, settings: Settings) -> dict[str, bytes]:
-    """The registry file of a new version: its held-out test rows (features, `score`, label), on which
-    performance estimation calibrates the scores and sizes its standard errors."""
+def monitoring_reference_files(
+    test: pd.DataFrame, settings: Settings, reference: pd.DataFrame | None = None
+) -> dict[str, bytes]:
+    """The registry files of a new version: its held-out test rows (features, `score`, label), on which
+    performance estimation calibrates the scores and sizes its standard errors; with the version's `reference`
+    sample, also the precomputed profile (PCA + standard errors), so a monitor run does not rebuild it."""
     ds = settings.dataset
     rows = test[[*ds.feature_names, drift.SCORE_COLUMN, ds.label_column]]
     rows = rows.sample(n=min(settings.training.reference_sample_rows, len(rows)), random_state=settings.training.seed)
-    return {MONITORING_REFERENCE: dataframe_to_parquet_bytes(rows.reset_index(drop=True))}
+    files = {MONITORING_REFERENCE: dataframe_to_parquet_bytes(rows.reset_index(drop=True))}
+    if reference is not None:
+        pca = ReconstructionProfile.fit(reference, ds, settings.drift)
+        estimator = PerformanceEstimator.fit(rows, settings, None)
+        files[PROFILE_FILE] = profile_to_bytes(pca, estimator.errors_at_reference, settings.drift)
+    return files
+
+
+def stored_profile(
+    registry: ModelRegistry, champion: ModelVersion, settings: Settings
+) -> tuple[ReconstructionProfile, dict[str, float]] | None:
+    """The profile stored at registration, if there is one built with the current `drift` settings."""
+    if PROFILE_FILE not in champion.files:
+        return None
+    return profile_from_bytes(registry.get_file(champion.model_name, champion.version, PROFILE_FILE), settings.drift)
 
 
 def labelled_reference(registry: ModelRegistry, champion: ModelVersion) -> pd.DataFrame | None:
@@ -68,16 +86,21 @@ class PerformanceEstimator:
 
     @classmethod
     def fit(
-        cls, reference: pd.DataFrame | None, settings: Settings, expected_roc_auc: float | None
+        cls,
+        reference: pd.DataFrame | None,
+        settings: Settings,
+        expected_roc_auc: float | None,
+        errors: dict[str, float] | None = None,
     ) -> PerformanceEstimator:
         cfg, label = settings.drift, settings.dataset.label_column
         if reference is None:
             return cls(pe.fit_calibrator(None, None, cfg.calibration_tolerance), None, None, expected_roc_auc, {})
         labels = reference[label].to_numpy(dtype=int)
         scores = reference[drift.SCORE_COLUMN].to_numpy(dtype=float)
-        errors = pe.sampling_errors(
-            labels, scores, len(labels), settings.scoring.threshold, cfg.bootstrap_replicates, cfg.seed
-        )
+        if errors is None:  # not precomputed at registration
+            errors = pe.sampling_errors(
+                labels, scores, len(labels), settings.scoring.threshold, cfg.bootstrap_replicates, cfg.seed
+            )
         calibrator = pe.fit_calibrator(scores, labels, cfg.calibration_tolerance)
         return cls(calibrator, labels, scores, expected_roc_auc, errors)
 
@@ -147,13 +170,17 @@ def labelled_performance(
     )
 
 
-def multivariate_drift(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings) -> MultivariateDrift | None:
-    """PCA reconstruction error of the window vs the reference's band; None when switched off, or when a feature
-    column is missing (the comparison then fails naming it)."""
+def multivariate_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, profile: ReconstructionProfile | None = None
+) -> MultivariateDrift | None:
+    """PCA reconstruction error of the window vs the reference's band (profile: the one stored at registration,
+    else fitted now); None when switched off, or when a feature column is missing (the comparison then fails
+    naming it)."""
     names = settings.dataset.feature_names
     if not settings.drift.multivariate or any(n not in current.columns or n not in reference.columns for n in names):
         return None
-    return ReconstructionProfile.fit(reference, settings.dataset, settings.drift).judge(current, settings.drift)
+    profile = profile or ReconstructionProfile.fit(reference, settings.dataset, settings.drift)
+    return profile.judge(current, settings.drift)
 
 
 def drift_report_for_day(
@@ -170,7 +197,10 @@ def drift_report_for_day(
     scores = read_published_parquet(store, predictions_prefix(settings, model_name, scored_day), columns=["score"])
     loaded = registry.load_version(champion)
     expected_auc = champion.test_metrics.get("roc_auc")
-    estimator = PerformanceEstimator.fit(labelled_reference(registry, champion), settings, expected_auc)
+    stored = stored_profile(registry, champion, settings)
+    estimator = PerformanceEstimator.fit(
+        labelled_reference(registry, champion), settings, expected_auc, None if stored is None else stored[1]
+    )
     performance = labelled_performance(store, settings, loaded, expected_auc, scored_day, estimator)
     estimated = estimator.estimate(scores["score"].to_numpy(dtype=float), settings)
     report = drift.compare(
@@ -185,7 +215,7 @@ def drift_report_for_day(
         current_scores=scores["score"],
         performance=performance,
         estimated=estimated,
-        multivariate=multivariate_drift(reference, current, settings),
+        multivariate=multivariate_drift(reference, current, settings, None if stored is None else stored[0]),
     )
     return report, reference, current, scores["score"]
 

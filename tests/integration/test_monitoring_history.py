@@ -20,6 +20,7 @@ from conveyor.adapters.raw_data import read_raw_window
 from conveyor.adapters.registry import ModelRegistry
 from conveyor.demo.synthetic import Scenario
 from conveyor.domain import performance_estimation as pe
+from conveyor.domain.monitoring_profile import PROFILE_FILE
 from conveyor.services.ingest import land_synthetic
 from conveyor.services.monitoring import MONITORING_REFERENCE, monitoring_reference_files
 from conveyor.services.monitoring_history import dashboard_key, read_history, table_prefix
@@ -51,7 +52,7 @@ def monitored(s3_server: Settings) -> Iterator[tuple[Settings, str]]:
             candidate.model,
             training_metadata(candidate, decision, settings, DATA_START, TRAIN_END, None),
             candidate.reference,
-            files=monitoring_reference_files(candidate.test, settings),
+            files=monitoring_reference_files(candidate.test, settings, candidate.reference),
             actor="monitoring-test",
         )
         registry.promote(name, version.version, actor="monitoring-test", reason="champion for the monitoring test")
@@ -122,4 +123,4 @@ def test_backfill_appends_one_judgement_per_day_and_links_open_over_http(
     # The same object without the signature is refused: the link works because it is presigned.
     assert httpx.get(dashboard.split("?", 1)[0], timeout=30).status_code == 403
     assert store.get_bytes(dashboard_key(settings, name)) == page.content
-    assert MONITORING_REFERENCE in ModelRegistry(store, settings).get_version(name, 1).files
+    assert {MONITORING_REFERENCE, PROFILE_FILE} <= set(ModelRegistry(store, settings).get_version(name, 1).files)

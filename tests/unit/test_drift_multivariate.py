@@ -76,3 +76,18 @@ def test_no_multivariate_alarm_on_clean_windows(settings: Settings) -> None:
                 alarms.append((seed, len(current), result.reasons))
     print(f"\nmultivariate false alarms: {len(alarms)}/{windows}")
     assert windows == 30 and alarms == []
+
+
+def test_profile_stored_at_registration_judges_as_the_fitted_one(settings: Settings) -> None:
+    from conveyor.domain.monitoring_profile import profile_from_bytes, profile_to_bytes
+
+    reference = _window(settings, TRAIN_START, 30)
+    profile = ReconstructionProfile.fit(reference, settings.dataset, settings.drift)
+    data = profile_to_bytes(profile, {"roc_auc": 0.01}, settings.drift)
+    loaded = profile_from_bytes(data, settings.drift)
+    assert loaded is not None and loaded[1] == {"roc_auc": 0.01}
+    scenario = Scenario(correlation_drift=[CorrelationDrift(feature="total_charges", start=AFTER)])
+    current = _window(settings, AFTER, 7, scenario)
+    assert loaded[0].judge(current, settings.drift) == profile.judge(current, settings.drift)
+    # Built with other settings: not used (the monitor refits).
+    assert profile_from_bytes(data, settings.drift.model_copy(update={"pca_variance": 0.8})) is None
