@@ -165,6 +165,40 @@ class DriftConfig(StrictSection):
         default=7, ge=1, description="days of raw rows (up to the scored day) compared with the reference profile"
     )
     histogram_sample: int = Field(default=200_000, ge=1000, description="rows drawn for the HTML report's histograms")
+    calibration_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="performance estimation: calibrate the scores on the labelled reference "
+        "when their expected calibration error exceeds this",
+    )
+    estimation_z: float = Field(
+        default=2.0, ge=0, description="estimated decay only when estimate + z * standard error is below the floor"
+    )
+    bootstrap_replicates: int = Field(
+        default=200, ge=20, description="resamples of the reference behind standard errors and window-sized bounds"
+    )
+    seed: int = Field(default=0, description="seed of those resamples: a verdict is reproducible")
+    window_sized_bounds: bool = Field(
+        default=True,
+        description="a feature's bound is the larger of its threshold and the statistic's no-change quantile at "
+        "this window's row count (conveyor/domain/drift_bounds.py); false: the fixed thresholds alone",
+    )
+    multivariate: bool = Field(
+        default=True, description="also judge the PCA reconstruction error (conveyor/domain/multivariate_drift.py)"
+    )
+    pca_variance: float = Field(
+        default=0.65, gt=0, lt=1, description="share of the reference's encoded variance the PCA components keep"
+    )
+    pca_min_change: float = Field(
+        default=0.03,
+        ge=0,
+        description="multivariate drift also needs the mean reconstruction error this far (a share) from the "
+        "reference's: the minimum effect, as the PSI/KS thresholds are for single features",
+    )
+    false_alarm_rate: float = Field(
+        default=0.01, gt=0, lt=1, description="chance that a window with no change gets a drift verdict (all features)"
+    )
 
 
 class RetrainingConfig(StrictSection):

@@ -151,6 +151,13 @@ class StorageConfig(StrictSection):
         description="JSON keys file; local profile, when not set: <local_stack.state_dir>/s3-credentials.json, "
         "generated on the first `stack up` (git-ignored)",
     )
+    presigned_url_expiry_seconds: int = Field(
+        default=604_800,
+        ge=60,
+        le=604_800,
+        description="links in Prefect artifacts (reports, dashboard, Data Docs) open over HTTP for this long "
+        "(SigV4's maximum: 7 days); a rebuilt artifact gets a fresh link",
+    )
     credentials_block: str | None = Field(
         default=None,
         min_length=1,

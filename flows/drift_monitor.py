@@ -1,5 +1,7 @@
-"""Drift monitor: the latest scored window vs the champion's reference profile; on drift, emit the event that
-triggers retraining (`conveyor.drift.detected`, see prefect.yaml)."""
+"""Drift monitor: the latest scored window (or each scored day of a date range: a backfill) vs the champion's
+reference profile; every judgement goes to the monitoring table and the dashboard is rebuilt. When the latest
+window drifted or its estimated performance dropped, emit the event that triggers retraining
+(`conveyor.drift.detected`, see prefect.yaml)."""
 
 from __future__ import annotations
 
@@ -13,21 +15,29 @@ from configs.settings import load_settings
 from conveyor.adapters import prefect_fixes  # noqa: F401  (installs the engine fix before any run)
 from conveyor.adapters.notify import notify_on_failure
 from conveyor.domain.drift import DriftReport
-from tasks.monitoring import check_drift, emit_drift_detected
+from tasks.monitoring import check_drift, days_to_judge, emit_drift_detected, publish_monitoring
 
 
 @flow(
     name="drift-monitor",
-    description="Compare the latest scored window with the champion's reference profile.",
+    description="Compare the latest scored window (or a date range of them) with the champion's reference profile.",
     on_failure=[notify_on_failure],
     on_crashed=[notify_on_failure],
 )
 def drift_monitor(
     model_name: Annotated[str | None, Field(description="registry model; default scoring.model_name")] = None,
     scored_day: Annotated[dt.date | None, Field(description="scored day to judge; default the latest")] = None,
+    start_day: Annotated[dt.date | None, Field(description="backfill: first scored day to judge")] = None,
+    end_day: Annotated[dt.date | None, Field(description="backfill: last scored day; default the latest")] = None,
 ) -> DriftReport:
     settings = load_settings()
-    report = check_drift(settings, model_name or settings.scoring.model_name, scored_day)
-    if report.drifted:
-        emit_drift_detected(settings, report)
-    return report
+    name = model_name or settings.scoring.model_name
+    reports = [
+        check_drift(settings, name, day) for day in days_to_judge(settings, name, scored_day, start_day, end_day)
+    ]
+    latest = reports[-1]
+    publish_monitoring(settings, name, dt.date.fromisoformat(latest.window_end))
+    # A backfill judges history: only the latest window may ask for retraining.
+    if latest.needs_retraining:
+        emit_drift_detected(settings, latest)
+    return latest

@@ -22,6 +22,7 @@ from conveyor.adapters.registry import (
 from conveyor.domain import gates as G
 from conveyor.services.card_builder import build_card
 from conveyor.services.model_card import CARD_FILE, ModelCard, card_html, card_markdown
+from conveyor.services.monitoring import monitoring_reference_files
 from conveyor.services.training import (
     Candidate,
     Promotion,
@@ -162,9 +163,12 @@ def register_candidate(
     model card (HTML next to the version, JSON in its metadata, markdown as an artifact)."""
     registry = _registry(settings)
     plots = candidate.plots
+    # The held-out rows the drift monitor's performance estimation calibrates on, and their precomputed profile.
+    monitoring = monitoring_reference_files(candidate.test, settings, candidate.reference)
 
     def files(number: int) -> dict[str, bytes]:
-        return plots if card is None else {**plots, CARD_FILE: card_html(card, number, plots).encode()}
+        card_file = {} if card is None else {CARD_FILE: card_html(card, number, plots).encode()}
+        return {**plots, **monitoring, **card_file}
 
     version = registry.register(
         model_name,

@@ -4,7 +4,8 @@ Each day is generated independently from (seed, day), so any window can be regen
 static traits (drawn once from the seed); on a given day a random subset of them produces an event row whose
 features mix those traits with daily noise. The label (`churned` within 30 days) is a noisy logistic function
 of the features; `ConceptDrift` changes that function from a date, `CovariateDrift` shifts a feature's
-distribution from a date, `Fault` corrupts a share of rows in one of the ways real feeds break.
+distribution from a date, `CorrelationDrift` breaks how a feature relates to the others (its distribution
+unchanged), `Fault` corrupts a share of rows in one of the ways real feeds break.
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ class CovariateDrift(BaseModel):
     shift: float = Field(default=1.0, description="std units (numeric) or share of rows moved (categorical)")
 
 
+class CorrelationDrift(BaseModel):
+    """From `start` on, `feature`'s values are shuffled among each day's rows: its distribution is exactly the
+    same, its relation to the other features (total_charges ~ monthly_charges x tenure) is gone."""
+
+    feature: str
+    start: dt.date
+
+
 class ConceptDrift(BaseModel):
     """From `start` on, the label depends on the features differently (blended in by `strength`)."""
 
@@ -71,6 +80,7 @@ class Scenario(BaseModel):
     """What to inject into the clean data. The default is clean, stationary data."""
 
     covariate_drift: list[CovariateDrift] = Field(default_factory=list)
+    correlation_drift: list[CorrelationDrift] = Field(default_factory=list)
     concept_drift: ConceptDrift | None = None
     faults: list[Fault] = Field(default_factory=list)
 
@@ -155,6 +165,11 @@ def generate_day(
     for drift in scenario.covariate_drift:
         if day >= drift.start:
             _shift_feature(frame, dataset, drift, rng)
+    for broken in scenario.correlation_drift:
+        if day >= broken.start:
+            if broken.feature not in frame.columns:
+                raise InvalidInput(f"correlation drift: no feature {broken.feature!r} in the synthetic data")
+            frame[broken.feature] = rng.permutation(frame[broken.feature].to_numpy())
 
     concept = scenario.concept_drift
     strength = concept.strength if concept is not None and day >= concept.start else 0.0

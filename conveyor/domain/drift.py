@@ -8,7 +8,8 @@ row counts a batch job sees, the KS p-value is ~0 for any shift, however small.
 - categorical features: PSI over the reference categories plus one bucket for categories never seen in the
   reference (their names and share are reported);
 - predictions: the same numeric statistics on the `score` column;
-- performance: when labels for a past window have arrived, ROC AUC on it vs the model's test ROC AUC.
+- performance: when labels for a past window have arrived, ROC AUC on it vs the model's test ROC AUC;
+- estimated performance (no labels, `performance_estimation.py`): an estimated drop is a verdict of its own.
 """
 
 from __future__ import annotations
@@ -21,14 +22,18 @@ import numpy as np
 import pandas as pd
 
 from configs.settings import DatasetConfig, DriftConfig, Settings
+from conveyor.domain import drift_bounds
 from conveyor.domain.failures import MissingColumns
+from conveyor.domain.multivariate_drift import MultivariateDrift
+from conveyor.domain.performance_estimation import EstimatedPerformance
 
 SCORE_COLUMN = "score"
 UNSEEN = "__unseen__"
 # An empty bin would make PSI infinite; this floor (a share) is the usual convention.
 _EPS = 1e-4
 
-Verdict = Literal["drift", "no_drift", "insufficient_data"]
+# "estimated_decay": no feature drifted, but the performance estimated from the scores dropped (retrain too).
+Verdict = Literal["drift", "estimated_decay", "no_drift", "insufficient_data"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,40 @@ class FeatureDrift:
     unseen_categories: list[str] = field(default_factory=list)
     unseen_share: float = 0.0
     reasons: list[str] = field(default_factory=list)
+    # Window-sized bounds (drift_bounds.py): the effective bound is max(threshold, no-change quantile).
+    psi_bound: float | None = None
+    ks_bound: float | None = None
+    psi_no_change: float | None = None
+    ks_no_change: float | None = None
+    jensen_shannon: float | None = None
+    wasserstein_std: float | None = None
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a statistic is compared with: the configured minimum effect and the no-change quantile at this size."""
+
+    alpha: float | None  # None: fixed thresholds only
+    replicates: int
+    rng: np.random.Generator | None
+
+    def exceeded(
+        self, column: str, statistic: str, value: float, threshold: float, no_change: float | None, rows: int
+    ) -> str | None:
+        """The reason `value` is beyond its bound, naming the rule that set the bound; None when it is not."""
+        bound = threshold if no_change is None else max(threshold, no_change)
+        if value <= bound:
+            return None
+        if no_change is None or no_change <= threshold:
+            extra = "" if no_change is None else f"; no-change quantile at {rows:,} rows only {no_change:.3f}"
+            return f"{column}: {statistic} {value:.3f} > {threshold} (threshold{extra})"
+        return (
+            f"{column}: {statistic} {value:.3f} > {no_change:.3f}, the no-change {1 - (self.alpha or 0):.4%} quantile "
+            f"at {rows:,} rows (above the threshold {threshold}: the window is small)"
+        )
+
+
+FIXED = Bounds(None, 0, None)
 
 
 @dataclass(frozen=True)
@@ -62,6 +101,12 @@ class PerformanceCheck:
     expected_roc_auc: float
     max_drop: float
     decayed: bool
+    # Side by side with the realized figures: the same rows' performance estimated from their scores alone.
+    accuracy: float | None = None
+    f1: float | None = None
+    estimated_roc_auc: float | None = None
+    estimated_accuracy: float | None = None
+    estimated_f1: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,10 +124,17 @@ class DriftReport:
     drifted_share: float
     reasons: list[str]
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    estimated: EstimatedPerformance | None = None
+    multivariate: MultivariateDrift | None = None
 
     @property
     def drifted(self) -> bool:
         return self.verdict == "drift"
+
+    @property
+    def needs_retraining(self) -> bool:
+        """Drift, or an estimated performance drop: either emits the retraining event."""
+        return self.verdict in ("drift", "estimated_decay")
 
     @property
     def drifted_features(self) -> list[str]:
@@ -154,6 +206,12 @@ def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
 def categorical_psi(reference: pd.Series, current: pd.Series) -> tuple[float, list[str], float]:
     """PSI over the reference's categories plus one bucket for unseen ones; returns (psi, unseen, unseen share).
     Missing values are left out (null shares are the validation gate's business)."""
+    r, c, unseen, share = categorical_counts(reference, current)
+    return psi_from_counts(r, c), unseen, share
+
+
+def categorical_counts(reference: pd.Series, current: pd.Series) -> tuple[np.ndarray, np.ndarray, list[str], float]:
+    """Counts over the reference's categories plus the unseen bucket (last), the unseen names and their share."""
     ref_counts = reference.value_counts(dropna=True)
     cur_counts = current.value_counts(dropna=True)
     ref_counts, cur_counts = ref_counts[ref_counts > 0], cur_counts[cur_counts > 0]
@@ -164,7 +222,7 @@ def categorical_psi(reference: pd.Series, current: pd.Series) -> tuple[float, li
     r = np.append(ref_counts.to_numpy(dtype=float), 0.0)
     c = np.append(cur_counts.reindex(known, fill_value=0).to_numpy(dtype=float), float(unseen_count))
     total = float(cur_counts.sum())
-    return psi_from_counts(r, c), unseen, (unseen_count / total if total else 0.0)
+    return r, c, unseen, (unseen_count / total if total else 0.0)
 
 
 def _thresholds(name: str, config: DriftConfig) -> tuple[float, float]:
@@ -185,6 +243,7 @@ def numeric_drift(
     current: pd.Series,
     config: DriftConfig,
     kind: Literal["numeric", "prediction"] = "numeric",
+    bounds: Bounds = FIXED,
 ) -> FeatureDrift:
     ref, cur = numeric_values(reference), numeric_values(current)
     if kind == "prediction":
@@ -192,13 +251,19 @@ def numeric_drift(
     else:
         psi_limit, ks_limit = _thresholds(name, config)
     ref, cur = np.sort(ref), np.sort(cur)
-    psi = _psi_sorted(ref, cur, config.bins)
+    edges = _sorted_edges(ref, config.bins)
+    ref_counts, cur_counts = _bin_counts(ref, edges), _bin_counts(cur, edges)
+    psi = psi_from_counts(ref_counts, cur_counts)
     ks = _ks_sorted(ref, cur)
-    reasons = []
-    if psi > psi_limit:
-        reasons.append(f"{name}: PSI {psi:.3f} > {psi_limit}")
-    if ks > ks_limit:
-        reasons.append(f"{name}: KS statistic {ks:.3f} > {ks_limit}")
+    psi_null = ks_null = None
+    if bounds.alpha is not None and bounds.rng is not None and len(cur):
+        psi_null = drift_bounds.psi_null_bound(ref_counts, len(cur), bounds.alpha, bounds.replicates, bounds.rng)
+        ks_null = drift_bounds.ks_null_bound(len(ref), len(cur), bounds.alpha)
+    found = [
+        bounds.exceeded(name, "PSI", psi, psi_limit, psi_null, len(cur)),
+        bounds.exceeded(name, "KS statistic", ks, ks_limit, ks_null, len(cur)),
+    ]
+    reasons = [r for r in found if r]
     return FeatureDrift(
         name=name,
         kind=kind,
@@ -212,13 +277,27 @@ def numeric_drift(
         reference_mean=float(ref.mean()) if len(ref) else None,
         current_mean=float(cur.mean()) if len(cur) else None,
         reasons=reasons,
+        psi_bound=psi_limit if psi_null is None else max(psi_limit, psi_null),
+        ks_bound=ks_limit if ks_null is None else max(ks_limit, ks_null),
+        psi_no_change=psi_null,
+        ks_no_change=ks_null,
+        jensen_shannon=drift_bounds.jensen_shannon(ref_counts, cur_counts),
+        wasserstein_std=drift_bounds.wasserstein_in_std(ref, cur),
     )
 
 
-def categorical_drift(name: str, reference: pd.Series, current: pd.Series, config: DriftConfig) -> FeatureDrift:
+def categorical_drift(
+    name: str, reference: pd.Series, current: pd.Series, config: DriftConfig, bounds: Bounds = FIXED
+) -> FeatureDrift:
     psi_limit, _ = _thresholds(name, config)
-    psi, unseen, share = categorical_psi(reference, current)
-    reasons = [f"{name}: PSI {psi:.3f} > {psi_limit}"] if psi > psi_limit else []
+    ref_counts, cur_counts, unseen, share = categorical_counts(reference, current)
+    psi = psi_from_counts(ref_counts, cur_counts)
+    rows = int(cur_counts.sum())
+    psi_null = None
+    if bounds.alpha is not None and bounds.rng is not None and rows:
+        psi_null = drift_bounds.psi_null_bound(ref_counts, rows, bounds.alpha, bounds.replicates, bounds.rng)
+    fired = bounds.exceeded(name, "PSI", psi, psi_limit, psi_null, rows)
+    reasons = [fired] if fired else []
     if unseen:
         # Reported, and they weigh in the PSI through the unseen bucket; on their own they are a data-quality
         # matter (the validation gate's job), so they do not flip the verdict unless the PSI does.
@@ -230,12 +309,15 @@ def categorical_drift(name: str, reference: pd.Series, current: pd.Series, confi
         ks=None,
         psi_threshold=psi_limit,
         ks_threshold=None,
-        drifted=psi > psi_limit,
+        drifted=fired is not None,
         reference_rows=len(reference),
         current_rows=len(current),
         unseen_categories=unseen,
         unseen_share=share,
         reasons=reasons,
+        psi_bound=psi_limit if psi_null is None else max(psi_limit, psi_null),
+        psi_no_change=psi_null,
+        jensen_shannon=drift_bounds.jensen_shannon(ref_counts, cur_counts),
     )
 
 
@@ -270,6 +352,8 @@ def drift_reasons(
     prediction: FeatureDrift | None,
     performance: PerformanceCheck | None,
     config: DriftConfig,
+    estimated: EstimatedPerformance | None = None,
+    multivariate: MultivariateDrift | None = None,
 ) -> tuple[float, list[str]]:
     """The share of drifted features and every reason for a drift verdict (none: no drift)."""
     drifted = [f for f in features if f.drifted]
@@ -288,7 +372,21 @@ def drift_reasons(
             f"performance decay on {performance.window_start}..{performance.window_end}: ROC AUC "
             f"{performance.roc_auc:.3f} < test {performance.expected_roc_auc:.3f} - {performance.max_drop}"
         )
+    if multivariate is not None:
+        reasons += multivariate.reasons
+    if estimated is not None:
+        reasons += estimated.reasons
     return share, reasons
+
+
+def window_bounds(dataset: DatasetConfig, config: DriftConfig, with_scores: bool) -> Bounds:
+    """The window's share of false alarms split over its statistics: PSI + KS per numeric column, PSI per
+    categorical one (fixed thresholds alone when `drift.window_sized_bounds` is off)."""
+    if not config.window_sized_bounds:
+        return FIXED
+    statistics = 2 * len(dataset.numeric_features) + len(dataset.categorical_features) + (2 if with_scores else 0)
+    alpha = drift_bounds.alpha_per_statistic(config.false_alarm_rate, statistics)
+    return Bounds(alpha, config.bootstrap_replicates, np.random.default_rng(config.seed))
 
 
 def compare(
@@ -303,11 +401,15 @@ def compare(
     window_end: dt.date,
     current_scores: pd.Series | None = None,
     performance: PerformanceCheck | None = None,
+    estimated: EstimatedPerformance | None = None,
+    multivariate: MultivariateDrift | None = None,
 ) -> DriftReport:
     """Compare the current window with the reference profile: every feature, the score, and performance.
 
     `current_scores` are the window's published predictions (they may cover a different set of rows than the
     feature rows, e.g. a scoring snapshot vs the window's events); default: `current["score"]` if present.
+    `estimated` (performance_estimation) and `multivariate` (multivariate_drift) are judged by the caller, which
+    holds the fitted calibration and PCA; each adds its reasons.
     """
     if current_scores is None and SCORE_COLUMN in current.columns:
         current_scores = current[SCORE_COLUMN]
@@ -323,21 +425,29 @@ def compare(
             performance,
             0.0,
             [f"{len(current)} rows in the current window, fewer than drift.min_rows={config.min_rows}"],
+            estimated=estimated,
         )
     missing = [c for c in dataset.feature_names if c not in current.columns or c not in reference.columns]
     if missing:
         raise MissingColumns(f"drift: feature column(s) {missing} missing from the reference or the current window")
+    with_scores = SCORE_COLUMN in reference.columns and current_scores is not None and len(current_scores) > 0
+    bounds = window_bounds(dataset, config, with_scores)
     features = [
-        numeric_drift(name, reference[name], current[name], config)
+        numeric_drift(name, reference[name], current[name], config, bounds=bounds)
         if name in dataset.numeric_features
-        else categorical_drift(name, reference[name], current[name], config)
+        else categorical_drift(name, reference[name], current[name], config, bounds)
         for name in dataset.feature_names
     ]
     prediction = None
-    if SCORE_COLUMN in reference.columns and current_scores is not None and len(current_scores):
-        prediction = numeric_drift(SCORE_COLUMN, reference[SCORE_COLUMN], current_scores, config, kind="prediction")
-    share, reasons = drift_reasons(features, prediction, performance, config)
-    verdict: Verdict = "drift" if reasons else "no_drift"
+    if with_scores and current_scores is not None:
+        prediction = numeric_drift(
+            SCORE_COLUMN, reference[SCORE_COLUMN], current_scores, config, kind="prediction", bounds=bounds
+        )
+    share, reasons = drift_reasons(features, prediction, performance, config, estimated, multivariate)
+    verdict: Verdict = "no_drift"
+    if reasons:
+        only_estimated = estimated is not None and estimated.decayed and len(reasons) == len(estimated.reasons)
+        verdict = "estimated_decay" if only_estimated else "drift"
     return DriftReport(
         model_name,
         model_version,
@@ -349,6 +459,8 @@ def compare(
         performance,
         share,
         reasons,
+        estimated=estimated,
+        multivariate=multivariate,
     )
 
 

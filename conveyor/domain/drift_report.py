@@ -15,6 +15,10 @@ import pandas as pd
 from conveyor.domain.drift import DriftReport, numeric_values
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def verdict_table(report: DriftReport) -> list[dict[str, Any]]:
     """One row per column: what the Prefect table artifact and the HTML report show."""
     rows = []
@@ -25,8 +29,12 @@ def verdict_table(report: DriftReport) -> list[dict[str, Any]]:
                 "kind": f.kind,
                 "psi": round(f.psi, 4),
                 "psi_threshold": f.psi_threshold,
+                "psi_bound": _rounded(f.psi_bound),
                 "ks": None if f.ks is None else round(f.ks, 4),
                 "ks_threshold": f.ks_threshold,
+                "ks_bound": _rounded(f.ks_bound),
+                "jensen_shannon": _rounded(f.jensen_shannon),
+                "wasserstein_std": _rounded(f.wasserstein_std),
                 "unseen_share": round(f.unseen_share, 4),
                 "verdict": "DRIFT" if f.drifted else "ok",
             }
@@ -82,6 +90,43 @@ def _histogram_figure(
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def estimated_performance_html(report: DriftReport) -> str:
+    """The CBPE estimate of this window, and estimated vs realized on the window whose labels have arrived."""
+    out = ""
+    e = report.estimated
+    if e is not None:
+        low, high = e.roc_auc_band
+        calibration = (
+            "no labelled reference: scores taken as probabilities"
+            if e.calibration_error is None
+            else f"reference calibration error {e.calibration_error:.3f}"
+            + (", isotonic-calibrated" if e.calibrated else ", scores used as they are")
+        )
+        expected = "" if e.expected_roc_auc is None else f" vs test {e.expected_roc_auc:.3f} (max drop {e.max_drop})"
+        out += (
+            f"<p>Estimated performance without labels (CBPE, {e.rows} scored rows; {calibration}): ROC AUC "
+            f"{e.roc_auc:.3f} [{low:.3f}, {high:.3f}]{expected}, accuracy {e.accuracy:.3f}, F1 {e.f1:.3f} "
+            f"at threshold {e.threshold}: {'DECAY ESTIMATED' if e.decayed else 'ok'}</p>"
+        )
+    p = report.performance
+    if p is not None and p.estimated_roc_auc is not None:
+        out += (
+            "<table border='1' cellpadding='3'><tr><th>labelled window</th><th>metric</th><th>estimated</th>"
+            "<th>realized</th></tr>"
+            + "".join(
+                f"<tr><td>{p.window_start}..{p.window_end}</td><td>{name}</td><td>{est:.3f}</td><td>{real:.3f}</td></tr>"
+                for name, est, real in (
+                    ("ROC AUC", p.estimated_roc_auc, p.roc_auc),
+                    ("accuracy", p.estimated_accuracy, p.accuracy),
+                    ("F1", p.estimated_f1, p.f1),
+                )
+                if est is not None and real is not None
+            )
+            + "</table>"
+        )
+    return out
+
+
 def render_html(
     report: DriftReport,
     reference: pd.DataFrame,
@@ -106,6 +151,14 @@ def render_html(
             f"<p>Performance on {p.window_start}..{p.window_end} ({p.rows} labelled rows): ROC AUC "
             f"{p.roc_auc:.3f} vs test {p.expected_roc_auc:.3f} (max drop {p.max_drop}): "
             f"{'DECAYED' if p.decayed else 'ok'}</p>"
+        )
+    perf += estimated_performance_html(report)
+    if report.multivariate is not None:
+        m = report.multivariate
+        perf += (
+            f"<p>Multivariate (PCA reconstruction error, {m.components} of {m.encoded_columns} encoded columns): "
+            f"{m.reconstruction_error:.3f} vs reference {m.reference_error:.3f}, band [{m.lower:.3f}, {m.upper:.3f}] "
+            f"at {m.rows} rows: {'DRIFT' if m.drifted else 'ok'}</p>"
         )
     image = ""
     if rows:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from configs.settings import Settings
-from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.object_store import ObjectNotFound, ObjectStore
 from conveyor.adapters.prefect_api import (
     TERMINAL_STATES,
     api_client,
@@ -33,6 +33,7 @@ from conveyor.adapters.prefect_api import (
 )
 from conveyor.adapters.prefect_runtime import current_run_id
 from conveyor.demo.synthetic import CovariateDrift, Scenario
+from conveyor.domain.drift import report_prefix
 from conveyor.ops.local_stack import stop_process_group
 from conveyor.services.ingest import land_synthetic
 from conveyor.services.retraining import read_ledger
@@ -121,7 +122,34 @@ def _drive(
         return None
 
     outcome, retrains = wait_for(finished, timeout, "the drift monitor and retraining runs", log_path, interval=2)
+    timeline += _monitor_judgement(settings, store, scored_day, api, requested_at)
     return _result(settings, store, api, (since, requested_at), outcome, retrains, timeline)
+
+
+def _monitor_judgement(
+    settings: Settings, store: ObjectStore, scored_day: dt.date, api: httpx.Client, since: float
+) -> list[tuple[str, float]]:
+    """What the monitor concluded, from its JSON report: verdict and the performance estimated without labels."""
+    monitors = [r for r in _runs_since(api, "drift-monitor", since) if r["end_time"]]
+    if not monitors:
+        return []
+    model = settings.scoring.model_name
+    try:
+        report = store.get_json(f"{report_prefix(settings, model, scored_day.isoformat())}/drift.json")
+    except ObjectNotFound:
+        return []
+    estimated = report.get("estimated") or {}
+    line = f"drift monitor verdict {report['verdict']}"
+    if estimated:
+        expected = estimated.get("expected_roc_auc")
+        line += (
+            f"; estimated ROC AUC without labels {estimated['roc_auc']:.3f} +/- "
+            f"{estimated['z'] * estimated['roc_auc_se']:.3f}" + ("" if expected is None else f" (test {expected:.3f})")
+        )
+    multivariate = report.get("multivariate") or {}
+    if multivariate:
+        line += f"; multivariate {'DRIFT' if multivariate['drifted'] else 'ok'}"
+    return [(line, timestamp(monitors[-1]["end_time"]))]
 
 
 def _result(

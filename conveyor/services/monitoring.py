@@ -5,24 +5,125 @@ The statistics live in `conveyor/domain/drift.py` (pure). Here: where the data c
 - reference: the registry's reference profile of the champion (training features + `score`);
 - current features: the raw rows of the `drift.window_days` days up to the scored day;
 - current scores: the published predictions of the scored day (`predictions/<model>/dt=<day>/`);
-- performance: the champion scored on the labelled raw rows of the window `drift.label_delay_days` earlier.
+- performance: the champion scored on the labelled raw rows of the window `drift.label_delay_days` earlier,
+  realized and estimated side by side;
+- estimated performance (no labels): CBPE on the scored day's published scores, calibrated on the version's
+  labelled monitoring reference (held-out test rows stored at registration, `MONITORING_REFERENCE`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import io
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from configs.settings import Settings
-from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.object_store import ObjectStore, dataframe_to_parquet_bytes
 from conveyor.adapters.publication import published_prefixes, read_published_parquet
 from conveyor.adapters.raw_data import read_raw_window
-from conveyor.adapters.registry import LoadedModel, ModelRegistry
+from conveyor.adapters.registry import LoadedModel, ModelRegistry, ModelVersion
+from conveyor.adapters.registry_records import RegistryError
 from conveyor.domain import drift, drift_report
+from conveyor.domain import performance_estimation as pe
 from conveyor.domain.failures import MissingInput
+from conveyor.domain.monitoring_profile import PROFILE_FILE, profile_from_bytes, profile_to_bytes
+from conveyor.domain.multivariate_drift import MultivariateDrift, ReconstructionProfile
 from conveyor.services.scoring import predictions_prefix
+
+MONITORING_REFERENCE = "monitoring_reference.parquet"
+
+
+def monitoring_reference_files(
+    test: pd.DataFrame, settings: Settings, reference: pd.DataFrame | None = None
+) -> dict[str, bytes]:
+    """The registry files of a new version: its held-out test rows (features, `score`, label), on which
+    performance estimation calibrates the scores and sizes its standard errors; with the version's `reference`
+    sample, also the precomputed profile (PCA + standard errors), so a monitor run does not rebuild it."""
+    ds = settings.dataset
+    rows = test[[*ds.feature_names, drift.SCORE_COLUMN, ds.label_column]]
+    rows = rows.sample(n=min(settings.training.reference_sample_rows, len(rows)), random_state=settings.training.seed)
+    files = {MONITORING_REFERENCE: dataframe_to_parquet_bytes(rows.reset_index(drop=True))}
+    if reference is not None:
+        pca = ReconstructionProfile.fit(reference, ds, settings.drift)
+        estimator = PerformanceEstimator.fit(rows, settings, None)
+        files[PROFILE_FILE] = profile_to_bytes(pca, estimator.errors_at_reference, settings.drift)
+    return files
+
+
+def stored_profile(
+    registry: ModelRegistry, champion: ModelVersion, settings: Settings
+) -> tuple[ReconstructionProfile, dict[str, float]] | None:
+    """The profile stored at registration, if there is one built with the current `drift` settings."""
+    if PROFILE_FILE not in champion.files:
+        return None
+    return profile_from_bytes(registry.get_file(champion.model_name, champion.version, PROFILE_FILE), settings.drift)
+
+
+def labelled_reference(registry: ModelRegistry, champion: ModelVersion) -> pd.DataFrame | None:
+    """The version's monitoring reference; None for versions registered before it existed (their scores are then
+    taken as calibrated probabilities and no standard error is known)."""
+    try:
+        data = registry.get_file(champion.model_name, champion.version, MONITORING_REFERENCE)
+    except RegistryError:
+        return None
+    return pd.read_parquet(io.BytesIO(data))
+
+
+@dataclasses.dataclass(frozen=True)
+class PerformanceEstimator:
+    """CBPE fitted on one version's labelled reference: the calibration map, the reference's (score, label) and
+    the metrics' standard errors at the reference's own size (a window at least that large scales them)."""
+
+    calibrator: pe.Calibrator
+    labels: np.ndarray | None
+    scores: np.ndarray | None
+    expected_roc_auc: float | None
+    errors_at_reference: dict[str, float]
+
+    @classmethod
+    def fit(
+        cls,
+        reference: pd.DataFrame | None,
+        settings: Settings,
+        expected_roc_auc: float | None,
+        errors: dict[str, float] | None = None,
+    ) -> PerformanceEstimator:
+        cfg, label = settings.drift, settings.dataset.label_column
+        if reference is None:
+            return cls(pe.fit_calibrator(None, None, cfg.calibration_tolerance), None, None, expected_roc_auc, {})
+        labels = reference[label].to_numpy(dtype=int)
+        scores = reference[drift.SCORE_COLUMN].to_numpy(dtype=float)
+        if errors is None:  # not precomputed at registration
+            errors = pe.sampling_errors(
+                labels, scores, len(labels), settings.scoring.threshold, cfg.bootstrap_replicates, cfg.seed
+            )
+        calibrator = pe.fit_calibrator(scores, labels, cfg.calibration_tolerance)
+        return cls(calibrator, labels, scores, expected_roc_auc, errors)
+
+    def standard_errors(self, rows: int, settings: Settings) -> dict[str, float]:
+        if self.labels is None or self.scores is None:
+            return {}
+        if rows >= len(self.labels):  # the bootstrap would draw the reference's size anyway: scale
+            return {k: v * float(np.sqrt(len(self.labels) / rows)) for k, v in self.errors_at_reference.items()}
+        cfg = settings.drift
+        return pe.sampling_errors(
+            self.labels, self.scores, rows, settings.scoring.threshold, cfg.bootstrap_replicates, cfg.seed
+        )
+
+    def estimate(self, scores: np.ndarray, settings: Settings) -> pe.EstimatedPerformance:
+        return pe.estimate_performance(
+            scores,
+            self.calibrator,
+            self.standard_errors(len(scores), settings),
+            threshold=settings.scoring.threshold,
+            expected_roc_auc_value=self.expected_roc_auc,
+            max_drop=settings.drift.max_metric_drop,
+            z=settings.drift.estimation_z,
+        )
 
 
 def latest_scored_day(store: ObjectStore, settings: Settings, model_name: str) -> dt.date:
@@ -38,9 +139,15 @@ def _window(end: dt.date, days: int) -> tuple[dt.date, dt.date]:
 
 
 def labelled_performance(
-    store: ObjectStore, settings: Settings, model: LoadedModel, expected_auc: float | None, scored_day: dt.date
+    store: ObjectStore,
+    settings: Settings,
+    model: LoadedModel,
+    expected_auc: float | None,
+    scored_day: dt.date,
+    estimator: PerformanceEstimator | None = None,
 ) -> drift.PerformanceCheck | None:
-    """Performance on the past window whose labels have arrived; None if there is none or no test AUC."""
+    """Performance on the past window whose labels have arrived (realized, and estimated from the same rows'
+    scores when an estimator is given); None if there is none or no test AUC."""
     if expected_auc is None:
         return None
     start, end = _window(scored_day - dt.timedelta(days=settings.drift.label_delay_days), settings.drift.window_days)
@@ -49,14 +156,31 @@ def labelled_performance(
     except LookupError:
         return None
     scores = model.score(labelled)
-    return drift.performance_check(
-        labelled[settings.dataset.label_column].to_numpy(),
-        scores,
-        expected_auc,
-        settings.drift.max_metric_drop,
-        start,
-        end,
+    labels = labelled[settings.dataset.label_column].to_numpy()
+    check = drift.performance_check(labels, scores, expected_auc, settings.drift.max_metric_drop, start, end)
+    if check is None:
+        return None
+    realized = pe.realized_metrics(labels, scores, settings.scoring.threshold)
+    check = dataclasses.replace(check, accuracy=realized["accuracy"], f1=realized["f1"])
+    if estimator is None:
+        return check
+    estimate = estimator.estimate(scores, settings)
+    return dataclasses.replace(
+        check, estimated_roc_auc=estimate.roc_auc, estimated_accuracy=estimate.accuracy, estimated_f1=estimate.f1
     )
+
+
+def multivariate_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, profile: ReconstructionProfile | None = None
+) -> MultivariateDrift | None:
+    """PCA reconstruction error of the window vs the reference's band (profile: the one stored at registration,
+    else fitted now); None when switched off, or when a feature column is missing (the comparison then fails
+    naming it)."""
+    names = settings.dataset.feature_names
+    if not settings.drift.multivariate or any(n not in current.columns or n not in reference.columns for n in names):
+        return None
+    profile = profile or ReconstructionProfile.fit(reference, settings.dataset, settings.drift)
+    return profile.judge(current, settings.drift)
 
 
 def drift_report_for_day(
@@ -72,7 +196,13 @@ def drift_report_for_day(
     current = read_raw_window(store, settings, start, end)
     scores = read_published_parquet(store, predictions_prefix(settings, model_name, scored_day), columns=["score"])
     loaded = registry.load_version(champion)
-    performance = labelled_performance(store, settings, loaded, champion.test_metrics.get("roc_auc"), scored_day)
+    expected_auc = champion.test_metrics.get("roc_auc")
+    stored = stored_profile(registry, champion, settings)
+    estimator = PerformanceEstimator.fit(
+        labelled_reference(registry, champion), settings, expected_auc, None if stored is None else stored[1]
+    )
+    performance = labelled_performance(store, settings, loaded, expected_auc, scored_day, estimator)
+    estimated = estimator.estimate(scores["score"].to_numpy(dtype=float), settings)
     report = drift.compare(
         reference,
         current,
@@ -84,6 +214,8 @@ def drift_report_for_day(
         window_end=end,
         current_scores=scores["score"],
         performance=performance,
+        estimated=estimated,
+        multivariate=multivariate_drift(reference, current, settings, None if stored is None else stored[0]),
     )
     return report, reference, current, scores["score"]
 
@@ -119,6 +251,8 @@ def drift_event_payload(report: drift.DriftReport, report_uri: str | None = None
         "window_start": report.window_start,
         "window_end": report.window_end,
         "performance_decayed": bool(report.performance and report.performance.decayed),
+        "estimated_decay": bool(report.estimated and report.estimated.decayed),
+        "estimated_roc_auc": None if report.estimated is None else round(report.estimated.roc_auc, 4),
         "reasons": report.reasons[:10],
         "report_uri": report_uri,
     }

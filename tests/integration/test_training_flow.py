@@ -84,8 +84,13 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str], m
     }
     meta = registry.get_version(name, first.version)
     assert meta.feature_service == env.features.feature_service and meta.data_fingerprint
-    assert meta.training_window["start"] == START.isoformat()
-    assert set(meta.files) == {"roc.png", "calibration.png", "card.html"}
+    assert meta.training_window["start"] == START.isoformat() and set(meta.files) == {
+        "roc.png",
+        "calibration.png",
+        "card.html",
+        "monitoring_reference.parquet",  # held-out rows the drift monitor's performance estimation calibrates on
+        "monitoring_profile.npz",  # its precomputed PCA and standard errors
+    }
     assert registry.get_file(name, first.version, "roc.png").startswith(b"\x89PNG")
     trained_on = read_raw_window(ObjectStore(env.storage), env, START, END)
     assert meta.data_uri == f"s3://{env.storage.bucket}/raw/{env.dataset.name}" and meta.data_version is not None

@@ -1,0 +1,136 @@
+"""The monitoring dashboard: one self-contained HTML page drawn from the monitoring table (matplotlib, inline
+PNG) - per-feature drift over time, estimated vs realized performance, the prediction distribution, the
+multivariate error, data volume and quarantine counts, and the last weeks as a table."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+
+import numpy as np
+import pandas as pd
+
+from conveyor.domain.monitoring_history import recent_table, series
+
+
+def _dates(index: pd.Index) -> list[dt.date]:
+    return [dt.date.fromisoformat(str(d)) for d in index]
+
+
+def _figure(history: pd.DataFrame) -> str:
+    from matplotlib.figure import Figure
+
+    # A Figure, not pyplot: no global state (the monitor may run in a thread).
+    fig = Figure(figsize=(13, 15))
+    axes = fig.subplots(5, 1)
+
+    # 1. per-feature drift: each statistic over its bound (> 1: beyond what the window size explains).
+    features = [s for s in history.loc[history["metric"] == "psi", "subject"].unique()]
+    days = sorted(history["day"].unique())
+    ratio = np.full((len(features), len(days)), np.nan)
+    for i, name in enumerate(features):
+        psi, bound = series(history, name, "psi"), series(history, name, "psi_bound")
+        ks, ks_bound = series(history, name, "ks"), series(history, name, "ks_bound")
+        worst = pd.concat([psi / bound, ks / ks_bound], axis=1).max(axis=1)
+        ratio[i] = worst.reindex(days).to_numpy()
+    ax = axes[0]
+    image = ax.imshow(ratio, aspect="auto", cmap="RdYlGn_r", vmin=0, vmax=2, interpolation="nearest")
+    ax.set_yticks(range(len(features)), features, fontsize=7)
+    step = max(1, len(days) // 12)
+    ax.set_xticks(range(0, len(days), step), days[::step], fontsize=7, rotation=30)
+    ax.set_title("drift per column: max(PSI / PSI bound, KS / KS bound); above 1 = drifted", fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.02)
+
+    # 2. estimated (band) vs realized performance.
+    ax = axes[1]
+    est, se = series(history, "model", "estimated_roc_auc"), series(history, "model", "estimated_roc_auc_se")
+    if len(est):
+        x = _dates(est.index)
+        ax.plot(x, est.to_numpy(), "o-", label="estimated ROC AUC (CBPE, no labels)")
+        band = 2 * se.reindex(est.index).fillna(0).to_numpy()
+        ax.fill_between(x, est.to_numpy() - band, est.to_numpy() + band, alpha=0.2, label="+/- 2 SE")
+    realized = series(history, "model", "realized_roc_auc", by="window_end")
+    if len(realized):
+        ax.plot(_dates(realized.index), realized.to_numpy(), "s-", label="realized ROC AUC (labels arrived)")
+    expected = series(history, "model", "expected_roc_auc")
+    if len(expected):
+        ax.axhline(float(expected.iloc[-1]), color="grey", ls="--", label="test ROC AUC")
+    ax.set_title("performance: estimated at scoring time vs realized when the labels arrive", fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+    # 3. prediction distribution.
+    ax = axes[2]
+    p50 = series(history, "score", "p50")
+    if len(p50):
+        x = _dates(p50.index)
+        ax.fill_between(
+            x,
+            series(history, "score", "p10").to_numpy(),
+            series(history, "score", "p90").to_numpy(),
+            alpha=0.2,
+            label="p10-p90",
+        )
+        ax.plot(x, p50.to_numpy(), label="median score")
+        ax.plot(x, series(history, "score", "mean").to_numpy(), ls=":", label="mean score")
+        ax.legend(fontsize=7)
+    ax.set_title("prediction distribution", fontsize=10)
+
+    # 4. multivariate.
+    ax = axes[3]
+    error = series(history, "model", "reconstruction_error")
+    if len(error):
+        x = _dates(error.index)
+        ax.plot(x, error.to_numpy(), "o-", label="mean PCA reconstruction error")
+        ax.fill_between(
+            x,
+            series(history, "model", "reconstruction_lower").to_numpy(),
+            series(history, "model", "reconstruction_upper").to_numpy(),
+            alpha=0.2,
+            label="reference band",
+        )
+        ax.legend(fontsize=7)
+    ax.set_title("multivariate drift", fontsize=10)
+
+    # 5. volume and quarantine.
+    ax = axes[4]
+    for metric, style in (("feature_rows", "o-"), ("rows_scored", "s-")):
+        values = series(history, "data", metric).dropna()
+        if len(values):
+            ax.plot(_dates(values.index), values.to_numpy(), style, label=metric)
+    quarantined = series(history, "data", "rows_quarantined").dropna()
+    if len(quarantined):
+        twin = ax.twinx()
+        twin.bar(
+            _dates(quarantined.index), quarantined.to_numpy(), color="crimson", alpha=0.4, label="rows quarantined"
+        )
+        twin.set_ylabel("quarantined", fontsize=8)
+    ax.set_title("data volume (lines) and rows quarantined by scoring (bars)", fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left")
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=72)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def render_dashboard(history: pd.DataFrame, model_name: str, today: dt.date, weeks: int) -> str:
+    """The page: title, the last `weeks` weeks as a table, the figure."""
+    rows = recent_table(history, today, weeks)
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0]) if rows else ""
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in r.values()) + "</tr>"
+        for r in rows
+    )
+    png = _figure(history) if len(history) else ""
+    title = f"Monitoring: {model_name} ({len(history['day'].unique()) if len(history) else 0} judged days)"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1><h2>Last {weeks} weeks</h2>"
+        f"<table border='1' cellpadding='3'><tr>{head}</tr>{body}</table>"
+        + (f'<img alt="monitoring history" src="data:image/png;base64,{png}">' if png else "")
+        + "</body></html>"
+    )

@@ -1,0 +1,148 @@
+"""The monitoring table: every judgement as rows of (day, model, subject, metric, value), and what is read back
+from it (the last weeks as a table, the series the dashboard draws).
+
+Long format, so a new statistic is a new metric name rather than a schema change. `subject` is a feature, `score`
+(the prediction distribution), `model` (performance, multivariate, verdict) or `data` (volume, quarantine);
+`window_end` is the window the value describes (for a realized metric: the labelled window, older than `day`).
+
+Pure pandas; no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from conveyor.domain.drift import DriftReport
+
+COLUMNS = ["day", "model_name", "model_version", "subject", "metric", "value", "window_end", "verdict"]
+_FEATURE_METRICS = ("psi", "ks", "jensen_shannon", "wasserstein_std", "psi_bound", "ks_bound")
+_SCORE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+@dataclass(frozen=True)
+class DataVolume:
+    """What the window held: feature rows judged, rows scored and quarantined by scoring, quarantined batches."""
+
+    feature_rows: int
+    rows_scored: int | None = None
+    rows_quarantined: int | None = None
+    quarantined_batches: int | None = None
+
+
+def judgement_rows(report: DriftReport, volume: DataVolume, scores: np.ndarray) -> pd.DataFrame:
+    """The monitoring-table rows of one judgement."""
+    day = report.window_end
+    rows: list[tuple[str, str, float | None, str]] = []
+    for f in [*report.features, *([report.prediction] if report.prediction else [])]:
+        rows += [(f.name, m, getattr(f, m), day) for m in _FEATURE_METRICS]
+        rows.append((f.name, "drifted", float(f.drifted), day))
+    finite = np.asarray(scores, dtype=float)
+    finite = finite[~np.isnan(finite)]
+    if len(finite):
+        rows.append(("score", "mean", float(finite.mean()), day))
+        rows += [
+            ("score", f"p{round(q * 100)}", float(v), day)
+            for q, v in zip(_SCORE_QUANTILES, np.quantile(finite, _SCORE_QUANTILES), strict=True)
+        ]
+    e = report.estimated
+    if e is not None:
+        rows += [
+            ("model", "estimated_roc_auc", e.roc_auc, day),
+            ("model", "estimated_roc_auc_se", e.roc_auc_se, day),
+            ("model", "estimated_accuracy", e.accuracy, day),
+            ("model", "estimated_f1", e.f1, day),
+            ("model", "calibration_error", e.calibration_error, day),
+            ("model", "expected_roc_auc", e.expected_roc_auc, day),
+            ("model", "estimated_decay", float(e.decayed), day),
+        ]
+    p = report.performance
+    if p is not None:
+        rows += [
+            ("model", "realized_roc_auc", p.roc_auc, p.window_end),
+            ("model", "realized_accuracy", p.accuracy, p.window_end),
+            ("model", "realized_f1", p.f1, p.window_end),
+            ("model", "estimated_roc_auc_on_labelled", p.estimated_roc_auc, p.window_end),
+        ]
+    m = report.multivariate
+    if m is not None:
+        rows += [
+            ("model", "reconstruction_error", m.reconstruction_error, day),
+            ("model", "reconstruction_lower", m.lower, day),
+            ("model", "reconstruction_upper", m.upper, day),
+            ("model", "multivariate_drift", float(m.drifted), day),
+        ]
+    rows += [
+        ("model", "drifted_share", report.drifted_share, day),
+        ("model", "needs_retraining", float(report.needs_retraining), day),
+        ("data", "feature_rows", float(volume.feature_rows), day),
+        ("data", "rows_scored", volume.rows_scored, day),
+        ("data", "rows_quarantined", volume.rows_quarantined, day),
+        ("data", "quarantined_batches", volume.quarantined_batches, day),
+    ]
+    frame = pd.DataFrame(
+        [
+            (
+                day,
+                report.model_name,
+                report.model_version,
+                subject,
+                metric,
+                np.nan if value is None else float(value),
+                end,
+                report.verdict,
+            )
+            for subject, metric, value, end in rows
+        ],
+        columns=COLUMNS,
+    )
+    return frame
+
+
+def series(history: pd.DataFrame, subject: str, metric: str, by: str = "day") -> pd.Series:
+    """One metric over time (the last judgement of a day wins: a rerun replaces a day)."""
+    picked = history[(history["subject"] == subject) & (history["metric"] == metric)]
+    return picked.groupby(by)["value"].last().sort_index()
+
+
+def recent_table(history: pd.DataFrame, today: dt.date, weeks: int) -> list[dict[str, Any]]:
+    """One row per judged day of the last `weeks` weeks: what the markdown artifact shows."""
+    since = (today - dt.timedelta(weeks=weeks)).isoformat()
+    recent = history[history["day"] >= since]
+    out = []
+    for day, rows in recent.groupby("day"):
+        value = rows.set_index(["subject", "metric"])["value"]
+        drifted = sorted(rows[(rows["metric"] == "drifted") & (rows["value"] > 0)]["subject"].unique())
+
+        def pick(subject: str, metric: str, value: pd.Series = value) -> float | None:
+            found = value.get((subject, metric))
+            return None if found is None or pd.isna(found) else round(float(found), 3)
+
+        out.append(
+            {
+                "day": day,
+                "version": rows["model_version"].iloc[-1],
+                "verdict": rows["verdict"].iloc[-1],
+                "estimated_roc_auc": pick("model", "estimated_roc_auc"),
+                "se": pick("model", "estimated_roc_auc_se"),
+                "realized_roc_auc (labelled window)": pick("model", "realized_roc_auc"),
+                "reconstruction_error": pick("model", "reconstruction_error"),
+                "drifted": ", ".join(drifted) or "-",
+                "rows": pick("data", "feature_rows"),
+                "quarantined": pick("data", "rows_quarantined"),
+            }
+        )
+    return out
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "_no judgements yet_"
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join("" if r[k] is None else str(r[k]) for k in head) + " |" for r in rows]
+    return "\n".join(lines)
