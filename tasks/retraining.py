@@ -208,11 +208,13 @@ def _approval_description(registry: ModelRegistry, challenger: ModelVersion) -> 
         f"{gates.get('verdict') or 'no comparison'}). Read its model card before you approve:",
         "",
     ]
-    html_uri = registry.store.uri(challenger.files[CARD_FILE]) if CARD_FILE in challenger.files else None
+    card_key = challenger.files.get(CARD_FILE)
+    html_uri = None if card_key is None else registry.store.uri(card_key)
+    html_url = None if card_key is None else registry.store.presigned_url(card_key)  # opens in a browser
     if "card" in challenger.extra:
         card = ModelCard.from_json(challenger.extra["card"])
         artifact = create_markdown_artifact(
-            card_markdown(card, challenger.version, html_uri),
+            card_markdown(card, challenger.version, html_uri, html_url),
             key=f"{challenger.model_name}-card-for-approval",
             description=f"{challenger.label}: model card (awaiting approval)",
         )
@@ -221,7 +223,8 @@ def _approval_description(registry: ModelRegistry, challenger: ModelVersion) -> 
         lines.append(f"- model card in this UI: [{challenger.label} model card]({link})")
     if html_uri is not None:
         lines.append(
-            f"- as HTML: `{html_uri}` (`conveyor models card {challenger.version} --output card.html` saves it)"
+            f"- as HTML: [open it]({html_url}) (the link expires), `{html_uri}` "
+            f"(`conveyor models card {challenger.version} --output card.html` saves it)"
         )
     return "\n".join(lines)
 

@@ -181,9 +181,10 @@ def register_candidate(
         actor="training-flow",
     )
     if card is not None:
-        card_uri = registry.store.uri(version.files[CARD_FILE])
+        card_key = version.files[CARD_FILE]
+        card_url = registry.store.presigned_url(card_key)  # one click from the UI: no s3:// link a browser opens
         create_markdown_artifact(
-            card_markdown(card, version.version, card_uri),
+            card_markdown(card, version.version, registry.store.uri(card_key), card_url),
             key=f"{model_name}-model-card",
             description=f"{version.label}: model card",
         )

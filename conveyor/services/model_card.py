@@ -272,10 +272,14 @@ def _title(card: ModelCard, version: int | None) -> str:
     return f"Model card: {card.model_name} {'(unregistered)' if version is None else f'v{version}'}"
 
 
-def card_markdown(card: ModelCard, version: int | None = None, html_uri: str | None = None) -> str:
+def card_markdown(
+    card: ModelCard, version: int | None = None, html_uri: str | None = None, html_url: str | None = None
+) -> str:
+    """The card as markdown (the Prefect artifact). `html_url`: a link a browser opens (presigned) to the HTML."""
     lines = [f"# {_title(card, version)}", ""]
     if html_uri:
-        lines += [f"The same card as HTML, with the plots: `{html_uri}`", ""]
+        opened = f"[open it]({html_url}) (a link that expires), or " if html_url else ""
+        lines += [f"The same card as HTML, with the plots: {opened}`{html_uri}`", ""]
     for section in sections(card, version):
         title, paragraphs, tables = section.title, section.paragraphs, section.tables
         lines += [f"## {title}", ""]

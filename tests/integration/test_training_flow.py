@@ -8,6 +8,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -143,6 +144,9 @@ def test_training_lifecycle(env: Settings, capsys: pytest.CaptureFixture[str], m
     assert f"<title>Model card: {name} v{better.version}</title>" in page and "<h2>Fairness</h2>" in page
     card_artifact = run_artifacts(better_state.state_details.flow_run_id)[f"{name}-model-card"]
     assert f"# Model card: {name} v{better.version}" in card_artifact and "95% CI" in card_artifact
+    link = card_artifact.split("[open it](", 1)[1].split(")", 1)[0]  # presigned: a browser opens it, no keys
+    opened = httpx.get(link, timeout=30)
+    assert opened.status_code == 200 and f"<title>Model card: {name} v{better.version}</title>" in opened.text
     capsys.readouterr()
     assert cli.main(["models", "card", str(better.version), "--model", name]) == 0
     assert capsys.readouterr().out.strip() == registry.store.uri(better_meta.files["card.html"])
