@@ -28,6 +28,7 @@ from configs.stages import (
     RetrainingConfig,
     ScoringConfig,
     TrainingConfig,
+    TwinConfig,
     ValidationConfig,
 )
 from configs.systems import (
@@ -68,6 +69,7 @@ __all__ = [
     "StorageConfig",
     "StoragePrefixes",
     "TrainingConfig",
+    "TwinConfig",
     "ValidationConfig",
     "load_settings",
 ]
@@ -112,6 +114,7 @@ class Settings(BaseSettings):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    twin: TwinConfig = Field(default_factory=TwinConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -2,6 +2,7 @@
 
     models/<name>/versions/000007/_claim            version number taken (create-if-absent)
     models/<name>/versions/000007/model.joblib      the fitted sklearn Pipeline
+    models/<name>/versions/000007/model.onnx        its ONNX twin, stored only when it passed the parity check
     models/<name>/versions/000007/reference.parquet training-feature sample + `score` (drift reference)
     models/<name>/versions/000007/<plot>.png        evaluation plots
     models/<name>/versions/000007/metadata.json     written LAST: a version without it does not exist
@@ -40,6 +41,7 @@ from conveyor.adapters.object_store import (
     dataframe_to_parquet_bytes,
     sha256_bytes,
 )
+from conveyor.adapters.onnx_twin import TWIN_FILE, OnnxTwin, TwinRecord, TwinUnavailable, export_twin
 from conveyor.adapters.registry_records import (
     AuditEvent,
     LoadedModel,
@@ -130,8 +132,11 @@ class ModelRegistry:
         reference: pd.DataFrame,
         files: dict[str, bytes] | None = None,
         actor: str | None = None,
+        twin_rows: pd.DataFrame | None = None,
     ) -> ModelVersion:
-        """Store a new version: artifact, reference sample, files, then metadata.json last (the commit)."""
+        """Store a new version: artifact, its ONNX twin, reference sample, files, then metadata.json last (the
+        commit). `twin_rows` (the test rows, raw feature columns) are what the twin's parity is checked on;
+        without them no twin is exported (recorded as `not_exported`)."""
         self._require_conditional_writes()
         if "score" not in reference.columns:
             raise InvalidInput("reference sample needs a `score` column (the model's scores on those rows)")
@@ -141,6 +146,7 @@ class ModelRegistry:
         joblib.dump(model, buffer, compress=3)
         artifact = buffer.getvalue()
         sha = self.store.put_bytes(f"{root}/model.joblib", artifact)
+        twin = self._store_twin(root, model, twin_rows)
         reference_bytes = dataframe_to_parquet_bytes(reference.reset_index(drop=True))
         reference_sha = self.store.put_bytes(f"{root}/reference.parquet", reference_bytes)
         stored_files = {}
@@ -163,6 +169,7 @@ class ModelRegistry:
             code_version=code_version(self.settings.project_root),
             library_versions=library_versions(),
             registered_by=actor or default_actor(),
+            twin=twin.to_json(),
         )
         self.store.put_json(f"{root}/metadata.json", registered.to_json())
         self._append(
@@ -175,6 +182,22 @@ class ModelRegistry:
             "registered %s (sha256 %s...) at %s", registered.label, sha[:12], self.version_uri(model_name, version)
         )
         return registered
+
+    def _store_twin(self, root: str, model: Any, rows: pd.DataFrame | None) -> TwinRecord:
+        """Export and parity-check the ONNX twin; store model.onnx only when it passed (a failed twin is never
+        used, so it is not kept: its record says why)."""
+        cfg = self.settings.twin
+        if not cfg.export or rows is None:
+            why = "twin.export is false" if not cfg.export else "no parity rows given at registration"
+            return TwinRecord("not_exported", why, cfg.parity_tolerance)
+        export = export_twin(model, rows.head(cfg.max_parity_rows), cfg.parity_tolerance, cfg.threads)
+        record = export.record
+        if record.status != "passed" or export.onnx_bytes is None:
+            log.warning("ONNX twin of %s not stored: %s", root, record.reason)
+            return record
+        key = f"{root}/{TWIN_FILE}"
+        sha = self.store.put_bytes(key, export.onnx_bytes)
+        return TwinRecord(**{**record.to_json(), "key": key, "sha256": sha})
 
     def get_version(self, model_name: str, version: int) -> ModelVersion:
         try:
@@ -219,6 +242,19 @@ class ModelRegistry:
         """The model of `meta` (metadata already read), checksum verified BEFORE unpickling."""
         data = self._verified_bytes(meta.artifact_key, meta.sha256, f"{meta.label} model")
         return LoadedModel(meta, joblib.load(io.BytesIO(data)))
+
+    def load_twin(self, meta: ModelVersion) -> OnnxTwin:
+        """The ONNX twin of `meta`, SHA-256 verified; raises TwinUnavailable when the version has none that
+        passed its parity check (never a silent fallback to the Pipeline)."""
+        record = TwinRecord.from_json(meta.twin)
+        if not record.usable:
+            raise TwinUnavailable(
+                f"{meta.label}: no usable ONNX twin (status {record.status}: {record.reason}); score it with "
+                "scoring.runtime=sklearn, or register the model again"
+            )
+        assert record.key is not None and record.sha256 is not None
+        data = self._verified_bytes(record.key, record.sha256, f"{meta.label} ONNX twin")
+        return OnnxTwin.from_bytes(data, self.settings.twin.threads)
 
     def load_reference(self, model_name: str, version: int | None = None) -> pd.DataFrame:
         """The version's reference sample: training feature rows plus the model's `score` on them."""
@@ -423,7 +459,8 @@ class ModelRegistry:
         and each re-checks the other on the newest state before it is written."""
         pruned = []
         for meta in self.prunable(model_name, older_than, now):
-            keys = [meta.artifact_key, meta.reference_key, *meta.files.values()]
+            twin_key = TwinRecord.from_json(meta.twin).key
+            keys = [meta.artifact_key, meta.reference_key, *meta.files.values(), *([twin_key] if twin_key else [])]
             sizes = {key: size for key in keys if (size := self.store.size(key)) is not None}
 
             def decide(state: RegistryState, version: int = meta.version) -> tuple[str, int, int | None]:

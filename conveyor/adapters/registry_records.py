@@ -81,6 +81,9 @@ class ModelVersion(ModelMetadata):
     code_version: str | None
     library_versions: dict[str, str]
     registered_by: str
+    # The ONNX twin's record (conveyor.adapters.onnx_twin.TwinRecord as JSON): parity status, max difference,
+    # rows checked, key and SHA-256 of model.onnx. Empty for versions registered before twins existed.
+    twin: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
