@@ -39,6 +39,7 @@ from configs.systems import (
     LocalStackConfig,
     NotificationsConfig,
     PrefectConfig,
+    SigningConfig,
     StorageConfig,
     StoragePrefixes,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "RetrainingConfig",
     "ScoringConfig",
     "Settings",
+    "SigningConfig",
     "StorageConfig",
     "StoragePrefixes",
     "TrainingConfig",
@@ -102,6 +104,7 @@ class Settings(BaseSettings):
     dataset: DatasetConfig
     # default_factory, not a shared instance: the validators below fill in derived values per Settings object.
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    signing: SigningConfig = Field(default_factory=SigningConfig)
     prefect: PrefectConfig = Field(default_factory=PrefectConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     local_stack: LocalStackConfig = Field(default_factory=LocalStackConfig)
@@ -148,6 +151,10 @@ class Settings(BaseSettings):
             self.validation.docs_dir = self.local_stack.state_dir / "gx-docs"
         elif not self.validation.docs_dir.is_absolute():
             self.validation.docs_dir = self.project_root / self.validation.docs_dir
+        if self.signing.key_dir is None:
+            self.signing.key_dir = self.local_stack.state_dir / "signing"
+        elif not self.signing.key_dir.is_absolute():
+            self.signing.key_dir = self.project_root / self.signing.key_dir
         cred = self.storage.credentials_file
         if cred is not None and not cred.is_absolute():
             self.storage.credentials_file = self.project_root / cred

@@ -34,6 +34,11 @@ class TamperedArtifact(ChecksumMismatch):
     """A stored artifact's bytes differ from the SHA-256 recorded at registration: it is never unpickled."""
 
 
+class UnverifiedVersion(RegistryError):
+    """A version's metadata.json is unsigned, signed with an untrusted key, or changed after it was signed: its
+    checksums (and so its artifacts) cannot be trusted, and it is never loaded."""
+
+
 class PromotionConflict(RegistryError):
     """The champion changed between the decision to promote and the promotion (e.g. a racing promotion)."""
 
