@@ -174,3 +174,26 @@ def test_a_key_from_the_environment_signs_and_must_be_trusted(
     assert seed not in json.dumps(store.get_json(_metadata_key(version)))  # the key is nowhere in the bucket
     with pytest.raises(SigningKeyMissing, match="CONVEYOR_SIGNING__PRIVATE_KEY is set"):
         rotate(trusted)
+
+
+def test_batch_scoring_and_drift_monitoring_refuse_a_forged_champion(
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame]
+) -> None:
+    from conveyor.services.batch_inference import ModelRef, load_scoring_model, resolve_model
+    from conveyor.services.monitoring import drift_report_for_day
+
+    registry = ModelRegistry(store, s3_server)  # the session's local dev key
+    version = _register(registry, fitted)
+    registry.promote(MODEL, version.version, actor="test", reason="first")
+    ref = resolve_model(store, s3_server, MODEL, None)
+    forged = {**store.get_json(_metadata_key(version)), "feature_service": "churn_evil"}
+    store.put_json(_metadata_key(version), forged)
+    refused = r"churn v1: signature by key [0-9a-f]{16} does not verify"
+    with pytest.raises(UnverifiedVersion, match=refused):
+        resolve_model(store, s3_server, MODEL, None)
+    for runtime in ("sklearn", "onnx"):
+        settings = s3_server.model_copy(update={"scoring": s3_server.scoring.model_copy(update={"runtime": runtime})})
+        with pytest.raises(UnverifiedVersion, match=refused):
+            load_scoring_model(store, settings, ModelRef(ref.name, ref.version, ref.feature_service))
+    with pytest.raises(UnverifiedVersion, match=refused):
+        drift_report_for_day(store, s3_server, MODEL, dt.date(2026, 1, 20))
