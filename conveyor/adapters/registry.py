@@ -32,11 +32,13 @@ import io
 import json
 import logging
 import uuid
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any
 
 import joblib
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import (
@@ -222,7 +224,10 @@ class ModelRegistry:
         if not cfg.export or rows is None:
             why = "twin.export is false" if not cfg.export else "no parity rows given at registration"
             return TwinRecord("not_exported", why, cfg.parity_tolerance)
-        export = export_twin(model, rows.head(cfg.max_parity_rows), cfg.parity_tolerance, cfg.threads)
+        limit = self.settings.training.max_threads
+        # The parity check runs the Pipeline too: capped like training's predict (OpenMP on busy cores crawls).
+        with nullcontext() if limit is None else threadpool_limits(limits=limit):
+            export = export_twin(model, rows.head(cfg.max_parity_rows), cfg.parity_tolerance, cfg.threads)
         record = export.record
         if record.status != "passed" or export.onnx_bytes is None:
             log.warning("ONNX twin of %s not stored: %s", root, record.reason)
