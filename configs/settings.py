@@ -30,6 +30,7 @@ from configs.stages import (
     ScoringConfig,
     SensitiveAttribute,
     TrainingConfig,
+    TwinConfig,
     ValidationConfig,
 )
 from configs.systems import (
@@ -40,6 +41,7 @@ from configs.systems import (
     LocalStackConfig,
     NotificationsConfig,
     PrefectConfig,
+    SigningConfig,
     StorageConfig,
     StoragePrefixes,
 )
@@ -69,9 +71,11 @@ __all__ = [
     "ScoringConfig",
     "SensitiveAttribute",
     "Settings",
+    "SigningConfig",
     "StorageConfig",
     "StoragePrefixes",
     "TrainingConfig",
+    "TwinConfig",
     "ValidationConfig",
     "config_directory",
     "load_settings",
@@ -105,6 +109,7 @@ class Settings(BaseSettings):
     dataset: DatasetConfig
     # default_factory, not a shared instance: the validators below fill in derived values per Settings object.
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    signing: SigningConfig = Field(default_factory=SigningConfig)
     prefect: PrefectConfig = Field(default_factory=PrefectConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     local_stack: LocalStackConfig = Field(default_factory=LocalStackConfig)
@@ -118,6 +123,7 @@ class Settings(BaseSettings):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     card: ModelCardConfig = Field(default_factory=ModelCardConfig)
+    twin: TwinConfig = Field(default_factory=TwinConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -151,6 +157,10 @@ class Settings(BaseSettings):
             self.validation.docs_dir = self.local_stack.state_dir / "gx-docs"
         elif not self.validation.docs_dir.is_absolute():
             self.validation.docs_dir = self.project_root / self.validation.docs_dir
+        if self.signing.key_dir is None:
+            self.signing.key_dir = self.local_stack.state_dir / "signing"
+        elif not self.signing.key_dir.is_absolute():
+            self.signing.key_dir = self.project_root / self.signing.key_dir
         cred = self.storage.credentials_file
         if cred is not None and not cred.is_absolute():
             self.storage.credentials_file = self.project_root / cred

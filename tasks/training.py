@@ -27,6 +27,7 @@ from conveyor.services.training import (
     Candidate,
     Promotion,
     TrainingOutcome,
+    _features,
     _registry,
     data_fingerprint,
     evaluate_gates,
@@ -179,6 +180,7 @@ def register_candidate(
         candidate.reference,
         files=files,
         actor="training-flow",
+        twin_rows=_features(candidate.test, settings.dataset),  # the ONNX twin's parity is checked on the test set
     )
     if card is not None:
         card_key = version.files[CARD_FILE]
@@ -189,6 +191,7 @@ def register_candidate(
             description=f"{version.label}: model card",
         )
     uri = registry.version_uri(model_name, version.version)
+    get_run_logger().info("ONNX twin of %s: %s (%s)", version.label, version.twin["status"], version.twin["reason"])
     create_link_artifact(
         uri,
         link_text=f"{version.label} metadata",

@@ -101,9 +101,11 @@ def served_stack(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) 
         **SERVED_STACK_ENV,
         "CONVEYOR_LOCAL_STACK__STATE_DIR": str(served_state),
         "CONVEYOR_LOCAL_STACK__PREFECT_PORT": str(free_port()),  # prefect.api_url follows it
-        # Moving the state folder moves what is derived from it: keep the shared S3 keys and Feast state.
+        # Moving the state folder moves what is derived from it: keep the shared S3 keys, Feast state and
+        # registry signing keys (versions the tests register are verified by the served flows, and back).
         "CONVEYOR_STORAGE__CREDENTIALS_FILE": str(s3_server.storage.credentials_file),
         "CONVEYOR_FEATURES__STATE_DIR": str(s3_server.features.state_dir),
+        "CONVEYOR_SIGNING__KEY_DIR": str(s3_server.signing.key_dir),
     }
     with _environ(overrides):
         stack = LocalStack(load_settings())

@@ -15,6 +15,7 @@ from conveyor.adapters.raw_data import raw_table
 from conveyor.ops.cli_data import add_data_parser
 from conveyor.ops.cli_dataset import add_dataset_parser
 from conveyor.ops.cli_flow import add_flow_parser
+from conveyor.ops.cli_keys import add_keys_parser
 from conveyor.ops.cli_models import add_models_parser
 from conveyor.ops.local_stack import SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
 from conveyor.ops.output import out as _out
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(sub)
     add_data_parser(sub)
     add_dataset_parser(sub)
+    add_keys_parser(sub)
     return parser
 
 
