@@ -27,6 +27,7 @@ from configs.stages import (
     ModelSpec,
     RetrainingConfig,
     ScoringConfig,
+    ServingConfig,
     TrainingConfig,
     ValidationConfig,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "PrefectConfig",
     "RetrainingConfig",
     "ScoringConfig",
+    "ServingConfig",
     "Settings",
     "StorageConfig",
     "StoragePrefixes",
@@ -109,6 +111,7 @@ class Settings(BaseSettings):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
