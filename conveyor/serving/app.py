@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
-from configs.settings import Settings
+from configs.settings import ConfigError, Settings
 from conveyor.adapters.feature_store import feature_store, online_features
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.registry import ModelRegistry
@@ -72,7 +72,7 @@ class ServiceState:
     def __init__(self, settings: Settings, store: ObjectStore | None = None) -> None:
         cfg = settings.serving
         if cfg.require_api_key and cfg.api_key is None:
-            raise RuntimeError(
+            raise ConfigError(
                 f"serving.require_api_key is on (profile {settings.active_profile!r}) but no key is set: "
                 "set CONVEYOR_SERVING__API_KEY (from a secret)"
             )
