@@ -11,11 +11,12 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
 
+import pandas as pd
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from configs.settings import ConfigError, Settings
-from conveyor.adapters.feature_store import feature_store, online_features
+from conveyor.adapters.feast_online_read import OnlineFeatureReader
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.registry import ModelRegistry
 from conveyor.serving.metrics import ServiceMetrics
@@ -88,7 +89,8 @@ class ServiceState:
             settings.features.feature_service,
             on_event=lambda event, version: self.metrics.model_events.labels(self.model_name, event).inc(),
         )
-        self.predictor = Predictor(settings, self.model_name, online_features)
+        self.readers: dict[str, OnlineFeatureReader] = {}
+        self.predictor = Predictor(settings, self.model_name, self.online_features)
         self.log = PredictionLog(
             self.store,
             cfg.log_prefix,
@@ -98,6 +100,13 @@ class ServiceState:
             cfg.log_flush_seconds,
             cfg.log_flush_rows,
         )
+
+    def online_features(self, entity_ids: Sequence[int], feature_service: str) -> pd.DataFrame:
+        """The Feast online store's values for `entity_ids` (one cached reader per feature service)."""
+        reader = self.readers.get(feature_service)
+        if reader is None:
+            reader = self.readers[feature_service] = OnlineFeatureReader(self.settings, feature_service)
+        return reader.read(entity_ids)
 
     def start(self) -> None:
         try:
@@ -223,8 +232,8 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
         snapshot = state.pool.current
         problems = [] if snapshot is not None else [state.pool.last_error or "no model loaded yet"]
         try:
-            feature_store(settings)  # the store and its registry open
-            online_features(settings, [-1], snapshot.champion.feature_service if snapshot else None)
+            service_name = snapshot.champion.feature_service if snapshot else settings.features.feature_service
+            state.online_features([-1], service_name)  # the store opens and answers
         except Exception as exc:
             problems.append(f"online store unreachable: {type(exc).__name__}: {exc}")
         body = {

@@ -23,8 +23,8 @@ from conveyor.domain.signature import Violation, rows_frame, violations
 from conveyor.serving.model_pool import Snapshot
 from conveyor.serving.runtime import ServedModel
 
-# (settings, entity ids, feature service) -> entity column + feature columns, in the ids' order, null where none.
-OnlineFeatures = Callable[[Settings, Sequence[int], str], pd.DataFrame]
+# (entity ids, feature service) -> entity column + feature columns, in the ids' order, null where none.
+OnlineFeatures = Callable[[Sequence[int], str], pd.DataFrame]
 
 
 class BadRows(ValueError):
@@ -90,7 +90,7 @@ class Predictor:
 
         def features(model: ServedModel) -> pd.DataFrame:
             if model.feature_service not in fetched:
-                fetched[model.feature_service] = self.online_features(self.settings, entity_ids, model.feature_service)
+                fetched[model.feature_service] = self.online_features(entity_ids, model.feature_service)
             return fetched[model.feature_service]
 
         base = [Answer("scored", entity_id=int(i)) for i in entity_ids]
