@@ -29,6 +29,7 @@ from configs.stages import (
     ScoringConfig,
     ServingConfig,
     TrainingConfig,
+    TwinConfig,
     ValidationConfig,
 )
 from configs.systems import (
@@ -39,6 +40,7 @@ from configs.systems import (
     LocalStackConfig,
     NotificationsConfig,
     PrefectConfig,
+    SigningConfig,
     StorageConfig,
     StoragePrefixes,
 )
@@ -67,9 +69,11 @@ __all__ = [
     "ScoringConfig",
     "ServingConfig",
     "Settings",
+    "SigningConfig",
     "StorageConfig",
     "StoragePrefixes",
     "TrainingConfig",
+    "TwinConfig",
     "ValidationConfig",
     "load_settings",
 ]
@@ -102,6 +106,7 @@ class Settings(BaseSettings):
     dataset: DatasetConfig
     # default_factory, not a shared instance: the validators below fill in derived values per Settings object.
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    signing: SigningConfig = Field(default_factory=SigningConfig)
     prefect: PrefectConfig = Field(default_factory=PrefectConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     local_stack: LocalStackConfig = Field(default_factory=LocalStackConfig)
@@ -115,6 +120,7 @@ class Settings(BaseSettings):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    twin: TwinConfig = Field(default_factory=TwinConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -148,6 +154,10 @@ class Settings(BaseSettings):
             self.validation.docs_dir = self.local_stack.state_dir / "gx-docs"
         elif not self.validation.docs_dir.is_absolute():
             self.validation.docs_dir = self.project_root / self.validation.docs_dir
+        if self.signing.key_dir is None:
+            self.signing.key_dir = self.local_stack.state_dir / "signing"
+        elif not self.signing.key_dir.is_absolute():
+            self.signing.key_dir = self.project_root / self.signing.key_dir
         cred = self.storage.credentials_file
         if cred is not None and not cred.is_absolute():
             self.storage.credentials_file = self.project_root / cred

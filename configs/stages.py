@@ -204,6 +204,22 @@ class ScoringConfig(StrictSection):
     shadow_prefix: str = Field(
         default="shadow-predictions", description="challenger scores; never under storage.prefixes.predictions"
     )
+    runtime: Literal["sklearn", "onnx"] = Field(
+        default="sklearn",
+        description="sklearn: the pickled Pipeline; onnx: the version's ONNX twin in onnxruntime. A version whose "
+        "twin is missing or failed its parity check is refused (no silent fallback: set sklearn to score it)",
+    )
+
+
+class TwinConfig(StrictSection):
+    """The ONNX twin exported with every registered version (conveyor/adapters/onnx_twin.py)."""
+
+    export: bool = Field(default=True, description="export and parity-check an ONNX twin at registration")
+    parity_tolerance: float = Field(
+        default=1e-4, ge=0, description="max |P(positive) sklearn - onnxruntime| allowed on the test rows"
+    )
+    max_parity_rows: int = Field(default=100_000, ge=1, description="test rows the parity check scores (the first N)")
+    threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads per session")
 
 
 class ValidationConfig(StrictSection):

@@ -160,6 +160,28 @@ class StorageConfig(StrictSection):
         return None
 
 
+class SigningConfig(StrictSection):
+    """Ed25519 signatures on registry versions (conveyor/adapters/signing.py): the registry signs each version's
+    metadata (artifact checksums included) with a key held outside the bucket; scorers verify with public keys."""
+
+    private_key: SecretStr | None = Field(
+        default=None, description="from the environment only: PEM PKCS#8 Ed25519 key, or base64 of its 32-byte seed"
+    )
+    private_key_block: str | None = Field(
+        default=None, description="name of a Prefect Secret block holding the PEM private key (prod)"
+    )
+    key_dir: Path | None = Field(
+        default=None,
+        description="keyring.json and the key pairs `conveyor keys rotate` creates; None: "
+        "<local_stack.state_dir>/signing (the local profile creates a dev pair there on first use)",
+    )
+    trusted_public_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="key id -> base64 Ed25519 public key, trusted in addition to <key_dir>/keyring.json "
+        "(scorers that have no key dir)",
+    )
+
+
 class PrefectConfig(StrictSection):
     """The Prefect server the CLI and the stack's clients talk to."""
 

@@ -24,6 +24,7 @@ from conveyor.services.training import (
     Candidate,
     Promotion,
     TrainingOutcome,
+    _features,
     _registry,
     data_fingerprint,
     evaluate_gates,
@@ -141,8 +142,10 @@ def register_candidate(
         candidate.reference,
         files=candidate.plots,
         actor="training-flow",
+        twin_rows=_features(candidate.test, settings.dataset),  # the ONNX twin's parity is checked on the test set
     )
     uri = registry.version_uri(model_name, version.version)
+    get_run_logger().info("ONNX twin of %s: %s (%s)", version.label, version.twin["status"], version.twin["reason"])
     create_link_artifact(
         uri,
         link_text=f"{version.label} metadata",

@@ -2,8 +2,10 @@
 
     models/<name>/versions/000007/_claim            version number taken (create-if-absent)
     models/<name>/versions/000007/model.joblib      the fitted sklearn Pipeline
+    models/<name>/versions/000007/model.onnx        its ONNX twin, stored only when it passed the parity check
     models/<name>/versions/000007/reference.parquet training-feature sample + `score` (drift reference)
     models/<name>/versions/000007/<plot>.png        evaluation plots
+    models/<name>/versions/000007/metadata.json.sig Ed25519 signature of metadata.json's bytes (written before it)
     models/<name>/versions/000007/metadata.json     written LAST: a version without it does not exist
     models/<name>/log/00000012.json                 audit log: one numbered event per object, create-if-absent
     models/<name>/champion.json                     pointer: the log's state at some sequence number
@@ -16,7 +18,11 @@ The audit log is the source of truth. An event is appended by creating `log/<seq
 re-checks its preconditions and tries the next number. `champion.json` caches the state after event `seq`; it only
 moves forward (compare-and-swap on its ETag) and readers catch up with any newer events, so a writer that dies
 between the event and the pointer leaves a stale pointer that is healed on the next read, never a wrong champion.
-Artifacts are verified against their SHA-256 before `joblib.load` (unpickling runs code).
+Artifacts are verified against their SHA-256 before `joblib.load` (unpickling runs code), and those SHA-256s are
+trusted only because metadata.json is signed: every read of a version's metadata (`get_version`, and every load:
+model, twin, reference sample) verifies the signature with the trusted public keys (conveyor/adapters/signing.py)
+and refuses an unsigned or wrongly signed version (`UnverifiedVersion`). Loads re-read the signed metadata rather
+than trust a `ModelVersion` handed in, so a listing (`list_versions`, not verified) cannot smuggle checksums in.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from conveyor.adapters.object_store import (
     dataframe_to_parquet_bytes,
     sha256_bytes,
 )
+from conveyor.adapters.onnx_twin import TWIN_FILE, OnnxTwin, TwinRecord, TwinUnavailable, export_twin
 from conveyor.adapters.registry_records import (
     AuditEvent,
     LoadedModel,
@@ -49,11 +56,13 @@ from conveyor.adapters.registry_records import (
     RegistryError,
     RegistryState,
     TamperedArtifact,
+    UnverifiedVersion,
     _now,
     code_version,
     default_actor,
     library_versions,
 )
+from conveyor.adapters.signing import Keyring, SignatureRefused, Signer, signer, trusted_keyring
 from conveyor.domain.failures import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -70,6 +79,8 @@ class ModelRegistry:
         self.settings = settings
         self.root = settings.storage.prefixes.models
         self._conditional_checked = False
+        self._keyring: Keyring | None = None
+        self._signer: Signer | None = None
 
     # ---- layout ---------------------------------------------------------------------------------------
     def _model_root(self, model_name: str) -> str:
@@ -85,6 +96,25 @@ class ModelRegistry:
 
     def _pointer_key(self, model_name: str) -> str:
         return f"{self._model_root(model_name)}/champion.json"
+
+    def keyring(self) -> Keyring:
+        if self._keyring is None:
+            self._keyring = trusted_keyring(self.settings)
+        return self._keyring
+
+    def _signing_key(self) -> Signer:
+        """The signer, checked to be trusted by this registry's keyring: a version nobody could load is refused
+        before anything is written."""
+        if self._signer is None:
+            candidate = signer(self.settings)
+            if candidate.key_id not in self.keyring().keys:
+                raise RegistryError(
+                    f"signing key {candidate.key_id} (from {candidate.source}) is not in the trusted keyring "
+                    f"({sorted(self.keyring().keys)}): versions it signs could not be loaded; add its public key "
+                    "to signing.trusted_public_keys or <signing.key_dir>/keyring.json (`conveyor keys list`)"
+                )
+            self._signer = candidate
+        return self._signer
 
     def version_uri(self, model_name: str, version: int) -> str:
         return self.store.uri(f"{self._version_root(model_name, version)}/metadata.json")
@@ -130,17 +160,22 @@ class ModelRegistry:
         reference: pd.DataFrame,
         files: dict[str, bytes] | None = None,
         actor: str | None = None,
+        twin_rows: pd.DataFrame | None = None,
     ) -> ModelVersion:
-        """Store a new version: artifact, reference sample, files, then metadata.json last (the commit)."""
+        """Store a new version: artifact, its ONNX twin, reference sample, files, then metadata.json last (the
+        commit). `twin_rows` (the test rows, raw feature columns) are what the twin's parity is checked on;
+        without them no twin is exported (recorded as `not_exported`)."""
         self._require_conditional_writes()
         if "score" not in reference.columns:
             raise InvalidInput("reference sample needs a `score` column (the model's scores on those rows)")
+        signing_key = self._signing_key()
         version = self._claim_version(model_name)
         root = self._version_root(model_name, version)
         buffer = io.BytesIO()
         joblib.dump(model, buffer, compress=3)
         artifact = buffer.getvalue()
         sha = self.store.put_bytes(f"{root}/model.joblib", artifact)
+        twin = self._store_twin(root, model, twin_rows)
         reference_bytes = dataframe_to_parquet_bytes(reference.reset_index(drop=True))
         reference_sha = self.store.put_bytes(f"{root}/reference.parquet", reference_bytes)
         stored_files = {}
@@ -163,8 +198,12 @@ class ModelRegistry:
             code_version=code_version(self.settings.project_root),
             library_versions=library_versions(),
             registered_by=actor or default_actor(),
+            twin=twin.to_json(),
         )
-        self.store.put_json(f"{root}/metadata.json", registered.to_json())
+        body = json.dumps(registered.to_json(), indent=2, sort_keys=True, default=str).encode()
+        # The signature goes first: metadata.json is the commit, and a committed version is always signed.
+        self.store.put_json(f"{root}/metadata.json.sig", signing_key.sign(body))
+        self.store.put_bytes(f"{root}/metadata.json", body, content_type="application/json")
         self._append(
             model_name,
             lambda state: ("register", version, state.champion),
@@ -176,17 +215,47 @@ class ModelRegistry:
         )
         return registered
 
+    def _store_twin(self, root: str, model: Any, rows: pd.DataFrame | None) -> TwinRecord:
+        """Export and parity-check the ONNX twin; store model.onnx only when it passed (a failed twin is never
+        used, so it is not kept: its record says why)."""
+        cfg = self.settings.twin
+        if not cfg.export or rows is None:
+            why = "twin.export is false" if not cfg.export else "no parity rows given at registration"
+            return TwinRecord("not_exported", why, cfg.parity_tolerance)
+        export = export_twin(model, rows.head(cfg.max_parity_rows), cfg.parity_tolerance, cfg.threads)
+        record = export.record
+        if record.status != "passed" or export.onnx_bytes is None:
+            log.warning("ONNX twin of %s not stored: %s", root, record.reason)
+            return record
+        key = f"{root}/{TWIN_FILE}"
+        sha = self.store.put_bytes(key, export.onnx_bytes)
+        return TwinRecord(**{**record.to_json(), "key": key, "sha256": sha})
+
     def get_version(self, model_name: str, version: int) -> ModelVersion:
+        """The version's metadata, its signature verified (UnverifiedVersion when unsigned or wrongly signed)."""
+        root = self._version_root(model_name, version)
         try:
-            data = self.store.get_json(f"{self._version_root(model_name, version)}/metadata.json")
+            body = self.store.get_bytes(f"{root}/metadata.json")
         except ObjectNotFound:
             raise RegistryError(
                 f"{model_name} v{version} is not registered (no {self.version_uri(model_name, version)})"
             ) from None
-        return ModelVersion.from_json(data)
+        try:
+            signature = self.store.get_json(f"{root}/metadata.json.sig")
+        except ObjectNotFound:
+            signature = None
+        try:
+            self.keyring().verify(body, signature)
+        except SignatureRefused as exc:
+            raise UnverifiedVersion(
+                f"{model_name} v{version}: {exc} ({self.store.uri(root)}/metadata.json and .sig); refusing to use "
+                "it: its checksums cannot be trusted. Train and register it again, or restore the original objects"
+            ) from None
+        return ModelVersion.from_json(json.loads(body))
 
     def list_versions(self, model_name: str) -> list[ModelVersion]:
-        """Complete versions (those with metadata.json), oldest first."""
+        """Complete versions (those with metadata.json), oldest first. For listing: signatures are not checked
+        here (every load and `get_version` checks them)."""
         keys = self.store.list_keys(f"{self._model_root(model_name)}/versions/")
         return [ModelVersion.from_json(self.store.get_json(k)) for k in keys if k.endswith("/metadata.json")]
 
@@ -216,9 +285,25 @@ class ModelRegistry:
         return self.load_version(self.get_version(model_name, version))
 
     def load_version(self, meta: ModelVersion) -> LoadedModel:
-        """The model of `meta` (metadata already read), checksum verified BEFORE unpickling."""
+        """The model of `meta`'s version: signed metadata re-read and verified, then the artifact's checksum,
+        BEFORE unpickling."""
+        meta = self.get_version(meta.model_name, meta.version)
         data = self._verified_bytes(meta.artifact_key, meta.sha256, f"{meta.label} model")
         return LoadedModel(meta, joblib.load(io.BytesIO(data)))
+
+    def load_twin(self, meta: ModelVersion) -> OnnxTwin:
+        """The ONNX twin of `meta`, SHA-256 verified; raises TwinUnavailable when the version has none that
+        passed its parity check (never a silent fallback to the Pipeline). Signed metadata re-read first."""
+        meta = self.get_version(meta.model_name, meta.version)
+        record = TwinRecord.from_json(meta.twin)
+        if not record.usable:
+            raise TwinUnavailable(
+                f"{meta.label}: no usable ONNX twin (status {record.status}: {record.reason}); score it with "
+                "scoring.runtime=sklearn, or register the model again"
+            )
+        assert record.key is not None and record.sha256 is not None
+        data = self._verified_bytes(record.key, record.sha256, f"{meta.label} ONNX twin")
+        return OnnxTwin.from_bytes(data, self.settings.twin.threads)
 
     def load_reference(self, model_name: str, version: int | None = None) -> pd.DataFrame:
         """The version's reference sample: training feature rows plus the model's `score` on them."""
@@ -229,7 +314,8 @@ class ModelRegistry:
         return self.reference_of(self.get_version(model_name, version))
 
     def reference_of(self, meta: ModelVersion) -> pd.DataFrame:
-        """The reference sample of `meta` (metadata already read), checksum verified."""
+        """The reference sample of `meta`'s version: signed metadata re-read and verified, then the checksum."""
+        meta = self.get_version(meta.model_name, meta.version)
         data = self._verified_bytes(meta.reference_key, meta.reference_sha256, f"{meta.label} reference sample")
         return pd.read_parquet(io.BytesIO(data))
 
@@ -427,7 +513,8 @@ class ModelRegistry:
         and each re-checks the other on the newest state before it is written."""
         pruned = []
         for meta in self.prunable(model_name, older_than, now):
-            keys = [meta.artifact_key, meta.reference_key, *meta.files.values()]
+            twin_key = TwinRecord.from_json(meta.twin).key
+            keys = [meta.artifact_key, meta.reference_key, *meta.files.values(), *([twin_key] if twin_key else [])]
             sizes = {key: size for key in keys if (size := self.store.size(key)) is not None}
 
             def decide(state: RegistryState, version: int = meta.version) -> tuple[str, int, int | None]:

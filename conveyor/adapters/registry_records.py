@@ -34,6 +34,11 @@ class TamperedArtifact(ChecksumMismatch):
     """A stored artifact's bytes differ from the SHA-256 recorded at registration: it is never unpickled."""
 
 
+class UnverifiedVersion(RegistryError):
+    """A version's metadata.json is unsigned, signed with an untrusted key, or changed after it was signed: its
+    checksums (and so its artifacts) cannot be trusted, and it is never loaded."""
+
+
 class PromotionConflict(RegistryError):
     """The champion changed between the decision to promote and the promotion (e.g. a racing promotion)."""
 
@@ -81,6 +86,9 @@ class ModelVersion(ModelMetadata):
     code_version: str | None
     library_versions: dict[str, str]
     registered_by: str
+    # The ONNX twin's record (conveyor.adapters.onnx_twin.TwinRecord as JSON): parity status, max difference,
+    # rows checked, key and SHA-256 of model.onnx. Empty for versions registered before twins existed.
+    twin: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:

@@ -14,6 +14,7 @@ from configs.settings import TELEMETRY_OFF_ENV, ConfigError, load_settings
 from conveyor.adapters.raw_data import raw_table
 from conveyor.ops.cli_data import add_data_parser
 from conveyor.ops.cli_flow import add_flow_parser
+from conveyor.ops.cli_keys import add_keys_parser
 from conveyor.ops.cli_models import add_models_parser
 from conveyor.ops.cli_rollout import add_rollout_parser
 from conveyor.ops.cli_serve import add_serve_parser
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rollout_parser(sub)
     add_serve_parser(sub)
     add_data_parser(sub)
+    add_keys_parser(sub)
     return parser
 
 

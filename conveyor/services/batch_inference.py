@@ -70,8 +70,15 @@ def rollout_challenger(store: ObjectStore, settings: Settings, name: str) -> int
 
 
 def load_scoring_model(store: ObjectStore, settings: Settings, ref: ModelRef) -> ScoringModel:
-    """Load `ref` from the registry, SHA-256 verified before unpickling (raises on tamper)."""
-    loaded = ModelRegistry(store, settings).load(ref.name, ref.version)
+    """Load `ref` from the registry for `scoring.runtime`: the Pipeline (SHA-256 verified before unpickling), or
+    its ONNX twin (verified; nothing is unpickled). A version without a twin that passed its parity check
+    raises TwinUnavailable under `onnx`: never a silent fallback to the Pipeline."""
+    registry = ModelRegistry(store, settings)
+    if settings.scoring.runtime == "onnx":
+        meta = registry.get_version(ref.name, ref.version)
+        twin = registry.load_twin(meta)
+        return ScoringModel(twin, str(meta.version), ref.feature_service, tuple(meta.feature_names) or None, "onnx")
+    loaded = registry.load(ref.name, ref.version)
     return ScoringModel(
         loaded.model, str(loaded.version.version), ref.feature_service, tuple(loaded.version.feature_names) or None
     )

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -46,20 +46,31 @@ class ScoringBatchRejected(DeterministicFailure, RuntimeError):
 
 @dataclass(frozen=True)
 class ScoringModel:
-    """What scoring needs from a registry version: the fitted Pipeline (raw feature columns in), its version
-    and the feature service it was trained on."""
+    """What scoring needs from a registry version: the model (raw feature columns in: the fitted Pipeline, or
+    its ONNX twin with the same `predict_proba`), its version and the feature service it was trained on."""
 
     model: Any
     version: str
     feature_service: str
     feature_names: tuple[str, ...] | None = None  # the columns the model was fitted on; default: dataset features
+    runtime: Literal["sklearn", "onnx"] = "sklearn"  # which one `model` is (recorded in the manifest)
 
 
 def predict_scores(model: Any, features: pd.DataFrame) -> np.ndarray:
     """P(positive class) per row: `model.predict_proba(features)[:, 1]`."""
     if len(features) == 0:
         return np.empty(0, dtype="float64")
-    return np.asarray(model.predict_proba(features)[:, 1], dtype="float64")
+    return np.asarray(model.predict_proba(_missing_as_nan(features))[:, 1], dtype="float64")
+
+
+def _missing_as_nan(features: pd.DataFrame) -> pd.DataFrame:
+    """Text nulls as NaN. Arrow hands a null string to pandas as None, and the Pipeline's SimpleImputer treats
+    only NaN as missing in an object column (None would pass it and be one-hot encoded as an unknown category),
+    while training imputes missing categories: without this, the two would score such rows differently."""
+    text = [c for c in features.columns if features[c].dtype == object and features[c].isna().any()]
+    if not text:
+        return features
+    return features.assign(**{c: features[c].where(features[c].notna(), np.nan) for c in text})
 
 
 def _model_columns(features: pd.DataFrame, model: ScoringModel) -> pd.DataFrame:
@@ -304,6 +315,7 @@ class _PartitionRun:
             "model": self.model_name,
             "model_version": self.model.version,
             "feature_service": self.model.feature_service,
+            "runtime": self.model.runtime,
             "day": self.day.isoformat(),
             "as_of": self.scored_at.isoformat(),
             "threshold": cfg.threshold,

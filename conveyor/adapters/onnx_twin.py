@@ -1,0 +1,248 @@
+"""The ONNX twin of a registered model: the fitted sklearn Pipeline exported with skl2onnx, run with onnxruntime,
+and checked for parity against the Pipeline on the version's test rows before anything may use it.
+
+Interface for scorers (batch scoring, the online service):
+
+    twin = OnnxTwin.from_bytes(data)          # or ModelRegistry.load_twin(meta): signed, checksum and parity checked
+    twin.feature_names                        # the raw feature columns it reads, in order
+    twin.predict_proba(frame)                 # np.ndarray (rows, 2) of float64; column 1 = P(positive), as sklearn
+
+`frame` is a pandas DataFrame holding (at least) `feature_names` with the raw values the Pipeline takes: numbers
+(ints or floats, NaN for missing) and category strings (None/NaN for missing). `predict_proba` is thread-safe
+(onnxruntime's `InferenceSession.run` is); one `OnnxTwin` can serve concurrent requests.
+
+The model bytes describe themselves: the graph has one input per feature column (float32 numbers, strings for
+categories) and the ONNX metadata (`conveyor.inputs`) names each column's kind and the value a missing category
+becomes. That value is the Pipeline's own fitted most-frequent imputation: onnxruntime has no string `Imputer`,
+so the twin fills missing categories before the graph, and the parity check proves it equals the Pipeline.
+
+skl2onnx is imported only to export and onnxruntime only to run (each when first needed), so a scoring process
+on the sklearn runtime pays for neither.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import metadata as importlib_metadata
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from conveyor.domain.failures import DeterministicFailure
+
+TWIN_FILE = "model.onnx"
+_INPUTS_KEY = "conveyor.inputs"
+_LIBRARIES = ("skl2onnx", "onnx", "onnxruntime")
+
+
+class TwinUnavailable(DeterministicFailure, RuntimeError):
+    """A version's ONNX twin cannot be used (not exported, failed parity, unreadable): the message says which."""
+
+
+@dataclass(frozen=True)
+class TwinRecord:
+    """What the registry records about a version's twin (in metadata.json, so it is signed with it)."""
+
+    status: Literal["passed", "failed", "not_exported"]
+    reason: str
+    tolerance: float
+    max_abs_diff: float | None = None
+    rows_checked: int = 0
+    sha256: str | None = None  # of model.onnx; set by the registry when it stores the file
+    key: str | None = None
+    library_versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "passed" and self.key is not None and self.sha256 is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> TwinRecord:
+        if not data:
+            return cls("not_exported", "registered without an ONNX twin", tolerance=0.0)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TwinExport:
+    """An export attempt: the ONNX bytes (None when the conversion itself failed) and its parity record."""
+
+    onnx_bytes: bytes | None
+    record: TwinRecord
+
+
+@dataclass(frozen=True)
+class _Input:
+    name: str
+    kind: Literal["numeric", "categorical"]
+    fill: str = ""  # what a missing category becomes before the graph
+
+
+class OnnxTwin:
+    """A verified-to-load ONNX model with sklearn's `predict_proba` contract (see the module docstring)."""
+
+    def __init__(self, session: Any, inputs: list[_Input]) -> None:
+        self._session = session
+        self._inputs = inputs
+        self._probabilities = _probability_output(session)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, threads: int = 1) -> OnnxTwin:
+        """Load the twin from its `model.onnx` bytes (no checks beyond onnxruntime's own: use the registry's
+        `load_twin` for a registered version)."""
+        import onnxruntime as ort  # heavy: only processes that run a twin import it
+
+        options = ort.SessionOptions()
+        # Few threads on purpose: the machine's cores are shared with other scorers and tasks.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own classes for every kind of bad graph
+            raise TwinUnavailable(f"{TWIN_FILE}: onnxruntime cannot load it ({type(exc).__name__}: {exc})") from None
+        props = session.get_modelmeta().custom_metadata_map
+        if _INPUTS_KEY not in props:
+            raise TwinUnavailable(f"{TWIN_FILE}: no {_INPUTS_KEY!r} metadata (not exported by Conveyor)")
+        return cls(session, [_Input(**spec) for spec in json.loads(props[_INPUTS_KEY])])
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self._inputs)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """(rows, 2) float64 probabilities: column 0 = P(negative), column 1 = P(positive)."""
+        if len(frame) == 0:
+            return np.empty((0, 2), dtype="float64")
+        missing = [spec.name for spec in self._inputs if spec.name not in frame.columns]
+        if missing:
+            raise KeyError(f"ONNX twin input: frame lacks feature column(s) {missing}")
+        (probabilities,) = self._session.run([self._probabilities], _feeds(frame, self._inputs))
+        return np.asarray(probabilities, dtype="float64")
+
+
+def _probability_output(session: Any) -> str:
+    for output in session.get_outputs():
+        if output.name == "probabilities":
+            return str(output.name)
+    raise TwinUnavailable(
+        f"{TWIN_FILE}: no 'probabilities' output (outputs: {[o.name for o in session.get_outputs()]})"
+    )
+
+
+def _feeds(frame: pd.DataFrame, inputs: list[_Input]) -> dict[str, np.ndarray]:
+    feeds = {}
+    for spec in inputs:
+        column = frame[spec.name]
+        if spec.kind == "numeric":
+            values = pd.to_numeric(column, errors="raise").to_numpy(dtype="float32", na_value=np.nan)
+        else:
+            values = column.astype(object).where(column.notna(), spec.fill).astype(str).to_numpy()
+        feeds[spec.name] = values.reshape(-1, 1)
+    return feeds
+
+
+# ---- export -------------------------------------------------------------------------------------------------
+def export_twin(model: Any, rows: pd.DataFrame, tolerance: float, threads: int = 1) -> TwinExport:
+    """Convert the fitted Pipeline to ONNX and check parity on `rows` (its test rows, raw feature columns):
+    max |P(positive) Pipeline - P(positive) twin| must be within `tolerance`. Never raises for a model it cannot
+    convert: that is a failed record with the reason, so the version is still registered (without a twin)."""
+    try:
+        onnx_bytes = _convert(model)
+    except Exception as exc:  # skl2onnx raises many kinds (NotImplementedError, RuntimeError, TypeError...)
+        reason = f"skl2onnx could not convert {type(model).__name__}: {type(exc).__name__}: {exc}"
+        return TwinExport(None, TwinRecord("failed", reason[:2000], tolerance, library_versions=_library_versions()))
+    return TwinExport(onnx_bytes, check_parity(model, onnx_bytes, rows, tolerance, threads))
+
+
+def check_parity(model: Any, onnx_bytes: bytes, rows: pd.DataFrame, tolerance: float, threads: int = 1) -> TwinRecord:
+    """The parity record of `onnx_bytes` against the fitted `model` on `rows`."""
+    versions = _library_versions()
+    if len(rows) == 0:
+        return TwinRecord("failed", "no rows to check parity on", tolerance, library_versions=versions)
+    try:
+        twin = OnnxTwin.from_bytes(onnx_bytes, threads)
+        expected = np.asarray(model.predict_proba(rows)[:, 1], dtype="float64")
+        actual = twin.predict_proba(rows)[:, 1]
+    except Exception as exc:  # a graph onnxruntime rejects at run time is a failed twin, not a crash
+        reason = f"the twin cannot score the parity rows: {type(exc).__name__}: {exc}"
+        return TwinRecord("failed", reason[:2000], tolerance, rows_checked=len(rows), library_versions=versions)
+    diff = np.abs(actual - expected)
+    worst = float("inf") if np.isnan(diff).any() else float(diff.max())  # a NaN score is never parity
+    passed = worst <= tolerance
+    reason = (
+        f"max |P(positive) difference| {worst:.3g} over {len(rows)} rows "
+        f"{'within' if passed else 'ABOVE'} tolerance {tolerance:g}"
+    )
+    return TwinRecord("passed" if passed else "failed", reason, tolerance, worst, len(rows), library_versions=versions)
+
+
+def _convert(model: Any) -> bytes:
+    from skl2onnx import convert_sklearn  # heavy: only the registering process imports it
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    from conveyor.adapters.skl2onnx_fixes import install
+
+    install()
+    portable, inputs = _portable(model)
+    types = [
+        (spec.name, StringTensorType([None, 1]) if spec.kind == "categorical" else FloatTensorType([None, 1]))
+        for spec in inputs
+    ]
+    onx = convert_sklearn(portable, initial_types=types, options={"zipmap": False})
+    entry = onx.metadata_props.add()
+    entry.key, entry.value = _INPUTS_KEY, json.dumps([asdict(spec) for spec in inputs])
+    return bytes(onx.SerializeToString())
+
+
+def _portable(model: Any) -> tuple[Any, list[_Input]]:
+    """A copy of the Pipeline without its string imputers (onnxruntime has none), and the graph's inputs: one per
+    column of the leading ColumnTransformer; a column is categorical when its branch encodes categories."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+    if not isinstance(model, Pipeline) or not isinstance(model.steps[0][1], ColumnTransformer):
+        raise NotImplementedError("the twin exports a Pipeline whose first step is a ColumnTransformer")
+    portable = copy.deepcopy(model)
+    inputs: list[_Input] = []
+    names = list(getattr(model, "feature_names_in_", []))
+    for _, branch, selected in portable.steps[0][1].transformers_:
+        columns = [names[c] if isinstance(c, int | np.integer) and names else c for c in selected]
+        if isinstance(branch, str):  # "drop" / "passthrough" remainder
+            if branch == "passthrough":
+                inputs += [_Input(str(c), "numeric") for c in columns]
+            continue
+        steps = branch.steps if isinstance(branch, Pipeline) else [("", branch)]
+        if not any(isinstance(step, OneHotEncoder | OrdinalEncoder) for _, step in steps):
+            inputs += [_Input(str(c), "numeric") for c in columns]
+            continue
+        fills = {str(c): "" for c in columns}
+        kept = []
+        for name, step in steps:
+            if isinstance(step, SimpleImputer) and step.statistics_.dtype == object:
+                fills.update({str(c): str(v) for c, v in zip(columns, step.statistics_, strict=True)})
+            else:
+                kept.append((name, step))
+        if isinstance(branch, Pipeline):
+            branch.steps = kept
+        inputs += [_Input(c, "categorical", fill) for c, fill in fills.items()]
+    return portable, inputs
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
+    found = {}
+    for name in _LIBRARIES:
+        try:
+            found[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return found

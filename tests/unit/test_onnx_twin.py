@@ -1,0 +1,127 @@
+"""The ONNX twin: every model config in base.yaml exports and matches its Pipeline on the test set; a twin that
+does not match (tolerance 0, a corrupted graph, a model skl2onnx cannot convert) is recorded failed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from configs.settings import Settings, load_settings
+from conveyor.adapters.onnx_twin import OnnxTwin, TwinUnavailable, check_parity, export_twin
+from conveyor.demo.synthetic import generate_window
+from conveyor.services.training import Candidate, _features, fit_and_evaluate
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="module")
+def training_set(settings: Settings) -> pd.DataFrame:
+    generator = settings.generator.model_copy(update={"n_entities": 1500})
+    days = generate_window(dt.date(2026, 1, 1), 40, settings.dataset, generator)
+    return pd.concat(days.values(), ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def candidates(settings: Settings, training_set: pd.DataFrame) -> dict[str, Candidate]:
+    return {name: fit_and_evaluate(training_set, settings, name) for name in settings.training.models}
+
+
+def _test_rows(candidate: Candidate, settings: Settings) -> pd.DataFrame:
+    rows = _features(candidate.test, settings.dataset)
+    # Missing values on purpose: numeric NaN goes to the graph's imputer, a missing category to the fitted fill.
+    rows.loc[rows.index[:40], "age"] = np.nan
+    rows.loc[rows.index[40:80], "region"] = np.nan
+    rows.loc[rows.index[80:90], "payment_method"] = "never-seen"
+    return rows
+
+
+def test_every_model_config_in_base_yaml_has_a_twin_within_tolerance(
+    settings: Settings, candidates: dict[str, Candidate]
+) -> None:
+    assert set(candidates) == {"default", "quick", "logistic"}
+    for name, candidate in candidates.items():
+        rows = _test_rows(candidate, settings)
+        export = export_twin(candidate.model, rows, settings.twin.parity_tolerance)
+        record = export.record
+        assert record.status == "passed", (name, record.reason)
+        assert record.rows_checked == len(rows) > 500
+        assert record.max_abs_diff is not None and record.max_abs_diff <= settings.twin.parity_tolerance
+        assert export.onnx_bytes is not None
+        twin = OnnxTwin.from_bytes(export.onnx_bytes)
+        assert set(twin.feature_names) == set(settings.dataset.feature_names)
+        proba = twin.predict_proba(rows)
+        assert proba.shape == (len(rows), 2) and proba.dtype == np.float64
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+        expected = candidate.model.predict_proba(rows)[:, 1]
+        assert np.abs(proba[:, 1] - expected).max() == pytest.approx(record.max_abs_diff, abs=1e-12)
+        # None is a missing category too (as NaN is: arrow hands text nulls over as None).
+        with_none = rows.assign(region=rows["region"].astype(object).where(rows["region"].notna(), None))
+        np.testing.assert_array_equal(twin.predict_proba(with_none), proba)
+        # Column order of the frame does not matter, and extra columns are ignored.
+        shuffled = rows[list(reversed(rows.columns))].assign(extra=1)
+        np.testing.assert_array_equal(twin.predict_proba(shuffled), proba)
+
+
+def test_tolerance_zero_is_a_failed_twin_with_the_difference_recorded(
+    settings: Settings, candidates: dict[str, Candidate]
+) -> None:
+    candidate = candidates["default"]
+    record = export_twin(candidate.model, _test_rows(candidate, settings), tolerance=0.0).record
+    assert record.status == "failed" and not record.usable
+    assert record.max_abs_diff is not None and 0 < record.max_abs_diff <= settings.twin.parity_tolerance
+    assert "ABOVE tolerance 0" in record.reason
+
+
+def test_a_corrupted_graph_fails_parity(settings: Settings, candidates: dict[str, Candidate]) -> None:
+    for name in ("default", "logistic"):
+        candidate = candidates[name]
+        rows = _test_rows(candidate, settings)
+        export = export_twin(candidate.model, rows, settings.twin.parity_tolerance)
+        assert export.onnx_bytes is not None
+        graph = onnx.load_from_string(export.onnx_bytes)
+        shifted = 0
+        for node in graph.graph.node:
+            for attribute in node.attribute:
+                if attribute.name in ("base_values", "intercepts"):
+                    for i in range(len(attribute.floats)):
+                        attribute.floats[i] += 0.5  # every score moves
+                    shifted += 1
+        assert shifted == 1, name
+        record = check_parity(candidate.model, graph.SerializeToString(), rows, settings.twin.parity_tolerance)
+        assert record.status == "failed" and record.max_abs_diff is not None and record.max_abs_diff > 0.01
+
+
+def test_garbage_bytes_and_unconvertible_models_are_failed_records_not_crashes(
+    settings: Settings, candidates: dict[str, Candidate]
+) -> None:
+    rows = _test_rows(candidates["quick"], settings)
+    record = check_parity(candidates["quick"].model, b"not an onnx graph", rows, 1e-4)
+    assert record.status == "failed" and "cannot score the parity rows" in record.reason
+    with pytest.raises(TwinUnavailable, match="onnxruntime cannot load it"):
+        OnnxTwin.from_bytes(b"not an onnx graph")
+    custom = Pipeline([("f", FunctionTransformer(np.log1p)), ("m", candidates["quick"].model.steps[-1][1])])
+    export = export_twin(custom, rows, 1e-4)
+    assert export.onnx_bytes is None and export.record.status == "failed"
+    assert "first step is a ColumnTransformer" in export.record.reason
+
+
+def test_skl2onnx_fix_still_fits_the_function_it_wraps() -> None:
+    from skl2onnx.common import tree_ensemble
+
+    from conveyor.adapters import skl2onnx_fixes
+
+    assert skl2onnx_fixes.install() is True
+    stock = tree_ensemble.add_node.__wrapped__  # type: ignore[attr-defined]
+    assert "nodes_missing_value_tracks_true" in inspect.signature(stock).parameters
+    assert skl2onnx_fixes.install() is True  # idempotent: wrapped once
+    assert not hasattr(tree_ensemble.add_node.__wrapped__, "__wrapped__")  # type: ignore[attr-defined]
