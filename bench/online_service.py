@@ -60,7 +60,8 @@ def train_and_register(settings: Settings, seed: int) -> tuple[Any, int]:
     reference = sample[ds.feature_names].assign(score=model.predict_proba(sample[ds.feature_names])[:, 1])
     metadata = ModelMetadata({}, {"passed": True}, {}, settings.features.feature_service, ds.feature_names, "bench", {})
     registry = ModelRegistry(ObjectStore(settings.storage), settings)
-    version = registry.register(settings.scoring.model_name, model, metadata, reference).version
+    twin_rows = frame[ds.feature_names].tail(2000)  # the ONNX twin's parity rows (scoring.runtime: onnx)
+    version = registry.register(settings.scoring.model_name, model, metadata, reference, twin_rows=twin_rows).version
     registry.promote(settings.scoring.model_name, version, actor="bench", reason="bench champion")
     return model, version
 
@@ -95,7 +96,11 @@ async def _load(url: str, bodies: list[dict[str, Any]], concurrency: int, header
                 body = bodies[sent % len(bodies)]
                 sent += 1
                 start = time.perf_counter()
-                response = await client.post(url, json=body)
+                try:
+                    response = await client.post(url, json=body)
+                except httpx.TransportError:  # a dropped connection is a failed request, not the end of the bench
+                    failures += 1
+                    continue
                 latencies.append(time.perf_counter() - start)
                 failures += response.status_code != 200
 
@@ -141,8 +146,12 @@ def swap_under_load(settings: Settings, url: str, bodies: list[dict[str, Any]]) 
                 nonlocal failures
                 n = offset
                 while time.monotonic() < deadline and n < 20_000:
-                    response = await client.post(url, json=bodies[n % len(bodies)])
                     n += 8
+                    try:
+                        response = await client.post(url, json=bodies[n % len(bodies)])
+                    except httpx.TransportError:
+                        failures += 1
+                        continue
                     if response.status_code != 200:
                         failures += 1
                         continue
@@ -291,8 +300,8 @@ def main() -> None:
             if not args.skip_feast:
                 try:
                     results["cells"] += bench_feast(settings, ids)
-                except RuntimeError as exc:
-                    results["feast_serve"] = f"not measured: {exc}"
+                except Exception as exc:  # Feast's server is a baseline: its failure must not lose the rest
+                    results["feast_serve"] = f"not measured: {type(exc).__name__}: {exc}"
             results["finished"] = dt.datetime.now(dt.UTC).isoformat()
             results["cpu_count"] = os.cpu_count()
         finally:

@@ -31,6 +31,7 @@ from conveyor.serving.metrics import ServiceMetrics
 from conveyor.serving.model_pool import ModelPool
 from conveyor.serving.prediction_log import LogFull, PredictionLog
 from conveyor.serving.predictor import BadRows, Outcome, Predictor
+from conveyor.serving.runtime import warmup_tolerance
 
 log = logging.getLogger("conveyor.serving")
 
@@ -84,10 +85,11 @@ class ServiceState:
         self.pool = ModelPool(
             ModelRegistry(self.store, settings),
             self.model_name,
-            getattr(settings.scoring, "runtime", "sklearn"),
+            settings.scoring.runtime,
             cfg.warmup_rows,
             settings.features.feature_service,
             on_event=lambda event, version: self.metrics.model_events.labels(self.model_name, event).inc(),
+            tolerance=warmup_tolerance(settings.scoring.runtime, settings.twin.parity_tolerance),
         )
         self.readers: dict[str, OnlineFeatureReader] = {}
         self.predictor = Predictor(settings, self.model_name, self.online_features)
@@ -240,6 +242,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
             "ready": not problems,
             "model": state.model_name,
             "champion": snapshot.champion.version if snapshot else None,
+            "runtime": state.pool.runtime_name,
             "rollout": snapshot.effective_plan.to_json() if snapshot else None,
             "refused_versions": {str(k): v for k, v in state.pool.refused.items()},
             "problems": problems,

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from conveyor.adapters.registry import ModelRegistry
+from conveyor.adapters.registry import ModelRegistry, RegistryError
 from conveyor.adapters.rollouts import Rollouts
 from conveyor.domain.rollouts import RolloutPlan
 from conveyor.serving.runtime import ModelLoadRefused, ServedModel, load_served_model
@@ -48,6 +48,7 @@ class ModelPool:
         warmup_rows: int,
         default_service: str,
         on_event: Callable[[str, str], None] | None = None,
+        tolerance: float = 1e-9,
     ) -> None:
         self.registry = registry
         self.rollouts = Rollouts(registry)
@@ -55,6 +56,7 @@ class ModelPool:
         self.runtime_name = runtime_name
         self.warmup_rows = warmup_rows
         self.default_service = default_service
+        self.tolerance = tolerance
         self.on_event = on_event or (lambda kind, version: None)  # ("swap" | "load_failed", version label)
         self.current: Snapshot | None = None
         self.refused: dict[int, str] = {}
@@ -72,10 +74,16 @@ class ModelPool:
         if version in self.refused:
             return None
         try:
-            meta = self.registry.get_version(self.model_name, version)
-            served = load_served_model(self.registry, meta, self.runtime_name, self.warmup_rows, self.default_service)
+            try:
+                meta = self.registry.get_version(self.model_name, version)  # its signature verified
+            except RegistryError as exc:  # unsigned, foreign-signed or changed metadata: never trusted
+                raise ModelLoadRefused(f"v{version} not loaded: {type(exc).__name__}: {exc}") from exc
+            served = load_served_model(
+                self.registry, meta, self.runtime_name, self.warmup_rows, self.default_service, self.tolerance
+            )
         except ModelLoadRefused as exc:
-            self.refused[version] = str(exc)
+            if exc.permanent:
+                self.refused[version] = str(exc)
             log.error("%s: %s; still serving %s", self.model_name, exc, self.describe())
             self.on_event("load_failed", f"v{version}")
             return None

@@ -13,8 +13,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from conveyor.adapters.object_store import ObjectStoreError
 from conveyor.adapters.registry import ModelRegistry
 from conveyor.adapters.registry_records import ModelVersion
+from conveyor.domain.failures import DeterministicFailure
 from conveyor.services.scoring import predict_scores
 
 
@@ -25,15 +27,21 @@ class ModelRuntime(Protocol):
 
 
 class ModelLoadRefused(RuntimeError):
-    """A version was not put into service; the message says which and why (the old version keeps serving)."""
+    """A version was not put into service; the message says which and why (the old version keeps serving).
+    `permanent`: it would fail the same way again (tampered, unsigned, no twin, wrong scores), so it is not
+    retried; otherwise (the store unreachable) the next poll tries again."""
+
+    def __init__(self, message: str, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
-# runtime name -> how to get it from a loaded registry version: (registry, metadata, fitted pipeline) -> runtime.
-RUNTIMES: dict[str, Callable[[ModelRegistry, ModelVersion, Any], ModelRuntime]] = {
-    "sklearn": lambda registry, meta, pipeline: pipeline,
+# runtime name (`scoring.runtime`) -> how to get it for a registry version: the pickled Pipeline (unpickled only
+# after its SHA-256 is verified) or the version's parity-checked ONNX twin in onnxruntime (no silent fallback).
+RUNTIMES: dict[str, Callable[[ModelRegistry, ModelVersion], ModelRuntime]] = {
+    "sklearn": lambda registry, meta: registry.load_version(meta).model,
+    "onnx": lambda registry, meta: registry.load_twin(meta),
 }
-# How close the runtime must reproduce the reference scores recorded at registration.
-WARMUP_TOLERANCE = {"sklearn": 1e-9}
 
 
 @dataclass(frozen=True)
@@ -55,28 +63,40 @@ class ServedModel:
         return predict_scores(self.runtime, features[list(self.feature_names)])
 
 
+def warmup_tolerance(runtime_name: str, twin_tolerance: float) -> float:
+    """How close a runtime must reproduce the reference scores recorded at registration (by the Pipeline): the
+    Pipeline itself exactly (up to float noise), the ONNX twin within its own parity tolerance (float32 inside)."""
+    return 1e-9 if runtime_name == "sklearn" else twin_tolerance
+
+
 def load_served_model(
-    registry: ModelRegistry, meta: ModelVersion, runtime_name: str, warmup_rows: int, default_service: str
+    registry: ModelRegistry,
+    meta: ModelVersion,
+    runtime_name: str,
+    warmup_rows: int,
+    default_service: str,
+    tolerance: float = 1e-9,
 ) -> ServedModel:
     """Load `meta` (checksum verified), build its runtime and warm it on its reference sample; raises
-    ModelLoadRefused (with the cause) when any step fails or the warm-up scores differ from the recorded ones."""
+    ModelLoadRefused (with the cause) when any step fails or the warm-up scores differ from the recorded ones
+    by more than `tolerance`."""
     if runtime_name not in RUNTIMES:
         raise ModelLoadRefused(f"{meta.label}: unknown runtime {runtime_name!r} (known: {sorted(RUNTIMES)})")
     try:
-        loaded = registry.load_version(meta)
-        runtime = RUNTIMES[runtime_name](registry, meta, loaded.model)
+        runtime = RUNTIMES[runtime_name](registry, meta)
         reference = registry.reference_of(meta).head(warmup_rows)
         served = ServedModel(
             meta.version, tuple(meta.feature_names), meta.feature_service or default_service, runtime_name, runtime
         )
         warm = served.scores(reference)
     except Exception as exc:  # whatever broke, this version is not served
-        raise ModelLoadRefused(f"{meta.label} not loaded: {type(exc).__name__}: {exc}") from exc
+        permanent = isinstance(exc, DeterministicFailure | ModelLoadRefused) or not isinstance(exc, ObjectStoreError)
+        raise ModelLoadRefused(f"{meta.label} not loaded: {type(exc).__name__}: {exc}", permanent) from exc
     expected = reference["score"].to_numpy(dtype="float64")
     worst = float(np.max(np.abs(warm - expected))) if len(expected) else 0.0
-    if worst > WARMUP_TOLERANCE.get(runtime_name, 1e-6):
+    if worst > tolerance:
         raise ModelLoadRefused(
             f"{meta.label} not loaded: on {len(expected)} reference rows its {runtime_name} scores differ from the "
-            f"scores recorded at registration by up to {worst:.3g} (tolerance {WARMUP_TOLERANCE[runtime_name]:g})"
+            f"scores recorded at registration by up to {worst:.3g} (tolerance {tolerance:g})"
         )
     return served

@@ -9,14 +9,23 @@ import threading
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.publication import published_prefixes, read_manifest, read_published_parquet
-from tests.integration.scoring_data import population, register
-from tests.integration.serving_helpers import CONVEYOR, service_env, settings_for, start_service, stop_service
+from conveyor.adapters.registry import ModelMetadata, ModelRegistry
+from tests.integration.scoring_data import population, register, train_model
+from tests.integration.serving_helpers import (
+    CONVEYOR,
+    service_env,
+    settings_for,
+    start_service,
+    stop_service,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL = "churn"
@@ -98,6 +107,39 @@ def test_prod_profile_requires_and_enforces_the_api_key(s3_server: Settings, tmp
     assert missing.status_code == 401 and wrong.status_code == 401
     assert right.status_code == 200 and right.json()["predictions"][0]["status"] == "scored"
     assert key not in log_path.read_text()
+
+
+def test_onnx_runtime_serves_the_twin_and_refuses_a_version_without_one(s3_server: Settings, tmp_path: Path) -> None:
+    env = service_env(s3_server, tmp_path / "feast", CONVEYOR_SCORING__RUNTIME="onnx")
+    settings = settings_for(env)
+    ds = settings.dataset
+    model = train_model(settings, seed=1)
+    frame = population(settings, 200)
+    registry = ModelRegistry(ObjectStore(settings.storage), settings)
+    metadata = ModelMetadata({}, {"passed": True}, {}, settings.features.feature_service, ds.feature_names, "t", {})
+    reference = (
+        frame[ds.feature_names].head(50).assign(score=model.predict_proba(frame[ds.feature_names].head(50))[:, 1])
+    )
+    twin = registry.register(MODEL, model, metadata, reference, twin_rows=frame[ds.feature_names])
+    registry.promote(MODEL, twin.version, actor="test", reason="onnx champion")
+    base = f"http://127.0.0.1:{env['CONVEYOR_SERVING__PORT']}"
+    process = start_service(env, tmp_path / "service.log")
+    try:
+        with httpx.Client(timeout=60) as client:
+            rows = frame[ds.feature_names].to_dict("records")
+            answer = client.post(f"{base}/v1/models/{MODEL}/predict", json={"rows": rows}).json()
+            no_twin = registry.register(MODEL, model, metadata, reference)  # no twin_rows: no twin exported
+            registry.promote(MODEL, no_twin.version, actor="test", reason="a version without a twin")
+            ready = wait_for(
+                lambda: (r := client.get(f"{base}/ready").json())["refused_versions"] and r, what="the refusal"
+            )
+    finally:
+        stop_service(process)
+    expected = model.predict_proba(frame[ds.feature_names])[:, 1]
+    scores = np.array([p["score"] for p in answer["predictions"]])
+    assert np.max(np.abs(scores - expected)) <= settings.twin.parity_tolerance
+    assert ready["runtime"] == "onnx" and ready["champion"] == twin.version
+    assert "TwinUnavailable" in ready["refused_versions"][str(no_twin.version)]
 
 
 def _environ() -> dict[str, str]:
