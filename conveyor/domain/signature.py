@@ -86,3 +86,24 @@ def rows_frame(rows: Sequence[Mapping[str, Any]], dataset: DatasetConfig) -> pd.
         else:
             frame[spec.name] = frame[spec.name].astype(object).where(frame[spec.name].notna(), np.nan)
     return frame
+
+
+def frame_violations(frame: pd.DataFrame, dataset: DatasetConfig) -> list[Violation]:
+    """The first value per row of a typed frame (values read from a store) outside its feature's [min, max] or
+    categories; nulls are the policies' call. Column-wise: what request serving affords per call."""
+    found: dict[int, Violation] = {}
+    for spec in dataset.features:
+        column = frame[spec.name]
+        if spec.is_numeric:
+            values = column.to_numpy(dtype="float64", na_value=np.nan)
+            low = values < spec.min if spec.min is not None else np.zeros(len(values), bool)
+            high = values > spec.max if spec.max is not None else np.zeros(len(values), bool)
+            for row in np.flatnonzero(low | high):
+                rule = f"range: >= {spec.min:g}" if low[row] else f"range: <= {spec.max:g}"
+                found.setdefault(int(row), Violation(int(row), spec.name, rule, float(values[row])))
+        elif spec.categories is not None:
+            bad = column.notna().to_numpy() & ~column.isin(spec.categories).to_numpy()
+            for row in np.flatnonzero(bad):
+                rule = f"category: one of {spec.categories}"
+                found.setdefault(int(row), Violation(int(row), spec.name, rule, column.iloc[row]))
+    return [found[row] for row in sorted(found)]

@@ -19,7 +19,7 @@ import pandas as pd
 
 from configs.settings import Settings
 from conveyor.domain.rollouts import arm_for, shadowed
-from conveyor.domain.signature import Violation, rows_frame, violations
+from conveyor.domain.signature import Violation, frame_violations, rows_frame, violations
 from conveyor.serving.model_pool import Snapshot
 from conveyor.serving.runtime import ServedModel
 
@@ -118,9 +118,7 @@ class Predictor:
         frame = features(champion)
         status, scorable = _statuses(frame, self.settings)
         if check:  # values from the store are checked like request rows; a bad one is quarantined, not scored
-            for violation in violations(
-                frame[self.settings.dataset.feature_names].to_dict("records"), self.settings.dataset
-            ):
+            for violation in frame_violations(frame, self.settings.dataset):
                 status[violation.row], scorable[violation.row] = "invalid", False
                 answers[violation.row].reason = violation.describe()
         for answer, row_status in zip(answers, status, strict=True):
