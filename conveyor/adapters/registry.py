@@ -32,11 +32,13 @@ import io
 import json
 import logging
 import uuid
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any
 
 import joblib
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import (
@@ -222,7 +224,10 @@ class ModelRegistry:
         if not cfg.export or rows is None:
             why = "twin.export is false" if not cfg.export else "no parity rows given at registration"
             return TwinRecord("not_exported", why, cfg.parity_tolerance)
-        export = export_twin(model, rows.head(cfg.max_parity_rows), cfg.parity_tolerance, cfg.threads)
+        limit = self.settings.training.max_threads
+        # The parity check runs the Pipeline too: capped like training's predict (OpenMP on busy cores crawls).
+        with nullcontext() if limit is None else threadpool_limits(limits=limit):
+            export = export_twin(model, rows.head(cfg.max_parity_rows), cfg.parity_tolerance, cfg.threads)
         record = export.record
         if record.status != "passed" or export.onnx_bytes is None:
             log.warning("ONNX twin of %s not stored: %s", root, record.reason)
@@ -258,6 +263,28 @@ class ModelRegistry:
         here (every load and `get_version` checks them)."""
         keys = self.store.list_keys(f"{self._model_root(model_name)}/versions/")
         return [ModelVersion.from_json(self.store.get_json(k)) for k in keys if k.endswith("/metadata.json")]
+
+    def sign_unsigned(self, model_name: str) -> list[int]:
+        """Sign the versions registered before signing existed (no metadata.json.sig), each after checking its
+        stored artifacts against the checksums its metadata records. The operator vouches for the bucket as it
+        is now (`conveyor keys adopt`); a version that has a signature, valid or not, is left alone."""
+        signing_key = self._signing_key()
+        adopted = []
+        for key in self.store.list_keys(f"{self._model_root(model_name)}/versions/"):
+            if not key.endswith("/metadata.json") or self.store.exists(f"{key}.sig"):
+                continue
+            body = self.store.get_bytes(key)
+            meta = ModelVersion.from_json(json.loads(body))
+            for artifact, sha, what in (
+                (meta.artifact_key, meta.sha256, "model"),
+                (meta.reference_key, meta.reference_sha256, "reference sample"),
+            ):
+                if self.store.exists(artifact):  # a pruned version keeps only its metadata
+                    self._verified_bytes(artifact, sha, f"{meta.label} {what}")
+            self.store.put_json(f"{key}.sig", signing_key.sign(body))
+            log.warning("signed %s, registered unsigned, with key %s", meta.label, signing_key.key_id)
+            adopted.append(meta.version)
+        return adopted
 
     # ---- loading --------------------------------------------------------------------------------------
     def _verified_bytes(self, key: str, expected: str, what: str) -> bytes:

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -207,18 +210,32 @@ def signer(settings: Settings) -> Signer:
     )
 
 
+@contextmanager
+def _key_dir_lock(directory: Path) -> Iterator[None]:
+    """One writer of the key dir at a time, across processes: two flows starting on a fresh stack must not each
+    create a first key (the keyring would keep only one, and the other's versions would never verify)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def _local_signer(directory: Path) -> Signer:
     """The key dir's current key; creates the first pair when the key dir has none."""
-    stored = _read_keyring_file(directory)
-    current = stored.get("current")
+    current = _read_keyring_file(directory).get("current")
     if current is None:
-        key = Ed25519PrivateKey.generate()
-        path = _store_private_key(directory, key)
-        _trust(directory, key.public_key(), make_current=True)
-        log.warning(
-            "created a local signing key %s at %s (dev use only; never commit it)", key_id(key.public_key()), path
-        )
-        return Signer(key, str(path))
+        with _key_dir_lock(directory):
+            current = _read_keyring_file(directory).get("current")  # another process may have created it
+            if current is None:
+                key = Ed25519PrivateKey.generate()
+                path = _store_private_key(directory, key)
+                _trust(directory, key.public_key(), make_current=True)
+                log.warning(
+                    "created a local signing key %s at %s (dev use only; never commit it)",
+                    key_id(key.public_key()),
+                    path,
+                )
+                return Signer(key, str(path))
     path = directory / "private" / f"{current}.pem"
     if not path.exists():
         raise SigningKeyMissing(
@@ -240,6 +257,7 @@ def _store_private_key(directory: Path, key: Ed25519PrivateKey) -> Path:
 
 
 def _trust(directory: Path, public: Ed25519PublicKey, make_current: bool) -> Path:
+    """Add `public` to keyring.json (the caller holds the key dir lock)."""
     stored = _read_keyring_file(directory)
     kid = key_id(public)
     stored["keys"][kid] = {"public_key": public_key_text(public), "created_at": dt.datetime.now(dt.UTC).isoformat()}
@@ -283,15 +301,18 @@ def rotate(settings: Settings) -> Rotation:
         )
     directory = key_dir(settings)
     key = Ed25519PrivateKey.generate()
-    if cfg.private_key_block is not None:
+    with _key_dir_lock(directory):
+        where, path = _rotate_into(cfg.private_key_block, directory, key)
+        trusted = tuple(sorted(_read_keyring_file(directory)["keys"]))
+    return Rotation(key_id(key.public_key()), where, path, trusted, public_key_text(key.public_key()))
+
+
+def _rotate_into(block_name: str | None, directory: Path, key: Ed25519PrivateKey) -> tuple[str, Path]:
+    if block_name is not None:
         from prefect.blocks.system import Secret
 
         secret: Secret[str] = Secret(value=SecretStr(private_key_pem(key)))
-        secret.save(cfg.private_key_block, overwrite=True, _sync=True)  # type: ignore[call-arg]
-        where = f"Prefect Secret block {cfg.private_key_block!r}"
-        path = _trust(directory, key.public_key(), make_current=False)
-    else:
-        where = str(_store_private_key(directory, key))
-        path = _trust(directory, key.public_key(), make_current=True)
-    trusted = tuple(sorted(_read_keyring_file(directory)["keys"]))
-    return Rotation(key_id(key.public_key()), where, path, trusted, public_key_text(key.public_key()))
+        secret.save(block_name, overwrite=True, _sync=True)  # type: ignore[call-arg]
+        return f"Prefect Secret block {block_name!r}", _trust(directory, key.public_key(), make_current=False)
+    where = str(_store_private_key(directory, key))
+    return where, _trust(directory, key.public_key(), make_current=True)

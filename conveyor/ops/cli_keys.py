@@ -18,7 +18,8 @@ def add_keys_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "action",
         choices=list(_ACTIONS),
         help="list: trusted public keys and the signing key; rotate: a new key pair (old keys stay trusted); "
-        "verify: check the signature of every version of a model",
+        "verify: check the signature of every version of a model; adopt: sign the versions registered before "
+        "signing existed (after checking their artifacts' checksums: you vouch for the bucket as it is)",
     )
     keys.add_argument("--model", help="verify: registry model name; default training.model_name")
     keys.set_defaults(func=cmd_keys)
@@ -61,7 +62,19 @@ def _verify(settings: Settings, args: argparse.Namespace) -> None:
         raise RegistryError(f"{name}: {refused} version(s) would be refused by every load")
 
 
-_ACTIONS = {"list": _list, "rotate": _rotate, "verify": _verify}
+def _adopt(settings: Settings, args: argparse.Namespace) -> None:
+    registry = ModelRegistry(ObjectStore(settings.storage), settings)
+    name = args.model or settings.training.model_name
+    adopted = registry.sign_unsigned(name)
+    _out(
+        f"{name}: signed {', '.join(f'v{v}' for v in adopted)} (registered before signing; artifacts matched "
+        "their recorded checksums)"
+        if adopted
+        else f"{name}: no unsigned versions"
+    )
+
+
+_ACTIONS = {"list": _list, "rotate": _rotate, "verify": _verify, "adopt": _adopt}
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

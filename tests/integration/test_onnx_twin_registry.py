@@ -95,3 +95,18 @@ def test_version_without_twin_rows_has_none_and_a_swapped_twin_is_refused(
     store.put_bytes(version.twin["key"], store.get_bytes(other.twin["key"]) + b"\x00")
     with pytest.raises(TamperedArtifact, match=r"churn v2 ONNX twin: SHA-256 of s3://.*model.onnx"):
         registry.load_twin(version)
+
+
+def test_prune_deletes_the_twin_with_the_other_artifacts(
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame]
+) -> None:
+    registry = ModelRegistry(store, s3_server)
+    model, rows = fitted
+    refused = ModelMetadata(**{**_metadata(s3_server).__dict__, "gates": {"passed": False, "reasons": ["test"]}})
+    reference = rows.head(100).assign(score=model.predict_proba(rows.head(100))[:, 1])
+    version = registry.register(MODEL, model, refused, reference, twin_rows=rows.tail(200))
+    assert store.exists(version.twin["key"])
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    [(pruned, freed)] = registry.prune(MODEL, dt.timedelta(hours=1), actor="test", reason="test", now=later)
+    assert pruned.version == version.version and freed > 0
+    assert not store.exists(version.twin["key"]) and not store.exists(version.artifact_key)

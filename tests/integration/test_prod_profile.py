@@ -8,6 +8,7 @@ Tier `prod`: `make test-prod` (or `pytest -m prod`). Needs Debian's postgresql a
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -52,6 +53,21 @@ def engines() -> Iterator[tuple[Postgres, Redis]]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def _signing_env() -> dict[str, str]:
+    """Prod signs with a key from the environment and trusts its public key from the configuration."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from conveyor.adapters.signing import Signer, private_key_pem, public_key_text
+
+    key = Ed25519PrivateKey.generate()
+    return {
+        "CONVEYOR_SIGNING__PRIVATE_KEY": private_key_pem(key),
+        "CONVEYOR_SIGNING__TRUSTED_PUBLIC_KEYS": json.dumps(
+            {Signer(key, "test").key_id: public_key_text(key.public_key())}
+        ),
+    }
+
+
 @pytest.fixture(scope="module")
 def prod_env(
     engines: tuple[Postgres, Redis], s3_server: Settings, tmp_path_factory: pytest.TempPathFactory
@@ -78,6 +94,7 @@ def prod_env(
         "CONVEYOR_FEATURES__STATE_DIR": str(state / "feast"),
         "CONVEYOR_SCORING__TASK_RUNNER": "dask",
         "PREFECT_WORKER_QUERY_SECONDS": "2",
+        **_signing_env(),
     }
     dropped = ["CONVEYOR_STORAGE__CREDENTIALS_FILE"]  # prod never reads a credentials file
     saved = {k: os.environ.get(k) for k in [*env, *dropped]}

@@ -18,7 +18,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from configs.settings import Settings, SigningConfig
 from conveyor.adapters.object_store import ObjectStore, sha256_bytes
-from conveyor.adapters.registry import ModelMetadata, ModelRegistry, RegistryError, UnverifiedVersion
+from conveyor.adapters.registry import (
+    ModelMetadata,
+    ModelRegistry,
+    RegistryError,
+    TamperedArtifact,
+    UnverifiedVersion,
+)
 from conveyor.adapters.signing import Signer, SigningKeyMissing, public_key_text, rotate, signer
 from conveyor.demo.synthetic import generate_window
 from conveyor.domain.failures import DeterministicFailure
@@ -174,3 +180,48 @@ def test_a_key_from_the_environment_signs_and_must_be_trusted(
     assert seed not in json.dumps(store.get_json(_metadata_key(version)))  # the key is nowhere in the bucket
     with pytest.raises(SigningKeyMissing, match="CONVEYOR_SIGNING__PRIVATE_KEY is set"):
         rotate(trusted)
+
+
+def test_batch_scoring_and_drift_monitoring_refuse_a_forged_champion(
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame]
+) -> None:
+    from conveyor.services.batch_inference import ModelRef, load_scoring_model, resolve_model
+    from conveyor.services.monitoring import drift_report_for_day
+
+    registry = ModelRegistry(store, s3_server)  # the session's local dev key
+    version = _register(registry, fitted)
+    registry.promote(MODEL, version.version, actor="test", reason="first")
+    ref = resolve_model(store, s3_server, MODEL, None)
+    forged = {**store.get_json(_metadata_key(version)), "feature_service": "churn_evil"}
+    store.put_json(_metadata_key(version), forged)
+    refused = r"churn v1: signature by key [0-9a-f]{16} does not verify"
+    with pytest.raises(UnverifiedVersion, match=refused):
+        resolve_model(store, s3_server, MODEL, None)
+    for runtime in ("sklearn", "onnx"):
+        settings = s3_server.model_copy(update={"scoring": s3_server.scoring.model_copy(update={"runtime": runtime})})
+        with pytest.raises(UnverifiedVersion, match=refused):
+            load_scoring_model(store, settings, ModelRef(ref.name, ref.version, ref.feature_service))
+    with pytest.raises(UnverifiedVersion, match=refused):
+        drift_report_for_day(store, s3_server, MODEL, dt.date(2026, 1, 20))
+
+
+def test_adopt_signs_versions_registered_before_signing_but_not_swapped_ones(
+    store: ObjectStore, s3_server: Settings, fitted: tuple[Any, pd.DataFrame], tmp_path: Path
+) -> None:
+    registry = ModelRegistry(store, _with_key_dir(s3_server, tmp_path))
+    old, swapped, signed = (_register(registry, fitted) for _ in range(3))
+    for v in (old, swapped):  # as registered by the code before signing
+        store.delete_keys([_metadata_key(v) + ".sig"])
+    with pytest.raises(UnverifiedVersion, match="churn v1: no signature"):
+        registry.load_version(old)
+    store.put_bytes(swapped.artifact_key, b"swapped")
+    with pytest.raises(TamperedArtifact, match="churn v2 model: SHA-256"):
+        registry.sign_unsigned(MODEL)
+    assert registry.load_version(old).version.version == 1  # adopted before v2 was found swapped
+    with pytest.raises(UnverifiedVersion, match="churn v2: no signature"):
+        registry.load_version(swapped)
+    before = store.get_bytes(_metadata_key(signed) + ".sig")
+    store.put_bytes(swapped.artifact_key, b"still swapped")
+    with pytest.raises(TamperedArtifact):
+        registry.sign_unsigned(MODEL)
+    assert store.get_bytes(_metadata_key(signed) + ".sig") == before  # a signed version is left alone
