@@ -210,6 +210,11 @@ def test_canary_split_is_sticky_and_shadow_is_never_returned(service: Service) -
     n, share = len(arms), 0.3
     taken = arms.count("challenger")
     assert abs(taken - n * share) <= 4 * (n * share * (1 - share)) ** 0.5, taken  # within 4 standard deviations
+    metrics = httpx.get(f"{service.url}/metrics", timeout=10).text  # per-arm counts: the A/B read
+    challenger_rows = (
+        f'conveyor_serving_rows_total{{arm="challenger",model="churn",outcome="scored",version="{challenger}"}}'
+    )
+    assert f"{challenger_rows} {2.0 * taken}" in metrics
 
     shadow = rollouts.change(MODEL, "shadow", challenger, 1.0, "test", "shadow test")
     wait_for(lambda: (service.ready()["rollout"] or {}).get("seq") == shadow.seq, what="the shadow in service")

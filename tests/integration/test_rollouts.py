@@ -70,3 +70,26 @@ def test_arm_split_is_near_the_share_sticky_and_redrawn_per_rollout() -> None:
     assert 0.45 < sum(shadowed(k, shadow, "churn") for k in keys) / len(keys) < 0.55
     with pytest.raises(ValueError, match="a challenger iff a mode"):
         RolloutPlan("canary", None, 0.1)
+
+
+def test_rollout_commands_canary_status_promote(
+    s3_server: Settings, store: ObjectStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conveyor.ops.cli import main
+
+    settings = s3_server.model_copy(update={"storage": store.config})
+    champion = register(settings, "churn", seed=1, promote=True)
+    challenger = register(settings, "churn", seed=2, promote=False)
+    monkeypatch.setenv("CONVEYOR_STORAGE__BUCKET", store.bucket)
+    assert main(["rollout", "canary", str(challenger), "--share", "0.2", "--reason", "try it", "--actor", "ann"]) == 0
+    assert main(["rollout", "status"]) == 0
+    assert main(["rollout", "promote", "--reason", "clean canary", "--actor", "ann"]) == 0
+    assert main(["rollout", "abort"]) == 2  # nothing in progress any more
+    out = capsys.readouterr().out
+    assert f"canary of v{challenger} at share 0.2" in out
+    assert f"champion v{champion}; rollout canary of v{challenger} at share 0.2 (by ann" in out
+    assert f"v{challenger} is the champion now" in out and "no rollout in progress" in out
+    registry = ModelRegistry(store, settings)
+    assert registry.champion_version("churn") == challenger
+    assert [e.action for e in registry.audit_log("churn")][-3:] == ["rollout_canary", "promote", "rollout_end"]
+    assert Rollouts(registry).plan("churn").mode == "none"
