@@ -33,5 +33,6 @@ def build(model_path: str) -> FastAPI:
 
 
 if __name__ == "__main__":
-    threadpool_limits(limits=1)  # as the service does
-    uvicorn.run(build(sys.argv[2]), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+    app = build(sys.argv[2])
+    threadpool_limits(limits=1)  # as the service does; after the model's load, which loads the OpenMP runtime
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)

@@ -49,7 +49,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    # One OpenMP thread per predict: a one-row predict pays more to wake a thread team than it gains.
+    # One OpenMP thread per predict: a one-row predict pays more to wake a thread team than it gains. threadpoolctl
+    # limits only the runtimes loaded when it is called, and the model loads later (lifespan): load OpenMP now.
+    import sklearn.ensemble  # noqa: F401
+
     threadpool_limits(limits=1)
     config = uvicorn.Config(
         create_app(settings),
