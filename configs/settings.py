@@ -29,6 +29,7 @@ from configs.stages import (
     RetrainingConfig,
     ScoringConfig,
     SensitiveAttribute,
+    ServingConfig,
     TrainingConfig,
     TwinConfig,
     ValidationConfig,
@@ -70,6 +71,7 @@ __all__ = [
     "RetrainingConfig",
     "ScoringConfig",
     "SensitiveAttribute",
+    "ServingConfig",
     "Settings",
     "SigningConfig",
     "StorageConfig",
@@ -119,6 +121,7 @@ class Settings(BaseSettings):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from configs.systems import StrictSection
 
@@ -356,3 +356,32 @@ class ValidationConfig(StrictSection):
     )
     min_rows: int = Field(default=1, ge=0)
     max_rows: int = Field(default=50_000_000, ge=1)
+
+
+class ServingConfig(StrictSection):
+    """The online inference service (conveyor/serving/, `conveyor serve`, `conveyor stack up --api`)."""
+
+    model_name: str | None = Field(default=None, description="model served; None: scoring.model_name")
+    host: str = Field(default="127.0.0.1", description="bind address; 0.0.0.0 only inside a container")
+    port: int = Field(default=8088, ge=1024, le=65535)
+    poll_seconds: float = Field(
+        default=2.0, gt=0, description="how often the registry's champion and rollout state are re-read"
+    )
+    warmup_rows: int = Field(
+        default=32, ge=1, description="reference-sample rows a new version scores (and must reproduce) before traffic"
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="required in the X-API-Key header when set; from CONVEYOR_SERVING__API_KEY only"
+    )
+    require_api_key: bool = Field(default=False, description="refuse to start without api_key (prod profile)")
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, description="larger bodies get 413")
+    max_rows: int = Field(default=1000, ge=1, description="entity ids or rows per request")
+    log_prefix: str = Field(default="prediction-logs", description="prediction log partitions on the object store")
+    log_buffer_rows: int = Field(
+        default=200_000, ge=100, description="rows buffered in memory; full: requests wait (back-pressure), then 503"
+    )
+    log_wait_seconds: float = Field(default=2.0, ge=0, description="longest a request waits for buffer room")
+    log_flush_seconds: float = Field(
+        default=5.0, gt=0, description="flush interval: at most this much of the log is lost on a kill -9"
+    )
+    log_flush_rows: int = Field(default=50_000, ge=1, description="flush early once this many rows are buffered")

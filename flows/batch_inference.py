@@ -22,6 +22,7 @@ from conveyor.domain.failures import InvalidInput
 from conveyor.services.scoring import PartitionResult
 from tasks.batch_inference import (
     publish_summary,
+    resolve_challenger_task,
     resolve_model_task,
     score_partition_task,
     scoring_task_runner,
@@ -70,7 +71,11 @@ def batch_inference(
     model_name: Annotated[str | None, Field(description="registry model; default scoring.model_name")] = None,
     model_version: Annotated[int | None, Field(description="pin a version; default: the champion")] = None,
     challenger_version: Annotated[
-        int | None, Field(description="also score this version into the shadow prefix (never published)")
+        int | None,
+        Field(
+            description="also score this version into the shadow prefix (never published); default: the "
+            "registry rollout's challenger, if any"
+        ),
     ] = None,
     features_prefix: Annotated[
         str | None,
@@ -93,7 +98,7 @@ def batch_inference(
     name = model_name or settings.scoring.model_name
     days = scoring_days(scoring_date, end_date)
     champion = resolve_model_task(settings, name, model_version)
-    challenger = resolve_model_task(settings, name, challenger_version) if challenger_version else None
+    challenger = resolve_challenger_task(settings, name, challenger_version)  # given, else the rollout's
     run_id = current_run_id()
     sweep_staging_task(settings)
     with scoring_task_runner(settings) as runner:

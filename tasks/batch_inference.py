@@ -19,6 +19,7 @@ from conveyor.services.batch_inference import (
     load_scoring_model,
     object_store,
     resolve_model,
+    rollout_challenger,
     suite_check,
     summary_markdown,
 )
@@ -30,6 +31,24 @@ from conveyor.services.scoring import PartitionResult, score_partition
 def resolve_model_task(settings: Settings, name: str, version: int | None) -> ModelRef:
     ref = resolve_model(object_store(settings), settings, name, version)
     get_run_logger().info("scoring with %s version %s (feature service %s)", ref.name, ref.version, ref.feature_service)
+    return ref
+
+
+@task(
+    name="resolve-challenger",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
+def resolve_challenger_task(settings: Settings, name: str, version: int | None) -> ModelRef | None:
+    """The version to shadow: the one given, else the registry rollout's challenger (`conveyor rollout`), else none."""
+    store = object_store(settings)
+    chosen = version if version is not None else rollout_challenger(store, settings, name)
+    if chosen is None:
+        return None
+    ref = resolve_model(store, settings, name, chosen)
+    get_run_logger().info("shadow scoring with %s version %s", ref.name, ref.version)
     return ref
 
 

@@ -492,6 +492,10 @@ class ModelRegistry:
         log.info("promoted %s (was v%s) by %s: %s", meta.label, event.previous_champion, actor, reason)
         return event
 
+    def record_event(self, model_name: str, action: str, version: int, actor: str, reason: str) -> AuditEvent:
+        """Append an event that does not move the champion (e.g. a rollout change: conveyor/adapters/rollouts.py)."""
+        return self._append(model_name, lambda state: (action, version, state.champion), actor, reason)
+
     def rollback(self, model_name: str, actor: str, reason: str) -> AuditEvent:
         """Restore the champion before the current one (the previous promotion), and log it."""
 

@@ -17,7 +17,9 @@ from conveyor.ops.cli_dataset import add_dataset_parser
 from conveyor.ops.cli_flow import add_flow_parser
 from conveyor.ops.cli_keys import add_keys_parser
 from conveyor.ops.cli_models import add_models_parser
-from conveyor.ops.local_stack import SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
+from conveyor.ops.cli_rollout import add_rollout_parser
+from conveyor.ops.cli_serve import add_serve_parser
+from conveyor.ops.local_stack import API, SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
 from conveyor.ops.output import out as _out
 from conveyor.ops.prefect_server import install_zombie_automation, prefect_client_env, use_prefect_server
 
@@ -26,7 +28,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
     settings = load_settings()
     stack = LocalStack(settings)
     if args.action == "up":
-        timings = stack.up(WITH_WORKER if args.worker else SERVICES)
+        timings = stack.up((*(WITH_WORKER if args.worker else SERVICES), *((API,) if args.api else ())))
         for name, seconds in timings.items():
             _out(f"{name:8s} ready in {seconds:5.1f}s")
         # Without it a run whose process died stays "Running" forever, deployed or not.
@@ -133,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument(
         "--worker", action="store_true", help="with `up`: also start a Prefect process worker polling the work pool"
     )
+    stack.add_argument(
+        "--api", action="store_true", help="with `up`: also start the online inference service (`conveyor serve`)"
+    )
     stack.set_defaults(func=cmd_stack)
 
     deploy = sub.add_parser("deploy", help="create the work pool and apply every deployment in prefect.yaml")
@@ -157,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_flow_parser(sub)
     add_models_parser(sub)
+    add_rollout_parser(sub)
+    add_serve_parser(sub)
     add_data_parser(sub)
     add_dataset_parser(sub)
     add_keys_parser(sub)

@@ -38,6 +38,7 @@ __all__ = [
     "SERVICES",
     "STOP_ORDER",
     "WITH_WORKER",
+    "API",
     "LocalStack",
     "ServiceState",
     "StackError",
@@ -52,7 +53,8 @@ log = logging.getLogger(__name__)
 
 SERVICES = ("s3", "prefect")  # `up()` default; `up(WITH_WORKER)` adds the worker
 WITH_WORKER = ("s3", "prefect", "worker")
-STOP_ORDER = ("worker", "s3", "prefect")  # the worker goes first: it must not outlive the server it polls
+STOP_ORDER = ("api", "worker", "s3", "prefect")  # the worker goes first: it must not outlive the server it polls
+API = "api"  # the online inference service (`conveyor serve`): `up((*SERVICES, API))`, `stack up --api`
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ class LocalStack:
     def ports(self, service: str) -> list[int]:
         if service == "worker":
             return []
+        if service == API:
+            return [self.settings.serving.port]
         if service == "s3":
             http = list(self._s3_ports().values())
             return http + [p + 10000 for p in http]  # SeaweedFS puts gRPC at http port + 10000
@@ -143,6 +147,9 @@ class LocalStack:
     def healthy(self, service: str) -> bool:
         if service == "worker":
             return self.worker_online()
+        if service == API:
+            result = http_status(f"{self.api_url}/health")
+            return result is not None and result[0] == 200
         if service == "s3":
             # Any S3 answer (403 for an unsigned request when auth is on) means the gateway is serving.
             return http_status(self.s3_url + "/") is not None
@@ -165,7 +172,10 @@ class LocalStack:
             "prefect": self.prefect_api_url,
             "worker": f"{self.prefect_api_url}/work_pools/{self.settings.prefect.work_pool}",
         }
-        return [ServiceState(s, self._recorded_pid(s), self.healthy(s), urls[s]) for s in WITH_WORKER]
+        states = [ServiceState(s, self._recorded_pid(s), self.healthy(s), urls[s]) for s in WITH_WORKER]
+        if self._recorded_pid(API) is not None:
+            states.append(ServiceState(API, self._recorded_pid(API), self.healthy(API), self.api_url))
+        return states
 
     # ---- Prefect API (plain HTTP: this module never imports prefect) ----------------------------------
     def api(self, method: str, path: str, body: object | None = None) -> tuple[int, object]:
@@ -212,7 +222,9 @@ class LocalStack:
     def _command(self, service: str) -> tuple[list[str], dict[str, str]]:
         """The command line and environment that start `service`."""
         env = {**os.environ, **TELEMETRY_OFF_ENV}
-        build = {"worker": self._worker_command, "s3": self._s3_command}.get(service, self._prefect_command)
+        build = {"worker": self._worker_command, "s3": self._s3_command, API: self._api_command}.get(
+            service, self._prefect_command
+        )
         return build(env), env
 
     def _worker_command(self, env: dict[str, str]) -> list[str]:
@@ -235,6 +247,14 @@ class LocalStack:
             "never",
         ]
         return cmd
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.settings.serving.port}"
+
+    def _api_command(self, env: dict[str, str]) -> list[str]:
+        # The service reads the same settings (CONVEYOR_* in this environment), on the loopback address.
+        return [project_bin("conveyor"), "serve", "--host", self.host]
 
     def _s3_command(self, env: dict[str, str]) -> list[str]:
         data_dir = self.state_dir / "seaweedfs"
@@ -360,6 +380,7 @@ class LocalStack:
 PORT_SETTINGS = {
     "s3": ("CONVEYOR_LOCAL_STACK__S3_PORT", "storage.endpoint_url"),
     "prefect": ("CONVEYOR_LOCAL_STACK__PREFECT_PORT", "prefect.api_url"),
+    API: ("CONVEYOR_SERVING__PORT", "the service's URL"),
 }
 
 

@@ -20,6 +20,7 @@ from configs.settings import Settings, StorageConfig
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.offline_features import LatestFeatures, feature_spec
 from conveyor.adapters.registry import ModelRegistry
+from conveyor.adapters.rollouts import Rollouts
 from conveyor.domain.failures import MissingInput
 from conveyor.services.feature_sources import FeatureSource
 from conveyor.services.scoring import PartitionResult, ScoringModel, as_of_time
@@ -59,6 +60,13 @@ def resolve_model(store: ObjectStore, settings: Settings, name: str, version: in
             f"{store.uri(settings.storage.prefixes.models + '/' + name)}/: train and promote one"
         )
     return ModelRef(name, meta.version, meta.feature_service or settings.features.feature_service)
+
+
+def rollout_challenger(store: ObjectStore, settings: Settings, name: str) -> int | None:
+    """The challenger of the registry's rollout plan (canary, shadow or ab: `conveyor rollout`), or None. Batch
+    scoring shadows it, the same plan the online service serves; its scores are never published."""
+    plan = Rollouts(ModelRegistry(store, settings)).plan(name)
+    return plan.challenger if plan.active else None
 
 
 def load_scoring_model(store: ObjectStore, settings: Settings, ref: ModelRef) -> ScoringModel:

@@ -1,0 +1,102 @@
+"""A served model version: what answers `predict_proba(frame)` for it (the runtime), loaded through the registry
+(SHA-256 verified before unpickling) and warmed on its own reference sample before it takes traffic.
+
+Warming is also the load check: the version must reproduce the scores recorded with its reference sample at
+registration, so an artifact that loads but computes something else is never served."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from conveyor.adapters.object_store import ObjectStoreError
+from conveyor.adapters.registry import ModelRegistry
+from conveyor.adapters.registry_records import ModelVersion
+from conveyor.domain.failures import DeterministicFailure
+from conveyor.services.scoring import predict_scores
+
+
+class ModelRuntime(Protocol):
+    """Anything with scikit-learn's `predict_proba` over a frame of the model's feature columns."""
+
+    def predict_proba(self, frame: pd.DataFrame) -> Any: ...
+
+
+class ModelLoadRefused(RuntimeError):
+    """A version was not put into service; the message says which and why (the old version keeps serving).
+    `permanent`: it would fail the same way again (tampered, unsigned, no twin, wrong scores), so it is not
+    retried; otherwise (the store unreachable) the next poll tries again."""
+
+    def __init__(self, message: str, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+# runtime name (`scoring.runtime`) -> how to get it for a registry version: the pickled Pipeline (unpickled only
+# after its SHA-256 is verified) or the version's parity-checked ONNX twin in onnxruntime (no silent fallback).
+RUNTIMES: dict[str, Callable[[ModelRegistry, ModelVersion], ModelRuntime]] = {
+    "sklearn": lambda registry, meta: registry.load_version(meta).model,
+    "onnx": lambda registry, meta: registry.load_twin(meta),
+}
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One version in service: its runtime and what requests need to know about it."""
+
+    version: int
+    feature_names: tuple[str, ...]
+    feature_service: str
+    runtime_name: str
+    runtime: ModelRuntime
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version}"
+
+    def scores(self, features: pd.DataFrame) -> np.ndarray:
+        """P(positive class) per row: the batch engine's `predict_scores` over the model's columns."""
+        return predict_scores(self.runtime, features[list(self.feature_names)])
+
+
+def warmup_tolerance(runtime_name: str, twin_tolerance: float) -> float:
+    """How close a runtime must reproduce the reference scores recorded at registration (by the Pipeline): the
+    Pipeline itself exactly (up to float noise), the ONNX twin within its own parity tolerance (float32 inside)."""
+    return 1e-9 if runtime_name == "sklearn" else twin_tolerance
+
+
+def load_served_model(
+    registry: ModelRegistry,
+    meta: ModelVersion,
+    runtime_name: str,
+    warmup_rows: int,
+    default_service: str,
+    tolerance: float = 1e-9,
+) -> ServedModel:
+    """Load `meta` (checksum verified), build its runtime and warm it on its reference sample; raises
+    ModelLoadRefused (with the cause) when any step fails or the warm-up scores differ from the recorded ones
+    by more than `tolerance`."""
+    if runtime_name not in RUNTIMES:
+        raise ModelLoadRefused(f"{meta.label}: unknown runtime {runtime_name!r} (known: {sorted(RUNTIMES)})")
+    try:
+        runtime = RUNTIMES[runtime_name](registry, meta)
+        reference = registry.reference_of(meta).head(warmup_rows)
+        served = ServedModel(
+            meta.version, tuple(meta.feature_names), meta.feature_service or default_service, runtime_name, runtime
+        )
+        warm = served.scores(reference)
+    except Exception as exc:  # whatever broke, this version is not served
+        permanent = isinstance(exc, DeterministicFailure | ModelLoadRefused) or not isinstance(exc, ObjectStoreError)
+        raise ModelLoadRefused(f"{meta.label} not loaded: {type(exc).__name__}: {exc}", permanent) from exc
+    expected = reference["score"].to_numpy(dtype="float64")
+    worst = float(np.max(np.abs(warm - expected))) if len(expected) else 0.0
+    if worst > tolerance:
+        raise ModelLoadRefused(
+            f"{meta.label} not loaded: on {len(expected)} reference rows its {runtime_name} scores differ from the "
+            f"scores recorded at registration by up to {worst:.3g} (tolerance {tolerance:g})"
+        )
+    return served

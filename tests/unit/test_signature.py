@@ -1,0 +1,31 @@
+"""The model signature from configs/dataset.yaml (conveyor/domain/signature.py): request rows and store values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from configs.settings import load_settings
+from conveyor.domain.signature import frame_violations, rows_frame, violations
+
+DATASET = load_settings().dataset
+
+
+def test_row_violations_name_row_field_and_rule() -> None:
+    rows = [{"age": 30, "region": "north"}, {"age": 17.5, "region": None, "x": 1}, {"num_products": True}]
+    found = [(v.row, v.field, v.rule) for v in violations(rows, DATASET)]
+    assert found == [
+        (1, "age", "type: an integer (int64)"),
+        (1, "x", "unknown field: not a feature of 'churn'"),
+        (2, "num_products", "type: a number (int64)"),
+    ]
+    frame = rows_frame(rows[:1], DATASET)
+    assert list(frame.columns) == DATASET.feature_names and frame["age"].dtype == "float64"
+    assert np.isnan(frame.loc[0, "tenure_months"])  # absent: a missing feature, for the policy to decide
+
+
+def test_frame_violations_check_ranges_and_categories_column_wise() -> None:
+    frame = rows_frame([{"age": 30, "region": "north"}, {"age": 130, "region": "mars"}, {"age": None}], DATASET)
+    found = [(v.row, v.field, v.rule) for v in frame_violations(frame, DATASET)]
+    assert found == [(1, "age", "range: <= 100")]  # the first violation per row; nulls are not violations
+    assert frame_violations(pd.DataFrame(frame.iloc[[0, 2]]).reset_index(drop=True), DATASET) == []
