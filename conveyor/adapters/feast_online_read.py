@@ -30,6 +30,7 @@ class OnlineFeatureReader:
     def __init__(self, settings: Settings, feature_service: str | None = None) -> None:
         store = feature_store(settings)
         self.entity_column = settings.dataset.entity_column
+        self.integer_keys = settings.dataset.entity_dtype == "int64"
         self.numeric = set(settings.dataset.numeric_features)
         projections = service(store, service_name(settings, feature_service)).feature_view_projections
         self.views = [(store.get_feature_view(p.name), [f.name for f in p.features]) for p in projections]
@@ -38,10 +39,15 @@ class OnlineFeatureReader:
         self._provider = store._get_provider()
         self._config = store.config
 
-    def read(self, entity_ids: Sequence[int]) -> pd.DataFrame:
-        ids = [int(i) for i in entity_ids]
-        keys = [EntityKeyProto(join_keys=[self.entity_column], entity_values=[ValueProto(int64_val=i)]) for i in ids]
-        columns: dict[str, Any] = {self.entity_column: np.asarray(ids, dtype=np.int64)}
+    def read(self, entity_ids: Sequence[int | str]) -> pd.DataFrame:
+        if self.integer_keys:
+            ids: list[Any] = [int(i) for i in entity_ids]
+            values = [ValueProto(int64_val=i) for i in ids]
+        else:
+            ids = [str(i) for i in entity_ids]
+            values = [ValueProto(string_val=i) for i in ids]
+        keys = [EntityKeyProto(join_keys=[self.entity_column], entity_values=[v]) for v in values]
+        columns: dict[str, Any] = {self.entity_column: np.asarray(ids, dtype=np.int64 if self.integer_keys else object)}
         for view, names in self.views:
             found = self._provider.online_read(self._config, view, keys, names)
             for name in names:

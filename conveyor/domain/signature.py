@@ -35,6 +35,21 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool) or value is None else repr(value)
 
 
+EntityKey = int | str  # dataset.entity_dtype: int64 or string
+
+
+def key_violations(entity_ids: Sequence[Any], dataset: DatasetConfig) -> list[Violation]:
+    """Entity ids of the wrong type for the dataset's key (`entity_dtype`): named by their position."""
+    wanted, rule = (
+        (int, "type: an integer id (int64)") if dataset.entity_dtype == "int64" else (str, "type: a string id")
+    )
+    return [
+        Violation(i, dataset.entity_column, rule, key)
+        for i, key in enumerate(entity_ids)
+        if isinstance(key, bool) or not isinstance(key, wanted)
+    ]
+
+
 def _value_violation(spec: FeatureSpec, value: Any) -> str | None:
     """The rule `value` breaks for `spec`, or None; null (None / NaN) is the missing-features policy's call."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -27,6 +27,7 @@ from configs.settings import ConfigError, Settings
 from conveyor.adapters.feast_online_read import OnlineFeatureReader
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.registry import ModelRegistry
+from conveyor.domain.signature import EntityKey
 from conveyor.serving.metrics import ServiceMetrics
 from conveyor.serving.model_pool import ModelPool
 from conveyor.serving.prediction_log import LogFull, PredictionLog
@@ -39,7 +40,7 @@ log = logging.getLogger("conveyor.serving")
 class PredictRequest(BaseModel):
     """Either `entity_ids` (features from the online store) or `rows` of feature values, not both."""
 
-    entity_ids: list[int] | None = Field(default=None, min_length=1)
+    entity_ids: list[int | str] | None = Field(default=None, min_length=1)  # of dataset.entity_dtype
     rows: list[dict[str, Any]] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
@@ -51,7 +52,7 @@ class PredictRequest(BaseModel):
 
 class Prediction(BaseModel):
     status: str
-    entity_id: int | None = None
+    entity_id: int | str | None = None
     input_hash: str | None = None
     score: float | None = None
     decision: bool | None = None
@@ -103,7 +104,7 @@ class ServiceState:
             cfg.log_flush_rows,
         )
 
-    def online_features(self, entity_ids: Sequence[int], feature_service: str) -> pd.DataFrame:
+    def online_features(self, entity_ids: Sequence[EntityKey], feature_service: str) -> pd.DataFrame:
         """The Feast online store's values for `entity_ids` (one cached reader per feature service)."""
         reader = self.readers.get(feature_service)
         if reader is None:

@@ -19,12 +19,19 @@ import pandas as pd
 
 from configs.settings import Settings
 from conveyor.domain.rollouts import arm_for, shadowed
-from conveyor.domain.signature import Violation, frame_violations, rows_frame, violations
+from conveyor.domain.signature import (
+    EntityKey,
+    Violation,
+    frame_violations,
+    key_violations,
+    rows_frame,
+    violations,
+)
 from conveyor.serving.model_pool import Snapshot
 from conveyor.serving.runtime import ServedModel
 
 # (entity ids, feature service) -> entity column + feature columns, in the ids' order, null where none.
-OnlineFeatures = Callable[[Sequence[int], str], pd.DataFrame]
+OnlineFeatures = Callable[[Sequence[EntityKey], str], pd.DataFrame]
 
 
 class BadRows(ValueError):
@@ -40,7 +47,7 @@ class Answer:
     """One row's answer: a score and decision when it was scored, else the status says why not."""
 
     status: str  # scored | defaulted | unknown_entity | missing_features | invalid
-    entity_id: int | None = None
+    entity_id: EntityKey | None = None
     input_hash: str | None = None
     score: float | None = None
     decision: bool | None = None
@@ -84,7 +91,9 @@ class Predictor:
         self.model_name = model_name
         self.online_features = online_features
 
-    def for_entities(self, snapshot: Snapshot, entity_ids: Sequence[int]) -> Outcome:
+    def for_entities(self, snapshot: Snapshot, entity_ids: Sequence[EntityKey]) -> Outcome:
+        if found := key_violations(entity_ids, self.settings.dataset):
+            raise BadRows(found)
         keys = [str(i) for i in entity_ids]
         fetched: dict[str, pd.DataFrame] = {}
 
@@ -93,7 +102,7 @@ class Predictor:
                 fetched[model.feature_service] = self.online_features(entity_ids, model.feature_service)
             return fetched[model.feature_service]
 
-        base = [Answer("scored", entity_id=int(i)) for i in entity_ids]
+        base = [Answer("scored", entity_id=i) for i in entity_ids]
         return self._answer(snapshot, keys, base, features, check=True)
 
     def for_rows(self, snapshot: Snapshot, rows: Sequence[Mapping[str, Any]]) -> Outcome:

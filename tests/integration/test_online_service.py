@@ -133,7 +133,9 @@ def test_bad_requests_are_refused_naming_the_field(service: Service) -> None:
         (3, "tenure_months"): "type: a number (int64)",
     }
     assert "row 1, field 'age'" in bad_rows.json()["detail"]["message"]
-    assert bad_ids.status_code == 422 and bad_ids.json()["detail"][0]["loc"] == ["body", "entity_ids", 1]
+    assert bad_ids.status_code == 422 and bad_ids.json()["detail"]["errors"] == [
+        {"row": 1, "field": "customer_id", "rule": "type: an integer id (int64)", "value": "x"}
+    ]
     assert both.status_code == 422 and "exactly one of entity_ids" in both.json()["detail"][0]["msg"]
     assert too_many.status_code == 413 and "serving.max_rows=1000" in too_many.json()["detail"]
     assert unknown_model.status_code == 404

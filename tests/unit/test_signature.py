@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from configs.settings import load_settings
-from conveyor.domain.signature import frame_violations, rows_frame, violations
+from conveyor.domain.signature import frame_violations, key_violations, rows_frame, violations
 
 DATASET = load_settings().dataset
 
@@ -29,3 +29,16 @@ def test_frame_violations_check_ranges_and_categories_column_wise() -> None:
     found = [(v.row, v.field, v.rule) for v in frame_violations(frame, DATASET)]
     assert found == [(1, "age", "range: <= 100")]  # the first violation per row; nulls are not violations
     assert frame_violations(pd.DataFrame(frame.iloc[[0, 2]]).reset_index(drop=True), DATASET) == []
+
+
+def test_entity_ids_must_have_the_keys_type() -> None:
+    dataset = load_settings("local").dataset
+    assert key_violations([1, 2], dataset) == []
+    found = key_violations([1, "C000002", True], dataset)
+    assert [(v.row, v.field, v.rule) for v in found] == [
+        (1, "customer_id", "type: an integer id (int64)"),
+        (2, "customer_id", "type: an integer id (int64)"),
+    ]
+    text_keys = dataset.model_copy(update={"entity_dtype": "string"})
+    assert key_violations(["C000001"], text_keys) == []
+    assert [v.row for v in key_violations(["C000001", 2], text_keys)] == [1]
