@@ -13,11 +13,8 @@
 `prune` deletes the artifacts of refused, never-promoted versions after a while; their metadata.json and the
 log stay, so the record of what was trained and why it was refused is kept.
 
-The audit log is the source of truth. An event is appended by creating `log/<seq+1>` with S3's create-if-absent
-(`If-None-Match: *`): of two writers racing for the same number exactly one succeeds, the other re-reads the log,
-re-checks its preconditions and tries the next number. `champion.json` caches the state after event `seq`; it only
-moves forward (compare-and-swap on its ETag) and readers catch up with any newer events, so a writer that dies
-between the event and the pointer leaves a stale pointer that is healed on the next read, never a wrong champion.
+The audit log is the source of truth: appended with S3's create-if-absent, `champion.json` a cache of its state
+moved by compare-and-swap (conveyor/adapters/registry_log.py says how races and dead writers are handled).
 Artifacts are verified against their SHA-256 before `joblib.load` (unpickling runs code), and those SHA-256s are
 trusted only because metadata.json is signed: every read of a version's metadata (`get_version`, and every load:
 model, twin, reference sample) verifies the signature with the trusted public keys (conveyor/adapters/signing.py)
@@ -32,7 +29,6 @@ import io
 import json
 import logging
 import mimetypes
-import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -51,6 +47,7 @@ from conveyor.adapters.object_store import (
     sha256_bytes,
 )
 from conveyor.adapters.onnx_twin import TWIN_FILE, OnnxTwin, TwinRecord, TwinUnavailable, export_twin
+from conveyor.adapters.registry_log import MAX_ATTEMPTS, ModelLog
 from conveyor.adapters.registry_records import (
     AuditEvent,
     LoadedModel,
@@ -72,7 +69,6 @@ from conveyor.domain.failures import InvalidInput
 log = logging.getLogger(__name__)
 
 _ANY = object()  # `expected_champion` not given: promote whatever the current champion is
-_MAX_APPEND_ATTEMPTS = 50
 
 
 class ModelRegistry:
@@ -94,12 +90,6 @@ class ModelRegistry:
 
     def _version_root(self, model_name: str, version: int) -> str:
         return f"{self._model_root(model_name)}/versions/{version:06d}"
-
-    def _event_key(self, model_name: str, seq: int) -> str:
-        return f"{self._model_root(model_name)}/log/{seq:08d}.json"
-
-    def _pointer_key(self, model_name: str) -> str:
-        return f"{self._model_root(model_name)}/champion.json"
 
     def keyring(self) -> Keyring:
         if self._keyring is None:
@@ -140,7 +130,7 @@ class ModelRegistry:
             for p in self.store.list_prefixes(f"{self._model_root(model_name)}/versions/")
         ]
         candidate = max(existing, default=0) + 1
-        for _ in range(_MAX_APPEND_ATTEMPTS):
+        for _ in range(MAX_ATTEMPTS):
             try:
                 self.store.put_bytes_conditional(
                     f"{self._version_root(model_name, candidate)}/_claim",
@@ -152,8 +142,7 @@ class ModelRegistry:
                 candidate += 1
         # Lost every race: not a RegistryError (those are deterministic), so a task retry may still win.
         raise PreconditionFailed(
-            f"{model_name}: could not claim a version number after {_MAX_APPEND_ATTEMPTS} tries "
-            "(too many concurrent writers?)"
+            f"{model_name}: could not claim a version number after {MAX_ATTEMPTS} tries (too many concurrent writers?)"
         )
 
     def register(
@@ -354,27 +343,13 @@ class ModelRegistry:
             raise RegistryError(f"{meta.label} has no file {name!r} (it has {sorted(meta.files)})")
         return self.store.get_bytes(meta.files[name])
 
-    # ---- champion and the audit log ------------------------------------------------------------------
-    def _read_event(self, model_name: str, seq: int) -> AuditEvent | None:
-        try:
-            return AuditEvent(**self.store.get_json(self._event_key(model_name, seq)))
-        except ObjectNotFound:
-            return None
-
-    def _read_pointer(self, model_name: str) -> tuple[RegistryState, str | None]:
-        try:
-            data, etag = self.store.get_bytes_and_etag(self._pointer_key(model_name))
-        except ObjectNotFound:
-            return RegistryState(), None
-        payload = json.loads(data)
-        return RegistryState(int(payload["seq"]), tuple(payload["history"]), tuple(payload.get("pruned", []))), etag
+    # ---- champion and the audit log (conveyor/adapters/registry_log.py) -----------------------------------
+    def _log(self, model_name: str) -> ModelLog:
+        return ModelLog(self.store, self._model_root(model_name), model_name)
 
     def state(self, model_name: str) -> RegistryState:
         """The pointer's state, caught up with any event written after it (a writer may have died in between)."""
-        state, _ = self._read_pointer(model_name)
-        while (event := self._read_event(model_name, state.seq + 1)) is not None:
-            state = state.apply(event)
-        return state
+        return self._log(model_name).state()
 
     def champion_version(self, model_name: str) -> int | None:
         return self.state(model_name).champion
@@ -384,76 +359,11 @@ class ModelRegistry:
         return None if version is None else self.get_version(model_name, version)
 
     def audit_log(self, model_name: str) -> list[AuditEvent]:
-        keys = self.store.list_keys(f"{self._model_root(model_name)}/log/")
-        return [AuditEvent(**self.store.get_json(k)) for k in keys if k.endswith(".json")]
-
-    def _advance_pointer(self, model_name: str, target: RegistryState) -> None:
-        """Move champion.json forward to `target` (compare-and-swap on its ETag); never backwards."""
-        payload = json.dumps(
-            {
-                "seq": target.seq,
-                "champion": target.champion,
-                "history": list(target.history),
-                "pruned": list(target.pruned),
-                "updated_at": _now(),
-            },
-            sort_keys=True,
-        ).encode()
-        for _ in range(_MAX_APPEND_ATTEMPTS):
-            current, etag = self._read_pointer(model_name)
-            if current.seq >= target.seq:
-                return
-            try:
-                if etag is None:
-                    self.store.put_bytes_conditional(self._pointer_key(model_name), payload, if_absent=True)
-                else:
-                    self.store.put_bytes_conditional(self._pointer_key(model_name), payload, if_match=etag)
-                return
-            except PreconditionFailed:
-                continue
-        log.warning(
-            "%s: champion pointer not advanced to seq %d (readers catch up from the log)", model_name, target.seq
-        )
+        return self._log(model_name).events()
 
     def _append(self, model_name: str, decide: Any, actor: str, reason: str, forced: bool = False) -> AuditEvent:
-        """Append one event: `decide(state) -> (action, version, previous)` is re-run on the newest state after
-        every lost race, so its checks (e.g. "champion is still X") hold at the moment the event is written."""
         self._require_conditional_writes()
-        for _ in range(_MAX_APPEND_ATTEMPTS):
-            state = self.state(model_name)
-            action, version, previous = decide(state)
-            after = state.apply(
-                AuditEvent(state.seq + 1, "", action, model_name, version, previous, None, actor, reason, "")
-            )
-            event = AuditEvent(
-                seq=state.seq + 1,
-                event_id=uuid.uuid4().hex,
-                action=action,
-                model_name=model_name,
-                version=version,
-                previous_champion=previous,
-                champion_after=after.champion,
-                actor=actor,
-                reason=reason,
-                at=_now(),
-                forced=forced,
-            )
-            key = self._event_key(model_name, event.seq)
-            body = json.dumps(event.to_json(), sort_keys=True, indent=2).encode()
-            try:
-                self.store.put_bytes_conditional(key, body, if_absent=True)
-            except PreconditionFailed:
-                # Lost the race for this number -- unless the winner is our own earlier attempt (a retried PUT
-                # whose first try succeeded but whose response was lost).
-                written = self._read_event(model_name, event.seq)
-                if written is None or written.event_id != event.event_id:
-                    continue
-            self._advance_pointer(model_name, after)
-            return event
-        raise PreconditionFailed(  # lost every race: retryable, unlike a RegistryError
-            f"{model_name}: gave up appending to the audit log after {_MAX_APPEND_ATTEMPTS} "
-            "lost races (too many concurrent writers?)"
-        )
+        return self._log(model_name).append(decide, actor, reason, forced)
 
     def promote(
         self,

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
@@ -116,7 +116,7 @@ class AuditEvent:
 
     seq: int
     event_id: str
-    action: Literal["register", "promote", "rollback", "prune"]
+    action: str  # register, promote, rollback and prune move the state (apply); rollout_* events are a record
     model_name: str
     version: int
     previous_champion: int | None
