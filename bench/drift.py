@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from harness import drift_bench_model
 
 from configs.settings import load_settings
 from conveyor.demo.synthetic import CovariateDrift, Scenario, generate_day
@@ -56,18 +57,8 @@ def main() -> None:
     )
     made = time.perf_counter() - made
 
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OrdinalEncoder
-
     categorical = [f for f in features if f in settings.dataset.categorical_features]
-    model = Pipeline(
-        [
-            ("pre", ColumnTransformer([("cat", OrdinalEncoder(), categorical)], remainder="passthrough")),
-            ("clf", HistGradientBoostingClassifier(max_iter=100, random_state=0)),
-        ]
-    ).fit(reference[features].head(100_000), reference[label].head(100_000))
+    model = drift_bench_model(reference.head(100_000), features, categorical, label)
     reference["score"] = model.predict_proba(reference[features])[:, 1]
 
     config = settings.drift

@@ -128,3 +128,19 @@ def write_results(name: str, payload: dict[str, Any], table: str, about: str = "
     out.with_suffix(".md").write_text(f"{header}\n\n{table}\n")
     print(f"\n{table}\n\nresults: {out} and {out.with_suffix('.md')}", flush=True)
     return out
+
+
+def drift_bench_model(frame: Any, features: list[str], categorical: list[str], label: str) -> Any:
+    """The small gradient-boosting Pipeline the monitoring benches score with (what it predicts is not timed)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    model = Pipeline(
+        [
+            ("pre", ColumnTransformer([("cat", OrdinalEncoder(), categorical)], remainder="passthrough")),
+            ("clf", HistGradientBoostingClassifier(max_iter=100, random_state=0)),
+        ]
+    )
+    return model.fit(frame[features], frame[label])

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from harness import drift_bench_model
 
 from configs.settings import load_settings
 from conveyor.demo.synthetic import CovariateDrift, Scenario, generate_day
@@ -66,18 +67,8 @@ def main() -> None:
     )
     made = time.perf_counter() - made
 
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OrdinalEncoder
-
     categorical = [f for f in features if f in settings.dataset.categorical_features]
-    model = Pipeline(
-        [
-            ("pre", ColumnTransformer([("cat", OrdinalEncoder(), categorical)], remainder="passthrough")),
-            ("clf", HistGradientBoostingClassifier(max_iter=100, random_state=0)),
-        ]
-    ).fit(training[features], training[label])
+    model = drift_bench_model(training, features, categorical, label)
     reference = training.sample(reference_rows, random_state=0)[features].copy()
     reference["score"] = model.predict_proba(reference)[:, 1]
     labelled = held_out[[*features, label]].assign(score=model.predict_proba(held_out[features])[:, 1])
