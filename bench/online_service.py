@@ -80,10 +80,17 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes] | None = None, timeo
     raise RuntimeError(f"{url} not healthy after {timeout}s")
 
 
-async def _load(url: str, bodies: list[dict[str, Any]], concurrency: int, headers: dict[str, str]) -> dict[str, Any]:
+async def _load(
+    url: str,
+    bodies: list[dict[str, Any]],
+    concurrency: int,
+    headers: dict[str, str],
+    max_requests: int | None = None,
+    max_seconds: float = MAX_SECONDS,
+) -> dict[str, Any]:
     latencies: list[float] = []
     failures = 0
-    limit, deadline = MAX_REQUESTS[concurrency], time.monotonic() + MAX_SECONDS
+    limit, deadline = max_requests or MAX_REQUESTS[concurrency], time.monotonic() + max_seconds
     sent = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
@@ -174,6 +181,41 @@ def swap_under_load(settings: Settings, url: str, bodies: list[dict[str, Any]]) 
     return {"failures": failures, "answers_by_version": versions, "new_version": new_version}
 
 
+SOAK_CONCURRENCY = 8
+SOAK_SLICE_SECONDS = 30.0
+SOAK_SLICE_MAX_REQUESTS = 30_000  # a bound in count too, whatever the service's speed
+
+
+def soak(stack: LocalStack, url: str, bodies: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
+    """(a) at concurrency 8 for `seconds`, in 30-s slices: each slice's latency and the service's RSS after it
+    (is memory flat under steady load?)."""
+    slices: list[dict[str, Any]] = []
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        cell = asyncio.run(
+            _load(url, bodies, SOAK_CONCURRENCY, {}, SOAK_SLICE_MAX_REQUESTS, min(SOAK_SLICE_SECONDS, seconds))
+        )
+        slices.append({"elapsed_s": time.monotonic() - started, **cell, "rss_mb": service_rss(stack)})
+        print(json.dumps({"soak": slices[-1]}), flush=True)
+    return slices
+
+
+def soak_markdown(runtime: str, slices: list[dict[str, Any]], rss_start: float) -> str:
+    lines = [
+        f"Soak: `{runtime}` runtime, (a) one entity id at concurrency {SOAK_CONCURRENCY}, {len(slices)} slices of "
+        f"{SOAK_SLICE_SECONDS:.0f} s; service RSS before the soak {rss_start:.0f} MB.",
+        "",
+        "| elapsed s | requests | failures | p50 ms | p99 ms | req/s | service RSS MB | load avg 1m |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in slices:
+        lines.append(
+            f"| {s['elapsed_s']:.0f} | {s['requests']} | {s['failures']} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | "
+            f"{s['throughput_rps']:.0f} | {s['rss_mb']:.0f} | {os.getloadavg()[0]:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def service_rss(stack: LocalStack) -> float:
     state = {s.name: s.pid for s in stack.status()}
     pid = state.get(API)
@@ -183,7 +225,9 @@ def service_rss(stack: LocalStack) -> float:
     return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
 
 
-def bench_service(settings: Settings, stack: LocalStack, runtime: str, rows: list[dict], ids: list[int]) -> dict:  # type: ignore[type-arg]
+def bench_service(  # type: ignore[type-arg]
+    settings: Settings, stack: LocalStack, runtime: str, rows: list[dict], ids: list[int], soak_seconds: float = 0
+) -> dict:
     os.environ["CONVEYOR_SCORING__RUNTIME"] = runtime
     if runtime == "sklearn":
         os.environ.pop("CONVEYOR_SCORING__RUNTIME")  # the default, and a setting an older branch may not have
@@ -200,7 +244,15 @@ def bench_service(settings: Settings, stack: LocalStack, runtime: str, rows: lis
         )
         swap = swap_under_load(settings, url, [{"entity_ids": [rng.choice(ids)]} for _ in range(500)])
         print(json.dumps({"swap": swap}), flush=True)
-        return {"cells": cells, "swap": swap, "rss_mb": [rss_start, service_rss(stack)]}
+        outcome = {"cells": cells, "swap": swap, "rss_mb": [rss_start, service_rss(stack)]}
+        if soak_seconds:
+            before = service_rss(stack)
+            slices = soak(stack, url, [{"entity_ids": [rng.choice(ids)]} for _ in range(500)], soak_seconds)
+            outcome["soak"] = {"rss_before_mb": before, "slices": slices}
+            (ROOT / "bench" / "results" / f"online_service_soak_{runtime}.md").write_text(
+                soak_markdown(runtime, slices, before) + "\n"
+            )
+        return outcome
     finally:
         stack.down((API,))
 
@@ -271,6 +323,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runtimes", default="sklearn", help="comma-separated: sklearn, onnx")
     parser.add_argument("--skip-feast", action="store_true")
+    parser.add_argument(
+        "--soak", type=float, default=0, help="seconds of steady load after the cells, per runtime (memory over time)"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "online_service.json"))
     args = parser.parse_args()
     os.environ.update(TELEMETRY_OFF_ENV)
@@ -293,7 +348,7 @@ def main() -> None:
             ids = frame[ds.entity_column].tolist()
             results: dict[str, Any] = {"started": dt.datetime.now(dt.UTC).isoformat(), "cells": [], "services": {}}
             for runtime in args.runtimes.split(","):
-                outcome = bench_service(settings, stack, runtime, rows, ids)
+                outcome = bench_service(settings, stack, runtime, rows, ids, args.soak)
                 results["cells"] += outcome.pop("cells")
                 results["services"][runtime] = outcome
             results["cells"] += bench_bare(model, tmp, rows)

@@ -267,6 +267,12 @@ class LocalStackConfig(StrictSection):
         default=8333, ge=1024, le=55000, description="SeaweedFS S3 port; it also takes the next four and each + 10000"
     )
     prefect_port: int = Field(default=4200, ge=1024, le=65535)
+    s3_max_volumes: int = Field(
+        default=1000,
+        ge=8,
+        description="SeaweedFS volumes (a bucket takes at least one; sparse files). Left to SeaweedFS the limit "
+        "is free disk / 1 GiB, 63 on a disk with 64 GB free: the 64th bucket's writes then fail (InternalError)",
+    )
     start_timeout_seconds: float = Field(default=90, gt=0)
 
     @property

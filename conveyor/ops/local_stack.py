@@ -272,6 +272,7 @@ class LocalStack:
             "-master.telemetry=false",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
+            f"-volume.max={self.cfg.s3_max_volumes}",
         ]
         cmd += [f"-{flag}={port}" for flag, port in self._s3_ports().items()]
         return cmd

@@ -37,6 +37,27 @@ def test_s3_up_is_idempotent_and_enforces_sigv4(s3_server: Settings) -> None:
     assert creds is not None and oct(os.stat(creds).st_mode & 0o777) == "0o600"
 
 
+def test_s3_takes_more_buckets_than_seaweedfs_would_by_default(s3_server: Settings) -> None:
+    """A bucket takes a SeaweedFS volume, and left alone SeaweedFS allows free disk / 1 GiB of them (63 here): the
+    suite's 64th bucket failed every write with InternalError. `local_stack.s3_max_volumes` sets the limit."""
+    base = ObjectStore(s3_server.storage)
+    names = [f"many-{i:03d}-{os.getpid()}" for i in range(80)]
+    try:
+        for name in names:
+            store = ObjectStore(s3_server.storage.model_copy(update={"bucket": name}))
+            store.put_bytes("one.txt", name.encode())
+        assert ObjectStore(s3_server.storage.model_copy(update={"bucket": names[-1]})).get_bytes("one.txt") == (
+            names[-1].encode()
+        )
+    finally:  # give the volumes back: the session's server serves every other test
+        for name in names:
+            try:
+                base.client.delete_object(Bucket=name, Key="one.txt")
+                base.client.delete_bucket(Bucket=name)
+            except Exception:  # a bucket the loop never reached
+                pass
+
+
 def test_prefect_server_starts_and_stops_by_pid(test_settings: Settings) -> None:
     stack = LocalStack(test_settings)
     stack.up(services=("prefect",))
