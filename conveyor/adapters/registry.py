@@ -245,7 +245,8 @@ class ModelRegistry:
         except SignatureRefused as exc:
             raise UnverifiedVersion(
                 f"{model_name} v{version}: {exc} ({self.store.uri(root)}/metadata.json and .sig); refusing to use "
-                "it: its checksums cannot be trusted. Train and register it again, or restore the original objects"
+                "it: its checksums cannot be trusted. Train and register it again, or restore the original objects "
+                "(a version registered before signing existed: `conveyor keys adopt` checks and signs it)"
             ) from None
         return ModelVersion.from_json(json.loads(body))
 
