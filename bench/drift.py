@@ -21,20 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from harness import drift_bench_model
+from harness import best_of, drift_bench_model
 
 from configs.settings import load_settings
 from conveyor.demo.synthetic import CovariateDrift, Scenario, generate_day
 from conveyor.domain import drift, drift_report
-
-
-def best_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main() -> None:

@@ -144,3 +144,13 @@ def drift_bench_model(frame: Any, features: list[str], categorical: list[str], l
         ]
     )
     return model.fit(frame[features], frame[label])
+
+
+def best_of(repeat: int, fn: Any) -> float:
+    """The fastest of `repeat` calls of `fn`, in seconds (the least disturbed by other work on the machine)."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)

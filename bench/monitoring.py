@@ -23,22 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from harness import drift_bench_model
+from harness import best_of, drift_bench_model
 
 from configs.settings import load_settings
 from conveyor.demo.synthetic import CovariateDrift, Scenario, generate_day
 from conveyor.domain import drift
 from conveyor.domain.multivariate_drift import ReconstructionProfile
 from conveyor.services.monitoring import PerformanceEstimator
-
-
-def best_of(repeat: int, fn: Any) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from harness import best_of
 from threadpoolctl import threadpool_limits
 
 from configs.settings import load_settings
@@ -45,15 +46,6 @@ def single_row_latencies(predict: Any, rows: list[pd.DataFrame], repeats: int) -
         predict(row)
         times[i] = time.perf_counter() - started
     return times
-
-
-def best_of(repeats: int, fn: Any) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def main() -> None:
