@@ -15,7 +15,8 @@ from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.publication import Publication
 from conveyor.adapters.registry import ModelMetadata, ModelRegistry
-from conveyor.demo.synthetic import generate_day
+from conveyor.demo.synthetic import generate_day, generate_window
+from conveyor.services.training import _features, build_pipeline
 
 DAY = dt.date(2026, 3, 1)
 
@@ -81,3 +82,14 @@ def publish_snapshots(store: ObjectStore, settings: Settings, root: str, n: int 
             pub.commit()
         frames[day] = frame
     return frames
+
+
+def fit_config(settings: Settings, model_config: str, days: int = 30) -> tuple[Any, pd.DataFrame]:
+    """A model of the catalogue (`training.models[model_config]`) fitted on `days` of 800 customers, and the
+    raw-feature rows it was fitted on (what the ONNX twin's parity is checked on)."""
+    ds = settings.dataset
+    generator = settings.generator.model_copy(update={"n_entities": 800})
+    frame = pd.concat(generate_window(dt.date(2026, 1, 1), days, ds, generator).values(), ignore_index=True)
+    rows = _features(frame, ds)
+    model = build_pipeline(ds, settings.training.models[model_config], seed=0).fit(rows, frame[ds.label_column])
+    return model, rows

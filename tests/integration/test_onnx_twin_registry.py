@@ -14,9 +14,8 @@ from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.onnx_twin import TwinUnavailable
 from conveyor.adapters.registry import ModelMetadata, ModelRegistry, TamperedArtifact
-from conveyor.demo.synthetic import generate_window
 from conveyor.domain.failures import DeterministicFailure
-from conveyor.services.training import _features, build_pipeline
+from tests.integration.scoring_data import fit_config
 
 pytestmark = pytest.mark.integration
 MODEL = "churn"
@@ -24,12 +23,7 @@ MODEL = "churn"
 
 @pytest.fixture(scope="module")
 def fitted(s3_server: Settings) -> tuple[Any, pd.DataFrame]:
-    ds = s3_server.dataset
-    generator = s3_server.generator.model_copy(update={"n_entities": 800})
-    frame = pd.concat(generate_window(dt.date(2026, 1, 1), 30, ds, generator).values(), ignore_index=True)
-    rows = _features(frame, ds)
-    model = build_pipeline(ds, s3_server.training.models["quick"], seed=0).fit(rows, frame[ds.label_column])
-    return model, rows
+    return fit_config(s3_server, "quick")
 
 
 def _metadata(settings: Settings) -> ModelMetadata:

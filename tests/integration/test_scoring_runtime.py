@@ -3,7 +3,6 @@ tolerance), records the runtime in the manifest, and refuses a version whose twi
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import numpy as np
@@ -15,12 +14,10 @@ from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.onnx_twin import OnnxTwin, TwinUnavailable
 from conveyor.adapters.publication import read_manifest, read_published_parquet
 from conveyor.adapters.registry import ModelMetadata, ModelRegistry
-from conveyor.demo.synthetic import generate_window
 from conveyor.services.batch_inference import ModelRef, load_scoring_model
 from conveyor.services.feature_sources import FrameSource
 from conveyor.services.scoring import predict_scores, predictions_prefix, score_partition
-from conveyor.services.training import _features, build_pipeline
-from tests.integration.scoring_data import DAY, population, with_scoring
+from tests.integration.scoring_data import DAY, fit_config, population, with_scoring
 
 pytestmark = pytest.mark.integration
 MODEL = "churn"
@@ -28,12 +25,7 @@ MODEL = "churn"
 
 @pytest.fixture(scope="module")
 def fitted(s3_server: Settings) -> tuple[Any, pd.DataFrame]:
-    ds = s3_server.dataset
-    generator = s3_server.generator.model_copy(update={"n_entities": 800})
-    frame = pd.concat(generate_window(dt.date(2026, 1, 1), 30, ds, generator).values(), ignore_index=True)
-    rows = _features(frame, ds)
-    model = build_pipeline(ds, s3_server.training.models["default"], seed=0).fit(rows, frame[ds.label_column])
-    return model, rows
+    return fit_config(s3_server, "default")
 
 
 def _registered(settings: Settings, store: ObjectStore, fitted: tuple[Any, pd.DataFrame]) -> ModelRef:
