@@ -22,10 +22,19 @@ T = TypeVar("T")
 ZOMBIE_AUTOMATION = "conveyor-crash-zombie-flow-runs"
 
 
+def safe_to_resend(request: httpx.Request) -> bool:
+    """A request that changes nothing, or changes the same thing however often it is applied: GET, PUT, DELETE,
+    and Prefect's POST queries (`.../filter`, `.../count`), which are reads sent as POST to carry a body."""
+    if request.method in {"GET", "HEAD", "PUT", "DELETE"}:
+        return True
+    return request.method == "POST" and request.url.path.rstrip("/").endswith(("/filter", "/count"))
+
+
 class RetryBusyServer(httpx.HTTPTransport):
     """A busy SQLite-backed Prefect server answers 503 ("database is locked": the write was rolled back, so
-        sending it again is safe); Prefect's own client retries it, and so does every client of this module. A GET
-    that times out is retried too."""
+    sending it again is safe); Prefect's own client retries it, and so does every client of this module. A
+    request that timed out is sent again when that is safe (`safe_to_resend`): right after `prefect deploy`
+    registered its triggers, a loaded server was seen to take over 30 s to answer POST /automations/filter."""
 
     def __init__(self, attempts: int = 5, backoff_seconds: float = 0.5) -> None:
         super().__init__()
@@ -36,9 +45,8 @@ class RetryBusyServer(httpx.HTTPTransport):
             try:
                 response = super().handle_request(request)
             except httpx.TimeoutException:
-                # A read that timed out on a server stuck behind SQLite's lock is safe to send again; a write
-                # may have been applied, so it is not.
-                if request.method != "GET":
+                # A create that timed out may have been applied: sent again, it could be applied twice.
+                if not safe_to_resend(request):
                     raise
             else:
                 if response.status_code != 503:

@@ -184,7 +184,7 @@ class LocalStack:
         # Never logged: the secret only goes into the request header.
         secret = self.settings.prefect.api_auth_string
         auth = secret.get_secret_value() if secret is not None else os.environ.get("PREFECT_API_AUTH_STRING")
-        with api_client(self.prefect_api_url, auth or None, timeout=10) as client:
+        with api_client(self.prefect_api_url, auth or None) as client:
             response = client.request(method, path, json=body)
         if response.is_error:
             return response.status_code, response.text[:300]
@@ -196,9 +196,15 @@ class LocalStack:
         status, _ = self.api("GET", f"/work_pools/{pool}")
         if status == 200:
             return False
-        status, detail = self.api(
-            "POST", "/work_pools/", {"name": pool, "type": "process", "description": "Conveyor flows, run in place"}
-        )
+        try:
+            status, detail = self.api(
+                "POST", "/work_pools/", {"name": pool, "type": "process", "description": "Conveyor flows, run in place"}
+            )
+        except httpx.TimeoutException:
+            # The create may have been applied before the answer was lost: the pool existing now is the answer.
+            if self.api("GET", f"/work_pools/{pool}")[0] == 200:
+                return True
+            raise
         if status not in (200, 201, 409):
             raise StackError(f"could not create work pool {pool!r} at {self.prefect_api_url}: HTTP {status} {detail}")
         return status != 409

@@ -50,28 +50,54 @@ def test_a_server_busy_for_every_attempt_returns_its_503(busy_server: tuple[str,
     assert response.status_code == 503 and state["requests"] == 4
 
 
-def test_a_read_that_times_out_is_sent_again() -> None:
-    """The first GET is answered after the client's timeout (a server stuck behind SQLite's lock); the retry gets
-    the answer. Without the retry the client raises ReadTimeout."""
-    requests: list[float] = []
+@pytest.fixture
+def slow_first_server() -> Iterator[tuple[str, list[str]]]:
+    """(URL, paths received): the first request is answered after 0.5 s (a server stuck behind SQLite's lock),
+    every later one at once (threaded, so the retry is not queued behind the first)."""
+    requests: list[str] = []
 
     class SlowFirst(QuietHandler):
-        def do_GET(self) -> None:
-            requests.append(time.monotonic())
+        def answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            requests.append(self.path)
             if len(requests) == 1:
                 time.sleep(0.5)
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"{}")
 
+        do_GET = do_POST = do_PUT = answer
+
     server = ThreadingHTTPServer(("127.0.0.1", 0), SlowFirst)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        transport = RetryBusyServer(attempts=3, backoff_seconds=0.01)
-        with httpx.Client(base_url=url, transport=transport, timeout=0.2) as client:
-            assert client.get("/flow_runs/x").status_code == 200
+        yield f"http://127.0.0.1:{server.server_address[1]}", requests
     finally:
         server.shutdown()
         server.server_close()
-    assert len(requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "resent"),
+    [
+        ("GET", "/flow_runs/x", True),
+        ("POST", "/automations/filter", True),  # a query sent as POST: resending it changes nothing
+        ("POST", "/work_pools/pool/workers/filter/", True),
+        ("POST", "/flow_runs/count", True),
+        ("PUT", "/automations/a1", True),
+        ("POST", "/automations/", False),  # a create that timed out may have been applied
+    ],
+)
+def test_a_request_that_times_out_is_sent_again_only_when_that_is_safe(
+    slow_first_server: tuple[str, list[str]], method: str, path: str, resent: bool
+) -> None:
+    """Without the retry every case raises ReadTimeout; a create must still raise it, sent once."""
+    url, requests = slow_first_server
+    transport = RetryBusyServer(attempts=3, backoff_seconds=0.01)
+    with httpx.Client(base_url=url, transport=transport, timeout=0.2) as client:
+        if resent:
+            assert client.request(method, path, json={}).status_code == 200
+        else:
+            with pytest.raises(httpx.ReadTimeout):
+                client.request(method, path, json={})
+    assert len(requests) == (2 if resent else 1)
