@@ -71,6 +71,20 @@ class DatasetConfig(StrictSection):
     )
     timestamp_column: str
     label_column: str
+    task: Literal["binary", "multiclass", "regression"] = Field(
+        default="binary",
+        description="what the label is: binary (bool, 0/1, or two named classes with positive_class), multiclass "
+        "(class names or integers, kept as text) or regression (numbers); conveyor/domain/task_types.py",
+    )
+    positive_class: str | None = Field(
+        default=None, description="binary with named classes (e.g. churned / stayed): the class that is 1"
+    )
+    classes: list[str] | None = Field(
+        default=None,
+        min_length=2,
+        description="multiclass: the classes the label may take, in the order of the probability columns; "
+        "None: the sorted classes seen in the training data",
+    )
     timezone: str = Field(
         default="UTC",
         description="time zone of timestamps that carry none (naive parquet timestamps, text without an offset), "
@@ -85,6 +99,10 @@ class DatasetConfig(StrictSection):
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone {self.timezone!r} is not a time zone name (e.g. UTC, Europe/Paris)") from None
+        if self.positive_class is not None and self.task != "binary":
+            raise ValueError(f"positive_class is for task binary, not {self.task}")
+        if self.classes is not None and (self.task != "multiclass" or len(set(self.classes)) != len(self.classes)):
+            raise ValueError("classes: a list of distinct class names, for task multiclass only")
         names = [f.name for f in self.features]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
