@@ -20,6 +20,7 @@ import pandas as pd
 
 from conveyor.adapters.object_store import ChecksumMismatch
 from conveyor.domain.failures import DeterministicFailure
+from conveyor.domain.task_types import ModelTask
 
 _LIBRARIES = ("scikit-learn", "pandas", "numpy", "scipy", "joblib", "pyarrow", "feast", "prefect")
 
@@ -46,10 +47,19 @@ class PromotionConflict(RegistryError):
 @dataclass(frozen=True)
 class LoadedModel:
     version: ModelVersion
-    model: Any  # an sklearn Pipeline: predict_proba(frame[feature_names])
+    model: Any  # an sklearn Pipeline: predict_proba (classification) or predict (regression) of frame[feature_names]
+
+    @property
+    def task(self) -> ModelTask:
+        return self.version.model_task
 
     def score(self, frame: pd.DataFrame) -> Any:
+        """Binary: P(positive) per row."""
         return self.model.predict_proba(frame[self.version.feature_names])[:, 1]
+
+    def outputs(self, frame: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+        """The task's output columns (`ModelTask.output_columns`) for the rows of `frame`."""
+        return self.task.outputs(self.model, frame[self.version.feature_names], threshold)
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,9 @@ class ModelMetadata:
     # version=data_version)` reads exactly those rows again (until a vacuum removes that version's files).
     data_uri: str | None = None
     data_version: int | None = None
+    # ModelTask.to_json(): binary / multiclass (with its classes, in the model's column order) / regression.
+    # None for versions registered before tasks existed: they are binary 0/1.
+    task: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +106,10 @@ class ModelVersion(ModelMetadata):
     @property
     def label(self) -> str:
         return f"{self.model_name} v{self.version}"
+
+    @property
+    def model_task(self) -> ModelTask:
+        return ModelTask.from_json(self.task)
 
     @property
     def gates_passed(self) -> bool:
