@@ -1,4 +1,4 @@
-"""The object-store adapter: the only module that talks to S3 (boto3).
+"""The object-store adapter: the only module that talks to S3 (boto3, through its plumbing in s3_client.py).
 
 Works against any S3 endpoint (SeaweedFS locally, MinIO, AWS) by configuration alone.
 
@@ -19,102 +19,50 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-import boto3
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
 
 from configs.settings import StorageConfig
-from conveyor.domain.failures import DeterministicFailure
+from conveyor.adapters.s3_client import (
+    AccessDenied,
+    BucketNotFound,
+    ChecksumMismatch,
+    ObjectNotFound,
+    ObjectStoreError,
+    PreconditionFailed,
+    StoreUnavailable,
+    call_with_retries,
+    credentials_from_block,
+    endpoint_name,
+    s3_client,
+)
 
+# The errors are part of this adapter's interface: callers import them from here (s3_client is its plumbing).
+__all__ = [
+    "AccessDenied",
+    "BucketNotFound",
+    "ChecksumMismatch",
+    "ObjectNotFound",
+    "ObjectStore",
+    "ObjectStoreError",
+    "PreconditionFailed",
+    "StagingSweep",
+    "StoreUnavailable",
+    "credentials_from_block",
+    "dataframe_to_parquet_bytes",
+    "sha256_bytes",
+]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_TRANSIENT_EXCEPTIONS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
-_TRANSIENT_CODES = {
-    "500",
-    "502",
-    "503",
-    "504",
-    "InternalError",
-    "SlowDown",
-    "ServiceUnavailable",
-    "RequestTimeout",
-    "Throttling",
-    "ThrottlingException",
-}
-_AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken", "ExpiredToken"}
-_MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
-
-
-class ObjectStoreError(RuntimeError):
-    """Base class: every failure of the object store surfaces as one of these. Those marked DeterministicFailure
-    are never retried by a task (a second attempt meets the same bucket, keys and bytes); the others may be."""
-
-
-class ObjectNotFound(ObjectStoreError):
-    """No such key. Not deterministic: a reader can lose a race with a rerun that replaced the partition (and
-    deleted the files the older manifest listed); a retry reads the new manifest."""
-
-
-class BucketNotFound(DeterministicFailure, ObjectStoreError):
-    pass
-
-
-class AccessDenied(DeterministicFailure, ObjectStoreError):
-    """Bad or missing credentials, or a policy that forbids the call."""
-
-
-class StoreUnavailable(ObjectStoreError):
-    """The endpoint did not answer (or kept failing) after `storage.max_attempts` attempts: transient."""
-
-
-class ChecksumMismatch(DeterministicFailure, ObjectStoreError):
-    """Stored bytes differ from the SHA-256 recorded for them."""
-
-
-class PreconditionFailed(ObjectStoreError):
-    """A conditional write lost: the object exists (create-if-absent) or changed (if-match). A lost race, so
-    retryable."""
 
 
 @dataclass(frozen=True)
 class StagingSweep:
     objects_deleted: int
     uploads_aborted: int
-
-
-def credentials_from_block(block_name: str) -> tuple[str, str]:
-    """S3 keys from a prefect-aws `AwsCredentials` block on the configured Prefect server."""
-    from prefect.exceptions import ObjectNotFound as BlockNotFound
-    from prefect_aws import AwsCredentials
-
-    try:
-        # `_sync=True`: async_dispatch's blocking path even when called under a running event loop.
-        block = cast(AwsCredentials, AwsCredentials.load(block_name, _sync=True))  # type: ignore[call-arg]
-    except (BlockNotFound, ValueError) as exc:
-        raise AccessDenied(
-            f"storage.credentials_block: no AwsCredentials block named {block_name!r} on the Prefect server "
-            f"({type(exc).__name__}); create it in the UI (Blocks -> AWS Credentials) or with "
-            "`AwsCredentials(aws_access_key_id=..., aws_secret_access_key=...).save(name)`"
-        ) from None
-    secret = block.aws_secret_access_key.get_secret_value() if block.aws_secret_access_key else None
-    if not block.aws_access_key_id or not secret:
-        raise AccessDenied(
-            f"storage.credentials_block {block_name!r}: the block has no access key id and secret "
-            "access key (profiles and assumed roles are not supported here)"
-        )
-    return block.aws_access_key_id, secret
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -147,77 +95,17 @@ class ObjectStore:
     @property
     def client(self) -> Any:
         if self._client is None:
-            cfg = self.config
-            credentials = cfg.resolved_credentials()
-            if credentials is None and cfg.credentials_block:
-                credentials = credentials_from_block(cfg.credentials_block)
-            kwargs: dict[str, Any] = {}
-            if credentials:
-                kwargs = {"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]}
-            self._client = boto3.session.Session().client(
-                "s3",
-                endpoint_url=cfg.endpoint_url,
-                region_name=cfg.region,
-                config=BotoConfig(
-                    # Retries are ours (below) so that every attempt is logged and the final error is clear.
-                    retries={"total_max_attempts": 1},
-                    connect_timeout=cfg.connect_timeout_seconds,
-                    read_timeout=cfg.read_timeout_seconds,
-                    s3={"addressing_style": cfg.addressing_style},
-                    # Requests are SigV4 anyway; without this botocore *presigns* with SigV2 (AWSAccessKeyId=...,
-                    # Expires=...), which AWS regions opened since 2014 refuse and which ignores the 7-day cap.
-                    signature_version="s3v4",
-                    max_pool_connections=16,
-                ),
-                **kwargs,
-            )
+            self._client = s3_client(self.config)
         return self._client
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
     def _where(self) -> str:
-        return self.config.endpoint_url or f"AWS S3 ({self.config.region})"
+        return endpoint_name(self.config)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        attempts = self.config.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return fn()
-            except _TRANSIENT_EXCEPTIONS as exc:
-                error: Exception = exc
-            except ClientError as exc:
-                code = str(exc.response.get("Error", {}).get("Code", ""))
-                if code in _TRANSIENT_CODES:
-                    error = exc
-                else:
-                    raise self._translate(what, code, exc) from None
-            if attempt < attempts:
-                wait = self.config.backoff_seconds * 2 ** (attempt - 1)
-                log.warning("S3 %s: %s (attempt %d/%d), retrying in %.2fs", what, error, attempt, attempts, wait)
-                time.sleep(wait)
-        raise StoreUnavailable(
-            f"S3 {what} failed after {attempts} attempts at {self._where()}: {error}. "
-            "Is the S3 server running and reachable? (locally: `conveyor stack up`)"
-        )
-
-    def _translate(self, what: str, code: str, exc: ClientError) -> ObjectStoreError:
-        if code == "NoSuchBucket":
-            return BucketNotFound(
-                f"S3 {what}: bucket {self.bucket!r} does not exist at {self._where()} "
-                "(check storage.bucket, or write to it once: buckets are created on first write)"
-            )
-        if code in _AUTH_CODES:
-            return AccessDenied(
-                f"S3 {what}: the server rejected the credentials ({code}) at {self._where()}. "
-                "Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, storage.credentials_file or "
-                "storage.credentials_block."
-            )
-        if code in _MISSING_KEY_CODES:
-            return ObjectNotFound(f"S3 {what}: no such object")
-        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-            return PreconditionFailed(f"S3 {what}: precondition failed ({code})")
-        return ObjectStoreError(f"S3 {what} failed at {self._where()}: {code}: {exc}")
+        return call_with_retries(self.config, what, fn)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist yet (idempotent)."""
