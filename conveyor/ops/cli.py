@@ -19,9 +19,9 @@ from conveyor.ops.cli_keys import add_keys_parser
 from conveyor.ops.cli_models import add_models_parser
 from conveyor.ops.cli_rollout import add_rollout_parser
 from conveyor.ops.cli_serve import add_serve_parser
-from conveyor.ops.local_stack import API, SERVICES, WITH_WORKER, LocalStack, StackError, deploy_all
+from conveyor.ops.local_stack import API, SERVICES, WITH_WORKER, LocalStack, StackError
 from conveyor.ops.output import out as _out
-from conveyor.ops.prefect_server import install_zombie_automation, prefect_client_env, use_prefect_server
+from conveyor.ops.prefect_server import deploy_all, install_zombie_automation, prefect_client_env, use_prefect_server
 
 
 def cmd_stack(args: argparse.Namespace) -> int:

@@ -42,7 +42,6 @@ __all__ = [
     "LocalStack",
     "ServiceState",
     "StackError",
-    "deploy_all",
     "free_port",
     "pid_alive",
     "private_stack_env",
@@ -399,21 +398,3 @@ def port_clash_message(service: str, host: str, busy: list[int]) -> str:
         f"or move the {service} server with {variable}=<port>: its clients follow ({client_key} is derived from "
         f"it unless set explicitly)."
     )
-
-
-def deploy_all(project_root: Path, env: dict[str, str], timeout: float = 300.0) -> str:
-    """`prefect deploy --all --no-prompt` from the project root (every deployment in prefect.yaml); returns its
-    output. Raises StackError with the tail of the output when it fails."""
-    result = subprocess.run(
-        [project_bin("prefect"), "--no-prompt", "deploy", "--all"],
-        cwd=project_root,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    output = result.stdout + result.stderr
-    if result.returncode != 0:
-        raise StackError(f"`prefect deploy --all` failed (exit {result.returncode}):\n{output[-3000:]}")
-    return output

@@ -1,14 +1,17 @@
 """The Prefect server the CLI talks to: which one (per profile), the environment that points a process at it, and
-the zombie-run automation every Conveyor server gets (installed by `conveyor stack up` and `conveyor deploy`)."""
+the zombie-run automation every Conveyor server gets (installed by `conveyor stack up` and `conveyor deploy`), and
+applying prefect.yaml's deployments to it (`deploy_all`)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 from configs.settings import TELEMETRY_OFF_ENV, ConfigError, Settings
 from conveyor.adapters.prefect_api import ZOMBIE_AUTOMATION, api_client, ensure_zombie_automation
 from conveyor.ops.local_stack import LocalStack
-from conveyor.ops.processes import http_status
+from conveyor.ops.processes import StackError, http_status, project_bin
 
 
 def prefect_client_env(settings: Settings) -> dict[str, str]:
@@ -65,3 +68,21 @@ def install_zombie_automation(settings: Settings, env: dict[str, str]) -> str:
     with api_client(env["PREFECT_API_URL"], env.get("PREFECT_API_AUTH_STRING")) as api:
         done = ensure_zombie_automation(api, within)
     return f"automation {ZOMBIE_AUTOMATION!r} {done}: a run silent for {within}s is marked Crashed"
+
+
+def deploy_all(project_root: Path, env: dict[str, str], timeout: float = 300.0) -> str:
+    """`prefect deploy --all --no-prompt` from the project root (every deployment in prefect.yaml); returns its
+    output. Raises StackError with the tail of the output when it fails."""
+    result = subprocess.run(
+        [project_bin("prefect"), "--no-prompt", "deploy", "--all"],
+        cwd=project_root,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise StackError(f"`prefect deploy --all` failed (exit {result.returncode}):\n{output[-3000:]}")
+    return output
