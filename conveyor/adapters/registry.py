@@ -47,13 +47,22 @@ from conveyor.adapters.object_store import (
     sha256_bytes,
 )
 from conveyor.adapters.onnx_twin import TWIN_FILE, OnnxTwin, TwinRecord, TwinUnavailable, export_twin
-from conveyor.adapters.registry_log import MAX_ATTEMPTS, ModelLog
+from conveyor.adapters.registry_log import (
+    ANY_CHAMPION,
+    MAX_ATTEMPTS,
+    ModelLog,
+    NothingToDo,
+    promotion,
+    prunable_versions,
+    prune_transition,
+    rollback_transition,
+)
 from conveyor.adapters.registry_records import (
     AuditEvent,
     LoadedModel,
     ModelMetadata,
     ModelVersion,
-    PromotionConflict,
+    PromotionConflict,  # noqa: F401  (re-exported: callers catch it from here, where promote raises it)
     RegistryError,
     RegistryState,
     TamperedArtifact,
@@ -67,8 +76,6 @@ from conveyor.adapters.signing import Keyring, SignatureRefused, Signer, signer,
 from conveyor.domain.failures import InvalidInput
 
 log = logging.getLogger(__name__)
-
-_ANY = object()  # `expected_champion` not given: promote whatever the current champion is
 
 
 class ModelRegistry:
@@ -372,7 +379,7 @@ class ModelRegistry:
         version: int,
         actor: str,
         reason: str,
-        expected_champion: int | None | object = _ANY,
+        expected_champion: int | None | object = ANY_CHAMPION,
         force: bool = False,
     ) -> AuditEvent | None:
         """Make `version` the champion. With `expected_champion`, only if the champion is still that version
@@ -383,21 +390,10 @@ class ModelRegistry:
             reasons = "; ".join(meta.gates.get("reasons", [])) or "no gate result recorded"
             raise RegistryError(f"{meta.label} did not pass its gates ({reasons}); promote with force to override")
 
-        def decide(state: RegistryState) -> tuple[str, int, int | None]:
-            if version in state.pruned:
-                raise RegistryError(f"{meta.label} was pruned (its artifacts are deleted): it cannot be the champion")
-            if expected_champion is not _ANY and state.champion != expected_champion:
-                raise PromotionConflict(
-                    f"{model_name}: champion is v{state.champion} now, not v{expected_champion} as expected "
-                    f"when promoting v{version} (another promotion won; re-evaluate against the new champion)"
-                )
-            if state.champion == version:
-                raise _NothingToDo
-            return "promote", version, state.champion
-
         try:
+            decide = promotion(model_name, version, meta.label, expected_champion)
             event = self._append(model_name, decide, actor, reason, forced=force and not meta.gates_passed)
-        except _NothingToDo:
+        except NothingToDo:
             log.info("%s is already the champion; nothing to do", meta.label)
             return None
         log.info("promoted %s (was v%s) by %s: %s", meta.label, event.previous_champion, actor, reason)
@@ -409,16 +405,7 @@ class ModelRegistry:
 
     def rollback(self, model_name: str, actor: str, reason: str) -> AuditEvent:
         """Restore the champion before the current one (the previous promotion), and log it."""
-
-        def decide(state: RegistryState) -> tuple[str, int, int | None]:
-            if len(state.history) < 2:
-                raise RegistryError(
-                    f"{model_name}: no previous champion to roll back to "
-                    f"(champion history: {list(state.history) or 'empty'})"
-                )
-            return "rollback", state.history[-2], state.history[-1]
-
-        event = self._append(model_name, decide, actor, reason)
+        event = self._append(model_name, rollback_transition(model_name), actor, reason)
         log.info(
             "rolled back %s to v%s (from v%s) by %s: %s",
             model_name,
@@ -433,16 +420,7 @@ class ModelRegistry:
         """Versions whose artifacts `prune` would delete: gates failed, registered more than `older_than` ago,
         never promoted (not even forced), not pruned yet."""
         cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
-        events = self.audit_log(model_name)
-        ever_champion = {e.version for e in events if e.action in ("promote", "rollback")}
-        pruned = {e.version for e in events if e.action == "prune"}
-        return [
-            v
-            for v in self.list_versions(model_name)
-            if not v.gates_passed
-            and v.version not in ever_champion | pruned
-            and dt.datetime.fromisoformat(v.created_at) < cutoff
-        ]
+        return prunable_versions(self.list_versions(model_name), self.audit_log(model_name), cutoff)
 
     def prune(
         self, model_name: str, older_than: dt.timedelta, actor: str, reason: str, now: dt.datetime | None = None
@@ -457,14 +435,9 @@ class ModelRegistry:
             keys = [meta.artifact_key, meta.reference_key, *meta.files.values(), *([twin_key] if twin_key else [])]
             sizes = {key: size for key in keys if (size := self.store.size(key)) is not None}
 
-            def decide(state: RegistryState, version: int = meta.version) -> tuple[str, int, int | None]:
-                if version in state.history or version in state.pruned:
-                    raise _NothingToDo  # promoted meanwhile (or pruned by a concurrent prune): keep it
-                return "prune", version, state.champion
-
             try:
-                self._append(model_name, decide, actor, reason)
-            except _NothingToDo:
+                self._append(model_name, prune_transition(meta.version), actor, reason)
+            except NothingToDo:
                 continue
             self.store.delete_keys(list(sizes))
             log.info(
@@ -475,7 +448,3 @@ class ModelRegistry:
             )
             pruned.append((meta, sum(sizes.values())))
         return pruned
-
-
-class _NothingToDo(Exception):
-    pass

@@ -10,13 +10,21 @@ the event and the pointer leaves a stale pointer that is healed on the next read
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import uuid
 from collections.abc import Callable
 
 from conveyor.adapters.object_store import ObjectNotFound, ObjectStore, PreconditionFailed
-from conveyor.adapters.registry_records import AuditEvent, RegistryState, _now
+from conveyor.adapters.registry_records import (
+    AuditEvent,
+    ModelVersion,
+    PromotionConflict,
+    RegistryError,
+    RegistryState,
+    _now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +32,64 @@ MAX_ATTEMPTS = 50  # lost races before a writer gives up (retryable: Preconditio
 
 # state -> (action, version, previous champion); raises to refuse. Re-run on the newest state after a lost race.
 Decide = Callable[[RegistryState], tuple[str, int, int | None]]
+ANY_CHAMPION = object()  # a promotion's `expected_champion` not given: promote whatever the champion is
+
+
+class NothingToDo(Exception):
+    """A transition that finds its work done: already the champion, or promoted or pruned meanwhile."""
+
+
+# ---- the transitions the registry appends (each re-checked on the newest state by ModelLog.append) ----------
+def promotion(model_name: str, version: int, label: str, expected_champion: int | None | object) -> Decide:
+    def decide(state: RegistryState) -> tuple[str, int, int | None]:
+        if version in state.pruned:
+            raise RegistryError(f"{label} was pruned (its artifacts are deleted): it cannot be the champion")
+        if expected_champion is not ANY_CHAMPION and state.champion != expected_champion:
+            raise PromotionConflict(
+                f"{model_name}: champion is v{state.champion} now, not v{expected_champion} as expected "
+                f"when promoting v{version} (another promotion won; re-evaluate against the new champion)"
+            )
+        if state.champion == version:
+            raise NothingToDo
+        return "promote", version, state.champion
+
+    return decide
+
+
+def rollback_transition(model_name: str) -> Decide:
+    def decide(state: RegistryState) -> tuple[str, int, int | None]:
+        if len(state.history) < 2:
+            raise RegistryError(
+                f"{model_name}: no previous champion to roll back to "
+                f"(champion history: {list(state.history) or 'empty'})"
+            )
+        return "rollback", state.history[-2], state.history[-1]
+
+    return decide
+
+
+def prune_transition(version: int) -> Decide:
+    def decide(state: RegistryState) -> tuple[str, int, int | None]:
+        if version in state.history or version in state.pruned:
+            raise NothingToDo  # promoted meanwhile (or pruned by a concurrent prune): keep it
+        return "prune", version, state.champion
+
+    return decide
+
+
+def prunable_versions(
+    versions: list[ModelVersion], events: list[AuditEvent], cutoff: dt.datetime
+) -> list[ModelVersion]:
+    """Gates failed, registered before `cutoff`, never promoted (not even forced), not pruned yet."""
+    ever_champion = {e.version for e in events if e.action in ("promote", "rollback")}
+    pruned = {e.version for e in events if e.action == "prune"}
+    return [
+        v
+        for v in versions
+        if not v.gates_passed
+        and v.version not in ever_champion | pruned
+        and dt.datetime.fromisoformat(v.created_at) < cutoff
+    ]
 
 
 class ModelLog:
