@@ -195,7 +195,14 @@ def soak(stack: LocalStack, url: str, bodies: list[dict[str, Any]], seconds: flo
         cell = asyncio.run(
             _load(url, bodies, SOAK_CONCURRENCY, {}, SOAK_SLICE_MAX_REQUESTS, min(SOAK_SLICE_SECONDS, seconds))
         )
-        slices.append({"elapsed_s": time.monotonic() - started, **cell, "rss_mb": service_rss(stack)})
+        slices.append(
+            {
+                "elapsed_s": time.monotonic() - started,
+                **cell,
+                "rss_mb": service_rss(stack),
+                "load_1m": os.getloadavg()[0],
+            }
+        )
         print(json.dumps({"soak": slices[-1]}), flush=True)
     return slices
 
@@ -211,7 +218,7 @@ def soak_markdown(runtime: str, slices: list[dict[str, Any]], rss_start: float) 
     for s in slices:
         lines.append(
             f"| {s['elapsed_s']:.0f} | {s['requests']} | {s['failures']} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | "
-            f"{s['throughput_rps']:.0f} | {s['rss_mb']:.0f} | {os.getloadavg()[0]:.1f} |"
+            f"{s['throughput_rps']:.0f} | {s['rss_mb']:.0f} | {s['load_1m']:.1f} |"
         )
     return "\n".join(lines)
 
