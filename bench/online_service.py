@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import datetime as dt
 import json
 import os
@@ -90,6 +91,7 @@ async def _load(
 ) -> dict[str, Any]:
     latencies: list[float] = []
     failures = 0
+    kinds: collections.Counter[str] = collections.Counter()  # what each failure was: HTTP status or exception
     limit, deadline = max_requests or MAX_REQUESTS[concurrency], time.monotonic() + max_seconds
     sent = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -105,11 +107,14 @@ async def _load(
                 start = time.perf_counter()
                 try:
                     response = await client.post(url, json=body)
-                except httpx.TransportError:  # a dropped connection is a failed request, not the end of the bench
+                except httpx.TransportError as exc:  # a dropped connection is a failed request, not the bench's end
                     failures += 1
+                    kinds[type(exc).__name__] += 1
                     continue
                 latencies.append(time.perf_counter() - start)
-                failures += response.status_code != 200
+                if response.status_code != 200:
+                    failures += 1
+                    kinds[f"HTTP {response.status_code}"] += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -118,6 +123,7 @@ async def _load(
     return {
         "requests": len(latencies),
         "failures": failures,
+        "failure_kinds": dict(kinds),
         "p50_ms": float(np.percentile(ms, 50)),
         "p95_ms": float(np.percentile(ms, 95)),
         "p99_ms": float(np.percentile(ms, 99)),
@@ -313,6 +319,11 @@ def bench_feast(settings: Settings, ids: list[int]) -> list[dict]:  # type: igno
         stop_process_group(process.pid, 30, process)
 
 
+def _failures(cell: dict[str, Any]) -> str:
+    kinds = cell.get("failure_kinds") or {}
+    return str(cell["failures"]) + (" (" + ", ".join(f"{k} x{n}" for k, n in kinds.items()) + ")" if kinds else "")
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         "| scenario | concurrency | requests | failures | p50 ms | p95 ms | p99 ms | req/s | load avg 1m |",
@@ -320,7 +331,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for c in results["cells"]:
         lines.append(
-            f"| {c['scenario']} | {c['concurrency']} | {c['requests']} | {c['failures']} | {c['p50_ms']:.1f} | "
+            f"| {c['scenario']} | {c['concurrency']} | {c['requests']} | {_failures(c)} | {c['p50_ms']:.1f} | "
             f"{c['p95_ms']:.1f} | {c['p99_ms']:.1f} | {c['throughput_rps']:.0f} | {c['load_average_1m']:.1f} |"
         )
     return "\n".join(lines)
