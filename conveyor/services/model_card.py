@@ -210,7 +210,8 @@ def _calibration(card: ModelCard, version: int | None) -> Section | None:
         for b in cal.get("bins", [])
     ]
     of = cal.get("of", "the test scores")
-    note = f"Expected calibration error {_num(cal.get('expected_calibration_error'))} ({cal.get('strategy')} bins of {of})."
+    error = _num(cal.get("expected_calibration_error"))
+    note = f"Expected calibration error {error} ({cal.get('strategy')} bins of {of})."
     return Section("Calibration", [note], [("", [["bin", "rows", "mean predicted", "observed rate"], *rows])])
 
 
