@@ -163,7 +163,9 @@ def absolute_gate(test: Mapping[str, Interval], gates: GatesConfig, task: ModelT
         if not ok:  # NaN fails both comparisons: an undefined metric never passes
             reasons.append(f"test {name} {ci.text()}: the {side} bound {value:.4f} is not {op} {bound:g} ({key})")
     metrics = {name: test[name].estimate for name, *_ in checks}
-    intervals = {name: test[name].to_json() for name, *_ in checks}
+    # Every interval computed, bounded or not: the card and the metrics table show them (multiclass / regression
+    # bootstrap all of their task's metrics, binary its three bounded ones).
+    intervals = {name: ci.to_json() for name, ci in test.items()}
     return GateResult("absolute_minimums", not reasons, metrics, reasons, intervals)
 
 

@@ -129,6 +129,19 @@ def _estimator(spec: ModelSpec, seed: int, task: ModelTask = BINARY, entry: str 
     return estimator
 
 
+def entries_for(settings: Settings, task: ModelTask | None = None) -> list[str]:
+    """The catalogue entries (training.models) whose estimator fits `task` (default: dataset.task's)."""
+    task = task or ModelTask.of(settings.dataset)
+    fitting = []
+    for name, spec in settings.training.models.items():
+        try:
+            _estimator(spec, settings.training.seed, task, name)
+        except InvalidInput:
+            continue
+        fitting.append(name)
+    return fitting
+
+
 def build_pipeline(
     dataset: DatasetConfig, spec: ModelSpec, seed: int, task: ModelTask = BINARY, entry: str = ""
 ) -> Pipeline:
