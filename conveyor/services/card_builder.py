@@ -79,6 +79,42 @@ def _limitations(
     return found
 
 
+def _metrics(candidate: Candidate, decision: G.GateDecision) -> list[dict[str, Any]]:
+    """The task's metrics on every split, with the test interval where the gates computed one."""
+    intervals = decision.intervals_of("absolute_minimums")
+    return [
+        {
+            "metric": name,
+            **{part: candidate.metrics[part].get(name) for part in ("train", "validation", "test")},
+            "test_interval": intervals.get(name),
+        }
+        for name in table_metrics(candidate.task)
+    ]
+
+
+def _comparison(
+    decision: G.GateDecision,
+    metadata: ModelMetadata,
+    champion: ModelMetadata | None,
+    settings: Settings,
+    code: str | None,
+) -> dict[str, Any] | None:
+    if champion is None or decision.champion_version is None:
+        return None
+    compared = _result(decision, "challenger_vs_champion")
+    return {
+        "champion_version": decision.champion_version,
+        "verdict": decision.verdict,
+        "rule": settings.gates.promote_when,
+        "gains": {} if compared is None else compared.intervals,
+        # this version is not registered yet: its code version is the one training runs now
+        "side_by_side": [
+            [what, code or "-", right] if what == "code version" else [what, left, right]
+            for what, left, right in side_by_side(metadata, champion)
+        ],
+    }
+
+
 def build_card(
     candidate: Candidate,
     decision: G.GateDecision,
@@ -95,29 +131,8 @@ def build_card(
     with native_threads(settings):
         importance = importance_table(candidate.model, _features(test, ds), test[ds.label_column], cfg, seed, task)
     fairness = fairness_table(y, scores, test, cfg, settings.scoring.threshold, task)
-    intervals = decision.intervals_of("absolute_minimums")
-    metrics = [
-        {
-            "metric": name,
-            **{part: candidate.metrics[part].get(name) for part in ("train", "validation", "test")},
-            "test_interval": intervals.get(name),
-        }
-        for name in table_metrics(task)
-    ]
-    comparison = None
-    compared = _result(decision, "challenger_vs_champion")
-    if champion is not None and decision.champion_version is not None:
-        comparison = {
-            "champion_version": decision.champion_version,
-            "verdict": decision.verdict,
-            "rule": settings.gates.promote_when,
-            "gains": {} if compared is None else compared.intervals,
-            # this version is not registered yet: its code version is the one training runs now
-            "side_by_side": [
-                [what, code or "-", right] if what == "code version" else [what, left, right]
-                for what, left, right in side_by_side(metadata, champion)
-            ],
-        }
+    metrics = _metrics(candidate, decision)
+    comparison = _comparison(decision, metadata, champion, settings, code)
     slices = _slices(candidate, decision, settings)
     any_interval = next((i for r in decision.results for i in r.intervals.values()), {})
     return ModelCard(
