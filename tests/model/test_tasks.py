@@ -217,3 +217,38 @@ def test_the_catalogue_has_entries_for_every_task(regression: tuple[Settings, pd
     assert entries_for(settings) == ["regression", "ridge"]
     assert entries_for(settings, ModelTask("multiclass")) == ["default", "quick", "logistic"]
     assert entries_for(settings, ModelTask("binary", ("0", "1"))) == ["default", "quick", "logistic"]
+
+
+@pytest.fixture(scope="module")
+def binary() -> Iterator[tuple[Settings, pd.DataFrame]]:
+    settings = load_settings()
+    generator = settings.generator.model_copy(update={"n_entities": 1500})
+    yield settings, pd.concat(generate_window(START, 40, settings.dataset, generator).values(), ignore_index=True)
+
+
+def test_binary_labels_as_floats_or_named_classes_train_the_same_model(binary: tuple[Settings, pd.DataFrame]) -> None:
+    settings, frame = binary
+    label = settings.dataset.label_column
+    ints = fit_and_evaluate(frame, settings, "quick")
+    floats = fit_and_evaluate(frame.assign(**{label: frame[label].astype(float)}), settings, "quick")  # 1.0 / 0.0
+    assert floats.metrics == ints.metrics and floats.task == ints.task == ModelTask("binary", ("0", "1"))
+    named = settings.model_copy(update={"dataset": settings.dataset.model_copy(update={"positive_class": "churned"})})
+    words = frame.assign(**{label: np.where(frame[label] == 1, "churned", "stayed")})
+    by_name = fit_and_evaluate(words, named, "quick")
+    assert by_name.metrics == ints.metrics
+    assert by_name.task == ModelTask("binary", ("stayed", "churned"), "churned")  # (negative, positive)
+    three = words.assign(**{label: np.where(np.arange(len(words)) % 50 == 0, "paused", words[label])})
+    with pytest.raises(InvalidLabels, match=r"rule: a binary target has two classes, positive_class 'churned'"):
+        fit_and_evaluate(three, named, "quick")
+
+
+def test_a_champion_of_another_task_is_not_compared(
+    regression: tuple[Settings, pd.DataFrame], binary: tuple[Settings, pd.DataFrame]
+) -> None:
+    settings, frame = regression
+    champion = fit_and_evaluate(binary[1], binary[0], "quick")
+    challenger = fit_and_evaluate(frame, settings, "ridge")
+    decision = evaluate_gates(challenger, LoadedModel(_version(champion, binary[0], 1), champion.model), settings)
+    assert not decision.passed
+    (reason,) = [r for r in decision.reasons if r.startswith("challenger_vs_champion")]
+    assert "champion v1 is a binary model" in reason and "this one regression" in reason
