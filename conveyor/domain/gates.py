@@ -5,6 +5,11 @@ that the training flow branches on and the registry stores with the version. The
 champion on the challenger's own test set, so both are judged on the same rows, and decides on the paired
 bootstrap interval of the difference (conveyor/domain/bootstrap.py), never on two point estimates: a difference
 inside the test set's noise is "not different", and the configured rule (`gates.promote_when`) decides.
+
+Every gate takes the task's view (conveyor/domain/task_gates.py): the metrics and absolute bounds of binary,
+multiclass or regression, the primary metric with its direction (a gain is signed so that positive = better, also
+for a loss such as RMSE), and the model's outputs for the behavioural checks (scores, probability rows or
+predictions).
 """
 
 from __future__ import annotations

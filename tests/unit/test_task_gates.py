@@ -80,3 +80,22 @@ def test_slice_gate_on_a_regression_target_refuses_a_worse_slice() -> None:
     result = G.slice_gate(y, challenger, champion, segments, GatesConfig(), "rmse", 0, classification=False)
     assert not result.passed and result.intervals["region=north"]["verdict"] == "not different"
     assert result.intervals["region=south"]["verdict"] == "worse" and "slice region=south" in result.reasons[0]
+
+
+def test_a_multiclass_directional_check_reads_its_class_column() -> None:
+    from configs.settings import DirectionalCheck
+
+    frame = pd.DataFrame({"x": np.linspace(0, 1, 200)})
+
+    def proba(rows: pd.DataFrame) -> np.ndarray:  # P(b) rises with x, P(a) falls
+        x = rows["x"].to_numpy()
+        return np.column_stack([1 - x / 2, x / 2])
+
+    rises = DirectionalCheck(feature="x", delta=0.5, direction="increase", target_class="b")
+    assert G.directional_gate(proba, frame, [rises], ["x"], ("a", "b")).passed
+    falls = DirectionalCheck(feature="x", delta=0.5, direction="increase", target_class="a")
+    refused = G.directional_gate(proba, frame, [falls], ["x"], ("a", "b"))
+    assert not refused.passed and "changed the mean P(a) by -0.2500" in refused.reasons[0]
+    unknown = DirectionalCheck(feature="x", delta=0.5, target_class="z")
+    missing = G.directional_gate(proba, frame, [unknown], ["x"], ("a", "b"))
+    assert not missing.passed and "target_class 'z' is not a class ['a', 'b']" in missing.reasons[0]
