@@ -123,8 +123,8 @@ def evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings:
 
 def _champion_outputs(
     candidate: Candidate, champion: LoadedModel, settings: Settings
-) -> tuple[np.ndarray | None, G.GateResult | None]:
-    """The champion's scores on the challenger's test rows, or the failed comparison saying why there are none."""
+) -> tuple[pd.DataFrame | None, G.GateResult | None]:
+    """The champion's outputs on the challenger's test rows, or the failed comparison saying why there are none."""
     task, version = candidate.task, champion.version.version
     problem = None
     if (champion.task.kind, champion.task.classes) != (task.kind, task.classes):
@@ -134,8 +134,7 @@ def _champion_outputs(
         )
     else:
         try:
-            outputs = champion.outputs(candidate.test, settings.scoring.threshold)
-            return bootstrap_inputs(task, candidate.test[settings.dataset.label_column], outputs)[1], None
+            return champion.outputs(candidate.test, settings.scoring.threshold), None
         except (KeyError, ValueError) as exc:
             problem = f"champion v{version} cannot score this test set ({exc})"
     reason = f"{problem}; promote by hand (force) if the feature set or the task changed on purpose"
@@ -151,8 +150,11 @@ def _evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings
     champion_scores, champion_version, champion_metrics = None, None, None
     if champion is not None:
         champion_version = champion.version.version
-        champion_scores, failed = _champion_outputs(candidate, champion, settings)
+        champion_outputs, failed = _champion_outputs(candidate, champion, settings)
         refused = [] if failed is None else [failed]
+        if champion_outputs is not None:
+            champion_scores = bootstrap_inputs(task, test[ds.label_column], champion_outputs)[1]
+            champion_metrics = task.metrics(test[ds.label_column], champion_outputs)
     # One set of resamples for the floors and the comparison: the champion's intervals are paired with ours.
     metric_names = bootstrap_metrics(task, gates)
     boot = G.evaluation_bootstrap(y, challenger_scores, champion_scores, gates, seed, metric_names)
@@ -160,10 +162,6 @@ def _evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings
     results = [G.minimum_rows_gate(candidate.training_rows, gates), G.absolute_gate(test_intervals, gates, task)]
     results += refused
     if champion is None or champion_scores is not None:
-        if champion is not None and champion_scores is not None:
-            champion_metrics = champion.task.metrics(
-                test[ds.label_column], champion.outputs(test, settings.scoring.threshold)
-            )
         results.append(G.champion_gate(boot, primary, gates))
         segments = test[[s for s in settings.training.segments if s in test.columns]]
         results.append(

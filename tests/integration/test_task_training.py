@@ -14,9 +14,12 @@ import pytest
 
 from configs.settings import Settings, load_settings
 from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.raw_data import published_days
 from conveyor.adapters.registry import ModelRegistry
+from conveyor.demo.synthetic import Fault, Scenario
 from conveyor.domain.expectations import write_default_suites
 from conveyor.domain.task_types import ModelTask
+from conveyor.services.ingest import IngestRejected
 from flows.ingest import ingest
 from flows.training import training
 
@@ -44,6 +47,19 @@ def _land(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Settings:
     landed = ingest(start_date=START, days=(END - START).days + 1)
     assert landed is not None
     return settings
+
+
+def _bad_labels_are_quarantined(settings: Settings, rule: str) -> None:
+    """A day whose label has text where the task's rule wants a number or a declared class is quarantined, the
+    report naming the label column and the rule; the other days stay published."""
+    bad = END + dt.timedelta(days=1)
+    fault = Fault(kind="wrong_type", column=settings.dataset.label_column, fraction=0.02)
+    state = ingest(start_date=bad, days=1, scenario=Scenario(faults=[fault]), return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, IngestRejected) and f"not published: {bad}" in str(error)
+    assert f"column '{settings.dataset.label_column}'" in str(error) and rule in str(error), str(error)
+    assert bad not in published_days(ObjectStore(settings.storage), settings)
 
 
 def _check_version(settings: Settings, version: int, plots: set[str]) -> dict:  # type: ignore[type-arg]
@@ -88,6 +104,7 @@ def test_regression_trains_behind_its_gates(task_env: Path, monkeypatch: pytest.
     assert card["task"]["kind"] == "regression" and card["calibration"] == {}
     assert [m["metric"] for m in card["metrics"]] == ["rmse", "mae", "r2"]
     assert card["fairness"][0]["columns"][:2] == ["rows", "mae"]
+    _bad_labels_are_quarantined(settings, "type in [")
 
 
 def test_multiclass_trains_behind_its_gates(task_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,3 +139,4 @@ def test_multiclass_trains_behind_its_gates(task_env: Path, monkeypatch: pytest.
     assert (
         "macro_f1" in [m["metric"] for m in card["metrics"]] and card["comparison"]["champion_version"] == first.version
     )
+    _bad_labels_are_quarantined(settings, "in ['basic', 'standard', 'premium'")
