@@ -4,7 +4,9 @@
 
 Two correlated models' scores on `--rows` test rows (about 30% positives, continuous scores: no ties). Variants:
 the ROC AUC difference interval alone (what the champion comparison needs at the least), the three gated
-metrics (ROC AUC, PR AUC, Brier) of both models as the gates compute them, and the plain baseline: a Python
+metrics (ROC AUC, PR AUC, Brier) of both models as the gates compute them, the gated metrics of the other tasks
+(multiclass, 3 classes: macro F1, balanced accuracy, log loss on the probability matrix; regression: RMSE, MAE,
+R2), and the plain baseline: a Python
 loop drawing each resample's indices and calling `roc_auc_score` twice (timed on `--baseline-resamples`
 resamples, scaled to `--resamples`). Wall and CPU seconds (best of `--repeat`) with the load average: on a
 shared machine compare CPU seconds and ratios, not wall seconds. Writes bench/results/gates_bootstrap.{json,md}.
@@ -57,6 +59,23 @@ def main() -> None:
     def gated() -> None:
         bootstrap(y, scores, ["roc_auc", "pr_auc", "brier"], args.resamples, 0.95, seed=0)
 
+    classes = rng.integers(0, 3, args.rows)
+    logits = rng.normal(0, 1, (args.rows, 3)) + 1.5 * np.eye(3)[classes]
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    other = np.roll(proba, 1, axis=0) * 0.2 + proba * 0.8
+    target = rng.normal(50, 10, args.rows)
+    predictions = {
+        "challenger": target + rng.normal(0, 4, args.rows),
+        "champion": target + rng.normal(0, 4.2, args.rows),
+    }
+
+    def multiclass() -> None:
+        metrics = ["macro_f1", "balanced_accuracy", "log_loss"]
+        bootstrap(classes, {"challenger": proba, "champion": other}, metrics, args.resamples, 0.95, seed=0)
+
+    def regression() -> None:
+        bootstrap(target, predictions, ["rmse", "mae", "r2"], args.resamples, 0.95, seed=0)
+
     def baseline() -> None:
         draw = np.random.default_rng(0)
         for _ in range(args.baseline_resamples):
@@ -67,7 +86,13 @@ def main() -> None:
     plain_wall, plain_cpu = best_of(max(1, args.repeat // 2), baseline)
     scale = args.resamples / args.baseline_resamples
     plain_wall, plain_cpu = plain_wall * scale, plain_cpu * scale
-    for name, fn in (("ROC AUC difference (2 models)", roc_only), ("ROC AUC + PR AUC + Brier, 2 models", gated)):
+    variants = (
+        ("ROC AUC difference (2 models)", roc_only),
+        ("ROC AUC + PR AUC + Brier, 2 models", gated),
+        ("multiclass: macro F1 + balanced accuracy + log loss, 2 models", multiclass),
+        ("regression: RMSE + MAE + R2, 2 models", regression),
+    )
+    for name, fn in variants:
         wall, cpu = best_of(args.repeat, fn)
         rows.append({"variant": name, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)})
     rows.append(

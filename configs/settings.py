@@ -190,6 +190,25 @@ class Settings(BaseSettings):
         self.training.model_name = self.training.model_name or self.dataset.name
         self.scoring.model_name = self.scoring.model_name or self.training.model_name
         self.features.feature_service = self.features.feature_service or f"{self.dataset.name}_v1"
+        default_model = self.training.default_models.get(self.dataset.task, "default")
+        self.training.model_config_name = self.training.model_config_name or default_model
+        return self
+
+    @model_validator(mode="after")
+    def _checks_fit_the_task(self) -> Settings:
+        # A directional check on a multiclass model must say which class's probability moves.
+        task, classes = self.dataset.task, self.dataset.classes
+        problems = []
+        for i, check in enumerate(self.gates.directional):
+            key = f"gates.directional[{i}] ({check.feature})"
+            if task == "multiclass" and check.target_class is None:
+                problems.append(f"{key}: task multiclass needs target_class (the class whose probability moves)")
+            elif task != "multiclass" and check.target_class is not None:
+                problems.append(f"{key}: target_class is for task multiclass, not {task}")
+            elif classes and check.target_class is not None and check.target_class not in classes:
+                problems.append(f"{key}: target_class {check.target_class!r} is not one of dataset.classes {classes}")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @model_validator(mode="after")

@@ -39,13 +39,22 @@ class IngestConfig(StrictSection):
     )
 
 
+TaskKind = Literal["binary", "multiclass", "regression"]
+
+
 class DirectionalCheck(StrictSection):
-    """Adding `delta` to numeric `feature` must move the mean score in `direction` (within `tolerance`)."""
+    """Adding `delta` to numeric `feature` must move the mean output in `direction` (within `tolerance`): the
+    mean score (binary), the mean prediction (regression) or the mean probability of `target_class` (multiclass)."""
 
     feature: str
     delta: float
     direction: Literal["increase", "decrease"] = "increase"
     tolerance: float = Field(default=0.0, ge=0)
+    target_class: str | None = Field(
+        default=None,
+        description="multiclass only, and required there: the class whose mean probability must move (a shift "
+        "cannot raise every class's probability, so a check without one is refused at load)",
+    )
 
 
 class GatesConfig(StrictSection):
@@ -56,12 +65,32 @@ class GatesConfig(StrictSection):
     min_roc_auc: float = Field(default=0.70, ge=0, le=1, description="on the test set: the interval's lower bound")
     min_pr_auc: float = Field(default=0.30, ge=0, le=1, description="on the test set: the interval's lower bound")
     max_brier: float = Field(default=0.20, ge=0, le=1, description="on the test set: the interval's upper bound")
+    min_r2: float = Field(
+        default=0.0,
+        le=1,
+        description="regression: the test R2 interval's lower bound must be at least this (0: the model predicts "
+        "better than the test set's mean would; a model that learned nothing has R2 <= 0 and fails)",
+    )
+    min_balanced_accuracy_lift: float = Field(
+        default=0.05,
+        ge=0,
+        lt=1,
+        description="multiclass: the test balanced accuracy interval's lower bound must be at least chance (1 / the "
+        "number of classes) plus this, so a model that guesses fails",
+    )
+    floors: dict[str, float] = Field(
+        default_factory=dict,
+        description="more absolute bounds, any task: {metric: bound} for metrics of the task (task_types.METRICS, "
+        "e.g. {mae: 12.5, macro_f1: 0.6}); a metric where higher is better needs its interval's lower bound >= "
+        "bound, a loss its upper bound <= bound. Checked against the task's metrics when the gates run",
+    )
     min_training_rows: int = Field(default=1000, ge=1)
     max_regression_vs_champion: float = Field(
         default=0.005,
         ge=0,
         description="the 'not worse' margin: a challenger is not worse when the lower bound of its gain's interval "
-        "is above -max_regression; every compared metric whose whole interval lies below -max_regression is 'worse'",
+        "is above -max_regression; every compared metric whose whole interval lies below -max_regression is "
+        "'worse'. In each metric's unit: for rmse/mae, the target's (gains are signed so that positive = better)",
     )
     min_improvement_to_replace: float = Field(
         default=0.0,
@@ -95,7 +124,12 @@ class GatesConfig(StrictSection):
         default_factory=list,
         description="behavioural: permuting one of these features moves scores by at most max_invariance_shift",
     )
-    max_invariance_shift: float = Field(default=0.05, ge=0, description="mean |score change| allowed")
+    max_invariance_shift: float = Field(
+        default=0.05,
+        ge=0,
+        description="mean output change allowed per row: |score change| (binary), the total-variation distance "
+        "of the probability vectors (multiclass), |prediction change| / the test target's std (regression)",
+    )
     directional: list[DirectionalCheck] = Field(
         default_factory=list, description="behavioural: a feature's shift must move the mean score this way"
     )
@@ -230,6 +264,9 @@ class ModelSpec(StrictSection):
     scale_numeric: bool = Field(default=False, description="StandardScaler on numeric features (linear models)")
 
 
+_DEFAULT_MODELS: dict[TaskKind, str] = {"binary": "default", "multiclass": "default", "regression": "regression"}
+
+
 class TrainingConfig(StrictSection):
     """Training (tasks/training.py, flows/training.py) and the model registry (conveyor/adapters/registry.py)."""
 
@@ -237,14 +274,26 @@ class TrainingConfig(StrictSection):
     model_name: str = Field(
         default="", pattern=r"^[a-z][a-z0-9_-]*$", description="registry model name; default: the dataset's name"
     )
-    model_config_name: str = Field(default="default", description="entry of `models` used when the flow names none")
+    model_config_name: str = Field(
+        default="",
+        description="entry of `models` used when the flow names none; default (''): default_models[dataset.task]",
+    )
     models: dict[str, ModelSpec] = Field(default_factory=dict)
+    default_models: dict[TaskKind, str] = Field(
+        default_factory=lambda: _DEFAULT_MODELS.copy(),
+        description="per dataset.task, the `models` entry trained when neither the flow nor model_config_name names "
+        "one. An entry must fit the task: a classifier for binary/multiclass, a regressor for regression",
+    )
     seed: int = Field(default=42, description="same data + seed -> same model and metrics")
     validation_fraction: float = Field(
         default=0.15, gt=0, lt=0.5, description="time-based split train | validation | test, no shuffling"
     )
     test_fraction: float = Field(default=0.2, gt=0, lt=0.5, description="the latest rows by event time")
-    primary_metric: Literal["roc_auc", "pr_auc"] = Field(default="roc_auc", description="challenger vs champion")
+    primary_metric: Literal["roc_auc", "pr_auc"] = Field(
+        default="roc_auc",
+        description="binary: the metric challenger vs champion and the slices decide on; multiclass decides on "
+        "macro_f1, regression on rmse (task_types.PRIMARY_METRIC)",
+    )
     segments: list[str] = Field(
         default_factory=list, description="categorical features sliced by the per-slice no-regression gate"
     )
@@ -262,8 +311,11 @@ class TrainingConfig(StrictSection):
 
     @model_validator(mode="after")
     def _default_model_exists(self) -> TrainingConfig:
-        if self.models and self.model_config_name not in self.models:
+        if self.models and self.model_config_name and self.model_config_name not in self.models:
             raise ValueError(f"model_config_name {self.model_config_name!r} is not one of {sorted(self.models)}")
+        missing = {task: name for task, name in self.default_models.items() if name not in self.models}
+        if self.models and missing:
+            raise ValueError(f"default_models {missing}: not entries of models {sorted(self.models)}")
         return self
 
 

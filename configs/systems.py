@@ -82,8 +82,9 @@ class DatasetConfig(StrictSection):
     classes: list[str] | None = Field(
         default=None,
         min_length=2,
-        description="multiclass: the classes the label may take, in the order of the probability columns; "
-        "None: the sorted classes seen in the training data",
+        description="multiclass: the classes the label may take (the raw suite and training refuse any other, and "
+        "every one needs training rows); None: the classes seen in the training data. A version records them in "
+        "its model's column order (sorted, as scikit-learn's classes_), which its probability columns follow",
     )
     timezone: str = Field(
         default="UTC",

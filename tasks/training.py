@@ -165,7 +165,13 @@ def register_candidate(
     registry = _registry(settings)
     plots = candidate.plots
     # The held-out rows the drift monitor's performance estimation calibrates on, and their precomputed profile.
-    monitoring = monitoring_reference_files(candidate.test, settings, candidate.reference)
+    # Performance estimation (CBPE) is binary-only so far: other tasks register without these files, and the
+    # monitor treats them as versions registered before the files existed.
+    monitoring = (
+        monitoring_reference_files(candidate.test, settings, candidate.reference)
+        if candidate.task.kind == "binary"
+        else {}
+    )
 
     def files(number: int) -> dict[str, bytes]:
         card_file = {} if card is None else {CARD_FILE: card_html(card, number, plots).encode()}
@@ -196,7 +202,7 @@ def register_candidate(
         uri,
         link_text=f"{version.label} metadata",
         key=f"{model_name}-registered-version",
-        description=f"{version.label}: artifact, reference sample, ROC and calibration plots",
+        description=f"{version.label}: artifact, reference sample, the test-set plots of its task",
     )
     return version
 

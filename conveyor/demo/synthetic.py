@@ -1,4 +1,4 @@
-"""Seeded synthetic customer-churn data: the default dataset, with knobs for drift and data-quality faults.
+"""Seeded synthetic customer data: the default dataset (churn), with knobs for drift and data-quality faults.
 
 Each day is generated independently from (seed, day), so any window can be regenerated exactly. Customers have
 static traits (drawn once from the seed); on a given day a random subset of them produces an event row whose
@@ -6,6 +6,14 @@ features mix those traits with daily noise. The label (`churned` within 30 days)
 of the features; `ConceptDrift` changes that function from a date, `CovariateDrift` shifts a feature's
 distribution from a date, `CorrelationDrift` breaks how a feature relates to the others (its distribution
 unchanged), `Fault` corrupts a share of rows in one of the ways real feeds break.
+
+The label follows `dataset.task` (the same customers and features in every mode):
+binary      `churned` within 30 days, 0/1 (the default dataset);
+regression  next month's spend, a float: the monthly charges, more products and support calls, less for a
+            customer likely to leave (the churn logit), plus noise;
+multiclass  the plan tier a customer moves to next month (SYNTHETIC_CLASSES), drawn from a softmax over tier
+            scores driven by charges, products, contract, engagement and support calls.
+Concept drift changes the label function in every mode.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ CONTRACTS = ("month_to_month", "one_year", "two_year")
 PAYMENTS = ("card", "bank_transfer", "invoice", "wallet")
 REGIONS = ("north", "south", "east", "west")
 FIRST_ENTITY_ID = 100_000
+SYNTHETIC_CLASSES = ("basic", "standard", "premium")  # the multiclass mode's plan tiers
 
 
 class CovariateDrift(BaseModel):
@@ -86,12 +95,17 @@ class Scenario(BaseModel):
 
 
 def check_dataset_matches(dataset: DatasetConfig) -> None:
-    """The synthetic source can only feed the features it knows; fail early and say which ones differ."""
+    """The synthetic source can only feed the features (and classes) it knows; fail early and say which differ."""
     unknown = sorted(set(dataset.feature_names) - set(SYNTHETIC_FEATURES))
     if unknown:
         raise InvalidInput(
             f"dataset {dataset.name!r}: source.kind 'synthetic' cannot generate features {unknown}; "
             f"it makes {list(SYNTHETIC_FEATURES)}. Use source.kind 'files' for your own data."
+        )
+    if dataset.task == "multiclass" and dataset.classes and set(dataset.classes) != set(SYNTHETIC_CLASSES):
+        raise InvalidInput(
+            f"dataset {dataset.name!r}: dataset.classes {dataset.classes}; the synthetic multiclass mode makes the "
+            f"classes {list(SYNTHETIC_CLASSES)}"
         )
 
 
@@ -173,9 +187,7 @@ def generate_day(
 
     concept = scenario.concept_drift
     strength = concept.strength if concept is not None and day >= concept.start else 0.0
-    m = len(frame)
-    logit = churn_logit(frame, strength) + rng.normal(0.0, 0.5, m)
-    frame["churned"] = (rng.random(m) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    frame["churned"] = synthetic_label(frame, dataset.task, strength, rng)
 
     frame = frame.rename(
         columns={
@@ -190,6 +202,44 @@ def generate_day(
         if fault.day is None or fault.day == day:
             frame = inject_fault(frame, dataset, fault, rng)
     return frame
+
+
+def synthetic_label(
+    frame: pd.DataFrame, task: str, concept_drift_strength: float, rng: np.random.Generator
+) -> np.ndarray:
+    """The label of each row for `task` (see the module docstring); concept drift blends in another function."""
+    m = len(frame)
+    logit = churn_logit(frame, concept_drift_strength) + rng.normal(0.0, 0.5, m)
+    churn_risk = 1.0 / (1.0 + np.exp(-logit))
+    if task == "regression":
+        spend = (
+            frame["monthly_charges"].to_numpy(dtype=float) * (1.0 + 0.12 * (frame["num_products"].to_numpy() - 1))
+            + 3.0 * frame["support_calls_30d"].to_numpy()
+        ) * (1.0 - 0.6 * churn_risk) + rng.normal(0.0, 6.0, m)
+        return np.round(np.clip(spend, 0.0, None), 2)
+    if task == "multiclass":
+        return _plan_tier(frame, concept_drift_strength, rng)
+    return (rng.random(m) < churn_risk).astype(np.int64)
+
+
+def _plan_tier(frame: pd.DataFrame, concept_drift_strength: float, rng: np.random.Generator) -> np.ndarray:
+    f = frame
+    charges = f["monthly_charges"].to_numpy(dtype=float) - 70.0
+    products = f["num_products"].to_numpy(dtype=float) - 1.0
+    standard = 0.4 + 0.03 * charges + 0.5 * products + 0.02 * (f["avg_session_minutes"].to_numpy() - 35.0)
+    premium = (
+        -0.8
+        + 0.06 * charges
+        + 0.9 * products
+        + 1.2 * (f["contract_type"] == "two_year").to_numpy()
+        - 0.25 * f["support_calls_30d"].to_numpy()
+    )
+    if concept_drift_strength > 0:  # tiers follow the region and the payment method instead
+        south, wallet = (f["region"] == "south").to_numpy(), (f["payment_method"] == "wallet").to_numpy()
+        premium = (1 - concept_drift_strength) * premium + concept_drift_strength * (1.5 * south - 0.5)
+        standard = (1 - concept_drift_strength) * standard + concept_drift_strength * (1.5 * wallet - 0.2)
+    scores = np.column_stack([np.zeros(len(f)), standard, premium]) + rng.gumbel(0.0, 0.6, (len(f), 3))
+    return np.asarray(SYNTHETIC_CLASSES, dtype=object)[scores.argmax(axis=1)]
 
 
 def _event_rows(

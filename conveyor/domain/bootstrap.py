@@ -1,10 +1,13 @@
-"""Paired bootstrap confidence intervals of classification metrics, vectorized over resamples.
+"""Paired bootstrap confidence intervals of the tasks' metrics, vectorized over resamples.
 
 A resample is a vector of row counts (how often each test row was drawn), so every metric is a *weighted* metric
 evaluated on a (resamples x rows) weight matrix at once. The scores never change between resamples, so ROC AUC and
 average precision sort each model's scores once and only re-sum the weights per resample. Challenger and champion
 get the very same weights: the interval of their difference is paired, which is what makes it narrow enough to
 decide on (their errors on the same rows are strongly correlated).
+
+What a model's "scores" are depends on the task: binary, P(positive) (n,) against 0/1 labels; multiclass, the
+probability matrix (n, classes) against class indices 0..k-1; regression, the prediction (n,) against the target.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-# (labels 0/1, scores, weights of shape (b, n)) -> metric per weight row, shape (b,)
+# (labels, scores, weights of shape (b, n)) -> metric per weight row, shape (b,)
 WeightedMetric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 _EPS = 1e-7  # the clipping classification_metrics applies before log loss
 
@@ -82,8 +85,59 @@ def _brier(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray
 
 
 def _log_loss(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Binary on P(positive); multiclass (scores of shape (n, k)) on the probability of each row's own class,
+    the rows renormalised after clipping (as sklearn's log_loss)."""
+    if scores.ndim == 2:
+        p = np.clip(scores, _EPS, 1 - _EPS)
+        p = p / p.sum(axis=1, keepdims=True)
+        return _weighted_mean(-np.log(p[np.arange(len(y)), y.astype(int)]), weights)
     p = np.clip(scores, _EPS, 1 - _EPS)
     return _weighted_mean(-(y * np.log(p) + (1 - y) * np.log(1 - p)), weights)
+
+
+# ---- multiclass: per-class counts of each resample, from one (b, n) x (n, k) product each -------------------
+def _class_counts(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Weighted (true positives, predicted, actual) per class, each of shape (b, k); predicted = argmax."""
+    k = scores.shape[1]
+    truth = np.eye(k)[y.astype(int)]
+    picked = np.eye(k)[scores.argmax(axis=1)]
+    return weights @ (truth * picked), weights @ picked, weights @ truth
+
+
+def _macro_f1(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """F1 per class averaged over every class (a class neither true nor predicted in a resample scores 0, as
+    sklearn's f1_score with labels=classes and zero_division=0)."""
+    hits, predicted, actual = _class_counts(y, scores, weights)
+    both = predicted + actual
+    f1 = np.divide(2 * hits, both, out=np.zeros_like(hits), where=both > 0)
+    return np.asarray(f1.mean(axis=1))
+
+
+def _balanced_accuracy(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Recall averaged over the classes present in the resample (sklearn's balanced_accuracy_score)."""
+    hits, _, actual = _class_counts(y, scores, weights)
+    present = actual > 0
+    recall = np.divide(hits, actual, out=np.zeros_like(hits), where=present)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(recall.sum(axis=1) / present.sum(axis=1))
+
+
+# ---- regression: weighted sums of the errors ----------------------------------------------------------------
+def _rmse(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return np.sqrt(_weighted_mean((scores - y) ** 2, weights))
+
+
+def _mae(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return _weighted_mean(np.abs(scores - y), weights)
+
+
+def _r2(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """1 - SSE / SST with the resample's own target mean: sum w (y - mean_w)^2 = sum w y^2 - (sum w y)^2 / sum w."""
+    total = weights.sum(axis=1)
+    sse = weights @ ((scores - y) ** 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sst = weights @ (y**2) - (weights @ y) ** 2 / total
+        return np.asarray(np.where(sst > 1e-12 * np.maximum(total, 1), 1 - sse / sst, np.nan))
 
 
 METRICS: dict[str, Metric] = {
@@ -91,6 +145,11 @@ METRICS: dict[str, Metric] = {
     "pr_auc": Metric("pr_auc", True, _average_precision),
     "brier": Metric("brier", False, _brier),
     "log_loss": Metric("log_loss", False, _log_loss),
+    "macro_f1": Metric("macro_f1", True, _macro_f1),
+    "balanced_accuracy": Metric("balanced_accuracy", True, _balanced_accuracy),
+    "rmse": Metric("rmse", False, _rmse),
+    "mae": Metric("mae", False, _mae),
+    "r2": Metric("r2", True, _r2),
 }
 
 
@@ -175,7 +234,7 @@ def bootstrap(
     labels = np.asarray(y).astype(float)
     arrays = {model: np.asarray(s, dtype=float) for model, s in scores.items()}
     for model, s in arrays.items():
-        if s.shape != labels.shape:
+        if s.shape[0] != labels.shape[0]:
             raise ValueError(f"scores of {model!r}: {s.shape[0]} rows, labels: {labels.shape[0]} rows")
     metrics = [metric(name) for name in metric_names]
     ones = np.ones((1, len(labels)))

@@ -33,7 +33,9 @@ _TYPE_LISTS: dict[str, list[str]] = {
 }
 # A string key gets no type rule, as categories: ingest and scoring bring it to text (source_types.conform).
 _ENTITY_TYPES = {"int64": ["int64", "Int64", "int32"]}
-_LABEL_TYPES = ["int64", "Int64", "int32", "bool"]
+# A binary 0/1 label may arrive as floats 1.0/0.0 (a parquet column with nulls upstream, a CSV read as float).
+_LABEL_TYPES = ["int64", "Int64", "int32", "bool", "float64", "Float64"]
+_FLOAT_MAX = 1.7976931348623157e308  # regression labels: between -max and +max is "a finite number"
 
 
 # ---- suites ------------------------------------------------------------------------------------------------
@@ -62,6 +64,32 @@ def _feature_expectations(spec: FeatureSpec, config: ValidationConfig) -> list[d
     return found
 
 
+def label_expectations(dataset: DatasetConfig) -> list[dict[str, Any]]:
+    """The raw suite's rules on the label, per `dataset.task`: never null, and binary 0/1 (ints, floats 1.0/0.0
+    or bool; with named classes, no set rule: the other class is not declared, training checks there are two),
+    multiclass one of `dataset.classes` when declared (as text, or as the integers they spell), regression a
+    finite number."""
+    label = dataset.label_column
+    found = [_expectation("expect_column_values_to_not_be_null", column=label)]
+    if dataset.task == "binary" and dataset.positive_class is None:
+        found.insert(0, _expectation("expect_column_values_to_be_in_type_list", column=label, type_list=_LABEL_TYPES))
+        found.append(_expectation("expect_column_values_to_be_in_set", column=label, value_set=[0, 1]))
+    elif dataset.task == "multiclass" and dataset.classes:
+        spelled = [int(c) for c in dataset.classes if c.lstrip("-").isdigit()]
+        values: list[Any] = [*dataset.classes, *spelled]
+        found.append(_expectation("expect_column_values_to_be_in_set", column=label, value_set=values))
+    elif dataset.task == "regression":
+        found.insert(
+            0, _expectation("expect_column_values_to_be_in_type_list", column=label, type_list=_TYPE_LISTS["float64"])
+        )
+        found.append(
+            _expectation(
+                "expect_column_values_to_be_between", column=label, min_value=-_FLOAT_MAX, max_value=_FLOAT_MAX
+            )
+        )
+    return found
+
+
 def default_suite(dataset: DatasetConfig, config: ValidationConfig, name: SuiteName) -> dict[str, Any]:
     """The default suite for `dataset` as GX 1.x suite JSON: training rows ('raw') or scoring inputs."""
     ent, ts, label = dataset.entity_column, dataset.timestamp_column, dataset.label_column
@@ -84,11 +112,7 @@ def default_suite(dataset: DatasetConfig, config: ValidationConfig, name: SuiteN
     for spec in dataset.features:
         expectations += _feature_expectations(spec, config)
     if name == "raw":
-        expectations += [
-            _expectation("expect_column_values_to_be_in_type_list", column=label, type_list=_LABEL_TYPES),
-            _expectation("expect_column_values_to_not_be_null", column=label),
-            _expectation("expect_column_values_to_be_in_set", column=label, value_set=[0, 1]),
-        ]
+        expectations += label_expectations(dataset)
     expectations += [
         _expectation("expect_compound_columns_to_be_unique", column_list=[ent, ts]),
         _expectation(

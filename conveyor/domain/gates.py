@@ -5,6 +5,11 @@ that the training flow branches on and the registry stores with the version. The
 champion on the challenger's own test set, so both are judged on the same rows, and decides on the paired
 bootstrap interval of the difference (conveyor/domain/bootstrap.py), never on two point estimates: a difference
 inside the test set's noise is "not different", and the configured rule (`gates.promote_when`) decides.
+
+Every gate takes the task's view (conveyor/domain/task_gates.py): the metrics and absolute bounds of binary,
+multiclass or regression, the primary metric with its direction (a gain is signed so that positive = better, also
+for a loss such as RMSE), and the model's outputs for the behavioural checks (scores, probability rows or
+predictions).
 """
 
 from __future__ import annotations
@@ -19,13 +24,19 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 
 from configs.settings import DirectionalCheck, GatesConfig
 from conveyor.domain.bootstrap import BootstrapResult, Interval, bootstrap
+from conveyor.domain.task_gates import GATED_METRICS as TASK_GATED_METRICS
+from conveyor.domain.task_gates import absolute_bounds
+from conveyor.domain.task_types import ModelTask
 
 BETTER, NOT_DIFFERENT, WORSE = "better", "not different", "worse"
 CHALLENGER, CHAMPION = "challenger", "champion"
 
 Scorer = Callable[[pd.DataFrame], np.ndarray]
-# The metrics the absolute floors and the champion comparison read; the primary metric is one of them.
-GATED_METRICS = ("roc_auc", "pr_auc", "brier")
+# Per row, how far two outputs of one row are apart (conveyor/domain/task_gates.py: output_shift).
+Shift = Callable[[np.ndarray, np.ndarray], np.ndarray]
+BINARY = ModelTask("binary", ("0", "1"))
+# The binary metrics the absolute floors and the champion comparison read (per task: task_gates.GATED_METRICS).
+GATED_METRICS = TASK_GATED_METRICS["binary"]
 
 
 @dataclass(frozen=True)
@@ -143,26 +154,23 @@ def evaluation_bootstrap(
     return bootstrap(np.asarray(y), scores, metric_names, gates.bootstrap_resamples, gates.confidence, seed)
 
 
-def absolute_gate(test: Mapping[str, Interval], gates: GatesConfig) -> GateResult:
-    """Minimum quality whatever the champion: ROC AUC and PR AUC floors on the interval's lower bound, a Brier
-    ceiling (calibration) on its upper bound, so a model passes only if it clears them with confidence."""
+def absolute_gate(test: Mapping[str, Interval], gates: GatesConfig, task: ModelTask = BINARY) -> GateResult:
+    """Minimum quality whatever the champion, on the interval's unfavourable bound (lower for a score, upper for
+    a loss), so a model passes only if it clears the bound with confidence. Binary: ROC AUC and PR AUC floors, a
+    Brier ceiling; multiclass: balanced accuracy above chance; regression: R2 above gates.min_r2; plus
+    gates.floors (conveyor/domain/task_gates.py)."""
     reasons = []
-    checks = [
-        ("roc_auc", gates.min_roc_auc, ">="),
-        ("pr_auc", gates.min_pr_auc, ">="),
-        ("brier", gates.max_brier, "<="),
-    ]
-    for name, bound, op in checks:
+    checks = absolute_bounds(task, gates)
+    for name, bound, op, key in checks:
         ci = test[name]
         side, value = ("lower", ci.low) if op == ">=" else ("upper", ci.high)
         ok = value >= bound if op == ">=" else value <= bound
         if not ok:  # NaN fails both comparisons: an undefined metric never passes
-            reasons.append(
-                f"test {name} {ci.text()}: the {side} bound {value:.4f} is not {op} {bound} "
-                f"(gates.{'min' if op == '>=' else 'max'}_{name})"
-            )
-    metrics = {name: test[name].estimate for name, _, _ in checks}
-    intervals = {name: test[name].to_json() for name, _, _ in checks}
+            reasons.append(f"test {name} {ci.text()}: the {side} bound {value:.4f} is not {op} {bound:g} ({key})")
+    metrics = {name: test[name].estimate for name, *_ in checks}
+    # Every interval computed, bounded or not: the card and the metrics table show them (multiclass / regression
+    # bootstrap all of their task's metrics, binary its three bounded ones).
+    intervals = {name: ci.to_json() for name, ci in test.items()}
     return GateResult("absolute_minimums", not reasons, metrics, reasons, intervals)
 
 
@@ -183,7 +191,7 @@ def champion_gate(boot: BootstrapResult | None, primary: str, gates: GatesConfig
     if boot is None or CHAMPION not in boot.estimates:
         return GateResult("challenger_vs_champion", True, {}, [])
     reasons, metrics, intervals = [], {}, {}
-    names = [primary, *[m for m in GATED_METRICS if m != primary and m in boot.estimates[CHALLENGER]]]
+    names = [primary, *[m for m in boot.estimates[CHALLENGER] if m != primary]]
     for name in names:
         gain = boot.gain(CHALLENGER, CHAMPION, name)
         found = verdict(gain, gates.min_improvement_to_replace, gates.max_regression_vs_champion)
@@ -216,7 +224,7 @@ class SliceBootstrap:
     column: str
     value: str
     rows: int
-    result: BootstrapResult | None  # None: skipped (fewer than min_slice_rows rows, or a single class)
+    result: BootstrapResult | None  # None: skipped (fewer than min_slice_rows rows, or a classifier's single class)
 
     @property
     def name(self) -> str:
@@ -230,17 +238,19 @@ def slice_bootstraps(
     metric_name: str,
     gates: GatesConfig,
     seed: int,
+    classification: bool = True,
 ) -> list[SliceBootstrap]:
     """Per segment value (e.g. contract_type=two_year): `metric_name` of each model on that slice's rows, each
-    slice resampled on its own (seeded by its position, so the same slices get the same resamples)."""
-    labels = np.asarray(y).astype(int)
+    slice resampled on its own (seeded by its position, so the same slices get the same resamples). Labels and
+    scores as the bootstrap takes them (task_gates.bootstrap_inputs); a classification slice needs two classes."""
+    labels = np.asarray(y).astype(int) if classification else np.asarray(y, dtype=float)
     out = []
     for column in segments.columns:
         values = segments[column].astype(str).to_numpy()
         for value in sorted(set(values)):
             mask = values == value
             rows = int(mask.sum())
-            if rows < gates.min_slice_rows or len(np.unique(labels[mask])) < 2:
+            if rows < gates.min_slice_rows or (classification and len(np.unique(labels[mask])) < 2):
                 out.append(SliceBootstrap(column, value, rows, None))
                 continue
             sliced = {model: np.asarray(s)[mask] for model, s in scores.items()}
@@ -259,6 +269,7 @@ def slice_gate(
     gates: GatesConfig,
     metric_name: str = "roc_auc",
     seed: int = 0,
+    classification: bool = True,
 ) -> GateResult:
     """Per segment value: refused when the slice's paired gain interval lies entirely below
     -max_slice_regression (the challenger is shown worse there). Slices under `min_slice_rows` rows or with one
@@ -267,7 +278,7 @@ def slice_gate(
         return GateResult("slice_no_regression", True, {}, [])
     reasons, metrics, intervals, skipped = [], {}, {}, 0
     scores = {CHALLENGER: challenger, CHAMPION: champion}
-    for part in slice_bootstraps(y_true, scores, segments, metric_name, gates, seed):
+    for part in slice_bootstraps(y_true, scores, segments, metric_name, gates, seed, classification):
         if part.result is None:
             skipped += 1
             continue
@@ -286,16 +297,26 @@ def slice_gate(
     return GateResult("slice_no_regression", not reasons, metrics, reasons, intervals)
 
 
+def _abs_change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
+
+
 def invariance_gate(
-    score: Scorer, frame: pd.DataFrame, features: list[str], gates: GatesConfig, seed: int = 0
+    score: Scorer,
+    frame: pd.DataFrame,
+    features: list[str],
+    gates: GatesConfig,
+    seed: int = 0,
+    shift_of: Shift = _abs_change,
 ) -> GateResult:
-    """Behavioural: (1) a column the model was not trained on must not change any score (the pipeline selects
-    its own columns); (2) permuting each of `gates.invariant_features` moves scores by at most
-    `max_invariance_shift` on average."""
+    """Behavioural: (1) a column the model was not trained on must not change any output (the pipeline selects
+    its own columns); (2) permuting each of `gates.invariant_features` moves outputs by at most
+    `max_invariance_shift` on average. `score` returns the model's outputs (scores, probability rows or
+    predictions) and `shift_of` their per-row distance (task_gates.output_shift)."""
     base = score(frame)
     reasons, metrics = [], {}
     extra = frame.assign(__irrelevant_column__=np.random.default_rng(seed).random(len(frame)))
-    shift = float(np.max(np.abs(score(extra) - base))) if len(frame) else 0.0
+    shift = float(np.max(shift_of(score(extra), base))) if len(frame) else 0.0
     metrics["extra_column_max_shift"] = shift
     if shift > 1e-12:
         reasons.append(
@@ -307,7 +328,7 @@ def invariance_gate(
         if name not in features:
             continue
         permuted = frame.assign(**{name: rng.permutation(frame[name].to_numpy())})
-        mean_shift = float(np.mean(np.abs(score(permuted) - base)))
+        mean_shift = float(np.mean(shift_of(score(permuted), base)))
         metrics[f"{name}_mean_abs_shift"] = mean_shift
         if mean_shift > gates.max_invariance_shift:
             reasons.append(
@@ -318,22 +339,39 @@ def invariance_gate(
 
 
 def directional_gate(
-    score: Scorer, frame: pd.DataFrame, checks: list[DirectionalCheck], features: list[str]
+    score: Scorer,
+    frame: pd.DataFrame,
+    checks: list[DirectionalCheck],
+    features: list[str],
+    classes: tuple[str, ...] = (),
+    output: str = "score",
 ) -> GateResult:
-    """Behavioural: adding `delta` to a feature moves the mean score the expected way (e.g. more support calls
-    never lower the average churn score)."""
-    base = float(np.mean(score(frame))) if len(frame) else 0.0
+    """Behavioural: adding `delta` to a feature moves the mean output the expected way (e.g. more support calls
+    never lower the average churn score). `score` returns scores or predictions (one value a row), or, for a
+    multiclass model, probability rows in `classes` order: a check then reads its `target_class` column."""
+    if not len(frame) or not checks:
+        return GateResult("behaviour_directional", True, {}, [])
+    base_output = np.asarray(score(frame))
     reasons, metrics = [], {}
     for check in checks:
         if check.feature not in features:
             continue
-        moved = frame.assign(**{check.feature: frame[check.feature] + check.delta})
-        change = float(np.mean(score(moved))) - base
-        metrics[f"{check.feature}+{check.delta:g}_mean_change"] = change
+        column, what = None, f"mean {output}"
+        if base_output.ndim == 2:
+            if check.target_class not in classes:
+                reasons.append(f"{check.feature}: target_class {check.target_class!r} is not a class {list(classes)}")
+                continue
+            column, what = classes.index(str(check.target_class)), f"mean P({check.target_class})"
+        base = base_output if column is None else base_output[:, column]
+        moved_output = np.asarray(score(frame.assign(**{check.feature: frame[check.feature] + check.delta})))
+        moved = moved_output if column is None else moved_output[:, column]
+        change = float(np.mean(moved) - np.mean(base))
+        label = check.feature if column is None else f"{check.feature}->{check.target_class}"
+        metrics[f"{label}+{check.delta:g}_mean_change"] = change
         signed = change if check.direction == "increase" else -change
         if signed < -check.tolerance:
             reasons.append(
-                f"{check.feature} + {check.delta:g} changed the mean score by {change:+.4f}; expected "
+                f"{check.feature} + {check.delta:g} changed the {what} by {change:+.4f}; expected "
                 f"an {check.direction} (tolerance {check.tolerance})"
             )
     return GateResult("behaviour_directional", not reasons, metrics, reasons)

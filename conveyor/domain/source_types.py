@@ -25,10 +25,15 @@ def declared_columns(dataset: DatasetConfig) -> list[str]:
     return [dataset.entity_column, dataset.timestamp_column, *dataset.feature_names, dataset.label_column]
 
 
+def _numeric_label(dataset: DatasetConfig) -> bool:
+    """The label holds numbers for a 0/1 binary target and for regression; class names otherwise (text)."""
+    return dataset.task == "regression" or (dataset.task == "binary" and dataset.positive_class is None)
+
+
 def numeric_columns(dataset: DatasetConfig) -> list[str]:
-    """Declared columns that hold numbers: an integer entity key, numeric features and the label."""
+    """Declared columns that hold numbers: an integer entity key, numeric features and a numeric label."""
     key = [dataset.entity_column] if dataset.entity_dtype == "int64" else []
-    return [*key, *dataset.numeric_features, dataset.label_column]
+    return [*key, *dataset.numeric_features, *([dataset.label_column] if _numeric_label(dataset) else [])]
 
 
 def parse_timestamps(values: pd.Series, timezone: str = "UTC") -> pd.Series:
@@ -109,7 +114,16 @@ def _bools(values: pd.Series) -> pd.Series:
 
 def _integer_columns(dataset: DatasetConfig) -> list[str]:
     key = [dataset.entity_column] if dataset.entity_dtype == "int64" else []
-    return [*key, dataset.label_column, *(f.name for f in dataset.features if f.dtype == "int64")]
+    label = [dataset.label_column] if dataset.task == "binary" and dataset.positive_class is None else []
+    return [*key, *label, *(f.name for f in dataset.features if f.dtype == "int64")]
+
+
+def _label_text(values: pd.Series) -> pd.Series:
+    """Class names as text; integral floats lose their '.0' (a parquet float column of classes 1, 2, 3)."""
+    if pd.api.types.is_float_dtype(values) and np.array_equal(values.dropna(), np.round(values.dropna())):
+        present = values.dropna()
+        return present.astype("int64").astype(str).astype(object).reindex(values.index)
+    return _text(values)
 
 
 def _text_key(dataset: DatasetConfig) -> set[str]:
@@ -129,6 +143,8 @@ def conform(frame: pd.DataFrame, dataset: DatasetConfig) -> pd.DataFrame:
             values = parse_timestamps(values, dataset.timezone)
         elif name in numeric:
             values = _numbers(values, name in integer)
+        elif name == dataset.label_column and not _numeric_label(dataset):
+            values = _label_text(values)
         elif name in text:
             values = _text(values)
         elif name in bools:

@@ -244,7 +244,9 @@ class ModelTask:
         truth_text = np.asarray(y).astype(str)
         predicted = outputs[PREDICTED_CLASS].astype(str).to_numpy()
         out.update(
-            macro_f1=float(skm.f1_score(truth_text, predicted, average="macro", labels=list(self.classes))),
+            macro_f1=float(
+                skm.f1_score(truth_text, predicted, average="macro", labels=list(self.classes), zero_division=0)
+            ),
             balanced_accuracy=float(skm.balanced_accuracy_score(truth_text, predicted)) if len(truth_text) else nan,
             log_loss=float(
                 skm.log_loss(truth_text, proba / proba.sum(axis=1, keepdims=True), labels=list(self.classes))

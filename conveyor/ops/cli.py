@@ -82,11 +82,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if trained.promoted
         else f"not promoted (champion stays v{trained.champion_after}): {'; '.join(trained.reasons)}"
     )
-    auc = trained.test_metrics.get("roc_auc")
+    # The task's primary metric: ROC AUC (binary), macro F1 (multiclass) or RMSE (regression).
+    primary = next((m for m in ("roc_auc", "macro_f1", "rmse") if m in trained.test_metrics), None)
     _out(
-        f"model:       {trained.model_name} v{trained.version} {decision}; test ROC AUC "
-        f"{auc:.3f}; {trained.version_uri}"
-        if auc is not None
+        f"model:       {trained.model_name} v{trained.version} {decision}; test "
+        f"{'ROC AUC' if primary == 'roc_auc' else primary} {trained.test_metrics[primary]:.3f}; {trained.version_uri}"
+        if primary is not None
         else f"model: {decision}"
     )
     skew = result.features

@@ -54,9 +54,10 @@ def _list(registry: ModelRegistry, settings: Settings, name: str, args: argparse
             if v.version in pruned
             else "refused"
         )
+        first, second = v.model_task.metric_names[:2]  # binary: roc_auc, pr_auc; regression: rmse, mae; ...
         _out(
-            f"v{v.version:<4d} {status:9s} {v.created_at[:19]}  roc_auc {test.get('roc_auc', nan):.4f}"
-            f"  pr_auc {test.get('pr_auc', nan):.4f}  {v.model_config_name or '-':9s} "
+            f"v{v.version:<4d} {status:9s} {v.created_at[:19]}  {first} {test.get(first, nan):.4f}"
+            f"  {second} {test.get(second, nan):.4f}  {v.model_config_name or '-':9s} "
             f"window {v.training_window.get('start', '?')}..{v.training_window.get('end', '?')}"
         )
 

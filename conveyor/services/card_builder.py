@@ -8,12 +8,13 @@ from typing import Any
 from configs.settings import Settings
 from conveyor.adapters.registry_records import ModelMetadata, library_versions
 from conveyor.domain import gates as G
+from conveyor.domain.task_gates import bootstrap_inputs
+from conveyor.domain.task_types import ModelTask
+from conveyor.services.evaluation_plots import PLOT_FILES
 from conveyor.services.model_card import ModelCard
 from conveyor.services.model_comparison import side_by_side
 from conveyor.services.model_evaluation import calibration_table, fairness_table, importance_table
-from conveyor.services.training import Candidate, _features, native_threads
-
-_CARD_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "positive_rate")
+from conveyor.services.training import Candidate, _features, native_threads, primary_metric, table_metrics
 
 
 def _result(decision: G.GateDecision, name: str) -> G.GateResult | None:
@@ -22,23 +23,21 @@ def _result(decision: G.GateDecision, name: str) -> G.GateResult | None:
 
 def _slices(candidate: Candidate, decision: G.GateDecision, settings: Settings) -> list[dict[str, Any]]:
     """The primary metric per slice: this version's interval, and with a champion the paired gain interval."""
-    ds, gates, primary = settings.dataset, settings.gates, settings.training.primary_metric
-    test = candidate.test
+    ds, gates, task = settings.dataset, settings.gates, candidate.task
+    primary, test = primary_metric(settings, task), candidate.test
     segments = test[[s for s in settings.training.segments if s in test.columns]]
+    y, scores = bootstrap_inputs(task, test[ds.label_column], test)
     parts = G.slice_bootstraps(
-        test[ds.label_column],
-        {G.CHALLENGER: test["score"].to_numpy()},
-        segments,
-        primary,
-        gates,
-        settings.training.seed,
+        y, {G.CHALLENGER: scores}, segments, primary, gates, settings.training.seed, task.is_classification
     )
     compared = _result(decision, "slice_no_regression")
     out = []
     for part in parts:
         row: dict[str, Any] = {"slice": part.name, "rows": part.rows, "metric": primary}
         if part.result is None:
-            row["verdict"] = f"skipped (< {gates.min_slice_rows} rows or one class)"
+            row["verdict"] = (
+                f"skipped (< {gates.min_slice_rows} rows{' or one class' if task.is_classification else ''})"
+            )
         else:
             row["challenger"] = part.result.interval(G.CHALLENGER, primary).to_json()
         gain = None if compared is None else compared.intervals.get(part.name)
@@ -80,6 +79,42 @@ def _limitations(
     return found
 
 
+def _metrics(candidate: Candidate, decision: G.GateDecision) -> list[dict[str, Any]]:
+    """The task's metrics on every split, with the test interval where the gates computed one."""
+    intervals = decision.intervals_of("absolute_minimums")
+    return [
+        {
+            "metric": name,
+            **{part: candidate.metrics[part].get(name) for part in ("train", "validation", "test")},
+            "test_interval": intervals.get(name),
+        }
+        for name in table_metrics(candidate.task)
+    ]
+
+
+def _comparison(
+    decision: G.GateDecision,
+    metadata: ModelMetadata,
+    champion: ModelMetadata | None,
+    settings: Settings,
+    code: str | None,
+) -> dict[str, Any] | None:
+    if champion is None or decision.champion_version is None:
+        return None
+    compared = _result(decision, "challenger_vs_champion")
+    return {
+        "champion_version": decision.champion_version,
+        "verdict": decision.verdict,
+        "rule": settings.gates.promote_when,
+        "gains": {} if compared is None else compared.intervals,
+        # this version is not registered yet: its code version is the one training runs now
+        "side_by_side": [
+            [what, code or "-", right] if what == "code version" else [what, left, right]
+            for what, left, right in side_by_side(metadata, champion)
+        ],
+    }
+
+
 def build_card(
     candidate: Candidate,
     decision: G.GateDecision,
@@ -90,35 +125,14 @@ def build_card(
     flow_run_id: str | None,
     code: str | None,
 ) -> ModelCard:
-    ds, cfg, seed = settings.dataset, settings.card, settings.training.seed
+    ds, cfg, seed, task = settings.dataset, settings.card, settings.training.seed, candidate.task
     test = candidate.test
-    y, scores = test[ds.label_column].to_numpy(), test["score"].to_numpy()
+    y, scores = bootstrap_inputs(task, test[ds.label_column], test)
     with native_threads(settings):
-        importance = importance_table(candidate.model, _features(test, ds), y, cfg, seed)
-    fairness = fairness_table(y, scores, test, cfg, settings.scoring.threshold)
-    intervals = decision.intervals_of("absolute_minimums")
-    metrics = [
-        {
-            "metric": name,
-            **{part: candidate.metrics[part].get(name) for part in ("train", "validation", "test")},
-            "test_interval": intervals.get(name),
-        }
-        for name in _CARD_METRICS
-    ]
-    comparison = None
-    compared = _result(decision, "challenger_vs_champion")
-    if champion is not None and decision.champion_version is not None:
-        comparison = {
-            "champion_version": decision.champion_version,
-            "verdict": decision.verdict,
-            "rule": settings.gates.promote_when,
-            "gains": {} if compared is None else compared.intervals,
-            # this version is not registered yet: its code version is the one training runs now
-            "side_by_side": [
-                [what, code or "-", right] if what == "code version" else [what, left, right]
-                for what, left, right in side_by_side(metadata, champion)
-            ],
-        }
+        importance = importance_table(candidate.model, _features(test, ds), test[ds.label_column], cfg, seed, task)
+    fairness = fairness_table(y, scores, test, cfg, settings.scoring.threshold, task)
+    metrics = _metrics(candidate, decision)
+    comparison = _comparison(decision, metadata, champion, settings, code)
     slices = _slices(candidate, decision, settings)
     any_interval = next((i for r in decision.results for i in r.intervals.values()), {})
     return ModelCard(
@@ -154,7 +168,7 @@ def build_card(
         },
         comparison=comparison,
         slices=slices,
-        calibration=calibration_table(y, scores, cfg.calibration_bins),
+        calibration=_calibration(task, y, scores, cfg.calibration_bins),
         importance=importance,
         fairness=fairness,
         behaviour=[
@@ -170,5 +184,17 @@ def build_card(
             "data_version": metadata.data_version,
             "libraries": library_versions(),
         },
-        plots=[name for name in ("roc.png", "calibration.png") if name in candidate.plots],
+        plots=[name for name in PLOT_FILES[task.kind] if name in candidate.plots],
+        task={**task.to_json(), "label": ds.label_column, "primary_metric": primary_metric(settings, task)},
     )
+
+
+def _calibration(task: ModelTask, y: Any, scores: Any, bins: int) -> dict[str, Any]:
+    """Classification only: binary, P(positive) against the positive rate; multiclass, the predicted class's
+    probability against how often it is right (confidence calibration). Regression: empty (no section)."""
+    if task.kind == "binary":
+        return calibration_table(y, scores, bins)
+    if task.kind == "multiclass":
+        right = (scores.argmax(axis=1) == y).astype(int)
+        return {**calibration_table(right, scores.max(axis=1), bins), "of": "the predicted class's probability"}
+    return {}

@@ -49,16 +49,18 @@ def sample_rows(path: str, store: ObjectStore | None, max_rows: int, columns: li
     return Sample(frame, [s.name for s in sources], problems)
 
 
-def _binary_label(roles: profiling.Roles, label: profiling.ColumnProfile) -> None:
-    if roles.task != "binary":
-        raise profiling.ProfileError(
-            f"label {label.name!r} looks like a {roles.task} target ({label.distinct:,} distinct values): "
-            "Conveyor trains binary classifiers only so far; pass --label to name a 0/1 column"
-        )
-    if {v.lower() for v in label.values} not in _BINARY_LABELS:
-        raise profiling.ProfileError(
-            f"label {label.name!r} has the values {label.values}: store it as 0/1 (1 = the positive class)"
-        )
+def _label_task(roles: profiling.Roles, label: profiling.ColumnProfile) -> dict[str, Any]:
+    """The dataset.yaml keys the label's values imply: nothing for a 0/1 binary label (the default task),
+    `task: multiclass` (classes learned from the training rows) or `task: regression`. Two named classes are
+    refused: which one is positive is the user's call (0/1, or `positive_class` in dataset.yaml)."""
+    if roles.task == "binary":
+        if {v.lower() for v in label.values} not in _BINARY_LABELS:
+            raise profiling.ProfileError(
+                f"label {label.name!r} has the values {label.values}: store it as 0/1 (1 = the positive class), or "
+                "set positive_class (the class that is 1) in the drafted dataset.yaml"
+            )
+        return {}
+    return {"task": roles.task}
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,10 @@ def draft_from_files(
         raise profiling.ProfileError("unreadable source file(s):\n" + "\n".join(f"  {p}" for p in sample.problems))
     profiles = profiling.profile(sample.frame)
     found = profiling.guess_roles(profiles, **(roles or {}))
-    _binary_label(found, next(p for p in profiles if p.name == found.label))
+    task = _label_task(found, next(p for p in profiles if p.name == found.label))
     dataset, skipped = profiling.draft_dataset(profiles, found, name, path, margin)
+    position = list(dataset).index("label_column") + 1  # `task:` right after the label it describes
+    dataset = dict([*list(dataset.items())[:position], *task.items(), *list(dataset.items())[position:]])
     return DraftedDataset(dataset, skipped, found, len(sample.frame), len(sample.files))
 
 

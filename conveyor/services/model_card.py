@@ -33,6 +33,12 @@ class ModelCard:
     limitations: list[str]
     lineage: dict[str, Any]  # code version, flow run, training data URI and version
     plots: list[str] = field(default_factory=list)  # file names of the version's plots shown in the HTML
+    # ModelTask.to_json() + the label column and the primary metric; empty on cards made before tasks: binary
+    task: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task_kind(self) -> str:
+        return str(self.task.get("kind", "binary"))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,11 +131,25 @@ def _features(card: ModelCard, version: int | None) -> Section:
     )
 
 
+def _task_line(card: ModelCard) -> str:
+    task = card.task
+    kind = card.task_kind
+    label = f" of `{task['label']}`" if task.get("label") else ""
+    classes = f", classes {', '.join(task.get('classes', []))}" if kind == "multiclass" else ""
+    positive = f", positive class {task['positive_class']!r}" if task.get("positive_class") else ""
+    primary = task.get("primary_metric", "roc_auc")
+    return f"Task: {kind}{label}{classes}{positive}; the gates decide on {primary}."
+
+
 def _training(card: ModelCard, version: int | None) -> Section:
     t = card.training
     params = [[k, str(v)] for k, v in sorted(t.get("params", {}).items())]
     summary = f"Model config {t.get('model_config_name')!r}: {t.get('estimator')}, seed {t.get('seed')}"
-    return Section("Training configuration", [summary], [("hyper-parameters", [["parameter", "value"], *params])])
+    return Section(
+        "Training configuration",
+        [_task_line(card), summary],
+        [("hyper-parameters", [["parameter", "value"], *params])],
+    )
 
 
 def _metrics(card: ModelCard, version: int | None) -> Section:
@@ -181,31 +201,42 @@ def _slices(card: ModelCard, version: int | None) -> Section:
     return Section("Slices", [note], [("", [["slice", "rows", "this version", "champion", "gain", "verdict"], *rows])])
 
 
-def _calibration(card: ModelCard, version: int | None) -> Section:
+def _calibration(card: ModelCard, version: int | None) -> Section | None:
     cal = card.calibration
+    if card.task_kind == "regression":
+        return None  # probabilities only: a regression card has no calibration section
     rows = [
         [str(b["bin"]), _num(b["rows"]), _num(b["mean_predicted"]), _num(b["observed_rate"])]
         for b in cal.get("bins", [])
     ]
-    note = (
-        f"Expected calibration error {_num(cal.get('expected_calibration_error'))} "
-        f"({cal.get('strategy')} bins of the test scores)."
-    )
+    of = cal.get("of", "the test scores")
+    error = _num(cal.get("expected_calibration_error"))
+    note = f"Expected calibration error {error} ({cal.get('strategy')} bins of {of})."
     return Section("Calibration", [note], [("", [["bin", "rows", "mean predicted", "observed rate"], *rows])])
 
 
+_IMPORTANCE = {
+    "binary": ("roc_auc_drop", "ROC AUC drop", "the drop in ROC AUC"),
+    "multiclass": ("macro_f1_drop", "macro F1 drop", "the drop in macro F1"),
+    "regression": ("rmse_rise", "RMSE rise", "the rise in RMSE"),
+}
+
+
 def _importance(card: ModelCard, version: int | None) -> Section:
-    rows = [[r["feature"], _num(r["roc_auc_drop"]), _num(r["std"])] for r in card.importance]
+    key, header, what = _IMPORTANCE.get(card.task_kind, _IMPORTANCE["binary"])
+    rows = [[r["feature"], _num(r.get(key)), _num(r["std"])] for r in card.importance]
     note = (
-        "Permutation importance on the test set: the drop in ROC AUC when a feature is shuffled. "
-        "What the model relies on, not what causes churn."
+        f"Permutation importance on the test set: {what} when a feature is shuffled. "
+        "What the model relies on, not what causes the outcome."
     )
-    return Section("Feature importance", [note], [("", [["feature", "ROC AUC drop", "std"], *rows])])
+    return Section("Feature importance", [note], [("", [["feature", header, "std"], *rows])])
 
 
 def _fairness(card: ModelCard, version: int | None) -> Section:
     if not card.fairness:
         return Section("Fairness", ["No sensitive attributes configured (card.sensitive_attributes)."])
+    if card.task_kind != "binary":
+        return _group_errors(card)
     header = ["group", "rows", "churn rate", "selection rate", "TPR", "FPR", "ROC AUC"]
     keys = ("rows", "positive_rate", "selection_rate", "true_positive_rate", "false_positive_rate", "roc_auc")
     tables: list[Table] = []
@@ -216,6 +247,22 @@ def _fairness(card: ModelCard, version: int | None) -> Section:
         )
         tables.append((caption, [header, *[[r["group"], *(_num(r[k]) for k in keys)] for r in a["groups"]]]))
     note = "By each configured sensitive attribute (card.sensitive_attributes), fairlearn MetricFrame."
+    return Section("Fairness", [note], tables)
+
+
+def _group_errors(card: ModelCard) -> Section:
+    """Multiclass / regression fairness: the task's error metrics per group and the largest gap between groups."""
+    tables: list[Table] = []
+    for a in card.fairness:
+        columns = a["columns"]
+        gap = a["gap"]
+        caption = f"{a['feature']}: largest {gap['metric']} difference between groups {_num(gap['difference'])}"
+        body = [[r["group"], *(_num(r[k]) for k in columns)] for r in a["groups"]]
+        tables.append((caption, [["group", *(c.replace("_", " ") for c in columns)], *body]))
+    note = (
+        "By each configured sensitive attribute (card.sensitive_attributes), fairlearn MetricFrame: the task's error "
+        "by group (demographic parity and equalized odds are defined for binary decisions only)."
+    )
     return Section("Fairness", [note], tables)
 
 
@@ -265,7 +312,8 @@ _BUILDERS = (
 
 
 def sections(card: ModelCard, version: int | None) -> list[Section]:
-    return [build(card, version) for build in _BUILDERS]
+    built = (build(card, version) for build in _BUILDERS)
+    return [section for section in built if section is not None]
 
 
 def _title(card: ModelCard, version: int | None) -> str:
@@ -337,7 +385,7 @@ def card_html(card: ModelCard, version: int | None = None, images: dict[str, byt
                 parts.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
             parts += ["<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>" for row in body]
             parts.append("</table>")
-        if title == "Calibration" and images:
+        if title == ("Metrics" if card.task_kind == "regression" else "Calibration") and images:
             shown = [name for name in card.plots if name in images]
             parts.append("<div class='plots'>")
             parts += [

@@ -6,8 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.adapters.registry_records import ModelMetadata
+from conveyor.domain.task_types import METRICS, ModelTask
 
-_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss")
+
+def _metrics_of(a: ModelMetadata, b: ModelMetadata) -> list[str]:
+    """The task metrics either version recorded on its test set, in task_types.METRICS order (binary: ROC AUC,
+    PR AUC, Brier, log loss)."""
+    recorded = set(a.metrics.get("test", {})) | set(b.metrics.get("test", {}))
+    return [name for name in METRICS if name in recorded]
+
+
+def _task(meta: ModelMetadata) -> str:
+    task = ModelTask.from_json(meta.task)
+    return task.kind + (f" ({', '.join(task.classes)})" if task.kind == "multiclass" else "")
 
 
 def _test_interval(meta: ModelMetadata, metric: str) -> dict[str, Any] | None:
@@ -37,6 +48,7 @@ def side_by_side(a: ModelMetadata, b: ModelMetadata) -> list[tuple[str, str, str
         return f"{w.get('train_rows', '?')} / {w.get('validation_rows', '?')} / {w.get('test_rows', '?')}"
 
     out: list[tuple[str, str, str]] = [
+        ("task", _task(a), _task(b)),
         ("data window", window(a), window(b)),
         ("test rows from", str(a.training_window.get("test_start")), str(b.training_window.get("test_start"))),
         ("rows train / validation / test", rows(a), rows(b)),
@@ -54,7 +66,7 @@ def side_by_side(a: ModelMetadata, b: ModelMetadata) -> list[tuple[str, str, str
     out.append(("model config", a.model_config_name or "-", b.model_config_name or "-"))
     for key in sorted(set(a.params) | set(b.params)):
         out.append((f"param {key}", str(a.params.get(key, "-")), str(b.params.get(key, "-"))))
-    for metric in _METRICS:
+    for metric in _metrics_of(a, b):
         out.append((f"test {metric} [CI]", _metric(a, metric), _metric(b, metric)))
     out.append(("gates passed", str(a.gates.get("passed")), str(b.gates.get("passed"))))
     out.append(("verdict vs its champion", str(a.gates.get("verdict")), str(b.gates.get("verdict"))))

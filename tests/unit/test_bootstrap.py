@@ -6,7 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.stats import norm
-from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+    roc_auc_score,
+)
 
 from conveyor.domain import bootstrap as B
 
@@ -90,3 +100,61 @@ def test_paired_interval_covers_the_known_difference_about_as_often_as_claimed()
         covered += gain.low <= true_gain <= gain.high
     assert true_gain > 0.02  # the challenger really is better: the interval must find it and cover the size
     assert 0.82 <= covered / trials <= 0.97, f"90% intervals covered the true gain in {covered} of {trials} trials"
+
+
+def _multiclass(n: int = 2000, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, k, n)
+    logits = rng.normal(0, 1, (n, k)) + 1.5 * np.eye(k)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y, proba
+
+
+MULTICLASS_SKLEARN = {
+    "macro_f1": lambda y, p, w: f1_score(y, p.argmax(axis=1), average="macro", labels=[0, 1, 2], sample_weight=w),
+    "balanced_accuracy": lambda y, p, w: balanced_accuracy_score(y, p.argmax(axis=1), sample_weight=w),
+    "log_loss": lambda y, p, w: log_loss(y, p, labels=[0, 1, 2], sample_weight=w),
+}
+REGRESSION_SKLEARN = {
+    "rmse": lambda y, p, w: np.sqrt(mean_squared_error(y, p, sample_weight=w)),
+    "mae": lambda y, p, w: mean_absolute_error(y, p, sample_weight=w),
+    "r2": lambda y, p, w: r2_score(y, p, sample_weight=w),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MULTICLASS_SKLEARN))
+def test_multiclass_weighted_metrics_equal_sklearn(name: str) -> None:
+    y, proba = _multiclass()
+    weights = np.random.default_rng(6).integers(0, 4, size=(5, len(y))).astype(float)
+    got = B.metric(name).weighted(y.astype(float), proba, weights)
+    expected = [MULTICLASS_SKLEARN[name](y, proba, w) for w in weights]
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(REGRESSION_SKLEARN))
+def test_regression_weighted_metrics_equal_sklearn(name: str) -> None:
+    rng = np.random.default_rng(7)
+    y = rng.normal(50, 10, 3000)
+    predicted = y + rng.normal(0, 4, 3000)
+    weights = rng.integers(0, 4, size=(5, 3000)).astype(float)
+    got = B.metric(name).weighted(y, predicted, weights)
+    expected = [REGRESSION_SKLEARN[name](y, predicted, w) for w in weights]
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+def test_a_loss_gain_is_positive_when_the_challenger_has_the_smaller_error() -> None:
+    rng = np.random.default_rng(8)
+    y = rng.normal(0, 1, 2000)
+    good, bad = y + rng.normal(0, 0.3, 2000), y + rng.normal(0, 0.6, 2000)
+    result = B.bootstrap(y, {"challenger": good, "champion": bad}, ["rmse", "r2"], 300, 0.95, seed=0)
+    assert result.gain("challenger", "champion", "rmse").low > 0  # lower rmse = better = positive gain
+    assert result.gain("challenger", "champion", "r2").low > 0
+    assert result.gain("champion", "challenger", "rmse").high < 0
+
+
+def test_a_multiclass_bootstrap_takes_the_probability_matrix() -> None:
+    y, proba = _multiclass(600)
+    result = B.bootstrap(y, {"m": proba}, ["macro_f1", "balanced_accuracy", "log_loss"], 200, 0.9, seed=0)
+    ci = result.interval("m", "macro_f1")
+    assert ci.low < ci.estimate < ci.high
+    assert ci.estimate == pytest.approx(f1_score(y, proba.argmax(axis=1), average="macro"))

@@ -16,6 +16,7 @@ from sklearn.preprocessing import FunctionTransformer
 from configs.settings import Settings, load_settings
 from conveyor.adapters.onnx_twin import OnnxTwin, TwinUnavailable, check_parity, export_twin
 from conveyor.demo.synthetic import generate_window
+from conveyor.services.model_fitting import entries_for
 from conveyor.services.training import Candidate, _features, fit_and_evaluate
 
 
@@ -33,7 +34,7 @@ def training_set(settings: Settings) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def candidates(settings: Settings, training_set: pd.DataFrame) -> dict[str, Candidate]:
-    return {name: fit_and_evaluate(training_set, settings, name) for name in settings.training.models}
+    return {name: fit_and_evaluate(training_set, settings, name) for name in entries_for(settings)}
 
 
 def _test_rows(candidate: Candidate, settings: Settings) -> pd.DataFrame:

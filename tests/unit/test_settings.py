@@ -253,3 +253,33 @@ def test_names_follow_the_dataset_unless_set(config_dir: Path, monkeypatch: pyte
     assert (settings.training.model_name, settings.scoring.model_name) == ("loans-gbm", "loans-gbm")
     monkeypatch.setenv("CONVEYOR_SCORING__MODEL_NAME", "loans-champion")
     assert load_settings("local", config_dir).scoring.model_name == "loans-champion"
+
+
+def test_the_default_model_follows_the_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings("local").training.model_config_name == "default"
+    monkeypatch.setenv("CONVEYOR_DATASET__TASK", "regression")
+    assert load_settings("local").training.model_config_name == "regression"  # training.default_models
+    monkeypatch.setenv("CONVEYOR_TRAINING__MODEL_CONFIG_NAME", "ridge")
+    assert load_settings("local").training.model_config_name == "ridge"  # named explicitly: kept
+
+
+def test_a_default_model_that_is_not_in_the_catalogue_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_TRAINING__DEFAULT_MODELS", '{"regression": "gbm"}')
+    with pytest.raises(ConfigError, match=r"default_models \{'regression': 'gbm'\}: not entries of models"):
+        load_settings("local")
+
+
+def test_a_multiclass_directional_check_must_name_its_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_DATASET__TASK", "multiclass")
+    with pytest.raises(ConfigError, match=r"gates\.directional\[0\] \(support_calls_30d\): task multiclass needs "):
+        load_settings("local")  # base.yaml's check names no class
+    monkeypatch.setenv("CONVEYOR_GATES__DIRECTIONAL", '[{"feature": "age", "delta": 1, "target_class": "gold"}]')
+    monkeypatch.setenv("CONVEYOR_DATASET__CLASSES", '["basic", "premium"]')
+    with pytest.raises(ConfigError, match=r"target_class 'gold' is not one of dataset.classes"):
+        load_settings("local")
+    monkeypatch.setenv("CONVEYOR_GATES__DIRECTIONAL", '[{"feature": "age", "delta": 1, "target_class": "basic"}]')
+    assert load_settings("local").gates.directional[0].target_class == "basic"
+    monkeypatch.setenv("CONVEYOR_DATASET__TASK", "binary")
+    monkeypatch.delenv("CONVEYOR_DATASET__CLASSES")
+    with pytest.raises(ConfigError, match=r"target_class is for task multiclass, not binary"):
+        load_settings("local")

@@ -242,3 +242,21 @@ def test_timestamps_without_an_offset_are_times_in_the_datasets_time_zone() -> N
 def test_an_unknown_time_zone_is_refused_naming_the_field(settings: Settings) -> None:
     with pytest.raises(ValueError, match="timezone 'Mars/Olympus' is not a time zone name"):
         settings.dataset.model_validate({**settings.dataset.model_dump(), "timezone": "Mars/Olympus"})
+
+
+def test_the_label_is_conformed_for_the_task(settings: Settings) -> None:
+    """Read as text (a CSV): a 0/1 label becomes integers, a regression target floats, class names stay text
+    (integral floats of a parquet class column lose their '.0')."""
+    ds = settings.dataset
+    text = _frame(settings).astype(str).replace({"nan": None})
+    assert conform(text, ds)[ds.label_column].dtype == "int64"
+    regression = ds.model_copy(update={"task": "regression"})
+    spend = text.assign(**{ds.label_column: ["12.5", "7"] * (len(text) // 2) + ["1"] * (len(text) % 2)})
+    assert conform(spend, regression)[ds.label_column].dtype == "float64"
+    assert ds.label_column in numeric_columns(regression)
+    multiclass = ds.model_copy(update={"task": "multiclass"})
+    assert ds.label_column not in numeric_columns(multiclass)
+    tiers = conform(text.assign(**{ds.label_column: "premium"}), multiclass)[ds.label_column]
+    assert tiers.eq("premium").all()
+    codes = conform(text.assign(**{ds.label_column: 3.0}), multiclass)[ds.label_column]
+    assert codes.eq("3").all()

@@ -8,7 +8,15 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from configs.settings import Settings, load_settings
-from conveyor.demo.synthetic import ConceptDrift, CovariateDrift, Fault, Scenario, churn_logit, generate_day
+from conveyor.demo.synthetic import (
+    SYNTHETIC_CLASSES,
+    ConceptDrift,
+    CovariateDrift,
+    Fault,
+    Scenario,
+    churn_logit,
+    generate_day,
+)
 
 DAY = dt.date(2026, 2, 1)
 
@@ -130,3 +138,39 @@ def test_snapshot_has_one_row_per_entity(settings: Settings) -> None:
     assert len(frame) == 200_000
     assert frame[settings.dataset.entity_column].is_unique
     assert np.isfinite(frame["total_charges"]).all()
+
+
+def _mode(settings: Settings, task: str) -> Settings:
+    return settings.model_copy(update={"dataset": settings.dataset.model_copy(update={"task": task})})
+
+
+def test_regression_mode_makes_a_learnable_float_target(settings: Settings) -> None:
+    regression = _mode(settings, "regression")
+    frame = _day(regression)
+    spend = frame[settings.dataset.label_column]
+    assert spend.dtype == np.float64 and (spend >= 0).all() and spend.std() > 10
+    assert np.corrcoef(spend, frame["monthly_charges"])[0, 1] > 0.5  # the signal the gates need
+    drifted = _day(regression, Scenario(concept_drift=ConceptDrift(start=DAY, strength=1.0)))
+    assert not np.allclose(drifted[settings.dataset.label_column], spend)  # same features, another function
+    pd.testing.assert_frame_equal(
+        frame.drop(columns=[settings.dataset.label_column]), drifted.drop(columns=[settings.dataset.label_column])
+    )
+
+
+def test_multiclass_mode_makes_the_plan_tiers_with_signal(settings: Settings) -> None:
+    multiclass = _mode(settings, "multiclass")
+    frame = _day(multiclass)
+    tier = frame[settings.dataset.label_column]
+    shares = tier.value_counts(normalize=True)
+    assert set(shares.index) == set(SYNTHETIC_CLASSES) and shares.min() > 0.1
+    premium_rate = (tier == "premium").groupby(frame["contract_type"]).mean()
+    assert premium_rate["two_year"] > premium_rate["month_to_month"] + 0.1
+    drifted = _day(multiclass, Scenario(concept_drift=ConceptDrift(start=DAY, strength=1.0)))
+    south = drifted["region"] == "south"
+    assert (drifted[settings.dataset.label_column][south] == "premium").mean() > (tier[south] == "premium").mean()
+
+
+def test_multiclass_mode_refuses_classes_it_does_not_make(settings: Settings) -> None:
+    dataset = settings.dataset.model_copy(update={"task": "multiclass", "classes": ["gold", "silver"]})
+    with pytest.raises(ValueError, match=r"classes \['gold', 'silver'\]; the synthetic multiclass mode makes"):
+        generate_day(DAY, dataset, settings.generator)
