@@ -18,7 +18,6 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from configs.stages import (
-    DirectionalCheck,
     DriftConfig,
     FeatureDriftThresholds,
     GatesConfig,
@@ -28,7 +27,6 @@ from configs.stages import (
     ModelSpec,
     RetrainingConfig,
     ScoringConfig,
-    SensitiveAttribute,
     ServingConfig,
     TrainingConfig,
     TwinConfig,
@@ -37,11 +35,14 @@ from configs.stages import (
 from configs.systems import (
     DatasetConfig,
     DataSource,
+    DirectionalCheck,
     FeaturesConfig,
     FeatureSpec,
     LocalStackConfig,
+    ModelCardText,
     NotificationsConfig,
     PrefectConfig,
+    SensitiveAttribute,
     SigningConfig,
     StorageConfig,
     StoragePrefixes,
@@ -65,6 +66,7 @@ __all__ = [
     "IngestConfig",
     "LocalStackConfig",
     "ModelCardConfig",
+    "ModelCardText",
     "ModelSpec",
     "NotificationsConfig",
     "PrefectConfig",
@@ -195,36 +197,10 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _checks_fit_the_task(self) -> Settings:
-        # A directional check on a multiclass model must say which class's probability moves.
-        task, classes = self.dataset.task, self.dataset.classes
-        problems = []
-        for i, check in enumerate(self.gates.directional):
-            key = f"gates.directional[{i}] ({check.feature})"
-            if task == "multiclass" and check.target_class is None:
-                problems.append(f"{key}: task multiclass needs target_class (the class whose probability moves)")
-            elif task != "multiclass" and check.target_class is not None:
-                problems.append(f"{key}: target_class is for task multiclass, not {task}")
-            elif classes and check.target_class is not None and check.target_class not in classes:
-                problems.append(f"{key}: target_class {check.target_class!r} is not one of dataset.classes {classes}")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
-
-    @model_validator(mode="after")
     def _feature_references_exist(self) -> Settings:
         # A gate or drift override naming a feature the dataset does not have would be skipped silently.
         known = set(self.dataset.feature_names)
-        references = [
-            *((f"gates.invariant_features[{i}]", name) for i, name in enumerate(self.gates.invariant_features)),
-            *((f"gates.directional[{i}].feature", c.feature) for i, c in enumerate(self.gates.directional)),
-            *((f"training.segments[{i}]", name) for i, name in enumerate(self.training.segments)),
-            *((f"drift.per_feature.{name}", name) for name in self.drift.per_feature),
-            *(
-                (f"card.sensitive_attributes[{i}].feature", a.feature)
-                for i, a in enumerate(self.card.sensitive_attributes)
-            ),
-        ]
+        references = [(f"drift.per_feature.{name}", name) for name in self.drift.per_feature]
         unknown = [
             f"{key}: {name!r} is not a feature of dataset {self.dataset.name!r}"
             for key, name in references

@@ -42,21 +42,6 @@ class IngestConfig(StrictSection):
 TaskKind = Literal["binary", "multiclass", "regression"]
 
 
-class DirectionalCheck(StrictSection):
-    """Adding `delta` to numeric `feature` must move the mean output in `direction` (within `tolerance`): the
-    mean score (binary), the mean prediction (regression) or the mean probability of `target_class` (multiclass)."""
-
-    feature: str
-    delta: float
-    direction: Literal["increase", "decrease"] = "increase"
-    tolerance: float = Field(default=0.0, ge=0)
-    target_class: str | None = Field(
-        default=None,
-        description="multiclass only, and required there: the class whose mean probability must move (a shift "
-        "cannot raise every class's probability, so a check without one is refused at load)",
-    )
-
-
 class GatesConfig(StrictSection):
     """Evaluation gates a model must pass to be promoted (conveyor/domain/gates.py)."""
 
@@ -113,16 +98,12 @@ class GatesConfig(StrictSection):
     max_slice_regression: float = Field(
         default=0.02,
         ge=0,
-        description="per segment slice (training.segments): refused when the whole interval of the slice's "
+        description="per slice (dataset.slices): refused when the whole interval of the slice's "
         "primary-metric gain lies below -max_slice_regression (slices are small: their intervals are wide, so a "
         "slice refuses on evidence of a regression, not on the lack of evidence that there is none)",
     )
     min_slice_rows: int = Field(
         default=200, ge=1, description="slices with fewer test rows (or a single class) are skipped, and reported"
-    )
-    invariant_features: list[str] = Field(
-        default_factory=list,
-        description="behavioural: permuting one of these features moves scores by at most max_invariance_shift",
     )
     max_invariance_shift: float = Field(
         default=0.05,
@@ -130,31 +111,12 @@ class GatesConfig(StrictSection):
         description="mean output change allowed per row: |score change| (binary), the total-variation distance "
         "of the probability vectors (multiclass), |prediction change| / the test target's std (regression)",
     )
-    directional: list[DirectionalCheck] = Field(
-        default_factory=list, description="behavioural: a feature's shift must move the mean score this way"
-    )
-
-
-class SensitiveAttribute(StrictSection):
-    """A feature the model card reports fairness by: its categories, or numeric bins (edges, right-closed)."""
-
-    feature: str
-    bins: list[float] | None = Field(default=None, min_length=2, description="numeric features: bin edges")
 
 
 class ModelCardConfig(StrictSection):
     """The model card written with every registered version (conveyor/services/model_card.py): HTML next to the
     version, JSON in its metadata, markdown in the Prefect UI."""
 
-    purpose: str = Field(default="", description="what the model is for and what it must not be used for")
-    owner: str = Field(default="", description="the team or person answerable for it")
-    known_limitations: list[str] = Field(
-        default_factory=list, description="stated on every card, with the ones the evaluation finds itself"
-    )
-    sensitive_attributes: list[SensitiveAttribute] = Field(
-        default_factory=list,
-        description="fairness by group (fairlearn): group metrics, demographic parity and equalized odds differences",
-    )
     # Permutation importance costs repeats x features predictions of the sample: with these it costs about what
     # the gates cost; the card reports the spread over the repeats, so a noisy ranking shows.
     importance_repeats: int = Field(default=3, ge=1, description="permutation importance: shuffles per feature")
@@ -293,9 +255,6 @@ class TrainingConfig(StrictSection):
         default="roc_auc",
         description="binary: the metric challenger vs champion and the slices decide on; multiclass decides on "
         "macro_f1, regression on rmse (task_types.PRIMARY_METRIC)",
-    )
-    segments: list[str] = Field(
-        default_factory=list, description="categorical features sliced by the per-slice no-regression gate"
     )
     reference_sample_rows: int = Field(
         default=20_000, ge=100, description="training rows (+ score) stored with each version for drift"

@@ -63,6 +63,44 @@ class DataSource(StrictSection):
         return self
 
 
+class DirectionalCheck(StrictSection):
+    """Adding `delta` to numeric `feature` must move the mean output in `direction` (within `tolerance`): the
+    mean score (binary), the mean prediction (regression) or the mean probability of `target_class` (multiclass)."""
+
+    feature: str
+    delta: float
+    direction: Literal["increase", "decrease"] = "increase"
+    tolerance: float = Field(default=0.0, ge=0)
+    target_class: str | None = Field(
+        default=None,
+        description="multiclass only, and required there: the class whose mean probability must move (a shift "
+        "cannot raise every class's probability, so a check without one is refused at load)",
+    )
+
+
+class SensitiveAttribute(StrictSection):
+    """A feature the model card reports fairness by: its categories, or numeric bins (edges, right-closed)."""
+
+    feature: str
+    bins: list[float] | None = Field(default=None, min_length=2, description="numeric features: bin edges")
+
+
+class ModelCardText(StrictSection):
+    """What every model card of this dataset's models says about them (the card's mechanics: `card` in
+    configs/stages.py)."""
+
+    purpose: str = Field(default="", description="what the model is for and what it must not be used for")
+    owner: str = Field(default="", description="the team or person answerable for it")
+    known_limitations: list[str] = Field(
+        default_factory=list, description="stated on every card, with the ones the evaluation finds itself"
+    )
+    sensitive_attributes: list[SensitiveAttribute] = Field(
+        default_factory=list,
+        description="fairness by group (fairlearn): group metrics; demographic parity and equalized odds "
+        "differences for binary tasks",
+    )
+
+
 class DatasetConfig(StrictSection):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     entity_column: str
@@ -93,6 +131,19 @@ class DatasetConfig(StrictSection):
     )
     source: DataSource = DataSource()
     features: list[FeatureSpec] = Field(min_length=1)
+    # The choices that name this dataset's features live here, beside them (each name checked at load).
+    slices: list[str] = Field(
+        default_factory=list,
+        description="categorical features whose slices the per-slice no-regression gate and the card judge",
+    )
+    invariant_features: list[str] = Field(
+        default_factory=list,
+        description="behavioural: permuting one of these features moves outputs by at most gates.max_invariance_shift",
+    )
+    directional: list[DirectionalCheck] = Field(
+        default_factory=list, description="behavioural: a feature's shift must move the mean output this way"
+    )
+    model_card: ModelCardText = ModelCardText()
 
     @model_validator(mode="after")
     def _check_columns(self) -> DatasetConfig:
@@ -114,7 +165,42 @@ class DatasetConfig(StrictSection):
         clash = sorted(reserved.intersection(names))
         if clash:
             raise ValueError(f"{clash} cannot be both a key/label column and a feature")
+        problems = [*self._unknown_features(set(names)), *self._directional_problems()]
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
+
+    def _unknown_features(self, known: set[str]) -> list[str]:
+        # A gate or card entry naming a feature the dataset does not have would be skipped silently.
+        references = [
+            *((f"slices[{i}]", name) for i, name in enumerate(self.slices)),
+            *((f"invariant_features[{i}]", name) for i, name in enumerate(self.invariant_features)),
+            *((f"directional[{i}].feature", c.feature) for i, c in enumerate(self.directional)),
+            *(
+                (f"model_card.sensitive_attributes[{i}].feature", a.feature)
+                for i, a in enumerate(self.model_card.sensitive_attributes)
+            ),
+        ]
+        return [
+            f"{key}: {name!r} is not a feature of dataset {self.name!r} (features: {sorted(known)})"
+            for key, name in references
+            if name not in known
+        ]
+
+    def _directional_problems(self) -> list[str]:
+        # A directional check on a multiclass model must say which class's probability moves.
+        problems = []
+        for i, check in enumerate(self.directional):
+            key = f"directional[{i}] ({check.feature})"
+            if self.task == "multiclass" and check.target_class is None:
+                problems.append(f"{key}: task multiclass needs target_class (the class whose probability moves)")
+            elif self.task != "multiclass" and check.target_class is not None:
+                problems.append(f"{key}: target_class is for task multiclass, not {self.task}")
+            elif self.classes and check.target_class is not None and check.target_class not in self.classes:
+                problems.append(
+                    f"{key}: target_class {check.target_class!r} is not one of dataset.classes {self.classes}"
+                )
+        return problems
 
     @property
     def entity_arrow_type(self) -> pa.DataType:

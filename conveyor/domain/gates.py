@@ -305,12 +305,13 @@ def invariance_gate(
     score: Scorer,
     frame: pd.DataFrame,
     features: list[str],
+    invariant_features: list[str],
     gates: GatesConfig,
     seed: int = 0,
     shift_of: Shift = _abs_change,
 ) -> GateResult:
     """Behavioural: (1) a column the model was not trained on must not change any output (the pipeline selects
-    its own columns); (2) permuting each of `gates.invariant_features` moves outputs by at most
+    its own columns); (2) permuting each of `invariant_features` (dataset.yaml) moves outputs by at most
     `max_invariance_shift` on average. `score` returns the model's outputs (scores, probability rows or
     predictions) and `shift_of` their per-row distance (task_gates.output_shift)."""
     base = score(frame)
@@ -324,7 +325,7 @@ def invariance_gate(
             "outside its feature list"
         )
     rng = np.random.default_rng(seed)
-    for name in gates.invariant_features:
+    for name in invariant_features:
         if name not in features:
             continue
         permuted = frame.assign(**{name: rng.permutation(frame[name].to_numpy())})

@@ -25,7 +25,7 @@ def _slices(candidate: Candidate, decision: G.GateDecision, settings: Settings) 
     """The primary metric per slice: this version's interval, and with a champion the paired gain interval."""
     ds, gates, task = settings.dataset, settings.gates, candidate.task
     primary, test = primary_metric(settings, task), candidate.test
-    segments = test[[s for s in settings.training.segments if s in test.columns]]
+    segments = test[[s for s in settings.dataset.slices if s in test.columns]]
     y, scores = bootstrap_inputs(task, test[ds.label_column], test)
     parts = G.slice_bootstraps(
         y, {G.CHALLENGER: scores}, segments, primary, gates, settings.training.seed, task.is_classification
@@ -54,7 +54,7 @@ def _limitations(
 ) -> list[str]:
     """The configured limitations plus what this evaluation itself shows."""
     ds = settings.dataset
-    found = list(settings.card.known_limitations)
+    found = list(settings.dataset.model_card.known_limitations)
     test = candidate.test
     if ds.entity_column in test.columns and test[ds.entity_column].nunique() < len(test):
         found.append(
@@ -130,15 +130,17 @@ def build_card(
     y, scores = bootstrap_inputs(task, test[ds.label_column], test)
     with native_threads(settings):
         importance = importance_table(candidate.model, _features(test, ds), test[ds.label_column], cfg, seed, task)
-    fairness = fairness_table(y, scores, test, cfg, settings.scoring.threshold, task)
+    fairness = fairness_table(
+        y, scores, test, cfg, ds.model_card.sensitive_attributes, settings.scoring.threshold, task
+    )
     metrics = _metrics(candidate, decision)
     comparison = _comparison(decision, metadata, champion, settings, code)
     slices = _slices(candidate, decision, settings)
     any_interval = next((i for r in decision.results for i in r.intervals.values()), {})
     return ModelCard(
         model_name=model_name,
-        purpose=cfg.purpose,
-        owner=cfg.owner,
+        purpose=ds.model_card.purpose,
+        owner=ds.model_card.owner,
         data={
             **metadata.training_window,
             "fingerprint": metadata.data_fingerprint,

@@ -100,8 +100,8 @@ def _level(card: ModelCard) -> str:
 
 
 def _purpose(card: ModelCard, version: int | None) -> Section:
-    owner = card.owner or "(not stated: card.owner)"
-    return Section("Purpose and owner", [card.purpose or "(not stated: card.purpose)", f"Owner: {owner}"])
+    owner = card.owner or "(not stated: dataset.model_card.owner)"
+    return Section("Purpose and owner", [card.purpose or "(not stated: dataset.model_card.purpose)", f"Owner: {owner}"])
 
 
 def _data(card: ModelCard, version: int | None) -> Section:
@@ -197,7 +197,7 @@ def _slices(card: ModelCard, version: int | None) -> Section:
         ]
         for s in card.slices
     ]
-    note = f"Primary metric per slice of training.segments, {_level(card)} CI (slices resampled on their own)."
+    note = f"Primary metric per slice of dataset.slices, {_level(card)} CI (slices resampled on their own)."
     return Section("Slices", [note], [("", [["slice", "rows", "this version", "champion", "gain", "verdict"], *rows])])
 
 
@@ -234,7 +234,7 @@ def _importance(card: ModelCard, version: int | None) -> Section:
 
 def _fairness(card: ModelCard, version: int | None) -> Section:
     if not card.fairness:
-        return Section("Fairness", ["No sensitive attributes configured (card.sensitive_attributes)."])
+        return Section("Fairness", ["No sensitive attributes configured (dataset.model_card.sensitive_attributes)."])
     if card.task_kind != "binary":
         return _group_errors(card)
     header = ["group", "rows", "churn rate", "selection rate", "TPR", "FPR", "ROC AUC"]
@@ -246,7 +246,7 @@ def _fairness(card: ModelCard, version: int | None) -> Section:
             f"equalized odds difference {_num(a['equalized_odds_difference'])} (decision: score >= {a['threshold']})"
         )
         tables.append((caption, [header, *[[r["group"], *(_num(r[k]) for k in keys)] for r in a["groups"]]]))
-    note = "By each configured sensitive attribute (card.sensitive_attributes), fairlearn MetricFrame."
+    note = "By each configured sensitive attribute (dataset.model_card.sensitive_attributes), fairlearn MetricFrame."
     return Section("Fairness", [note], tables)
 
 
@@ -260,8 +260,8 @@ def _group_errors(card: ModelCard) -> Section:
         body = [[r["group"], *(_num(r[k]) for k in columns)] for r in a["groups"]]
         tables.append((caption, [["group", *(c.replace("_", " ") for c in columns)], *body]))
     note = (
-        "By each configured sensitive attribute (card.sensitive_attributes), fairlearn MetricFrame: the task's error "
-        "by group (demographic parity and equalized odds are defined for binary decisions only)."
+        "By each configured sensitive attribute (dataset.model_card.sensitive_attributes), fairlearn MetricFrame: "
+        "the task's error by group (demographic parity and equalized odds are defined for binary decisions only)."
     )
     return Section("Fairness", [note], tables)
 

@@ -120,6 +120,7 @@ def fairness_table(
     scores: np.ndarray,
     frame: pd.DataFrame,
     cfg: ModelCardConfig,
+    attributes: list[SensitiveAttribute],
     threshold: float,
     task: ModelTask = BINARY,
 ) -> list[dict[str, Any]]:
@@ -128,11 +129,11 @@ def fairness_table(
     groups); multiclass: accuracy and balanced accuracy by group; regression: MAE (and mean target and
     prediction) by group; both with the largest gap between groups."""
     if task.kind != "binary":
-        return [_group_errors(y, scores, frame, cfg, task, attribute) for attribute in cfg.sensitive_attributes]
+        return [_group_errors(y, scores, frame, cfg, task, attribute) for attribute in attributes]
     labels = np.asarray(y).astype(int)
     decisions = (np.asarray(scores) >= threshold).astype(int)
     out = []
-    for attribute in cfg.sensitive_attributes:
+    for attribute in attributes:
         groups = sensitive_groups(frame[attribute.feature].reset_index(drop=True), attribute)
         metrics: dict[str, Callable[..., Any]] = {
             "rows": count,

@@ -163,7 +163,7 @@ def _evaluate_gates(candidate: Candidate, champion: LoadedModel | None, settings
     results += refused
     if champion is None or champion_scores is not None:
         results.append(G.champion_gate(boot, primary, gates))
-        segments = test[[s for s in settings.training.segments if s in test.columns]]
+        segments = test[[s for s in settings.dataset.slices if s in test.columns]]
         results.append(
             G.slice_gate(y, challenger_scores, champion_scores, segments, gates, primary, seed, task.is_classification)
         )
@@ -184,8 +184,10 @@ def _behaviour(candidate: Candidate, settings: Settings) -> list[G.GateResult]:
     shift = output_shift(task, target_std)
     features, what = test[ds.feature_names], {"binary": "score", "regression": "prediction"}.get(task.kind, "score")
     return [
-        G.invariance_gate(score, features, ds.feature_names, gates, seed=settings.training.seed, shift_of=shift),
-        G.directional_gate(score, features, gates.directional, ds.feature_names, task.classes, what),
+        G.invariance_gate(
+            score, features, ds.feature_names, ds.invariant_features, gates, seed=settings.training.seed, shift_of=shift
+        ),
+        G.directional_gate(score, features, ds.directional, ds.feature_names, task.classes, what),
     ]
 
 

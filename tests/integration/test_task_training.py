@@ -83,7 +83,7 @@ def test_regression_trains_behind_its_gates(task_env: Path, monkeypatch: pytest.
         {
             "CONVEYOR_DATASET__TASK": "regression",
             "CONVEYOR_DATASET__LABEL_COLUMN": "next_month_spend",
-            "CONVEYOR_GATES__DIRECTIONAL": '[{"feature": "monthly_charges", "delta": 10, "direction": "increase"}]',
+            "CONVEYOR_DATASET__DIRECTIONAL": '[{"feature": "monthly_charges", "delta": 10, "direction": "increase"}]',
         },
     )
     first = training(start_date=START, end_date=END, model_config_name="ridge")
@@ -114,7 +114,7 @@ def test_multiclass_trains_behind_its_gates(task_env: Path, monkeypatch: pytest.
             "CONVEYOR_DATASET__TASK": "multiclass",
             "CONVEYOR_DATASET__LABEL_COLUMN": "plan_tier",
             "CONVEYOR_DATASET__CLASSES": '["basic", "standard", "premium"]',
-            "CONVEYOR_GATES__DIRECTIONAL": (
+            "CONVEYOR_DATASET__DIRECTIONAL": (
                 '[{"feature": "support_calls_30d", "delta": 3, "direction": "decrease", "target_class": "premium"}]'
             ),
         },

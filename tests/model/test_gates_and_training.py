@@ -139,7 +139,7 @@ def test_behaviour_checks_catch_a_model_that_reads_other_columns_or_goes_the_wro
     def leaky(frame: pd.DataFrame) -> np.ndarray:  # reads whatever columns it is given
         return np.asarray(frame.select_dtypes("number").sum(axis=1) % 1.0)
 
-    invariance = G.invariance_gate(leaky, features, ds.feature_names, settings.gates)
+    invariance = G.invariance_gate(leaky, features, ds.feature_names, ds.invariant_features, settings.gates)
     assert not invariance.passed and "unused extra column" in invariance.reasons[0]
 
     def fewer_calls_more_churn(frame: pd.DataFrame) -> np.ndarray:
@@ -153,7 +153,7 @@ def test_behaviour_checks_catch_a_model_that_reads_other_columns_or_goes_the_wro
         return np.asarray(quick.model.predict_proba(frame[ds.feature_names])[:, 1])
 
     assert G.directional_gate(real, features, checks, ds.feature_names).passed
-    assert G.invariance_gate(real, features, ds.feature_names, settings.gates).passed
+    assert G.invariance_gate(real, features, ds.feature_names, ds.invariant_features, settings.gates).passed
 
 
 def test_gate_decision_lists_every_reason(settings: Settings) -> None:

@@ -104,7 +104,7 @@ def test_fairness_matches_fairlearn(card_and_candidate: tuple[ModelCard, Candida
     test, label = candidate.test, settings.dataset.label_column
     y, decisions = test[label].to_numpy(), (test["score"].to_numpy() >= settings.scoring.threshold).astype(int)
     assert [a["feature"] for a in card.fairness] == ["region", "age"]
-    for attribute, config in zip(card.fairness, settings.card.sensitive_attributes, strict=True):
+    for attribute, config in zip(card.fairness, settings.dataset.model_card.sensitive_attributes, strict=True):
         groups = sensitive_groups(test[config.feature], config)
         expected_dp = demographic_parity_difference(y, decisions, sensitive_features=groups)
         expected_eo = equalized_odds_difference(y, decisions, sensitive_features=groups)

@@ -29,12 +29,12 @@ ENV = {
     "regression": {
         "CONVEYOR_DATASET__TASK": "regression",
         "CONVEYOR_DATASET__LABEL_COLUMN": "next_month_spend",
-        "CONVEYOR_GATES__DIRECTIONAL": HIGHER_CHARGES,  # higher charges: a higher mean predicted spend
+        "CONVEYOR_DATASET__DIRECTIONAL": HIGHER_CHARGES,  # higher charges: a higher mean predicted spend
     },
     "multiclass": {
         "CONVEYOR_DATASET__TASK": "multiclass",
         "CONVEYOR_DATASET__LABEL_COLUMN": "plan_tier",
-        "CONVEYOR_GATES__DIRECTIONAL": TARGET_CLASS,  # more support calls: premium becomes less likely
+        "CONVEYOR_DATASET__DIRECTIONAL": TARGET_CLASS,  # more support calls: premium becomes less likely
     },
 }
 

@@ -217,29 +217,34 @@ def test_port_clash_advice_moves_server_and_clients(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(
     ("key", "change"),
     [
-        ("gates.invariant_features[1]", lambda d: d["gates"].update({"invariant_features": ["region", "regoin"]})),
+        ("dataset.invariant_features[1]", lambda d: d.update({"invariant_features": ["region", "regoin"]})),
         (
-            "gates.directional[0].feature",
-            lambda d: d["gates"].update({"directional": [{"feature": "support_calls", "delta": 3}]}),
+            "dataset.directional[0].feature",
+            lambda d: d.update({"directional": [{"feature": "support_calls", "delta": 3}]}),
         ),
-        ("training.segments[0]", lambda d: d["training"].update({"segments": ["contract"]})),
+        ("dataset.slices[0]", lambda d: d.update({"slices": ["contract"]})),
+        (
+            "dataset.model_card.sensitive_attributes[0].feature",
+            lambda d: d["model_card"].update({"sensitive_attributes": [{"feature": "agee"}]}),
+        ),
         ("drift.per_feature.agee", lambda d: d.update({"drift": {"per_feature": {"agee": {"psi": 0.3}}}})),
     ],
 )
 def test_a_feature_name_not_in_the_dataset_fails_at_load(config_dir: Path, key: str, change: Any) -> None:
-    _edit(config_dir / "base.yaml", change)
+    """The choices that name features live in dataset.yaml, beside them (drift overrides: in base.yaml)."""
+    _edit(config_dir / ("base.yaml" if key.startswith("drift.") else "dataset.yaml"), change)
     with pytest.raises(ConfigError) as info:
         load_settings("local", config_dir)
     message = str(info.value)
-    assert f"  {key}: " in message and "is not a feature of dataset 'churn'" in message, message
+    assert f"{key.removeprefix('dataset.')}: " in message and "is not a feature of dataset 'churn'" in message, message
     assert "(1 problem(s))" in message and "'days_since_last_login'" in message  # lists what does exist
 
 
 def test_every_unknown_feature_is_named_at_once(config_dir: Path) -> None:
-    _edit(config_dir / "base.yaml", lambda d: d["training"].update({"segments": ["a", "b"]}))
-    with pytest.raises(ConfigError, match=r"\(2 problem\(s\)\)") as info:
+    _edit(config_dir / "dataset.yaml", lambda d: d.update({"slices": ["a", "b"]}))
+    with pytest.raises(ConfigError) as info:
         load_settings("local", config_dir)
-    assert "training.segments[0]: 'a'" in str(info.value) and "training.segments[1]: 'b'" in str(info.value)
+    assert "slices[0]: 'a'" in str(info.value) and "slices[1]: 'b'" in str(info.value)
 
 
 def test_names_follow_the_dataset_unless_set(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -271,14 +276,14 @@ def test_a_default_model_that_is_not_in_the_catalogue_is_named(monkeypatch: pyte
 
 def test_a_multiclass_directional_check_must_name_its_class(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVEYOR_DATASET__TASK", "multiclass")
-    with pytest.raises(ConfigError, match=r"gates\.directional\[0\] \(support_calls_30d\): task multiclass needs "):
-        load_settings("local")  # base.yaml's check names no class
-    monkeypatch.setenv("CONVEYOR_GATES__DIRECTIONAL", '[{"feature": "age", "delta": 1, "target_class": "gold"}]')
+    with pytest.raises(ConfigError, match=r"directional\[0\] \(support_calls_30d\): task multiclass needs "):
+        load_settings("local")  # dataset.yaml's check names no class
+    monkeypatch.setenv("CONVEYOR_DATASET__DIRECTIONAL", '[{"feature": "age", "delta": 1, "target_class": "gold"}]')
     monkeypatch.setenv("CONVEYOR_DATASET__CLASSES", '["basic", "premium"]')
     with pytest.raises(ConfigError, match=r"target_class 'gold' is not one of dataset.classes"):
         load_settings("local")
-    monkeypatch.setenv("CONVEYOR_GATES__DIRECTIONAL", '[{"feature": "age", "delta": 1, "target_class": "basic"}]')
-    assert load_settings("local").gates.directional[0].target_class == "basic"
+    monkeypatch.setenv("CONVEYOR_DATASET__DIRECTIONAL", '[{"feature": "age", "delta": 1, "target_class": "basic"}]')
+    assert load_settings("local").dataset.directional[0].target_class == "basic"
     monkeypatch.setenv("CONVEYOR_DATASET__TASK", "binary")
     monkeypatch.delenv("CONVEYOR_DATASET__CLASSES")
     with pytest.raises(ConfigError, match=r"target_class is for task multiclass, not binary"):

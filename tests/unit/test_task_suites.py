@@ -68,7 +68,7 @@ def test_regression_labels_must_be_finite_numbers(tmp_path: Path, monkeypatch: p
 def test_multiclass_labels_must_be_declared_classes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
 ) -> None:
-    monkeypatch.setenv("CONVEYOR_GATES__DIRECTIONAL", "[]")  # base.yaml's check names no class
+    monkeypatch.setenv("CONVEYOR_DATASET__DIRECTIONAL", "[]")  # dataset.yaml's check names no class
     settings = _settings(tmp_path, monkeypatch, task="multiclass", classes='["basic", "standard", "premium"]')
     frame = generate_day(DAY, settings.dataset, settings.generator)
     label = settings.dataset.label_column
