@@ -158,9 +158,10 @@ def prediction_drift(
     task: ModelTask, reference: pd.DataFrame, outputs: pd.DataFrame, config: DriftConfig, bounds: Bounds = FIXED
 ) -> list[FeatureDrift]:
     """The task's prediction columns (`prediction_columns`), reference vs current, each at
-    `drift.prediction_psi_threshold`: the predicted class by category shares, numeric outputs by PSI + KS."""
+    `drift.prediction_psi_threshold`: the predicted class (first) by category shares, numeric outputs by PSI + KS."""
     found = []
-    for name in prediction_columns(task):
+    names = prediction_columns(task)
+    for name in [*(n for n in names if n == PREDICTED_CLASS), *(n for n in names if n != PREDICTED_CLASS)]:
         if name == PREDICTED_CLASS:
             stat = categorical_drift(name, reference[name].astype(str), outputs[name].astype(str), config, bounds)
             stat = _as_prediction(stat, config, bounds)
@@ -230,10 +231,20 @@ def compare(
     `multivariate` (multivariate_drift) are judged by the caller, which holds the fitted calibration and PCA.
     """
     header = (model_name, model_version, window_start.isoformat(), window_end.isoformat())
-    extra = {"estimated": estimated, "task": task.kind, "estimation_note": estimation_note}
     if len(current) < config.min_rows:
         why = f"{len(current)} rows in the current window, fewer than drift.min_rows={config.min_rows}"
-        return DriftReport(*header, "insufficient_data", [], None, performance, 0.0, [why], **extra)  # type: ignore[arg-type]
+        return DriftReport(
+            *header,
+            "insufficient_data",
+            [],
+            None,
+            performance,
+            0.0,
+            [why],
+            estimated=estimated,
+            task=task.kind,
+            estimation_note=estimation_note,
+        )
     missing = [c for c in dataset.feature_names if c not in current.columns or c not in reference.columns]
     if missing:
         raise MissingColumns(f"drift: feature column(s) {missing} missing from the reference or the current window")
@@ -262,7 +273,9 @@ def compare(
         reasons,
         multivariate=multivariate,
         predictions=predictions,
-        **extra,  # type: ignore[arg-type]
+        estimated=estimated,
+        task=task.kind,
+        estimation_note=estimation_note,
     )
 
 

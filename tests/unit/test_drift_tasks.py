@@ -88,10 +88,10 @@ def test_multiclass_prediction_drift_on_class_shares_and_probabilities(
     reference = pd.concat([reference, _multiclass_outputs(len(reference), [1, 1, 1], 1)], axis=1)
     same = _compare(settings, reference, current, MULTICLASS, _multiclass_outputs(len(current), [1, 1, 1], 2))
     names = [p.name for p in same.predictions]
-    assert names == ["proba_bronze", "proba_gold", "proba_silver", "predicted_class"]
-    assert not any(p.drifted for p in same.predictions)
-    assert same.predictions[-1].kind == "prediction" and same.predictions[-1].ks is None  # shares: PSI only
-    assert same.predictions[-1].psi_threshold == settings.drift.prediction_psi_threshold
+    assert names == ["predicted_class", "proba_bronze", "proba_gold", "proba_silver"]
+    assert not any(p.drifted for p in same.predictions) and same.prediction is same.predictions[0]
+    assert same.predictions[0].kind == "prediction" and same.predictions[0].ks is None  # shares: PSI only
+    assert same.predictions[0].psi_threshold == settings.drift.prediction_psi_threshold
     tilted = _compare(settings, reference, current, MULTICLASS, _multiclass_outputs(len(current), [1, 6, 1], 2))
     drifted = {p.name for p in tilted.predictions if p.drifted}
     assert {"predicted_class", "proba_gold"} <= drifted and tilted.verdict == "drift"
