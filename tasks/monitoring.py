@@ -66,14 +66,7 @@ def check_drift(settings: Settings, model_name: str, scored_day: dt.date | None)
         key=key,
         description=f"Drift verdict **{report.verdict}** for {model_name} v{report.model_version}, "
         f"{report.window_start}..{report.window_end}. "
-        + (
-            f"Performance {report.estimation_note}. "
-            if report.estimated is None and report.estimation_note
-            else ""
-            if report.estimated is None
-            else f"Estimated ROC AUC (no labels) {report.estimated.roc_auc:.3f} +/- "
-            f"{report.estimated.z * report.estimated.roc_auc_se:.3f}. "
-        )
+        + drift_report.estimate_summary(report)
         + "; ".join(report.reasons),
     )
     create_link_artifact(

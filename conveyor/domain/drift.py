@@ -11,8 +11,9 @@ never a p-value: at the row counts a batch job sees, the KS p-value is ~0 for an
   multiclass the `predicted_class` distribution (PSI) and every `proba_<class>` column (PSI + KS); regression
   the `prediction` (PSI + KS);
 - performance: when labels for a past window have arrived, the task's primary metric on it vs its test value;
-- estimated performance (no labels, `performance_estimation.py`, binary only): an estimated drop is a verdict of
-  its own; for the other tasks the report says why it is not estimated (`estimation_note`).
+- estimated performance (no labels; binary `performance_estimation.py`, multiclass `multiclass_estimation.py`): an
+  estimated drop is a verdict of its own; for regression the report says why it is not estimated
+  (`estimation_note`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from conveyor.domain.drift_statistics import (
     quantile_edges,
 )
 from conveyor.domain.failures import MissingColumns
+from conveyor.domain.multiclass_estimation import EstimatedClassPerformance
 from conveyor.domain.multivariate_drift import MultivariateDrift
 from conveyor.domain.performance_estimation import EstimatedPerformance
 from conveyor.domain.task_outputs import prediction_columns
@@ -86,7 +88,8 @@ class DriftReport:
     drifted_share: float
     reasons: list[str]
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
-    estimated: EstimatedPerformance | None = None
+    # CBPE without labels: binary (ROC AUC, accuracy, F1) or multiclass (macro F1, accuracy); None: regression.
+    estimated: EstimatedPerformance | EstimatedClassPerformance | None = None
     multivariate: MultivariateDrift | None = None
     task: str = "binary"  # the champion's recorded task
     # Every prediction column compared (`prediction` is the first: score, predicted_class or prediction).
@@ -117,7 +120,7 @@ def drift_reasons(
     prediction: FeatureDrift | list[FeatureDrift] | None,
     performance: PerformanceCheck | None,
     config: DriftConfig,
-    estimated: EstimatedPerformance | None = None,
+    estimated: EstimatedPerformance | EstimatedClassPerformance | None = None,
     multivariate: MultivariateDrift | None = None,
 ) -> tuple[float, list[str]]:
     """The share of drifted features and every reason for a drift verdict (none: no drift)."""
@@ -216,7 +219,7 @@ def compare(
     window_end: dt.date,
     current_scores: pd.Series | None = None,
     performance: PerformanceCheck | None = None,
-    estimated: EstimatedPerformance | None = None,
+    estimated: EstimatedPerformance | EstimatedClassPerformance | None = None,
     multivariate: MultivariateDrift | None = None,
     current_outputs: pd.DataFrame | None = None,
     task: ModelTask = _BINARY,

@@ -14,6 +14,7 @@ import pandas as pd
 
 from conveyor.domain.drift import SCORE_COLUMN, DriftReport
 from conveyor.domain.drift_statistics import FeatureDrift, numeric_values
+from conveyor.domain.multiclass_estimation import EstimatedClassPerformance
 
 
 def _rounded(value: float | None) -> float | None:
@@ -102,11 +103,29 @@ def _histogram_figure(
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def estimate_summary(report: DriftReport) -> str:
+    """One sentence on the performance estimated without labels (or why there is none), for artifacts."""
+    e = report.estimated
+    if isinstance(e, EstimatedClassPerformance):
+        return f"Estimated macro F1 (no labels) {e.macro_f1:.3f} +/- {e.z * e.macro_f1_se:.3f}. "
+    if e is not None:
+        return f"Estimated ROC AUC (no labels) {e.roc_auc:.3f} +/- {e.z * e.roc_auc_se:.3f}. "
+    return f"Performance {report.estimation_note}. " if report.estimation_note else ""
+
+
 def estimated_performance_html(report: DriftReport) -> str:
     """The CBPE estimate of this window, and estimated vs realized on the window whose labels have arrived."""
     out = ""
     e = report.estimated
-    if e is not None:
+    if isinstance(e, EstimatedClassPerformance):
+        low, high = e.band
+        expected = "" if e.expected_macro_f1 is None else f" vs test {e.expected_macro_f1:.3f} (max drop {e.max_drop})"
+        out += (
+            f"<p>Estimated performance without labels (CBPE from the class probabilities, used as they are; "
+            f"{e.rows} scored rows): macro F1 {e.macro_f1:.3f} [{low:.3f}, {high:.3f}]{expected}, accuracy "
+            f"{e.accuracy:.3f}: {'DECAY ESTIMATED' if e.decayed else 'ok'}</p>"
+        )
+    elif e is not None:
         low, high = e.roc_auc_band
         calibration = (
             "no labelled reference: scores taken as probabilities"

@@ -45,13 +45,13 @@ def _figure(history: pd.DataFrame) -> str:
 
     # 2. estimated (band) vs realized performance.
     ax = axes[1]
-    est, se = series(history, "model", "estimated_roc_auc"), series(history, "model", "estimated_roc_auc_se")
+    metric = realized_metric(history)  # the champion's primary metric (roc_auc, macro_f1, rmse)
+    est, se = series(history, "model", f"estimated_{metric}"), series(history, "model", f"estimated_{metric}_se")
     if len(est):
         x = _dates(est.index)
-        ax.plot(x, est.to_numpy(), "o-", label="estimated ROC AUC (CBPE, no labels)")
+        ax.plot(x, est.to_numpy(), "o-", label=f"estimated {metric} (CBPE, no labels)")
         band = 2 * se.reindex(est.index).fillna(0).to_numpy()
         ax.fill_between(x, est.to_numpy() - band, est.to_numpy() + band, alpha=0.2, label="+/- 2 SE")
-    metric = realized_metric(history)  # the champion's primary metric (roc_auc, macro_f1, rmse)
     realized = series(history, "model", f"realized_{metric}", by="window_end")
     if len(realized):
         ax.plot(_dates(realized.index), realized.to_numpy(), "s-", label=f"realized {metric} (labels arrived)")

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from conveyor.domain.drift import DriftReport
+from conveyor.domain.multiclass_estimation import EstimatedClassPerformance
 from conveyor.domain.task_types import PREDICTED_CLASS, PREDICTION, SCORE
 
 COLUMNS = ["day", "model_name", "model_version", "subject", "metric", "value", "window_end", "verdict"]
@@ -70,7 +71,15 @@ def judgement_rows(report: DriftReport, volume: DataVolume, outputs: np.ndarray 
         rows.append((f.name, "drifted", float(f.drifted), day))
     rows += _distribution_rows(report, outputs)
     e = report.estimated
-    if e is not None:
+    if isinstance(e, EstimatedClassPerformance):
+        rows += [
+            ("model", f"estimated_{e.metric}", e.macro_f1, day),
+            ("model", f"estimated_{e.metric}_se", e.macro_f1_se, day),
+            ("model", "estimated_accuracy", e.accuracy, day),
+            ("model", f"expected_{e.metric}", e.expected_macro_f1, day),
+            ("model", "estimated_decay", float(e.decayed), day),
+        ]
+    elif e is not None:
         rows += [
             ("model", "estimated_roc_auc", e.roc_auc, day),
             ("model", "estimated_roc_auc_se", e.roc_auc_se, day),
@@ -90,7 +99,8 @@ def judgement_rows(report: DriftReport, volume: DataVolume, outputs: np.ndarray 
         ]
     elif p is not None:  # every metric of the task on the labelled window, and the primary one's test value
         rows += [("model", f"realized_{k}", v, p.window_end) for k, v in p.metrics.items() if k != "rows"]
-        rows.append(("model", f"expected_{p.metric}", p.expected, day))
+        if not any(metric == f"expected_{p.metric}" for _, metric, _, _ in rows):  # the estimate may have it
+            rows.append(("model", f"expected_{p.metric}", p.expected, day))
     m = report.multivariate
     if m is not None:
         rows += [
@@ -140,6 +150,7 @@ def recent_table(history: pd.DataFrame, today: dt.date, weeks: int) -> list[dict
     out = []
     for day, rows in recent.groupby("day"):
         value = rows.set_index(["subject", "metric"])["value"]
+        value = value[~value.index.duplicated(keep="last")]  # a rerun of the day: its last value
         drifted = sorted(rows[(rows["metric"] == "drifted") & (rows["value"] > 0)]["subject"].unique())
 
         def pick(subject: str, metric: str, value: pd.Series = value) -> float | None:
@@ -151,8 +162,8 @@ def recent_table(history: pd.DataFrame, today: dt.date, weeks: int) -> list[dict
                 "day": day,
                 "version": rows["model_version"].iloc[-1],
                 "verdict": rows["verdict"].iloc[-1],
-                "estimated_roc_auc": pick("model", "estimated_roc_auc"),
-                "se": pick("model", "estimated_roc_auc_se"),
+                f"estimated_{realized}": pick("model", f"estimated_{realized}"),
+                "se": pick("model", f"estimated_{realized}_se"),
                 f"realized_{realized} (labelled window)": pick("model", f"realized_{realized}"),
                 "reconstruction_error": pick("model", "reconstruction_error"),
                 "drifted": ", ".join(drifted) or "-",

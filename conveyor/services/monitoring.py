@@ -9,9 +9,10 @@ The statistics live in `conveyor/domain/drift.py` (pure). Here: where the data c
   prediction columns (score; proba_<class> + predicted_class; prediction);
 - performance: the champion's outputs on the labelled raw rows of the window `drift.label_delay_days` earlier,
   judged by the task's primary metric (binary: realized and estimated side by side);
-- estimated performance (no labels): binary only, CBPE on the scored day's published scores, calibrated on the
-  version's labelled monitoring reference (held-out test rows stored at registration, `MONITORING_REFERENCE`).
-  Multiclass and regression versions are reported "not estimated" (`DriftReport.estimation_note`).
+- estimated performance (no labels): binary, CBPE on the scored day's published scores, calibrated on the
+  version's labelled monitoring reference (held-out test rows stored at registration, `MONITORING_REFERENCE`);
+  multiclass, CBPE on its published class probabilities (macro F1 vs the test macro F1; probabilities used as
+  they are). Regression versions are reported "not estimated" (`DriftReport.estimation_note`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from conveyor.domain import drift, drift_report
 from conveyor.domain import performance_estimation as pe
 from conveyor.domain.failures import MissingInput
 from conveyor.domain.monitoring_profile import PROFILE_FILE, profile_from_bytes, profile_to_bytes
+from conveyor.domain.multiclass_estimation import EstimatedClassPerformance, estimate_class_performance
 from conveyor.domain.multivariate_drift import MultivariateDrift, ReconstructionProfile
 from conveyor.domain.task_outputs import prediction_columns
 from conveyor.domain.task_types import SCORE, ModelTask
@@ -214,13 +216,26 @@ def published_outputs(store: ObjectStore, settings: Settings, model_name: str, d
 
 
 def _estimate(
-    estimator: PerformanceEstimator, task: ModelTask, outputs: pd.DataFrame, settings: Settings
-) -> tuple[pe.EstimatedPerformance | None, str | None]:
-    """CBPE for a binary version; for the others (None, why it is not estimated)."""
-    if task.kind != "binary":
+    estimator: PerformanceEstimator, task: ModelTask, outputs: pd.DataFrame, settings: Settings, expected: Any
+) -> tuple[pe.EstimatedPerformance | EstimatedClassPerformance | None, str | None]:
+    """CBPE for a classifier (binary from its scores, multiclass from its class probabilities); for a regression
+    version (None, why it is not estimated)."""
+    cfg = settings.drift
+    if task.kind == "multiclass":
+        proba = task.probabilities(outputs)
+        estimate = estimate_class_performance(
+            proba,
+            expected_macro_f1=expected,
+            max_drop=cfg.max_metric_drop,
+            z=cfg.estimation_z,
+            replicates=cfg.bootstrap_replicates,
+            seed=cfg.seed,
+        )
+        return estimate, None
+    if task.kind == "regression":
         return None, (
-            f"not estimated: CBPE here estimates a binary classifier's metrics from its scores; this version is "
-            f"{task.kind} (its realized {task.primary_metric} is judged once labels arrive)"
+            "not estimated: CBPE estimates a classifier's metrics from its probabilities; a regression "
+            f"version's {task.primary_metric} is judged once labels arrive"
         )
     return estimator.estimate(outputs[SCORE].to_numpy(dtype=float), settings), None
 
@@ -245,7 +260,7 @@ def drift_report_for_day(
     labelled = labelled_reference(registry, champion) if task.kind == "binary" else None
     estimator = PerformanceEstimator.fit(labelled, settings, expected, None if stored is None else stored[1])
     performance = labelled_performance(store, settings, loaded, expected, scored_day, estimator)
-    estimated, note = _estimate(estimator, task, outputs, settings)
+    estimated, note = _estimate(estimator, task, outputs, settings, expected)
     report = drift.compare(
         reference,
         current,
@@ -282,6 +297,9 @@ def write_reports(
 
 
 def drift_event_payload(report: drift.DriftReport, report_uri: str | None = None) -> dict[str, Any]:
+    estimated = report.estimated
+    binary = estimated if isinstance(estimated, pe.EstimatedPerformance) else None
+    classes = estimated if isinstance(estimated, EstimatedClassPerformance) else None
     scores = {
         f.name: {"psi": round(f.psi, 4), "ks": None if f.ks is None else round(f.ks, 4)}
         for f in report.features
@@ -297,7 +315,8 @@ def drift_event_payload(report: drift.DriftReport, report_uri: str | None = None
         "window_end": report.window_end,
         "performance_decayed": bool(report.performance and report.performance.decayed),
         "estimated_decay": bool(report.estimated and report.estimated.decayed),
-        "estimated_roc_auc": None if report.estimated is None else round(report.estimated.roc_auc, 4),
+        "estimated_roc_auc": None if binary is None else round(binary.roc_auc, 4),
+        "estimated_macro_f1": None if classes is None else round(classes.macro_f1, 4),
         "task": report.task,
         "performance_metric": None if report.performance is None else report.performance.metric,
         "reasons": report.reasons[:10],

@@ -186,7 +186,7 @@ def test_report_table_and_dashboard_carry_the_tasks_names(
     assert series(rows, "model", "expected_rmse").iloc[0] == 5.0 and not len(series(rows, "score", "mean"))
     table = recent_table(rows, DAY, weeks=1)
     assert table[0]["realized_rmse (labelled window)"] == pytest.approx(performance.value, abs=1e-3)  # type: ignore[union-attr]
-    assert table[0]["estimated_roc_auc"] is None
+    assert table[0]["estimated_rmse"] is None  # regression: nothing estimated without labels
     assert "data:image/png;base64," in render_dashboard(rows, "m", DAY, weeks=1)
 
     multi = _multiclass_outputs(len(current), [1, 3, 1], 4)
@@ -216,3 +216,93 @@ def test_registration_checks_the_model_against_its_task() -> None:
     broken = reference.assign(proba_gold=np.nan)
     with pytest.raises(InvalidInput, match=r"30 non-finite value\(s\)"):
         check_registration(classifier, MULTICLASS, broken)
+
+
+def test_multiclass_cbpe_matches_the_labels_its_probabilities_imply() -> None:
+    from conveyor.domain.multiclass_estimation import estimate_class_performance, realized_class_metrics
+
+    rng = np.random.default_rng(11)
+    proba = rng.dirichlet([0.6, 0.6, 0.6], 4000)  # confident rows mostly
+    estimate = estimate_class_performance(proba, expected_macro_f1=0.7, max_drop=0.05, z=2.0, replicates=200, seed=0)
+    realized = []
+    for seed in range(30):  # labels drawn as calibrated probabilities say: the realized metric scatters around it
+        draw = np.random.default_rng(100 + seed)
+        labels = (draw.random((len(proba), 1)) > np.cumsum(proba, axis=1)).sum(axis=1).clip(0, 2)
+        realized.append(realized_class_metrics(labels, proba.argmax(axis=1), 3))
+    f1s, accuracies = np.array(realized).T
+    assert estimate.macro_f1 == pytest.approx(f1s.mean(), abs=3 * estimate.macro_f1_se / np.sqrt(30) + 1e-3)
+    assert estimate.accuracy == pytest.approx(accuracies.mean(), abs=0.01)
+    assert estimate.macro_f1_se == pytest.approx(f1s.std(ddof=1), rel=0.5)
+    assert not estimate.decayed and estimate.reasons == []
+    unsure = estimate_class_performance(
+        rng.dirichlet([20, 20, 20], 4000), expected_macro_f1=0.8, max_drop=0.05, z=2.0, replicates=50, seed=0
+    )
+    assert unsure.decayed and unsure.macro_f1 < 0.5 and "macro F1" in unsure.reasons[0]
+
+
+def test_a_multiclass_report_and_table_carry_the_estimate(
+    settings: Settings, frames: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    from conveyor.domain.multiclass_estimation import estimate_class_performance
+
+    reference, current = frames
+    reference = pd.concat([reference, _multiclass_outputs(len(reference), [1, 1, 1], 1)], axis=1)
+    outputs = _multiclass_outputs(len(current), [3, 3, 3], 2)  # unsure: the estimate falls below the test value
+    estimated = estimate_class_performance(
+        MULTICLASS.probabilities(outputs), expected_macro_f1=0.9, max_drop=0.05, z=2.0, replicates=50, seed=0
+    )
+    report = drift.compare(
+        reference,
+        current,
+        settings.dataset,
+        settings.drift.model_copy(update={"min_rows": 100}),
+        model_name="m",
+        model_version="2",
+        window_start=DAY,
+        window_end=DAY,
+        current_outputs=outputs,
+        task=MULTICLASS,
+        estimated=estimated,
+    )
+    assert estimated.decayed and any("estimated performance decay" in r for r in report.reasons)
+    assert "macro F1" in drift_report.render_html(report, reference, current, outputs, 5000)
+    assert drift_report.estimate_summary(report).startswith("Estimated macro F1 (no labels)")
+    rows = judgement_rows(report, DataVolume(len(current)), outputs)
+    assert series(rows, "model", "estimated_macro_f1").iloc[0] == pytest.approx(estimated.macro_f1)
+    table = recent_table(rows, DAY, weeks=1)
+    assert table[0]["estimated_macro_f1"] == pytest.approx(estimated.macro_f1, abs=1e-3)
+
+
+def test_a_multiclass_judgement_with_estimate_and_labels_reads_back(
+    settings: Settings, frames: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    from conveyor.domain.multiclass_estimation import estimate_class_performance
+
+    reference, current = frames
+    reference = pd.concat([reference, _multiclass_outputs(len(reference), [1, 1, 1], 1)], axis=1)
+    outputs = _multiclass_outputs(len(current), [1, 1, 1], 2)
+    labels = outputs["predicted_class"].to_numpy()
+    performance = task_performance_check(MULTICLASS, labels, outputs, 0.9, 0.05, DAY - dt.timedelta(30), DAY)
+    estimated = estimate_class_performance(
+        MULTICLASS.probabilities(outputs), expected_macro_f1=0.9, max_drop=0.05, z=2.0, replicates=20, seed=0
+    )
+    report = drift.compare(
+        reference,
+        current,
+        settings.dataset,
+        settings.drift.model_copy(update={"min_rows": 100}),
+        model_name="m",
+        model_version="2",
+        window_start=DAY,
+        window_end=DAY,
+        current_outputs=outputs,
+        task=MULTICLASS,
+        estimated=estimated,
+        performance=performance,
+    )
+    rows = judgement_rows(report, DataVolume(len(current)), outputs)
+    assert (rows["metric"] == "expected_macro_f1").sum() == 1  # written once, by the estimate
+    history = pd.concat([rows, rows], ignore_index=True)  # the same day judged twice
+    table = recent_table(history, DAY, weeks=1)
+    assert table[0]["realized_macro_f1 (labelled window)"] == 1.0
+    assert "data:image/png;base64," in render_dashboard(history, "m", DAY, weeks=1)
