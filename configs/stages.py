@@ -140,7 +140,12 @@ class DriftConfig(StrictSection):
 
     psi_threshold: float = Field(default=0.2, gt=0)
     ks_threshold: float = Field(default=0.1, gt=0, le=1, description="the KS statistic, never its p-value")
-    prediction_psi_threshold: float = Field(default=0.2, gt=0, description="on the score distribution")
+    prediction_psi_threshold: float = Field(
+        default=0.2,
+        gt=0,
+        description="on the prediction columns of the champion's task (score; predicted class and class "
+        "probabilities; prediction)",
+    )
     max_drifted_share: float = Field(
         default=0.0, ge=0, le=1, description="drift verdict when more than this share of features drifted"
     )
@@ -152,7 +157,13 @@ class DriftConfig(StrictSection):
         default=500, ge=1, description="fewer current rows than this: verdict 'insufficient_data', no event"
     )
     max_metric_drop: float = Field(
-        default=0.05, ge=0, le=1, description="decay: ROC AUC on a labelled past window this far below test ROC AUC"
+        default=0.05,
+        ge=0,
+        le=1,
+        description="decay, in the champion's task's primary metric on a labelled past window vs its test value: "
+        "for a higher-is-better metric (binary ROC AUC, multiclass macro F1) an ABSOLUTE drop (decayed when "
+        "value < test - max_metric_drop); for regression RMSE (lower is better, in the target's unit) a RELATIVE "
+        "rise (decayed when value > test x (1 + max_metric_drop)); also the estimated (CBPE, binary) ROC AUC drop",
     )
     label_delay_days: int = Field(
         default=30, ge=0, description="labels (churn within 30 days) of a window are known this many days later"
@@ -322,7 +333,11 @@ class TwinConfig(StrictSection):
 
     export: bool = Field(default=True, description="export and parity-check an ONNX twin at registration")
     parity_tolerance: float = Field(
-        default=1e-4, ge=0, description="max |P(positive) sklearn - onnxruntime| allowed on the test rows"
+        default=1e-4,
+        ge=0,
+        description="max |sklearn - onnxruntime| allowed on the test rows: classification every class probability "
+        "(binary P(positive)), absolute; regression the prediction, relative to the target scale (the std of the "
+        "Pipeline's predictions on those rows)",
     )
     max_parity_rows: int = Field(default=100_000, ge=1, description="test rows the parity check scores (the first N)")
     threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads per session")

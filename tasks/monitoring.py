@@ -54,24 +54,19 @@ def check_drift(settings: Settings, model_name: str, scored_day: dt.date | None)
     logger = get_run_logger()
     store = ObjectStore(settings.storage)
     day = scored_day or latest_scored_day(store, settings, model_name)
-    report, reference, current, scores = drift_report_for_day(store, settings, model_name, day)
-    uris = write_reports(store, settings, report, reference, current, scores)
+    report, reference, current, outputs = drift_report_for_day(store, settings, model_name, day)
+    uris = write_reports(store, settings, report, reference, current, outputs)
     window = dt.date.fromisoformat(report.window_start), day
     quarantined = quarantined_batches(store, settings, *window)
     volume = data_volume(store, settings, report, len(current), len(quarantined))
-    append_judgement(store, settings, report, volume, scores.to_numpy(dtype=float), current_run_id())
+    append_judgement(store, settings, report, volume, outputs, current_run_id())
     key = _artifact_key(model_name)
     create_table_artifact(
         table=drift_report.verdict_table(report),
         key=key,
         description=f"Drift verdict **{report.verdict}** for {model_name} v{report.model_version}, "
         f"{report.window_start}..{report.window_end}. "
-        + (
-            ""
-            if report.estimated is None
-            else f"Estimated ROC AUC (no labels) {report.estimated.roc_auc:.3f} +/- "
-            f"{report.estimated.z * report.estimated.roc_auc_se:.3f}. "
-        )
+        + drift_report.estimate_summary(report)
         + "; ".join(report.reasons),
     )
     create_link_artifact(

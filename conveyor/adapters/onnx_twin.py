@@ -5,11 +5,21 @@ Interface for scorers (batch scoring, the online service):
 
     twin = OnnxTwin.from_bytes(data)          # or ModelRegistry.load_twin(meta): signed, checksum and parity checked
     twin.feature_names                        # the raw feature columns it reads, in order
-    twin.predict_proba(frame)                 # np.ndarray (rows, 2) of float64; column 1 = P(positive), as sklearn
+    twin.kind                                 # "classifier" or "regressor" (from the graph's outputs)
+    twin.predict_proba(frame)                 # classifier: (rows, classes) float64, the Pipeline's column order
+    twin.predict(frame)                       # regressor: (rows,) float64
 
 `frame` is a pandas DataFrame holding (at least) `feature_names` with the raw values the Pipeline takes: numbers
-(ints or floats, NaN for missing) and category strings (None/NaN for missing). `predict_proba` is thread-safe
-(onnxruntime's `InferenceSession.run` is); one `OnnxTwin` can serve concurrent requests.
+(ints or floats, NaN for missing) and category strings (None/NaN for missing). Both are thread-safe
+(onnxruntime's `InferenceSession.run` is); one `OnnxTwin` can serve concurrent requests. With these two methods
+a twin fits `ModelTask.outputs` like the Pipeline does, so scorers get the task's output columns from either.
+
+Parity (checked at registration on the version's test rows): a classifier's largest absolute difference over
+every class probability (binary: P(positive)) must be within `twin.parity_tolerance`; a regressor's largest
+absolute prediction difference RELATIVE to the target's scale (the standard deviation of the Pipeline's
+predictions on the parity rows; 1 when they are constant), so the same tolerance holds for a target in cents
+or in millions. The record keeps the absolute difference and the scale (`max_abs_diff`, `scale`): the
+absolute difference allowed is `tolerance * scale`.
 
 The model bytes describe themselves: the graph has one input per feature column (float32 numbers, strings for
 categories) and the ONNX metadata (`conveyor.inputs`) names each column's kind and the value a missing category
@@ -55,6 +65,13 @@ class TwinRecord:
     sha256: str | None = None  # of model.onnx; set by the registry when it stores the file
     key: str | None = None
     library_versions: dict[str, str] = field(default_factory=dict)
+    # Regression: the target scale the tolerance is relative to (None: classification, an absolute tolerance).
+    scale: float | None = None
+
+    @property
+    def allowed_abs_diff(self) -> float:
+        """The largest absolute output difference within tolerance (regression: tolerance x scale)."""
+        return self.tolerance * (self.scale if self.scale is not None else 1.0)
 
     @property
     def usable(self) -> bool:
@@ -86,12 +103,13 @@ class _Input:
 
 
 class OnnxTwin:
-    """A verified-to-load ONNX model with sklearn's `predict_proba` contract (see the module docstring)."""
+    """A verified-to-load ONNX model with sklearn's `predict_proba` (classifier) or `predict` (regressor)
+    contract (see the module docstring)."""
 
     def __init__(self, session: Any, inputs: list[_Input]) -> None:
         self._session = session
         self._inputs = inputs
-        self._probabilities = _probability_output(session)
+        self.kind, self._output = _output_of(session)
 
     @classmethod
     def from_bytes(cls, data: bytes, threads: int = 1) -> OnnxTwin:
@@ -117,23 +135,42 @@ class OnnxTwin:
         return tuple(spec.name for spec in self._inputs)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """(rows, 2) float64 probabilities: column 0 = P(negative), column 1 = P(positive)."""
+        """Classifier: (rows, classes) float64 probabilities in the Pipeline's class order (binary: column 1 =
+        P(positive))."""
+        self._require("classifier", "predict_proba")
         if len(frame) == 0:
-            return np.empty((0, 2), dtype="float64")
+            shape = next(o.shape for o in self._session.get_outputs() if o.name == self._output)
+            classes = shape[1] if len(shape) > 1 and isinstance(shape[1], int) else 2
+            return np.empty((0, classes), dtype="float64")
+        return np.asarray(self._run(frame), dtype="float64")
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Regressor: (rows,) float64 predictions."""
+        self._require("regressor", "predict")
+        if len(frame) == 0:
+            return np.empty(0, dtype="float64")
+        return np.asarray(self._run(frame), dtype="float64").reshape(-1)
+
+    def _require(self, kind: str, method: str) -> None:
+        if self.kind != kind:
+            raise TwinUnavailable(f"ONNX twin: {method} needs a {kind} twin; this one is a {self.kind}")
+
+    def _run(self, frame: pd.DataFrame) -> Any:
         missing = [spec.name for spec in self._inputs if spec.name not in frame.columns]
         if missing:
             raise KeyError(f"ONNX twin input: frame lacks feature column(s) {missing}")
-        (probabilities,) = self._session.run([self._probabilities], _feeds(frame, self._inputs))
-        return np.asarray(probabilities, dtype="float64")
+        (values,) = self._session.run([self._output], _feeds(frame, self._inputs))
+        return values
 
 
-def _probability_output(session: Any) -> str:
-    for output in session.get_outputs():
-        if output.name == "probabilities":
-            return str(output.name)
-    raise TwinUnavailable(
-        f"{TWIN_FILE}: no 'probabilities' output (outputs: {[o.name for o in session.get_outputs()]})"
-    )
+def _output_of(session: Any) -> tuple[Literal["classifier", "regressor"], str]:
+    """skl2onnx names a classifier's probabilities `probabilities` and a regressor's prediction `variable`."""
+    names = [o.name for o in session.get_outputs()]
+    if "probabilities" in names:
+        return "classifier", "probabilities"
+    if "variable" in names:
+        return "regressor", "variable"
+    raise TwinUnavailable(f"{TWIN_FILE}: neither a 'probabilities' nor a 'variable' output (outputs: {names})")
 
 
 def _feeds(frame: pd.DataFrame, inputs: list[_Input]) -> dict[str, np.ndarray]:
@@ -151,7 +188,8 @@ def _feeds(frame: pd.DataFrame, inputs: list[_Input]) -> dict[str, np.ndarray]:
 # ---- export -------------------------------------------------------------------------------------------------
 def export_twin(model: Any, rows: pd.DataFrame, tolerance: float, threads: int = 1) -> TwinExport:
     """Convert the fitted Pipeline to ONNX and check parity on `rows` (its test rows, raw feature columns):
-    max |P(positive) Pipeline - P(positive) twin| must be within `tolerance`. Never raises for a model it cannot
+    the largest difference of the Pipeline's and the twin's outputs (module docstring) must be within
+    `tolerance`. Never raises for a model it cannot
     convert: that is a failed record with the reason, so the version is still registered (without a twin)."""
     try:
         onnx_bytes = _convert(model)
@@ -168,19 +206,39 @@ def check_parity(model: Any, onnx_bytes: bytes, rows: pd.DataFrame, tolerance: f
         return TwinRecord("failed", "no rows to check parity on", tolerance, library_versions=versions)
     try:
         twin = OnnxTwin.from_bytes(onnx_bytes, threads)
-        expected = np.asarray(model.predict_proba(rows)[:, 1], dtype="float64")
-        actual = twin.predict_proba(rows)[:, 1]
+        expected, actual = _both_outputs(model, twin, rows)
     except Exception as exc:  # a graph onnxruntime rejects at run time is a failed twin, not a crash
         reason = f"the twin cannot score the parity rows: {type(exc).__name__}: {exc}"
         return TwinRecord("failed", reason[:2000], tolerance, rows_checked=len(rows), library_versions=versions)
     diff = np.abs(actual - expected)
-    worst = float("inf") if np.isnan(diff).any() else float(diff.max())  # a NaN score is never parity
-    passed = worst <= tolerance
-    reason = (
-        f"max |P(positive) difference| {worst:.3g} over {len(rows)} rows "
-        f"{'within' if passed else 'ABOVE'} tolerance {tolerance:g}"
-    )
-    return TwinRecord("passed" if passed else "failed", reason, tolerance, worst, len(rows), library_versions=versions)
+    worst = float("inf") if np.isnan(diff).any() else float(diff.max())  # a NaN output is never parity
+    if twin.kind == "regressor":
+        spread = float(np.std(expected))
+        scale = spread if np.isfinite(spread) and spread > 0 else 1.0
+        passed = worst / scale <= tolerance
+        what = f"max |prediction difference| {worst:.3g} = {worst / scale:.3g} x the target scale {scale:.4g}"
+    else:
+        scale, passed = None, worst <= tolerance
+        what = f"max |{'P(positive)' if expected.ndim == 1 else 'class probability'} difference| {worst:.3g}"
+    reason = f"{what} over {len(rows)} rows {'within' if passed else 'ABOVE'} tolerance {tolerance:g}"
+    status: Literal["passed", "failed"] = "passed" if passed else "failed"
+    return TwinRecord(status, reason, tolerance, worst, len(rows), library_versions=versions, scale=scale)
+
+
+def _both_outputs(model: Any, twin: OnnxTwin, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(Pipeline, twin) outputs on `rows`: binary P(positive) (rows,); multiclass every class probability
+    (rows, classes); a regressor's predictions (rows,)."""
+    if twin.kind == "regressor":
+        if not hasattr(model, "predict") or hasattr(model, "predict_proba"):
+            raise TypeError("the twin is a regressor but the Pipeline is a classifier")
+        return np.asarray(model.predict(rows), dtype="float64"), twin.predict(rows)
+    expected = np.asarray(model.predict_proba(rows), dtype="float64")
+    actual = twin.predict_proba(rows)
+    if actual.shape != expected.shape:
+        raise ValueError(f"the twin gives {actual.shape[1]} class probabilities, the Pipeline {expected.shape[1]}")
+    if expected.shape[1] == 2:
+        return expected[:, 1], actual[:, 1]
+    return expected, actual
 
 
 def _convert(model: Any) -> bytes:
@@ -195,7 +253,9 @@ def _convert(model: Any) -> bytes:
         (spec.name, StringTensorType([None, 1]) if spec.kind == "categorical" else FloatTensorType([None, 1]))
         for spec in inputs
     ]
-    onx = convert_sklearn(portable, initial_types=types, options={"zipmap": False})
+    # zipmap (probabilities as a list of dicts) exists only for classifiers; skl2onnx refuses it for regressors.
+    options = {"zipmap": False} if hasattr(portable, "predict_proba") else None
+    onx = convert_sklearn(portable, initial_types=types, options=options)
     entry = onx.metadata_props.add()
     entry.key, entry.value = _INPUTS_KEY, json.dumps([asdict(spec) for spec in inputs])
     return bytes(onx.SerializeToString())

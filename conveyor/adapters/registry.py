@@ -3,7 +3,7 @@
     models/<name>/versions/000007/_claim            version number taken (create-if-absent)
     models/<name>/versions/000007/model.joblib      the fitted sklearn Pipeline
     models/<name>/versions/000007/model.onnx        its ONNX twin, stored only when it passed the parity check
-    models/<name>/versions/000007/reference.parquet training-feature sample + `score` (drift reference)
+    models/<name>/versions/000007/reference.parquet training-feature sample + the model's outputs (drift reference)
     models/<name>/versions/000007/<plot>.png        evaluation plots
     models/<name>/versions/000007/metadata.json.sig Ed25519 signature of metadata.json's bytes (written before it)
     models/<name>/versions/000007/metadata.json     written LAST: a version without it does not exist
@@ -73,7 +73,8 @@ from conveyor.adapters.registry_records import (
     library_versions,
 )
 from conveyor.adapters.signing import Keyring, SignatureRefused, Signer, signer, trusted_keyring
-from conveyor.domain.failures import InvalidInput
+from conveyor.domain.task_outputs import check_registration
+from conveyor.domain.task_types import ModelTask
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +168,7 @@ class ModelRegistry:
         card). `twin_rows` (the test rows, raw feature columns) are what the twin's parity is checked on; without
         them no twin is exported (recorded as `not_exported`)."""
         self._require_conditional_writes()
-        if "score" not in reference.columns:
-            raise InvalidInput("reference sample needs a `score` column (the model's scores on those rows)")
+        check_registration(model, ModelTask.from_json(metadata.task), reference)
         signing_key = self._signing_key()
         version = self._claim_version(model_name)
         files = files(version) if callable(files) else files
@@ -332,7 +332,8 @@ class ModelRegistry:
         return OnnxTwin.from_bytes(data, self.settings.twin.threads)
 
     def load_reference(self, model_name: str, version: int | None = None) -> pd.DataFrame:
-        """The version's reference sample: training feature rows plus the model's `score` on them."""
+        """The version's reference sample: training feature rows plus the model's outputs on them (the task's
+        `prediction_columns`: `score` for binary)."""
         if version is None:
             version = self.champion_version(model_name)
             if version is None:

@@ -1,19 +1,24 @@
-"""Drift statistics and the drift verdict: the champion's reference profile vs the latest scored window.
+"""The drift verdict: the champion's reference profile vs the latest scored window.
 
-Pure functions (numpy/pandas in, a `DriftReport` out) plus thin tasks that write the JSON/HTML report to the
-object store and a Prefect table artifact. Gates use the PSI and the KS *statistic*, never a p-value: at the
-row counts a batch job sees, the KS p-value is ~0 for any shift, however small.
+Pure functions (numpy/pandas in, a `DriftReport` out). The per-column statistics are in `drift_statistics.py`,
+realized performance in `drift_performance.py` (both re-exported here). Gates use the PSI and the KS *statistic*,
+never a p-value: at the row counts a batch job sees, the KS p-value is ~0 for any shift, however small.
 
 - numeric features: PSI on `drift.bins` reference-quantile bins, and the two-sample KS statistic;
 - categorical features: PSI over the reference categories plus one bucket for categories never seen in the
   reference (their names and share are reported);
-- predictions: the same numeric statistics on the `score` column;
-- performance: when labels for a past window have arrived, ROC AUC on it vs the model's test ROC AUC;
-- estimated performance (no labels, `performance_estimation.py`): an estimated drop is a verdict of its own.
+- predictions, per the champion's recorded task (`drift.prediction_psi_threshold`): binary the `score`;
+  multiclass the `predicted_class` distribution (PSI) and every `proba_<class>` column (PSI + KS); regression
+  the `prediction` (PSI + KS);
+- performance: when labels for a past window have arrived, the task's primary metric on it vs its test value;
+- estimated performance (no labels; binary `performance_estimation.py`, multiclass `multiclass_estimation.py`): an
+  estimated drop is a verdict of its own; for regression the report says why it is not estimated
+  (`estimation_note`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -23,90 +28,49 @@ import pandas as pd
 
 from configs.settings import DatasetConfig, DriftConfig, Settings
 from conveyor.domain import drift_bounds
+from conveyor.domain.drift_performance import PerformanceCheck, performance_check, task_performance_check
+from conveyor.domain.drift_statistics import (
+    FIXED,
+    UNSEEN,
+    Bounds,
+    FeatureDrift,
+    categorical_counts,
+    categorical_drift,
+    categorical_psi,
+    ks_statistic,
+    numeric_drift,
+    numeric_psi,
+    psi_from_counts,
+    quantile_edges,
+)
 from conveyor.domain.failures import MissingColumns
+from conveyor.domain.multiclass_estimation import EstimatedClassPerformance
 from conveyor.domain.multivariate_drift import MultivariateDrift
 from conveyor.domain.performance_estimation import EstimatedPerformance
+from conveyor.domain.task_outputs import prediction_columns
+from conveyor.domain.task_types import PREDICTED_CLASS, ModelTask
+
+__all__ = [  # the statistics and the performance check, re-exported for the callers that always found them here
+    "FIXED",
+    "UNSEEN",
+    "Bounds",
+    "FeatureDrift",
+    "PerformanceCheck",
+    "categorical_counts",
+    "categorical_psi",
+    "ks_statistic",
+    "numeric_psi",
+    "psi_from_counts",
+    "performance_check",
+    "quantile_edges",
+    "task_performance_check",
+]
 
 SCORE_COLUMN = "score"
-UNSEEN = "__unseen__"
-# An empty bin would make PSI infinite; this floor (a share) is the usual convention.
-_EPS = 1e-4
+_BINARY = ModelTask("binary", ("0", "1"))
 
 # "estimated_decay": no feature drifted, but the performance estimated from the scores dropped (retrain too).
 Verdict = Literal["drift", "estimated_decay", "no_drift", "insufficient_data"]
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    """Drift statistics of one column (a feature, or the model's score)."""
-
-    name: str
-    kind: Literal["numeric", "categorical", "prediction"]
-    psi: float
-    ks: float | None
-    psi_threshold: float
-    ks_threshold: float | None
-    drifted: bool
-    reference_rows: int
-    current_rows: int
-    reference_mean: float | None = None
-    current_mean: float | None = None
-    unseen_categories: list[str] = field(default_factory=list)
-    unseen_share: float = 0.0
-    reasons: list[str] = field(default_factory=list)
-    # Window-sized bounds (drift_bounds.py): the effective bound is max(threshold, no-change quantile).
-    psi_bound: float | None = None
-    ks_bound: float | None = None
-    psi_no_change: float | None = None
-    ks_no_change: float | None = None
-    jensen_shannon: float | None = None
-    wasserstein_std: float | None = None
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """What a statistic is compared with: the configured minimum effect and the no-change quantile at this size."""
-
-    alpha: float | None  # None: fixed thresholds only
-    replicates: int
-    rng: np.random.Generator | None
-
-    def exceeded(
-        self, column: str, statistic: str, value: float, threshold: float, no_change: float | None, rows: int
-    ) -> str | None:
-        """The reason `value` is beyond its bound, naming the rule that set the bound; None when it is not."""
-        bound = threshold if no_change is None else max(threshold, no_change)
-        if value <= bound:
-            return None
-        if no_change is None or no_change <= threshold:
-            extra = "" if no_change is None else f"; no-change quantile at {rows:,} rows only {no_change:.3f}"
-            return f"{column}: {statistic} {value:.3f} > {threshold} (threshold{extra})"
-        return (
-            f"{column}: {statistic} {value:.3f} > {no_change:.3f}, the no-change {1 - (self.alpha or 0):.4%} quantile "
-            f"at {rows:,} rows (above the threshold {threshold}: the window is small)"
-        )
-
-
-FIXED = Bounds(None, 0, None)
-
-
-@dataclass(frozen=True)
-class PerformanceCheck:
-    """ROC AUC of the model on a past window whose labels have arrived, vs its test ROC AUC."""
-
-    window_start: str
-    window_end: str
-    rows: int
-    roc_auc: float
-    expected_roc_auc: float
-    max_drop: float
-    decayed: bool
-    # Side by side with the realized figures: the same rows' performance estimated from their scores alone.
-    accuracy: float | None = None
-    f1: float | None = None
-    estimated_roc_auc: float | None = None
-    estimated_accuracy: float | None = None
-    estimated_f1: float | None = None
 
 
 @dataclass(frozen=True)
@@ -124,8 +88,13 @@ class DriftReport:
     drifted_share: float
     reasons: list[str]
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
-    estimated: EstimatedPerformance | None = None
+    # CBPE without labels: binary (ROC AUC, accuracy, F1) or multiclass (macro F1, accuracy); None: regression.
+    estimated: EstimatedPerformance | EstimatedClassPerformance | None = None
     multivariate: MultivariateDrift | None = None
+    task: str = "binary"  # the champion's recorded task
+    # Every prediction column compared (`prediction` is the first: score, predicted_class or prediction).
+    predictions: list[FeatureDrift] = field(default_factory=list)
+    estimation_note: str | None = None  # why performance was not estimated without labels (None: it was)
 
     @property
     def drifted(self) -> bool:
@@ -146,213 +115,12 @@ class DriftReport:
         return data
 
 
-# ---- statistics ---------------------------------------------------------------------------------------------
-def quantile_edges(reference: np.ndarray, bins: int) -> np.ndarray:
-    """Inner bin edges at the reference quantiles (ties collapsed: integer features may have fewer bins)."""
-    return _sorted_edges(np.sort(reference), bins)
-
-
-def _sorted_edges(ref_sorted: np.ndarray, bins: int) -> np.ndarray:
-    # Quantiles that are data values (numpy's "inverted_cdf"): integer features get edges on their own values.
-    n = len(ref_sorted)
-    positions = np.ceil(np.linspace(0, 1, bins + 1)[1:-1] * n).astype(np.int64) - 1
-    return np.unique(ref_sorted[np.clip(positions, 0, n - 1)])
-
-
-def _bin_counts(values_sorted: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    # Right-closed bins (-inf, e1], (e1, e2], ..., (ek, inf): counts from a sorted array in O(bins log n).
-    at_or_below = np.searchsorted(values_sorted, edges, side="right")
-    return np.diff(np.concatenate([[0], at_or_below, [len(values_sorted)]]))
-
-
-def _shares(counts: np.ndarray) -> np.ndarray:
-    total = counts.sum()
-    shares = counts / total if total else np.zeros_like(counts, dtype=float)
-    return np.clip(shares, _EPS, None)
-
-
-def psi_from_counts(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
-    """Population stability index: sum((c - r) * ln(c / r)) over bins, shares floored at 1e-4."""
-    r, c = _shares(reference_counts.astype(float)), _shares(current_counts.astype(float))
-    return float(np.sum((c - r) * np.log(c / r)))
-
-
-def _psi_sorted(ref_sorted: np.ndarray, cur_sorted: np.ndarray, bins: int) -> float:
-    edges = _sorted_edges(ref_sorted, bins)
-    return psi_from_counts(_bin_counts(ref_sorted, edges), _bin_counts(cur_sorted, edges))
-
-
-def _ks_sorted(a: np.ndarray, b: np.ndarray) -> float:
-    # The ECDF gap can only peak at a sample point; sorted queries keep numpy's searchsorted cache-friendly.
-    gap_at_a = np.arange(1, len(a) + 1) / len(a) - np.searchsorted(b, a, side="right") / len(b)
-    gap_at_b = np.searchsorted(a, b, side="right") / len(a) - np.arange(1, len(b) + 1) / len(b)
-    # At tied points only the last of a run holds the true ECDF value; the right-searchsorted side is exact,
-    # the arange side overshoots downwards inside a run, so take it at run ends only.
-    last_a = np.r_[a[1:] != a[:-1], True]
-    last_b = np.r_[b[1:] != b[:-1], True]
-    return float(max(np.max(np.abs(gap_at_a[last_a])), np.max(np.abs(gap_at_b[last_b]))))
-
-
-def numeric_psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
-    """PSI with bins at the reference quantiles (each bin holds ~1/bins of the reference)."""
-    return _psi_sorted(np.sort(reference), np.sort(current), bins)
-
-
-def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
-    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the two empirical CDFs."""
-    return _ks_sorted(np.sort(reference), np.sort(current))
-
-
-def categorical_psi(reference: pd.Series, current: pd.Series) -> tuple[float, list[str], float]:
-    """PSI over the reference's categories plus one bucket for unseen ones; returns (psi, unseen, unseen share).
-    Missing values are left out (null shares are the validation gate's business)."""
-    r, c, unseen, share = categorical_counts(reference, current)
-    return psi_from_counts(r, c), unseen, share
-
-
-def categorical_counts(reference: pd.Series, current: pd.Series) -> tuple[np.ndarray, np.ndarray, list[str], float]:
-    """Counts over the reference's categories plus the unseen bucket (last), the unseen names and their share."""
-    ref_counts = reference.value_counts(dropna=True)
-    cur_counts = current.value_counts(dropna=True)
-    ref_counts, cur_counts = ref_counts[ref_counts > 0], cur_counts[cur_counts > 0]
-    known = ref_counts.index
-    seen = cur_counts.index.isin(known)
-    unseen = sorted(str(c) for c in cur_counts.index[~seen])
-    unseen_count = int(cur_counts[~seen].sum())
-    r = np.append(ref_counts.to_numpy(dtype=float), 0.0)
-    c = np.append(cur_counts.reindex(known, fill_value=0).to_numpy(dtype=float), float(unseen_count))
-    total = float(cur_counts.sum())
-    return r, c, unseen, (unseen_count / total if total else 0.0)
-
-
-def _thresholds(name: str, config: DriftConfig) -> tuple[float, float]:
-    override = config.per_feature.get(name)
-    psi = override.psi if override and override.psi is not None else config.psi_threshold
-    ks = override.ks if override and override.ks is not None else config.ks_threshold
-    return psi, ks
-
-
-def numeric_values(column: pd.Series) -> np.ndarray:
-    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
-    return values[~np.isnan(values)]
-
-
-def numeric_drift(
-    name: str,
-    reference: pd.Series,
-    current: pd.Series,
-    config: DriftConfig,
-    kind: Literal["numeric", "prediction"] = "numeric",
-    bounds: Bounds = FIXED,
-) -> FeatureDrift:
-    ref, cur = numeric_values(reference), numeric_values(current)
-    if kind == "prediction":
-        psi_limit, ks_limit = config.prediction_psi_threshold, config.ks_threshold
-    else:
-        psi_limit, ks_limit = _thresholds(name, config)
-    ref, cur = np.sort(ref), np.sort(cur)
-    edges = _sorted_edges(ref, config.bins)
-    ref_counts, cur_counts = _bin_counts(ref, edges), _bin_counts(cur, edges)
-    psi = psi_from_counts(ref_counts, cur_counts)
-    ks = _ks_sorted(ref, cur)
-    psi_null = ks_null = None
-    if bounds.alpha is not None and bounds.rng is not None and len(cur):
-        psi_null = drift_bounds.psi_null_bound(ref_counts, len(cur), bounds.alpha, bounds.replicates, bounds.rng)
-        ks_null = drift_bounds.ks_null_bound(len(ref), len(cur), bounds.alpha)
-    found = [
-        bounds.exceeded(name, "PSI", psi, psi_limit, psi_null, len(cur)),
-        bounds.exceeded(name, "KS statistic", ks, ks_limit, ks_null, len(cur)),
-    ]
-    reasons = [r for r in found if r]
-    return FeatureDrift(
-        name=name,
-        kind=kind,
-        psi=psi,
-        ks=ks,
-        psi_threshold=psi_limit,
-        ks_threshold=ks_limit,
-        drifted=bool(reasons),
-        reference_rows=len(ref),
-        current_rows=len(cur),
-        reference_mean=float(ref.mean()) if len(ref) else None,
-        current_mean=float(cur.mean()) if len(cur) else None,
-        reasons=reasons,
-        psi_bound=psi_limit if psi_null is None else max(psi_limit, psi_null),
-        ks_bound=ks_limit if ks_null is None else max(ks_limit, ks_null),
-        psi_no_change=psi_null,
-        ks_no_change=ks_null,
-        jensen_shannon=drift_bounds.jensen_shannon(ref_counts, cur_counts),
-        wasserstein_std=drift_bounds.wasserstein_in_std(ref, cur),
-    )
-
-
-def categorical_drift(
-    name: str, reference: pd.Series, current: pd.Series, config: DriftConfig, bounds: Bounds = FIXED
-) -> FeatureDrift:
-    psi_limit, _ = _thresholds(name, config)
-    ref_counts, cur_counts, unseen, share = categorical_counts(reference, current)
-    psi = psi_from_counts(ref_counts, cur_counts)
-    rows = int(cur_counts.sum())
-    psi_null = None
-    if bounds.alpha is not None and bounds.rng is not None and rows:
-        psi_null = drift_bounds.psi_null_bound(ref_counts, rows, bounds.alpha, bounds.replicates, bounds.rng)
-    fired = bounds.exceeded(name, "PSI", psi, psi_limit, psi_null, rows)
-    reasons = [fired] if fired else []
-    if unseen:
-        # Reported, and they weigh in the PSI through the unseen bucket; on their own they are a data-quality
-        # matter (the validation gate's job), so they do not flip the verdict unless the PSI does.
-        reasons.append(f"{name}: {len(unseen)} categories not in the reference ({share:.1%} of rows): {unseen[:5]}")
-    return FeatureDrift(
-        name=name,
-        kind="categorical",
-        psi=psi,
-        ks=None,
-        psi_threshold=psi_limit,
-        ks_threshold=None,
-        drifted=fired is not None,
-        reference_rows=len(reference),
-        current_rows=len(current),
-        unseen_categories=unseen,
-        unseen_share=share,
-        reasons=reasons,
-        psi_bound=psi_limit if psi_null is None else max(psi_limit, psi_null),
-        psi_no_change=psi_null,
-        jensen_shannon=drift_bounds.jensen_shannon(ref_counts, cur_counts),
-    )
-
-
-def performance_check(
-    labels: np.ndarray,
-    scores: np.ndarray,
-    expected_roc_auc: float,
-    max_drop: float,
-    window_start: dt.date,
-    window_end: dt.date,
-) -> PerformanceCheck | None:
-    """ROC AUC on a labelled past window vs the test ROC AUC; None when the labels hold a single class."""
-    from sklearn.metrics import roc_auc_score
-
-    labels = np.asarray(labels)
-    if len(np.unique(labels)) < 2:
-        return None
-    auc = float(roc_auc_score(labels, scores))
-    return PerformanceCheck(
-        window_start=window_start.isoformat(),
-        window_end=window_end.isoformat(),
-        rows=len(labels),
-        roc_auc=auc,
-        expected_roc_auc=expected_roc_auc,
-        max_drop=max_drop,
-        decayed=auc < expected_roc_auc - max_drop,
-    )
-
-
 def drift_reasons(
     features: list[FeatureDrift],
-    prediction: FeatureDrift | None,
+    prediction: FeatureDrift | list[FeatureDrift] | None,
     performance: PerformanceCheck | None,
     config: DriftConfig,
-    estimated: EstimatedPerformance | None = None,
+    estimated: EstimatedPerformance | EstimatedClassPerformance | None = None,
     multivariate: MultivariateDrift | None = None,
 ) -> tuple[float, list[str]]:
     """The share of drifted features and every reason for a drift verdict (none: no drift)."""
@@ -365,13 +133,10 @@ def drift_reasons(
             f"drift.max_drifted_share {config.max_drifted_share:.0%}): {[f.name for f in drifted]}"
         )
         reasons += [r for f in drifted for r in f.reasons]
-    if prediction is not None and prediction.drifted:
-        reasons += ["prediction drift: " + r for r in prediction.reasons]
+    predictions = prediction if isinstance(prediction, list) else [prediction] if prediction else []
+    reasons += ["prediction drift: " + r for p in predictions if p.drifted for r in p.reasons]
     if performance is not None and performance.decayed:
-        reasons.append(
-            f"performance decay on {performance.window_start}..{performance.window_end}: ROC AUC "
-            f"{performance.roc_auc:.3f} < test {performance.expected_roc_auc:.3f} - {performance.max_drop}"
-        )
+        reasons.append(performance.describe())
     if multivariate is not None:
         reasons += multivariate.reasons
     if estimated is not None:
@@ -379,14 +144,67 @@ def drift_reasons(
     return share, reasons
 
 
-def window_bounds(dataset: DatasetConfig, config: DriftConfig, with_scores: bool) -> Bounds:
+def window_bounds(dataset: DatasetConfig, config: DriftConfig, with_scores: bool, task: ModelTask = _BINARY) -> Bounds:
     """The window's share of false alarms split over its statistics: PSI + KS per numeric column, PSI per
-    categorical one (fixed thresholds alone when `drift.window_sized_bounds` is off)."""
+    categorical one, the task's prediction columns alike (fixed thresholds alone when `drift.window_sized_bounds`
+    is off)."""
     if not config.window_sized_bounds:
         return FIXED
-    statistics = 2 * len(dataset.numeric_features) + len(dataset.categorical_features) + (2 if with_scores else 0)
+    outputs = prediction_columns(task) if with_scores else []
+    predicted = sum(1 if c == PREDICTED_CLASS else 2 for c in outputs)
+    statistics = 2 * len(dataset.numeric_features) + len(dataset.categorical_features) + predicted
     alpha = drift_bounds.alpha_per_statistic(config.false_alarm_rate, statistics)
     return Bounds(alpha, config.bootstrap_replicates, np.random.default_rng(config.seed))
+
+
+def prediction_drift(
+    task: ModelTask, reference: pd.DataFrame, outputs: pd.DataFrame, config: DriftConfig, bounds: Bounds = FIXED
+) -> list[FeatureDrift]:
+    """The task's prediction columns (`prediction_columns`), reference vs current, each at
+    `drift.prediction_psi_threshold`: the predicted class (first) by category shares, numeric outputs by PSI + KS."""
+    found = []
+    names = prediction_columns(task)
+    for name in [*(n for n in names if n == PREDICTED_CLASS), *(n for n in names if n != PREDICTED_CLASS)]:
+        if name == PREDICTED_CLASS:
+            stat = categorical_drift(name, reference[name].astype(str), outputs[name].astype(str), config, bounds)
+            stat = _as_prediction(stat, config, bounds)
+        else:
+            stat = numeric_drift(name, reference[name], outputs[name], config, kind="prediction", bounds=bounds)
+        found.append(stat)
+    return found
+
+
+def _as_prediction(stat: FeatureDrift, config: DriftConfig, bounds: Bounds) -> FeatureDrift:
+    """A categorical statistic judged as a prediction column: at `drift.prediction_psi_threshold`."""
+    limit = config.prediction_psi_threshold
+    fired = bounds.exceeded(stat.name, "PSI", stat.psi, limit, stat.psi_no_change, stat.current_rows)
+    others = [r for r in stat.reasons if "not in the reference" in r]  # a class the reference never predicted
+    bound = limit if stat.psi_no_change is None else max(limit, stat.psi_no_change)
+    return dataclasses.replace(
+        stat,
+        kind="prediction",
+        psi_threshold=limit,
+        psi_bound=bound,
+        drifted=fired is not None,
+        reasons=[*([fired] if fired else []), *others],
+    )
+
+
+def _outputs_of(
+    task: ModelTask, reference: pd.DataFrame, current: pd.DataFrame, scores: pd.Series | None, outputs: Any
+) -> pd.DataFrame | None:
+    """The window's published outputs to compare, or None when there are none (or the reference lacks them)."""
+    columns = prediction_columns(task)
+    if outputs is None and scores is not None:
+        outputs = pd.DataFrame({SCORE_COLUMN: scores.to_numpy()})
+    if outputs is None and all(c in current.columns for c in columns):
+        outputs = current[columns]
+    if outputs is None or len(outputs) == 0 or any(c not in reference.columns for c in columns):
+        return None
+    missing = [c for c in columns if c not in outputs.columns]
+    if missing:
+        raise MissingColumns(f"drift: the {task.kind} outputs lack column(s) {missing} (published predictions)")
+    return outputs  # type: ignore[no-any-return]
 
 
 def compare(
@@ -401,66 +219,66 @@ def compare(
     window_end: dt.date,
     current_scores: pd.Series | None = None,
     performance: PerformanceCheck | None = None,
-    estimated: EstimatedPerformance | None = None,
+    estimated: EstimatedPerformance | EstimatedClassPerformance | None = None,
     multivariate: MultivariateDrift | None = None,
+    current_outputs: pd.DataFrame | None = None,
+    task: ModelTask = _BINARY,
+    estimation_note: str | None = None,
 ) -> DriftReport:
-    """Compare the current window with the reference profile: every feature, the score, and performance.
+    """Compare the current window with the reference profile: every feature, the task's predictions, and
+    performance.
 
-    `current_scores` are the window's published predictions (they may cover a different set of rows than the
-    feature rows, e.g. a scoring snapshot vs the window's events); default: `current["score"]` if present.
-    `estimated` (performance_estimation) and `multivariate` (multivariate_drift) are judged by the caller, which
-    holds the fitted calibration and PCA; each adds its reasons.
+    `current_outputs` are the window's published predictions (the task's output columns; binary: or just
+    `current_scores`); they may cover a different set of rows than the feature rows (a scoring snapshot vs the
+    window's events); default: those columns of `current` if present. `estimated` (performance_estimation) and
+    `multivariate` (multivariate_drift) are judged by the caller, which holds the fitted calibration and PCA.
     """
-    if current_scores is None and SCORE_COLUMN in current.columns:
-        current_scores = current[SCORE_COLUMN]
+    header = (model_name, model_version, window_start.isoformat(), window_end.isoformat())
     if len(current) < config.min_rows:
+        why = f"{len(current)} rows in the current window, fewer than drift.min_rows={config.min_rows}"
         return DriftReport(
-            model_name,
-            model_version,
-            window_start.isoformat(),
-            window_end.isoformat(),
+            *header,
             "insufficient_data",
             [],
             None,
             performance,
             0.0,
-            [f"{len(current)} rows in the current window, fewer than drift.min_rows={config.min_rows}"],
+            [why],
             estimated=estimated,
+            task=task.kind,
+            estimation_note=estimation_note,
         )
     missing = [c for c in dataset.feature_names if c not in current.columns or c not in reference.columns]
     if missing:
         raise MissingColumns(f"drift: feature column(s) {missing} missing from the reference or the current window")
-    with_scores = SCORE_COLUMN in reference.columns and current_scores is not None and len(current_scores) > 0
-    bounds = window_bounds(dataset, config, with_scores)
+    outputs = _outputs_of(task, reference, current, current_scores, current_outputs)
+    bounds = window_bounds(dataset, config, outputs is not None, task)
     features = [
         numeric_drift(name, reference[name], current[name], config, bounds=bounds)
         if name in dataset.numeric_features
         else categorical_drift(name, reference[name], current[name], config, bounds)
         for name in dataset.feature_names
     ]
-    prediction = None
-    if with_scores and current_scores is not None:
-        prediction = numeric_drift(
-            SCORE_COLUMN, reference[SCORE_COLUMN], current_scores, config, kind="prediction", bounds=bounds
-        )
-    share, reasons = drift_reasons(features, prediction, performance, config, estimated, multivariate)
+    predictions = [] if outputs is None else prediction_drift(task, reference, outputs, config, bounds)
+    share, reasons = drift_reasons(features, predictions, performance, config, estimated, multivariate)
     verdict: Verdict = "no_drift"
     if reasons:
         only_estimated = estimated is not None and estimated.decayed and len(reasons) == len(estimated.reasons)
         verdict = "estimated_decay" if only_estimated else "drift"
+    first = predictions[0] if predictions else None
     return DriftReport(
-        model_name,
-        model_version,
-        window_start.isoformat(),
-        window_end.isoformat(),
+        *header,
         verdict,
         features,
-        prediction,
+        first,
         performance,
         share,
         reasons,
-        estimated=estimated,
         multivariate=multivariate,
+        predictions=predictions,
+        estimated=estimated,
+        task=task.kind,
+        estimation_note=estimation_note,
     )
 
 

@@ -12,17 +12,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from conveyor.domain.drift import DriftReport, numeric_values
+from conveyor.domain.drift import SCORE_COLUMN, DriftReport
+from conveyor.domain.drift_statistics import FeatureDrift, numeric_values
+from conveyor.domain.multiclass_estimation import EstimatedClassPerformance
 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
+def _predictions(report: DriftReport) -> list[FeatureDrift]:
+    """Every prediction column judged (reports written before tasks existed hold only `prediction`)."""
+    return report.predictions or ([report.prediction] if report.prediction else [])
+
+
+def _as_outputs(current_outputs: pd.DataFrame | pd.Series | None) -> pd.DataFrame | None:
+    """The window's published outputs as a frame (binary callers may hand over the scores alone)."""
+    if current_outputs is None or isinstance(current_outputs, pd.DataFrame):
+        return current_outputs
+    return pd.DataFrame({SCORE_COLUMN: current_outputs.to_numpy()})
+
+
 def verdict_table(report: DriftReport) -> list[dict[str, Any]]:
     """One row per column: what the Prefect table artifact and the HTML report show."""
     rows = []
-    for f in [*report.features, *([report.prediction] if report.prediction else [])]:
+    for f in [*report.features, *_predictions(report)]:
         rows.append(
             {
                 "column": f.name,
@@ -43,7 +57,7 @@ def verdict_table(report: DriftReport) -> list[dict[str, Any]]:
 
 
 def _histogram_figure(
-    reference: pd.DataFrame, current: pd.DataFrame, current_scores: pd.Series | None, report: DriftReport, sample: int
+    reference: pd.DataFrame, current: pd.DataFrame, outputs: pd.DataFrame | None, report: DriftReport, sample: int
 ) -> str:
     """All reference-vs-current histograms in one PNG grid (one render is far cheaper than one per column)."""
     import matplotlib
@@ -51,24 +65,23 @@ def _histogram_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = [*report.features, *([report.prediction] if report.prediction else [])]
+    columns = [*report.features, *_predictions(report)]
     ncols = 4
     nrows = math.ceil(len(columns) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
     ref = reference.sample(min(sample, len(reference)), random_state=0) if len(reference) > sample else reference
     cur = current.sample(min(sample, len(current)), random_state=0) if len(current) > sample else current
     for ax, stat in zip(axes.flat, columns, strict=False):
-        if stat.kind == "categorical":
+        cur_column = cur[stat.name] if stat.kind != "prediction" or outputs is None else outputs[stat.name]
+        if stat.kind == "categorical" or stat.ks is None:  # a categorical feature, or the predicted class
             r = ref[stat.name].astype("object").value_counts(normalize=True)
-            c = cur[stat.name].astype("object").value_counts(normalize=True)
+            c = cur_column.astype("object").value_counts(normalize=True)
             cats = sorted(set(r.index) | set(c.index), key=str)
             x = np.arange(len(cats))
             ax.bar(x - 0.2, r.reindex(cats, fill_value=0), 0.4, label="reference")
             ax.bar(x + 0.2, c.reindex(cats, fill_value=0), 0.4, label="current")
             ax.set_xticks(x, [str(k) for k in cats], rotation=30, fontsize=7)
         else:
-            cur_column = cur[stat.name] if stat.kind == "numeric" else current_scores
-            assert cur_column is not None  # a prediction row exists only when scores were given
             r_vals, c_vals = numeric_values(ref[stat.name]), numeric_values(cur_column)
             lo, hi = np.nanmin(np.r_[r_vals, c_vals]), np.nanmax(np.r_[r_vals, c_vals])
             edges = np.linspace(lo, hi if hi > lo else lo + 1, 31)
@@ -90,11 +103,29 @@ def _histogram_figure(
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def estimate_summary(report: DriftReport) -> str:
+    """One sentence on the performance estimated without labels (or why there is none), for artifacts."""
+    e = report.estimated
+    if isinstance(e, EstimatedClassPerformance):
+        return f"Estimated macro F1 (no labels) {e.macro_f1:.3f} +/- {e.z * e.macro_f1_se:.3f}. "
+    if e is not None:
+        return f"Estimated ROC AUC (no labels) {e.roc_auc:.3f} +/- {e.z * e.roc_auc_se:.3f}. "
+    return f"Performance {report.estimation_note}. " if report.estimation_note else ""
+
+
 def estimated_performance_html(report: DriftReport) -> str:
     """The CBPE estimate of this window, and estimated vs realized on the window whose labels have arrived."""
     out = ""
     e = report.estimated
-    if e is not None:
+    if isinstance(e, EstimatedClassPerformance):
+        low, high = e.band
+        expected = "" if e.expected_macro_f1 is None else f" vs test {e.expected_macro_f1:.3f} (max drop {e.max_drop})"
+        out += (
+            f"<p>Estimated performance without labels (CBPE from the class probabilities, used as they are; "
+            f"{e.rows} scored rows): macro F1 {e.macro_f1:.3f} [{low:.3f}, {high:.3f}]{expected}, accuracy "
+            f"{e.accuracy:.3f}: {'DECAY ESTIMATED' if e.decayed else 'ok'}</p>"
+        )
+    elif e is not None:
         low, high = e.roc_auc_band
         calibration = (
             "no labelled reference: scores taken as probabilities"
@@ -108,6 +139,8 @@ def estimated_performance_html(report: DriftReport) -> str:
             f"{e.roc_auc:.3f} [{low:.3f}, {high:.3f}]{expected}, accuracy {e.accuracy:.3f}, F1 {e.f1:.3f} "
             f"at threshold {e.threshold}: {'DECAY ESTIMATED' if e.decayed else 'ok'}</p>"
         )
+    if report.estimation_note:
+        out += f"<p>Estimated performance without labels: {html.escape(report.estimation_note)}</p>"
     p = report.performance
     if p is not None and p.estimated_roc_auc is not None:
         out += (
@@ -131,10 +164,11 @@ def render_html(
     report: DriftReport,
     reference: pd.DataFrame,
     current: pd.DataFrame,
-    current_scores: pd.Series | None = None,
+    current_outputs: pd.DataFrame | pd.Series | None = None,
     sample: int = 200_000,
 ) -> str:
-    """A self-contained HTML page: verdict, reasons, the per-column table and the histograms (inline PNG)."""
+    """A self-contained HTML page: verdict, reasons, the per-column table and the histograms (inline PNG).
+    `current_outputs`: the window's published predictions (the task's output columns, or binary scores)."""
     rows = verdict_table(report)
     head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0]) if rows else ""
     body = "".join(
@@ -147,9 +181,11 @@ def render_html(
     perf = ""
     if report.performance is not None:
         p = report.performance
+        value = p.roc_auc if p.value is None else p.value  # reports written before tasks carry roc_auc only
+        expected = p.expected_roc_auc if p.expected is None else p.expected
         perf = (
-            f"<p>Performance on {p.window_start}..{p.window_end} ({p.rows} labelled rows): ROC AUC "
-            f"{p.roc_auc:.3f} vs test {p.expected_roc_auc:.3f} (max drop {p.max_drop}): "
+            f"<p>Performance on {p.window_start}..{p.window_end} ({p.rows} labelled rows): {p.metric} "
+            f"{value:.4g} vs test {expected:.4g} (max {p.change} {p.max_drop}): "
             f"{'DECAYED' if p.decayed else 'ok'}</p>"
         )
     perf += estimated_performance_html(report)
@@ -162,7 +198,7 @@ def render_html(
         )
     image = ""
     if rows:
-        png = _histogram_figure(reference, current, current_scores, report, sample)
+        png = _histogram_figure(reference, current, _as_outputs(current_outputs), report, sample)
         image = f'<img alt="histograms: reference vs current" src="data:image/png;base64,{png}">'
     title = f"Drift report: {report.model_name} v{report.model_version}, {report.window_start}..{report.window_end}"
     return (

@@ -12,7 +12,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from conveyor.domain.monitoring_history import recent_table, series
+from conveyor.domain.monitoring_history import realized_metric, recent_table, series
 
 
 def _dates(index: pd.Index) -> list[dt.date]:
@@ -45,36 +45,44 @@ def _figure(history: pd.DataFrame) -> str:
 
     # 2. estimated (band) vs realized performance.
     ax = axes[1]
-    est, se = series(history, "model", "estimated_roc_auc"), series(history, "model", "estimated_roc_auc_se")
+    metric = realized_metric(history)  # the champion's primary metric (roc_auc, macro_f1, rmse)
+    est, se = series(history, "model", f"estimated_{metric}"), series(history, "model", f"estimated_{metric}_se")
     if len(est):
         x = _dates(est.index)
-        ax.plot(x, est.to_numpy(), "o-", label="estimated ROC AUC (CBPE, no labels)")
+        ax.plot(x, est.to_numpy(), "o-", label=f"estimated {metric} (CBPE, no labels)")
         band = 2 * se.reindex(est.index).fillna(0).to_numpy()
         ax.fill_between(x, est.to_numpy() - band, est.to_numpy() + band, alpha=0.2, label="+/- 2 SE")
-    realized = series(history, "model", "realized_roc_auc", by="window_end")
+    realized = series(history, "model", f"realized_{metric}", by="window_end")
     if len(realized):
-        ax.plot(_dates(realized.index), realized.to_numpy(), "s-", label="realized ROC AUC (labels arrived)")
-    expected = series(history, "model", "expected_roc_auc")
+        ax.plot(_dates(realized.index), realized.to_numpy(), "s-", label=f"realized {metric} (labels arrived)")
+    expected = series(history, "model", f"expected_{metric}")
     if len(expected):
-        ax.axhline(float(expected.iloc[-1]), color="grey", ls="--", label="test ROC AUC")
+        ax.axhline(float(expected.iloc[-1]), color="grey", ls="--", label=f"test {metric}")
     ax.set_title("performance: estimated at scoring time vs realized when the labels arrive", fontsize=10)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
 
     # 3. prediction distribution.
     ax = axes[2]
-    p50 = series(history, "score", "p50")
+    subject = "prediction" if len(series(history, "prediction", "p50")) else "score"
+    p50 = series(history, subject, "p50")
     if len(p50):
         x = _dates(p50.index)
         ax.fill_between(
             x,
-            series(history, "score", "p10").to_numpy(),
-            series(history, "score", "p90").to_numpy(),
+            series(history, subject, "p10").to_numpy(),
+            series(history, subject, "p90").to_numpy(),
             alpha=0.2,
             label="p10-p90",
         )
-        ax.plot(x, p50.to_numpy(), label="median score")
-        ax.plot(x, series(history, "score", "mean").to_numpy(), ls=":", label="mean score")
+        ax.plot(x, p50.to_numpy(), label=f"median {subject}")
+        ax.plot(x, series(history, subject, "mean").to_numpy(), ls=":", label=f"mean {subject}")
+        ax.legend(fontsize=7)
+    shares = sorted(set(history.loc[history["subject"] == "predicted_class", "metric"]))
+    for share in shares:  # multiclass: the predicted-class mix over time
+        values = series(history, "predicted_class", share)
+        ax.plot(_dates(values.index), values.to_numpy(), label=share.replace("share_", "predicted "))
+    if shares:
         ax.legend(fontsize=7)
     ax.set_title("prediction distribution", fontsize=10)
 

@@ -1,9 +1,12 @@
 """The monitoring table: every judgement as rows of (day, model, subject, metric, value), and what is read back
 from it (the last weeks as a table, the series the dashboard draws).
 
-Long format, so a new statistic is a new metric name rather than a schema change. `subject` is a feature, `score`
-(the prediction distribution), `model` (performance, multivariate, verdict) or `data` (volume, quarantine);
-`window_end` is the window the value describes (for a realized metric: the labelled window, older than `day`).
+Long format, so a new statistic is a new metric name rather than a schema change. `subject` is a feature, the
+prediction distribution of the champion's task (`score` binary, `prediction` regression: mean and quantiles;
+`predicted_class` multiclass: `share_<class>`), another prediction column's drift (`proba_<class>`), `model`
+(performance: `realized_<primary metric>` and `expected_<primary metric>`, multivariate, verdict) or `data`
+(volume, quarantine); `window_end` is the window the value describes (for a realized metric: the labelled window,
+older than `day`).
 
 Pure pandas; no I/O.
 """
@@ -18,10 +21,14 @@ import numpy as np
 import pandas as pd
 
 from conveyor.domain.drift import DriftReport
+from conveyor.domain.multiclass_estimation import EstimatedClassPerformance
+from conveyor.domain.task_types import PREDICTED_CLASS, PREDICTION, SCORE
 
 COLUMNS = ["day", "model_name", "model_version", "subject", "metric", "value", "window_end", "verdict"]
 _FEATURE_METRICS = ("psi", "ks", "jensen_shannon", "wasserstein_std", "psi_bound", "ks_bound")
 _SCORE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+# The primary metrics a realized performance row may carry (binary, multiclass, regression).
+REALIZED_METRICS = ("roc_auc", "macro_f1", "rmse")
 
 
 @dataclass(frozen=True)
@@ -34,23 +41,45 @@ class DataVolume:
     quarantined_batches: int | None = None
 
 
-def judgement_rows(report: DriftReport, volume: DataVolume, scores: np.ndarray) -> pd.DataFrame:
-    """The monitoring-table rows of one judgement."""
+def _distribution_rows(report: DriftReport, outputs: np.ndarray | pd.DataFrame) -> list[tuple[str, str, float, str]]:
+    """The window's prediction distribution: score / prediction mean and quantiles, or predicted-class shares."""
+    day = report.window_end
+    if isinstance(outputs, pd.DataFrame) and PREDICTED_CLASS in outputs.columns:
+        shares = outputs[PREDICTED_CLASS].astype(str).value_counts(normalize=True)
+        return [(PREDICTED_CLASS, f"share_{c}", float(v), day) for c, v in sorted(shares.items())]
+    subject = PREDICTION if report.task == "regression" else SCORE
+    if isinstance(outputs, pd.DataFrame):
+        outputs = outputs[subject].to_numpy(dtype=float)
+    finite = np.asarray(outputs, dtype=float)
+    finite = finite[~np.isnan(finite)]
+    if not len(finite):
+        return []
+    quantiles = np.quantile(finite, _SCORE_QUANTILES)
+    return [
+        (subject, "mean", float(finite.mean()), day),
+        *((subject, f"p{round(q * 100)}", float(v), day) for q, v in zip(_SCORE_QUANTILES, quantiles, strict=True)),
+    ]
+
+
+def judgement_rows(report: DriftReport, volume: DataVolume, outputs: np.ndarray | pd.DataFrame) -> pd.DataFrame:
+    """The monitoring-table rows of one judgement; `outputs` are the window's published predictions (the task's
+    output columns; binary: the scores alone will do)."""
     day = report.window_end
     rows: list[tuple[str, str, float | None, str]] = []
-    for f in [*report.features, *([report.prediction] if report.prediction else [])]:
+    for f in [*report.features, *(report.predictions or ([report.prediction] if report.prediction else []))]:
         rows += [(f.name, m, getattr(f, m), day) for m in _FEATURE_METRICS]
         rows.append((f.name, "drifted", float(f.drifted), day))
-    finite = np.asarray(scores, dtype=float)
-    finite = finite[~np.isnan(finite)]
-    if len(finite):
-        rows.append(("score", "mean", float(finite.mean()), day))
-        rows += [
-            ("score", f"p{round(q * 100)}", float(v), day)
-            for q, v in zip(_SCORE_QUANTILES, np.quantile(finite, _SCORE_QUANTILES), strict=True)
-        ]
+    rows += _distribution_rows(report, outputs)
     e = report.estimated
-    if e is not None:
+    if isinstance(e, EstimatedClassPerformance):
+        rows += [
+            ("model", f"estimated_{e.metric}", e.macro_f1, day),
+            ("model", f"estimated_{e.metric}_se", e.macro_f1_se, day),
+            ("model", "estimated_accuracy", e.accuracy, day),
+            ("model", f"expected_{e.metric}", e.expected_macro_f1, day),
+            ("model", "estimated_decay", float(e.decayed), day),
+        ]
+    elif e is not None:
         rows += [
             ("model", "estimated_roc_auc", e.roc_auc, day),
             ("model", "estimated_roc_auc_se", e.roc_auc_se, day),
@@ -61,13 +90,17 @@ def judgement_rows(report: DriftReport, volume: DataVolume, scores: np.ndarray) 
             ("model", "estimated_decay", float(e.decayed), day),
         ]
     p = report.performance
-    if p is not None:
+    if p is not None and p.task == "binary":
         rows += [
             ("model", "realized_roc_auc", p.roc_auc, p.window_end),
             ("model", "realized_accuracy", p.accuracy, p.window_end),
             ("model", "realized_f1", p.f1, p.window_end),
             ("model", "estimated_roc_auc_on_labelled", p.estimated_roc_auc, p.window_end),
         ]
+    elif p is not None:  # every metric of the task on the labelled window, and the primary one's test value
+        rows += [("model", f"realized_{k}", v, p.window_end) for k, v in p.metrics.items() if k != "rows"]
+        if not any(metric == f"expected_{p.metric}" for _, metric, _, _ in rows):  # the estimate may have it
+            rows.append(("model", f"expected_{p.metric}", p.expected, day))
     m = report.multivariate
     if m is not None:
         rows += [
@@ -113,9 +146,11 @@ def recent_table(history: pd.DataFrame, today: dt.date, weeks: int) -> list[dict
     """One row per judged day of the last `weeks` weeks: what the markdown artifact shows."""
     since = (today - dt.timedelta(weeks=weeks)).isoformat()
     recent = history[history["day"] >= since]
+    realized = realized_metric(recent)
     out = []
     for day, rows in recent.groupby("day"):
         value = rows.set_index(["subject", "metric"])["value"]
+        value = value[~value.index.duplicated(keep="last")]  # a rerun of the day: its last value
         drifted = sorted(rows[(rows["metric"] == "drifted") & (rows["value"] > 0)]["subject"].unique())
 
         def pick(subject: str, metric: str, value: pd.Series = value) -> float | None:
@@ -127,9 +162,9 @@ def recent_table(history: pd.DataFrame, today: dt.date, weeks: int) -> list[dict
                 "day": day,
                 "version": rows["model_version"].iloc[-1],
                 "verdict": rows["verdict"].iloc[-1],
-                "estimated_roc_auc": pick("model", "estimated_roc_auc"),
-                "se": pick("model", "estimated_roc_auc_se"),
-                "realized_roc_auc (labelled window)": pick("model", "realized_roc_auc"),
+                f"estimated_{realized}": pick("model", f"estimated_{realized}"),
+                "se": pick("model", f"estimated_{realized}_se"),
+                f"realized_{realized} (labelled window)": pick("model", f"realized_{realized}"),
                 "reconstruction_error": pick("model", "reconstruction_error"),
                 "drifted": ", ".join(drifted) or "-",
                 "rows": pick("data", "feature_rows"),
@@ -137,6 +172,12 @@ def recent_table(history: pd.DataFrame, today: dt.date, weeks: int) -> list[dict
             }
         )
     return out
+
+
+def realized_metric(history: pd.DataFrame) -> str:
+    """The primary metric the rows' realized performance is in (binary ROC AUC when none is there yet)."""
+    present = set(history.loc[history["subject"] == "model", "metric"])
+    return next((m for m in REALIZED_METRICS if f"realized_{m}" in present or f"expected_{m}" in present), "roc_auc")
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

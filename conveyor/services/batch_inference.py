@@ -72,16 +72,18 @@ def rollout_challenger(store: ObjectStore, settings: Settings, name: str) -> int
 def load_scoring_model(store: ObjectStore, settings: Settings, ref: ModelRef) -> ScoringModel:
     """Load `ref` from the registry for `scoring.runtime`: the Pipeline (SHA-256 verified before unpickling), or
     its ONNX twin (verified; nothing is unpickled). A version without a twin that passed its parity check
-    raises TwinUnavailable under `onnx`: never a silent fallback to the Pipeline."""
+    raises TwinUnavailable under `onnx`: never a silent fallback to the Pipeline. The task is the version's
+    recorded one (never today's `dataset.task`): it decides the output columns."""
     registry = ModelRegistry(store, settings)
     if settings.scoring.runtime == "onnx":
         meta = registry.get_version(ref.name, ref.version)
         twin = registry.load_twin(meta)
-        return ScoringModel(twin, str(meta.version), ref.feature_service, tuple(meta.feature_names) or None, "onnx")
+        names = tuple(meta.feature_names) or None
+        return ScoringModel(twin, str(meta.version), ref.feature_service, names, "onnx", meta.model_task)
     loaded = registry.load(ref.name, ref.version)
-    return ScoringModel(
-        loaded.model, str(loaded.version.version), ref.feature_service, tuple(loaded.version.feature_names) or None
-    )
+    meta = loaded.version
+    names = tuple(meta.feature_names) or None
+    return ScoringModel(loaded.model, str(meta.version), ref.feature_service, names, "sklearn", meta.model_task)
 
 
 def feature_store_source(settings: Settings, day: dt.date, version: int | None = None) -> FeatureSource:

@@ -1,14 +1,18 @@
 """The drift monitor's work (called by tasks/monitoring.py): load the champion's reference and the latest
-scored window, judge, report, emit.
+scored window, judge, report, emit. Everything follows the champion's recorded task (`ModelVersion.model_task`),
+never today's `dataset.task`.
 
 The statistics live in `conveyor/domain/drift.py` (pure). Here: where the data comes from and where the report goes.
-- reference: the registry's reference profile of the champion (training features + `score`);
+- reference: the registry's reference profile of the champion (training features + the model's outputs);
 - current features: the raw rows of the `drift.window_days` days up to the scored day;
-- current scores: the published predictions of the scored day (`predictions/<model>/dt=<day>/`);
-- performance: the champion scored on the labelled raw rows of the window `drift.label_delay_days` earlier,
-  realized and estimated side by side;
-- estimated performance (no labels): CBPE on the scored day's published scores, calibrated on the version's
-  labelled monitoring reference (held-out test rows stored at registration, `MONITORING_REFERENCE`).
+- current outputs: the published predictions of the scored day (`predictions/<model>/dt=<day>/`), the task's
+  prediction columns (score; proba_<class> + predicted_class; prediction);
+- performance: the champion's outputs on the labelled raw rows of the window `drift.label_delay_days` earlier,
+  judged by the task's primary metric (binary: realized and estimated side by side);
+- estimated performance (no labels): binary, CBPE on the scored day's published scores, calibrated on the
+  version's labelled monitoring reference (held-out test rows stored at registration, `MONITORING_REFERENCE`);
+  multiclass, CBPE on its published class probabilities (macro F1 vs the test macro F1; probabilities used as
+  they are). Regression versions are reported "not estimated" (`DriftReport.estimation_note`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import pandas as pd
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore, dataframe_to_parquet_bytes
-from conveyor.adapters.publication import published_prefixes, read_published_parquet
+from conveyor.adapters.publication import published_prefixes, read_manifest, read_published_parquet
 from conveyor.adapters.raw_data import read_raw_window
 from conveyor.adapters.registry import LoadedModel, ModelRegistry, ModelVersion
 from conveyor.adapters.registry_records import RegistryError
@@ -31,26 +35,35 @@ from conveyor.domain import drift, drift_report
 from conveyor.domain import performance_estimation as pe
 from conveyor.domain.failures import MissingInput
 from conveyor.domain.monitoring_profile import PROFILE_FILE, profile_from_bytes, profile_to_bytes
+from conveyor.domain.multiclass_estimation import EstimatedClassPerformance, estimate_class_performance
 from conveyor.domain.multivariate_drift import MultivariateDrift, ReconstructionProfile
+from conveyor.domain.task_outputs import prediction_columns
+from conveyor.domain.task_types import SCORE, ModelTask
 from conveyor.services.scoring import predictions_prefix
+
+_BINARY = ModelTask("binary", ("0", "1"))
 
 MONITORING_REFERENCE = "monitoring_reference.parquet"
 
 
 def monitoring_reference_files(
-    test: pd.DataFrame, settings: Settings, reference: pd.DataFrame | None = None
+    test: pd.DataFrame, settings: Settings, reference: pd.DataFrame | None = None, task: ModelTask | None = None
 ) -> dict[str, bytes]:
-    """The registry files of a new version: its held-out test rows (features, `score`, label), on which
-    performance estimation calibrates the scores and sizes its standard errors; with the version's `reference`
-    sample, also the precomputed profile (PCA + standard errors), so a monitor run does not rebuild it."""
-    ds = settings.dataset
-    rows = test[[*ds.feature_names, drift.SCORE_COLUMN, ds.label_column]]
+    """The registry files of a new version of `task` (default binary 0/1): its held-out test rows (features, the
+    task's prediction columns, label), on which performance estimation calibrates the scores and sizes its
+    standard errors (binary); with the version's `reference` sample, also the precomputed profile (PCA +
+    standard errors), so a monitor run does not rebuild it."""
+    ds, task = settings.dataset, task or _BINARY
+    missing = [c for c in [*ds.feature_names, *prediction_columns(task), ds.label_column] if c not in test.columns]
+    if missing:
+        raise MissingInput(f"monitoring reference of a {task.kind} version: test rows lack column(s) {missing}")
+    rows = test[[*ds.feature_names, *prediction_columns(task), ds.label_column]]
     rows = rows.sample(n=min(settings.training.reference_sample_rows, len(rows)), random_state=settings.training.seed)
     files = {MONITORING_REFERENCE: dataframe_to_parquet_bytes(rows.reset_index(drop=True))}
     if reference is not None:
         pca = ReconstructionProfile.fit(reference, ds, settings.drift)
-        estimator = PerformanceEstimator.fit(rows, settings, None)
-        files[PROFILE_FILE] = profile_to_bytes(pca, estimator.errors_at_reference, settings.drift)
+        errors = PerformanceEstimator.fit(rows, settings, None).errors_at_reference if task.kind == "binary" else {}
+        files[PROFILE_FILE] = profile_to_bytes(pca, errors, settings.drift)
     return files
 
 
@@ -142,25 +155,29 @@ def labelled_performance(
     store: ObjectStore,
     settings: Settings,
     model: LoadedModel,
-    expected_auc: float | None,
+    expected: float | None,
     scored_day: dt.date,
     estimator: PerformanceEstimator | None = None,
 ) -> drift.PerformanceCheck | None:
-    """Performance on the past window whose labels have arrived (realized, and estimated from the same rows'
-    scores when an estimator is given); None if there is none or no test AUC."""
-    if expected_auc is None:
+    """Performance on the past window whose labels have arrived, in the version's task's primary metric vs its
+    test value `expected` (binary: realized and estimated from the same rows' scores when an estimator is given);
+    None if there is no such window or no test value."""
+    if expected is None:
         return None
     start, end = _window(scored_day - dt.timedelta(days=settings.drift.label_delay_days), settings.drift.window_days)
     try:
         labelled = read_raw_window(store, settings, start, end)
     except LookupError:
         return None
-    scores = model.score(labelled)
-    labels = labelled[settings.dataset.label_column].to_numpy()
-    check = drift.performance_check(labels, scores, expected_auc, settings.drift.max_metric_drop, start, end)
-    if check is None:
-        return None
-    realized = pe.realized_metrics(labels, scores, settings.scoring.threshold)
+    task, label = model.task, settings.dataset.label_column
+    outputs = model.outputs(labelled, settings.scoring.threshold)
+    labels = task.coerce_labels(labelled[label], f"labelled window {start}..{end}, label column {label!r}")
+    max_drop = settings.drift.max_metric_drop
+    check = drift.task_performance_check(task, labels.to_numpy(), outputs, expected, max_drop, start, end)
+    if check is None or task.kind != "binary":
+        return check
+    scores = outputs[SCORE].to_numpy(dtype=float)
+    realized = pe.realized_metrics(labels.to_numpy(), scores, settings.scoring.threshold)
     check = dataclasses.replace(check, accuracy=realized["accuracy"], f1=realized["f1"])
     if estimator is None:
         return check
@@ -183,26 +200,67 @@ def multivariate_drift(
     return profile.judge(current, settings.drift)
 
 
+def published_outputs(store: ObjectStore, settings: Settings, model_name: str, day: dt.date, task: ModelTask) -> Any:
+    """The day's published prediction columns of `task`; a clear error when that day was scored by a version of
+    another task (its columns are not the champion's: score the day again with the champion)."""
+    prefix = predictions_prefix(settings, model_name, day)
+    manifest = read_manifest(store, prefix)
+    recorded = ModelTask.from_json((manifest.metadata if manifest else {}).get("task"))
+    if manifest is not None and recorded.output_columns != task.output_columns:
+        raise MissingInput(
+            f"drift monitor: {store.uri(prefix)}/ was scored by version {manifest.metadata.get('model_version')} "
+            f"with outputs {recorded.output_columns}, the champion's task gives {task.output_columns}: score "
+            f"dt={day} with the champion first"
+        )
+    return read_published_parquet(store, prefix, columns=prediction_columns(task))
+
+
+def _estimate(
+    estimator: PerformanceEstimator, task: ModelTask, outputs: pd.DataFrame, settings: Settings, expected: Any
+) -> tuple[pe.EstimatedPerformance | EstimatedClassPerformance | None, str | None]:
+    """CBPE for a classifier (binary from its scores, multiclass from its class probabilities); for a regression
+    version (None, why it is not estimated)."""
+    cfg = settings.drift
+    if task.kind == "multiclass":
+        proba = task.probabilities(outputs)
+        estimate = estimate_class_performance(
+            proba,
+            expected_macro_f1=expected,
+            max_drop=cfg.max_metric_drop,
+            z=cfg.estimation_z,
+            replicates=cfg.bootstrap_replicates,
+            seed=cfg.seed,
+        )
+        return estimate, None
+    if task.kind == "regression":
+        return None, (
+            "not estimated: CBPE estimates a classifier's metrics from its probabilities; a regression "
+            f"version's {task.primary_metric} is judged once labels arrive"
+        )
+    return estimator.estimate(outputs[SCORE].to_numpy(dtype=float), settings), None
+
+
 def drift_report_for_day(
     store: ObjectStore, settings: Settings, model_name: str, scored_day: dt.date
-) -> tuple[drift.DriftReport, pd.DataFrame, pd.DataFrame, pd.Series]:
-    """Everything the verdict needs, loaded and compared; also returns the frames for the HTML histograms."""
+) -> tuple[drift.DriftReport, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Everything the verdict needs, loaded and compared; also returns the frames for the HTML histograms (the
+    last: the scored day's published outputs)."""
     registry = ModelRegistry(store, settings)
     champion = registry.champion(model_name)
     if champion is None:
         raise MissingInput(f"drift monitor: model {model_name!r} has no champion in the registry; train one first")
+    task = champion.model_task
     reference = registry.reference_of(champion)
     start, end = _window(scored_day, settings.drift.window_days)
     current = read_raw_window(store, settings, start, end)
-    scores = read_published_parquet(store, predictions_prefix(settings, model_name, scored_day), columns=["score"])
+    outputs = published_outputs(store, settings, model_name, scored_day, task)
     loaded = registry.load_version(champion)
-    expected_auc = champion.test_metrics.get("roc_auc")
+    expected = champion.test_metrics.get(task.primary_metric)
     stored = stored_profile(registry, champion, settings)
-    estimator = PerformanceEstimator.fit(
-        labelled_reference(registry, champion), settings, expected_auc, None if stored is None else stored[1]
-    )
-    performance = labelled_performance(store, settings, loaded, expected_auc, scored_day, estimator)
-    estimated = estimator.estimate(scores["score"].to_numpy(dtype=float), settings)
+    labelled = labelled_reference(registry, champion) if task.kind == "binary" else None
+    estimator = PerformanceEstimator.fit(labelled, settings, expected, None if stored is None else stored[1])
+    performance = labelled_performance(store, settings, loaded, expected, scored_day, estimator)
+    estimated, note = _estimate(estimator, task, outputs, settings, expected)
     report = drift.compare(
         reference,
         current,
@@ -212,12 +270,14 @@ def drift_report_for_day(
         model_version=str(champion.version),
         window_start=start,
         window_end=end,
-        current_scores=scores["score"],
+        current_outputs=outputs,
+        task=task,
         performance=performance,
         estimated=estimated,
+        estimation_note=note,
         multivariate=multivariate_drift(reference, current, settings, None if stored is None else stored[0]),
     )
-    return report, reference, current, scores["score"]
+    return report, reference, current, outputs
 
 
 def write_reports(
@@ -226,24 +286,27 @@ def write_reports(
     report: drift.DriftReport,
     reference: pd.DataFrame,
     current: pd.DataFrame,
-    scores: pd.Series,
+    outputs: pd.DataFrame | pd.Series,
 ) -> dict[str, str]:
     """JSON + HTML report under `reports/drift/<model>/dt=<day>/`; returns their URIs."""
     prefix = drift.report_prefix(settings, report.model_name, report.window_end)
     store.put_json(f"{prefix}/drift.json", report.to_json())
-    page = drift_report.render_html(report, reference, current, scores, settings.drift.histogram_sample)
+    page = drift_report.render_html(report, reference, current, outputs, settings.drift.histogram_sample)
     store.put_bytes(f"{prefix}/drift.html", page.encode(), content_type="text/html")
     return {"json": store.uri(f"{prefix}/drift.json"), "html": store.uri(f"{prefix}/drift.html")}
 
 
 def drift_event_payload(report: drift.DriftReport, report_uri: str | None = None) -> dict[str, Any]:
+    estimated = report.estimated
+    binary = estimated if isinstance(estimated, pe.EstimatedPerformance) else None
+    classes = estimated if isinstance(estimated, EstimatedClassPerformance) else None
     scores = {
         f.name: {"psi": round(f.psi, 4), "ks": None if f.ks is None else round(f.ks, 4)}
         for f in report.features
         if f.drifted
     }
-    if report.prediction is not None:
-        scores["score"] = {"psi": round(report.prediction.psi, 4), "ks": round(report.prediction.ks or 0.0, 4)}
+    for p in report.predictions or ([report.prediction] if report.prediction else []):
+        scores[p.name] = {"psi": round(p.psi, 4), "ks": None if p.ks is None else round(p.ks, 4)}
     return {
         "model_version": report.model_version,
         "drifted_features": report.drifted_features,
@@ -252,7 +315,10 @@ def drift_event_payload(report: drift.DriftReport, report_uri: str | None = None
         "window_end": report.window_end,
         "performance_decayed": bool(report.performance and report.performance.decayed),
         "estimated_decay": bool(report.estimated and report.estimated.decayed),
-        "estimated_roc_auc": None if report.estimated is None else round(report.estimated.roc_auc, 4),
+        "estimated_roc_auc": None if binary is None else round(binary.roc_auc, 4),
+        "estimated_macro_f1": None if classes is None else round(classes.macro_f1, 4),
+        "task": report.task,
+        "performance_metric": None if report.performance is None else report.performance.metric,
         "reasons": report.reasons[:10],
         "report_uri": report_uri,
     }

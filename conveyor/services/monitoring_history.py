@@ -72,13 +72,13 @@ def append_judgement(
     settings: Settings,
     report: drift.DriftReport,
     volume: DataVolume,
-    scores: np.ndarray,
+    outputs: np.ndarray | pd.DataFrame,
     run_id: str,
 ) -> str:
     """Publish the judgement's rows as the day's partition of the monitoring table; returns its URI."""
     prefix = table_prefix(settings, report.model_name, report.window_end)
     with Publication(store, prefix, run_id) as publication:
-        publication.write_parquet(JUDGEMENT_FILE, judgement_rows(report, volume, scores))
+        publication.write_parquet(JUDGEMENT_FILE, judgement_rows(report, volume, outputs))
         publication.commit({"model": report.model_name, "day": report.window_end, "verdict": report.verdict})
     return store.uri(prefix + "/")
 

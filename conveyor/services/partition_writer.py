@@ -19,19 +19,24 @@ import pyarrow.parquet as pq
 
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.publication import Manifest, Publication
+from conveyor.domain.task_types import DECISION, PREDICTED_CLASS, ModelTask
 
 PART_NAME = "part-00000.parquet"
 
 
-def output_schema(entity_column: str, entity_type: pa.DataType) -> pa.Schema:
+_BINARY = ModelTask("binary", ("0", "1"))
+_OUTPUT_TYPES = {DECISION: pa.bool_(), PREDICTED_CLASS: pa.string()}  # every other output column is float64
+
+
+def output_schema(entity_column: str, entity_type: pa.DataType, task: ModelTask = _BINARY) -> pa.Schema:
+    """Entity, the task's output columns (`ModelTask.output_columns`), then the audit columns."""
     # Constant audit columns are dictionary-encoded in memory (no per-row hashing when written); the parquet
     # file stores plain strings (store_schema=False), so every reader sees `string`, not a categorical.
     text = pa.dictionary(pa.int32(), pa.string())
     return pa.schema(
         [
             (entity_column, entity_type),
-            ("score", pa.float64()),
-            ("decision", pa.bool_()),
+            *((name, _OUTPUT_TYPES.get(name, pa.float64())) for name in task.output_columns),
             ("model_version", text),
             ("feature_service", text),
             ("run_id", text),
@@ -47,19 +52,23 @@ def _constant(value: str, n: int) -> pa.DictionaryArray:
 def prediction_table(
     schema: pa.Schema,
     entities: pd.Series,
-    scores: np.ndarray,
-    threshold: float,
+    outputs: pd.DataFrame,
     audit: tuple[str, str, str],
     scored_at: dt.datetime,
 ) -> pa.Table:
-    """Prediction rows: entity, score, decision (score >= threshold) and the audit columns
-    `audit` = (model_version, feature_service, run_id)."""
-    n = len(scores)
+    """Prediction rows: entity, the output columns `schema` names (taken from `outputs`, the task's outputs of
+    the same rows) and the audit columns `audit` = (model_version, feature_service, run_id)."""
+    n = len(outputs)
+    if len(entities) != n:
+        raise ValueError(f"prediction rows: {len(entities)} entities but {n} output rows")
+    output_fields = [schema.field(i) for i in range(1, len(schema) - len(audit) - 1)]
+    missing = [f.name for f in output_fields if f.name not in outputs.columns]
+    if missing:
+        raise ValueError(f"prediction rows: outputs lack column(s) {missing} of the task's output columns")
     return pa.Table.from_arrays(
         [
             pa.array(entities.to_numpy(), type=schema.field(0).type),
-            pa.array(scores, type=pa.float64()),
-            pa.array(scores >= threshold, type=pa.bool_()),
+            *(pa.array(outputs[f.name].to_numpy(), type=f.type) for f in output_fields),
             *(_constant(value, n) for value in audit),
             pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),
         ],
@@ -133,11 +142,12 @@ class PartitionWriter:
         if shadow is not None and self.shadow_sink is not None:
             self.shadow_sink.write(shadow)
 
-    def close_parts(self, schema: pa.Schema) -> None:
-        """Finish the streamed parts (uploaded and staged, not yet visible)."""
+    def close_parts(self, schema: pa.Schema, shadow_schema: pa.Schema | None = None) -> None:
+        """Finish the streamed parts (uploaded and staged, not yet visible); each schema is its model's (the
+        shadow part's is the challenger's: its task may differ)."""
         self.sink.close(schema)
         if self.shadow_sink is not None:
-            self.shadow_sink.close(schema)
+            self.shadow_sink.close(shadow_schema or schema)
 
     def commit(self, metadata: dict[str, Any], shadow_metadata: dict[str, Any] | None) -> tuple[Manifest, str | None]:
         """Publish the shadow scores (when any), then the predictions; returns (manifest, shadow prefix)."""

@@ -22,7 +22,7 @@ import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -34,9 +34,13 @@ from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.publication import Manifest
 from conveyor.domain.expectations import load_suite, suite_parameters
 from conveyor.domain.failures import DeterministicFailure
+from conveyor.domain.task_types import ModelTask
 from conveyor.services.feature_sources import FeatureSource
 from conveyor.services.partition_writer import PartitionWriter, QuarantineSink, output_schema, prediction_table
 from conveyor.services.row_checks import CheckedChunk, check_chunk
+from conveyor.services.shadow_comparison import ShadowComparison
+
+__all__ = ["ShadowComparison"]  # re-exported: shadow scoring's comparison lives in its own module
 
 
 class ScoringBatchRejected(DeterministicFailure, RuntimeError):
@@ -47,13 +51,15 @@ class ScoringBatchRejected(DeterministicFailure, RuntimeError):
 @dataclass(frozen=True)
 class ScoringModel:
     """What scoring needs from a registry version: the model (raw feature columns in: the fitted Pipeline, or
-    its ONNX twin with the same `predict_proba`), its version and the feature service it was trained on."""
+    its ONNX twin with the same `predict_proba` / `predict`), its version, the feature service it was trained on
+    and the task it records (which output columns it writes)."""
 
     model: Any
     version: str
     feature_service: str
     feature_names: tuple[str, ...] | None = None  # the columns the model was fitted on; default: dataset features
     runtime: Literal["sklearn", "onnx"] = "sklearn"  # which one `model` is (recorded in the manifest)
+    task: ModelTask = ModelTask("binary", ("0", "1"))  # the version's recorded task (ModelVersion.model_task)
 
 
 def predict_scores(model: Any, features: pd.DataFrame) -> np.ndarray:
@@ -61,6 +67,20 @@ def predict_scores(model: Any, features: pd.DataFrame) -> np.ndarray:
     if len(features) == 0:
         return np.empty(0, dtype="float64")
     return np.asarray(model.predict_proba(_missing_as_nan(features))[:, 1], dtype="float64")
+
+
+def predict_outputs(model: Any, features: pd.DataFrame, task: ModelTask, threshold: float) -> pd.DataFrame:
+    """The task's output columns (`ModelTask.output_columns`) per row, in the rows' order: binary score and
+    decision, multiclass one probability per class and the predicted class, regression the prediction."""
+    if len(features) == 0:
+        return empty_outputs(task, features.index)
+    return task.outputs(model, _missing_as_nan(features), threshold)
+
+
+def empty_outputs(task: ModelTask, index: Any = None) -> pd.DataFrame:
+    """No rows, the task's output columns with their types."""
+    kinds = {"decision": "bool", "predicted_class": "object"}
+    return pd.DataFrame({c: pd.Series(dtype=kinds.get(c, "float64")) for c in task.output_columns}, index=index)
 
 
 def _missing_as_nan(features: pd.DataFrame) -> pd.DataFrame:
@@ -77,46 +97,6 @@ def _model_columns(features: pd.DataFrame, model: ScoringModel) -> pd.DataFrame:
     if model.feature_names is None or list(model.feature_names) == list(features.columns):
         return features
     return features[list(model.feature_names)]
-
-
-@dataclass
-class ShadowComparison:
-    """Champion vs challenger on the same rows: how often they agree and how far scores moved."""
-
-    champion_version: str
-    challenger_version: str
-    rows: int = 0
-    agreement: float = 0.0
-    mean_score_shift: float = 0.0  # mean(challenger - champion)
-    mean_abs_score_shift: float = 0.0
-    max_abs_score_shift: float = 0.0
-    champion_positive_rate: float = 0.0
-    challenger_positive_rate: float = 0.0
-    _sums: dict[str, float] = field(
-        default_factory=lambda: dict.fromkeys(("agree", "diff", "absdiff", "pos_a", "pos_b"), 0.0), repr=False
-    )
-
-    def update(self, champion: np.ndarray, challenger: np.ndarray, threshold: float) -> None:
-        a, b = champion >= threshold, challenger >= threshold
-        diff = challenger - champion
-        s = self._sums
-        s["agree"] += float((a == b).sum())
-        s["diff"] += float(diff.sum())
-        s["absdiff"] += float(np.abs(diff).sum())
-        s["pos_a"] += float(a.sum())
-        s["pos_b"] += float(b.sum())
-        self.rows += len(diff)
-        if len(diff):
-            self.max_abs_score_shift = max(self.max_abs_score_shift, float(np.abs(diff).max()))
-        n = max(self.rows, 1)
-        self.agreement = s["agree"] / n
-        self.mean_score_shift = s["diff"] / n
-        self.mean_abs_score_shift = s["absdiff"] / n
-        self.champion_positive_rate = s["pos_a"] / n
-        self.challenger_positive_rate = s["pos_b"] / n
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
 
 @dataclass(frozen=True)
@@ -189,7 +169,7 @@ def score_partition(
                 if index == 0 and sample_check is not None:
                     run.check_sample(chunk, sample_check)
                 run.score_chunk(writer, check_chunk(chunk, suite, dataset, cfg, parameters))
-            writer.close_parts(run.schema or output_schema(dataset.entity_column, dataset.entity_arrow_type))
+            writer.close_parts(run.schema_of(model), run.schema_of(challenger) if challenger else None)
             return run.finish(writer)
     finally:
         run.cleanup()
@@ -210,7 +190,7 @@ class _PartitionRun:
     started: float = field(default_factory=time.perf_counter)
     quarantine: QuarantineSink = field(default_factory=QuarantineSink)
     totals: Counter[str] = field(default_factory=Counter)
-    schema: pa.Schema | None = None
+    entity_type: pa.DataType | None = None  # of the first chunk's entities (the dataset's type when no rows)
     comparison: ShadowComparison | None = None
 
     def __post_init__(self) -> None:
@@ -218,7 +198,9 @@ class _PartitionRun:
         self.q_prefix = quarantine_prefix(self.settings, self.model_name, self.day, self.run_id)
         self.scored_at = as_of_time(self.day)
         if self.challenger is not None:
-            self.comparison = ShadowComparison(self.model.version, self.challenger.version)
+            self.comparison = ShadowComparison.of(
+                self.model.version, self.challenger.version, self.model.task, self.challenger.task
+            )
 
     def reject(self, reason: str, counts: Counter[str] | None = None) -> ScoringBatchRejected:
         """Write the quarantine report (and the rows quarantined so far); the error to raise."""
@@ -263,23 +245,28 @@ class _PartitionRun:
         """Count the chunk's rows, spool its quarantined ones, score the rest (and shadow-score them)."""
         self.totals.update(checked.counts)
         self.quarantine.write(checked.quarantined)
-        if self.schema is None:
-            entity_type = pa.array(checked.entities.head(1).to_numpy()).type
-            self.schema = output_schema(self.settings.dataset.entity_column, entity_type)
-        scores = predict_scores(self.model.model, _model_columns(checked.features, self.model))
+        if self.entity_type is None:
+            self.entity_type = pa.array(checked.entities.head(1).to_numpy()).type
+        outputs = self._outputs(checked, self.model)
         shadow = None
         if self.challenger is not None and self.comparison is not None:
-            shadow_scores = predict_scores(self.challenger.model, _model_columns(checked.features, self.challenger))
-            shadow = self._predictions(checked, shadow_scores, self.challenger)
-            self.comparison.update(scores, shadow_scores, self.settings.scoring.threshold)
-        writer.write(self._predictions(checked, scores, self.model), shadow)
+            shadow_outputs = self._outputs(checked, self.challenger)
+            shadow = self._predictions(checked, shadow_outputs, self.challenger)
+            self.comparison.update(outputs, shadow_outputs, self.model.task)
+        writer.write(self._predictions(checked, outputs, self.model), shadow)
 
-    def _predictions(self, checked: CheckedChunk, scores: np.ndarray, model: ScoringModel) -> pa.Table:
-        assert self.schema is not None
+    def _outputs(self, checked: CheckedChunk, model: ScoringModel) -> pd.DataFrame:
+        features = _model_columns(checked.features, model)
+        return predict_outputs(model.model, features, model.task, self.settings.scoring.threshold)
+
+    def schema_of(self, model: ScoringModel) -> pa.Schema:
+        """The prediction rows' schema for `model`: entity, the model's task's output columns, audit columns."""
+        dataset = self.settings.dataset
+        return output_schema(dataset.entity_column, self.entity_type or dataset.entity_arrow_type, model.task)
+
+    def _predictions(self, checked: CheckedChunk, outputs: pd.DataFrame, model: ScoringModel) -> pa.Table:
         audit = (model.version, model.feature_service, self.run_id)
-        return prediction_table(
-            self.schema, checked.entities, scores, self.settings.scoring.threshold, audit, self.scored_at
-        )
+        return prediction_table(self.schema_of(model), checked.entities, outputs, audit, self.scored_at)
 
     def finish(self, writer: PartitionWriter) -> PartitionResult:
         """Check the accounting and the quarantined share, keep the quarantined rows, publish."""
@@ -302,6 +289,8 @@ class _PartitionRun:
         if self.challenger is not None and self.comparison is not None:
             shadow = {
                 "model_version": self.challenger.version,
+                "task": self.challenger.task.to_json(),
+                "output_columns": self.challenger.task.output_columns,
                 "role": "shadow",
                 "comparison": self.comparison.to_json(),
             }
@@ -316,6 +305,8 @@ class _PartitionRun:
             "model_version": self.model.version,
             "feature_service": self.model.feature_service,
             "runtime": self.model.runtime,
+            "task": self.model.task.to_json(),
+            "output_columns": self.model.task.output_columns,
             "day": self.day.isoformat(),
             "as_of": self.scored_at.isoformat(),
             "threshold": cfg.threshold,

@@ -8,6 +8,7 @@ only in part (numpy, scikit-learn), so the event loop keeps accepting requests m
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import time
 import uuid
@@ -51,20 +52,27 @@ class PredictRequest(BaseModel):
 
 
 class Prediction(BaseModel):
+    """One row's answer; the output fields of the answering version's task are set, the others null."""
+
     status: str
     entity_id: int | str | None = None
     input_hash: str | None = None
-    score: float | None = None
-    decision: bool | None = None
+    score: float | None = None  # binary: P(positive)
+    decision: bool | None = None  # binary: score >= scoring.threshold
     model_version: int | None = None
     arm: str | None = None
     reason: str | None = None
+    task: str | None = None  # binary | multiclass | regression
+    probabilities: dict[str, float] | None = None  # multiclass: class -> probability
+    predicted_class: str | None = None  # multiclass
+    prediction: float | None = None  # regression
 
 
 class PredictResponse(BaseModel):
     request_id: str
     model: str
     model_version: int  # the champion in service when the request started
+    task: str  # the champion's task (binary | multiclass | regression)
     predictions: list[Prediction]
     counts: dict[str, int]
 
@@ -145,6 +153,10 @@ def _log_rows(state: ServiceState, request_id: str, outcome: Outcome, latency_ms
                     "score": a.score,
                     "decision": a.decision,
                     "latency_ms": latency_ms,
+                    "task": a.task,
+                    "predicted_class": a.predicted_class,
+                    "probabilities": None if a.probabilities is None else json.dumps(a.probabilities),
+                    "prediction": a.prediction,
                 }
             )
     return rows
@@ -160,6 +172,10 @@ def _count(state: ServiceState, outcome: Outcome) -> dict[str, int]:
             m.scores.labels(name, arm, version).observe(a.score)
             if a.decision:
                 m.positives.labels(name, arm, version).inc()
+        if a.predicted_class is not None:
+            m.predicted_classes.labels(name, arm, version, a.predicted_class).inc()
+        if a.prediction is not None:
+            m.predictions.labels(name, arm, version).observe(a.prediction)
     for a in outcome.answers:
         counts[a.status] = counts.get(a.status, 0) + 1
     return counts
@@ -310,6 +326,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
                 request_id=request_id,
                 model=name,
                 model_version=snapshot.champion.version,
+                task=snapshot.champion.task.kind,
                 predictions=[Prediction(**asdict(a)) for a in outcome.answers],
                 counts=counts,
             )

@@ -3,7 +3,7 @@ several apps in one process do not collide). Served at `/metrics`."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -44,6 +44,20 @@ class ServiceMetrics:
         self.positives = Counter(
             "conveyor_serving_positive_decisions",
             "decisions score >= scoring.threshold by arm and version",
+            ["model", "arm", "version"],
+            registry=r,
+        )
+        self.predicted_classes = Counter(
+            "conveyor_serving_predicted_classes",
+            "multiclass answers by arm, version and predicted class",
+            ["model", "arm", "version", "predicted_class"],
+            registry=r,
+        )
+        # A Summary (count and sum: the mean by arm and version), not a Histogram: a regression target has no
+        # scale known when the metric is created, and fixed buckets would fit one target and not the next.
+        self.predictions = Summary(
+            "conveyor_serving_predictions",
+            "regression predictions by arm and version (count and sum: the mean prediction)",
             ["model", "arm", "version"],
             registry=r,
         )

@@ -35,9 +35,13 @@ LOG_COLUMNS = (
     "entity_id",
     "input_hash",
     "status",
-    "score",
-    "decision",
+    "score",  # binary
+    "decision",  # binary
     "latency_ms",
+    "task",  # the answering version's task kind
+    "predicted_class",  # multiclass
+    "probabilities",  # multiclass: JSON {class: probability} (one text column whatever the classes)
+    "prediction",  # regression
 )
 
 

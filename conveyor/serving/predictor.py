@@ -1,9 +1,12 @@
 """One predict request, start to end: features (from the Feast online store for entity ids, or checked against
 the model's signature for rows of values), the batch scoring policies for unknown entities and missing features,
-the rollout arm per row, scores and decisions, and the rows for the prediction log.
+the rollout arm per row, the outputs of the serving version's task, and the rows for the prediction log.
+
+Per the version's recorded task an answer carries: binary `score` and `decision`; multiclass `probabilities`
+(class -> P) and `predicted_class`; regression `prediction`. The other output fields stay null.
 
 The policies and the threshold are the batch engine's (`scoring.unknown_entities`, `scoring.missing_features`,
-`scoring.feature_defaults`, `scoring.threshold`), and scores come from the same `predict_scores`, so a row
+`scoring.feature_defaults`, `scoring.threshold`), and outputs come from the same `predict_outputs`, so a row
 answered here equals the batch engine's answer for the same row and version."""
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from conveyor.domain.signature import (
     rows_frame,
     violations,
 )
+from conveyor.domain.task_types import DECISION, PREDICTED_CLASS, PREDICTION, PROBA_PREFIX, SCORE
 from conveyor.serving.model_pool import Snapshot
 from conveyor.serving.runtime import ServedModel
 
@@ -44,16 +48,31 @@ class BadRows(ValueError):
 
 @dataclass
 class Answer:
-    """One row's answer: a score and decision when it was scored, else the status says why not."""
+    """One row's answer: the task's outputs when it was scored, else the status says why not."""
 
     status: str  # scored | defaulted | unknown_entity | missing_features | invalid
     entity_id: EntityKey | None = None
     input_hash: str | None = None
-    score: float | None = None
-    decision: bool | None = None
+    score: float | None = None  # binary
+    decision: bool | None = None  # binary
     model_version: int | None = None
     arm: str | None = None
     reason: str | None = None
+    task: str | None = None  # the answering version's task kind
+    probabilities: dict[str, float] | None = None  # multiclass: class -> probability, in the model's class order
+    predicted_class: str | None = None  # multiclass
+    prediction: float | None = None  # regression
+
+    def fill(self, model: ServedModel, arm: str, output: dict[str, Any]) -> None:
+        """Set the outputs of one row (`output`: the row of `ServedModel.outputs`)."""
+        self.model_version, self.arm, self.task = model.version, arm, model.task.kind
+        if model.task.kind == "binary":
+            self.score, self.decision = float(output[SCORE]), bool(output[DECISION])
+        elif model.task.kind == "multiclass":
+            self.probabilities = {c: float(output[PROBA_PREFIX + c]) for c in model.task.classes}
+            self.predicted_class = str(output[PREDICTED_CLASS])
+        else:
+            self.prediction = float(output[PREDICTION])
 
 
 @dataclass
@@ -151,9 +170,6 @@ class Predictor:
         if not rows:
             return
         part = frame if len(rows) == len(frame) else frame.iloc[rows]
-        scores = model.scores(_with_defaults(part, self.settings))
-        threshold = self.settings.scoring.threshold
-        for i, score in zip(rows, scores, strict=True):
-            answer = answers[i]
-            answer.score, answer.decision = float(score), bool(score >= threshold)
-            answer.model_version, answer.arm = model.version, arm
+        outputs = model.outputs(_with_defaults(part, self.settings), self.settings.scoring.threshold)
+        for i, output in zip(rows, outputs.to_dict("records"), strict=True):
+            answers[i].fill(model, arm, output)

@@ -1,29 +1,32 @@
-"""A served model version: what answers `predict_proba(frame)` for it (the runtime), loaded through the registry
-(SHA-256 verified before unpickling) and warmed on its own reference sample before it takes traffic.
+"""A served model version: what answers `predict_proba(frame)` (classification) or `predict(frame)` (regression)
+for it (the runtime), loaded through the registry (SHA-256 verified before unpickling) and warmed on its own
+reference sample before it takes traffic. The version's recorded task decides its outputs (`ModelTask`).
 
-Warming is also the load check: the version must reproduce the scores recorded with its reference sample at
-registration, so an artifact that loads but computes something else is never served."""
+Warming is also the load check: the version must reproduce the outputs recorded with its reference sample at
+registration (score; class probabilities; prediction), so an artifact that loads but computes something else is
+never served."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from conveyor.adapters.object_store import ObjectStoreError
+from conveyor.adapters.onnx_twin import TwinRecord
 from conveyor.adapters.registry import ModelRegistry
 from conveyor.adapters.registry_records import ModelVersion
 from conveyor.domain.failures import DeterministicFailure
-from conveyor.services.scoring import predict_scores
+from conveyor.domain.task_outputs import numeric_prediction_columns
+from conveyor.domain.task_types import ModelTask
+from conveyor.services.scoring import predict_outputs, predict_scores
 
-
-class ModelRuntime(Protocol):
-    """Anything with scikit-learn's `predict_proba` over a frame of the model's feature columns."""
-
-    def predict_proba(self, frame: pd.DataFrame) -> Any: ...
+# Anything with scikit-learn's `predict_proba` (classification) or `predict` (regression) over a frame of the
+# model's feature columns: the Pipeline or its ONNX twin.
+ModelRuntime = Any
 
 
 class ModelLoadRefused(RuntimeError):
@@ -53,14 +56,19 @@ class ServedModel:
     feature_service: str
     runtime_name: str
     runtime: ModelRuntime
+    task: ModelTask = ModelTask("binary", ("0", "1"))  # the version's recorded task
 
     @property
     def label(self) -> str:
         return f"v{self.version}"
 
     def scores(self, features: pd.DataFrame) -> np.ndarray:
-        """P(positive class) per row: the batch engine's `predict_scores` over the model's columns."""
+        """Binary: P(positive class) per row: the batch engine's `predict_scores` over the model's columns."""
         return predict_scores(self.runtime, features[list(self.feature_names)])
+
+    def outputs(self, features: pd.DataFrame, threshold: float) -> pd.DataFrame:
+        """The task's output columns per row: the batch engine's `predict_outputs` over the model's columns."""
+        return predict_outputs(self.runtime, features[list(self.feature_names)], self.task, threshold)
 
 
 def warmup_tolerance(runtime_name: str, twin_tolerance: float) -> float:
@@ -78,25 +86,34 @@ def load_served_model(
     tolerance: float = 1e-9,
 ) -> ServedModel:
     """Load `meta` (checksum verified), build its runtime and warm it on its reference sample; raises
-    ModelLoadRefused (with the cause) when any step fails or the warm-up scores differ from the recorded ones
-    by more than `tolerance`."""
+    ModelLoadRefused (with the cause) when any step fails or the warm-up outputs differ from the recorded ones
+    by more than `tolerance` (a regression twin: `tolerance` x the target scale of its parity record)."""
     if runtime_name not in RUNTIMES:
         raise ModelLoadRefused(f"{meta.label}: unknown runtime {runtime_name!r} (known: {sorted(RUNTIMES)})")
     try:
         runtime = RUNTIMES[runtime_name](registry, meta)
         reference = registry.reference_of(meta).head(warmup_rows)
+        task = meta.model_task
         served = ServedModel(
-            meta.version, tuple(meta.feature_names), meta.feature_service or default_service, runtime_name, runtime
+            meta.version,
+            tuple(meta.feature_names),
+            meta.feature_service or default_service,
+            runtime_name,
+            runtime,
+            task,
         )
-        warm = served.scores(reference)
+        columns = numeric_prediction_columns(task)
+        warm = served.outputs(reference, 0.5)[columns].to_numpy(dtype="float64")
+        expected = reference[columns].to_numpy(dtype="float64")
     except Exception as exc:  # whatever broke, this version is not served
         permanent = isinstance(exc, DeterministicFailure | ModelLoadRefused) or not isinstance(exc, ObjectStoreError)
         raise ModelLoadRefused(f"{meta.label} not loaded: {type(exc).__name__}: {exc}", permanent) from exc
-    expected = reference["score"].to_numpy(dtype="float64")
+    if task.kind == "regression" and runtime_name == "onnx":
+        tolerance *= TwinRecord.from_json(meta.twin).scale or 1.0
     worst = float(np.max(np.abs(warm - expected))) if len(expected) else 0.0
     if worst > tolerance:
         raise ModelLoadRefused(
-            f"{meta.label} not loaded: on {len(expected)} reference rows its {runtime_name} scores differ from the "
-            f"scores recorded at registration by up to {worst:.3g} (tolerance {tolerance:g})"
+            f"{meta.label} not loaded: on {len(expected)} reference rows its {runtime_name} outputs {columns} differ "
+            f"from the ones recorded at registration by up to {worst:.3g} (tolerance {tolerance:g})"
         )
     return served

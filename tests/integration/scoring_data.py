@@ -5,17 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.publication import Publication
-from conveyor.adapters.registry import ModelMetadata, ModelRegistry
+from conveyor.adapters.registry import ModelMetadata, ModelRegistry, ModelVersion
 from conveyor.demo.synthetic import generate_day, generate_window
+from conveyor.domain.task_outputs import prediction_columns
+from conveyor.domain.task_types import ModelTask
 from conveyor.services.training import _features, build_pipeline
 
 DAY = dt.date(2026, 3, 1)
@@ -93,3 +96,64 @@ def fit_config(settings: Settings, model_config: str, days: int = 30) -> tuple[A
     rows = _features(frame, ds)
     model = build_pipeline(ds, settings.training.models[model_config], seed=0).fit(rows, frame[ds.label_column])
     return model, rows
+
+
+def task_target(rows: pd.DataFrame, kind: str, seed: int = 0) -> pd.Series:
+    """A target for `kind` made from the feature rows (the synthetic data's label is binary churn): regression,
+    a monthly spend in currency units; multiclass, three spend tiers named so their sorted order is not the
+    tier order."""
+    rng = np.random.default_rng(seed)
+    spend = (
+        rows["monthly_charges"].fillna(60) * 3.0 + rows["tenure_months"].fillna(12) * 1.5 + rng.normal(0, 10, len(rows))
+    )
+    if kind == "regression":
+        return spend.astype("float64")
+    tiers = pd.qcut(spend, 3, labels=["silver", "bronze", "gold"]).astype(str)
+    return tiers
+
+
+def fit_task(settings: Settings, kind: str, days: int = 20, max_iter: int = 40) -> tuple[Any, pd.DataFrame, ModelTask]:
+    """A HistGradientBoosting Pipeline (the catalogue's preprocessing) for a multiclass or regression target, the
+    raw feature rows it was fitted on, and the task a version of it records."""
+    ds = settings.dataset
+    generator = settings.generator.model_copy(update={"n_entities": 600})
+    frame = pd.concat(generate_window(dt.date(2026, 1, 1), days, ds, generator).values(), ignore_index=True)
+    rows = _features(frame, ds)
+    target = task_target(rows, kind)
+    estimator: Any = (
+        HistGradientBoostingRegressor(max_iter=max_iter, random_state=0)
+        if kind == "regression"
+        else HistGradientBoostingClassifier(max_iter=max_iter, random_state=0)
+    )
+    model = build_pipeline(ds, settings.training.models["quick"], seed=0).set_params(model=estimator)
+    model.fit(rows, target)
+    task = ModelTask("regression") if kind == "regression" else ModelTask("multiclass", tuple(model.classes_))
+    return model, rows, task
+
+
+def task_metadata(settings: Settings, task: ModelTask) -> ModelMetadata:
+    return ModelMetadata(
+        metrics={},
+        gates={"passed": True},
+        training_window={},
+        feature_service=settings.features.feature_service,
+        feature_names=settings.dataset.feature_names,
+        data_fingerprint="test",
+        params={},
+        task=task.to_json(),
+    )
+
+
+def task_reference(model: Any, rows: pd.DataFrame, task: ModelTask) -> pd.DataFrame:
+    """The reference sample a version of `task` records: feature rows and the model's outputs on them."""
+    outputs = task.outputs(model, rows)
+    return pd.concat([rows, outputs[prediction_columns(task)]], axis=1)
+
+
+def register_task_model(
+    registry: ModelRegistry, name: str, fitted: tuple[Any, pd.DataFrame, ModelTask], twin: bool = True
+) -> ModelVersion:
+    model, rows, task = fitted
+    reference = task_reference(model, rows.head(300), task)
+    twin_rows = rows.tail(1000) if twin else None
+    return registry.register(name, model, task_metadata(registry.settings, task), reference, twin_rows=twin_rows)

@@ -22,7 +22,7 @@ from conveyor.demo.synthetic import Scenario
 from conveyor.services.ingest import land_synthetic
 from conveyor.services.scoring import predictions_prefix, shadow_prefix
 from flows.batch_inference import batch_inference
-from tests.integration.scoring_data import DAYS, publish_snapshots, register
+from tests.integration.scoring_data import DAYS, fit_task, publish_snapshots, register, register_task_model
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +67,38 @@ def test_flow_scores_a_backfill_with_the_champion_and_shadows_the_challenger(
     assert all(
         f"version={challenger}" not in k for k in store.list_keys(f"{s3_server.storage.prefixes.predictions}/{name}/")
     )
+
+
+def test_flow_follows_each_versions_task_a_multiclass_champion_shadowed_by_a_regression(
+    s3_server: Settings, prefect_harness: None
+) -> None:
+    name = f"tiers_{uuid.uuid4().hex[:8]}"
+    registry = ModelRegistry(ObjectStore(s3_server.storage), s3_server)
+    multiclass = fit_task(s3_server, "multiclass", days=8, max_iter=20)
+    champion = register_task_model(registry, name, multiclass, twin=False)
+    registry.promote(name, champion.version, actor="test", reason="multiclass champion")
+    challenger = register_task_model(registry, name, fit_task(s3_server, "regression", days=8, max_iter=20), twin=False)
+    store = registry.store
+    root = f"features-{uuid.uuid4().hex[:8]}/churn"
+    frames = publish_snapshots(store, s3_server, root, n=800)
+
+    result = batch_inference(
+        scoring_date=DAYS[0], model_name=name, challenger_version=challenger.version, features_prefix=root
+    )
+
+    (part,) = result.partitions
+    task = champion.model_task
+    published = read_published_parquet(store, predictions_prefix(s3_server, name, DAYS[0]))
+    expected = task.outputs(multiclass[0], frames[DAYS[0]][s3_server.dataset.feature_names])
+    assert list(published.columns[1:5]) == task.output_columns
+    np.testing.assert_allclose(
+        published[task.output_columns[:3]].to_numpy(), expected.iloc[:, :3].to_numpy(), atol=1e-12
+    )
+    assert published["predicted_class"].tolist() == expected["predicted_class"].tolist()
+    shadow = read_published_parquet(store, shadow_prefix(s3_server, name, str(challenger.version), DAYS[0]))
+    assert "prediction" in shadow.columns and "predicted_class" not in shadow.columns and len(shadow) == len(published)
+    assert part.shadow is not None and part.shadow["comparable"] is False and part.shadow["rows"] == len(published)
+    assert "differs from the champion's" in part.shadow["note"]
 
 
 def test_flow_refuses_a_tampered_champion(s3_server: Settings, prefect_harness: None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+from typing import Any
 
 import numpy as np
 import onnx
@@ -126,3 +127,62 @@ def test_skl2onnx_fix_still_fits_the_function_it_wraps() -> None:
     assert "nodes_missing_value_tracks_true" in inspect.signature(stock).parameters
     assert skl2onnx_fixes.install() is True  # idempotent: wrapped once
     assert not hasattr(tree_ensemble.add_node.__wrapped__, "__wrapped__")  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def task_models(settings: Settings) -> dict[str, tuple[Any, pd.DataFrame, Any]]:
+    from tests.integration.scoring_data import fit_task
+
+    return {kind: fit_task(settings, kind, days=8, max_iter=25) for kind in ("multiclass", "regression")}
+
+
+def test_multiclass_and_regression_twins_match_their_pipelines(
+    settings: Settings, task_models: dict[str, tuple[Any, pd.DataFrame, Any]]
+) -> None:
+    tolerance = settings.twin.parity_tolerance
+    model, rows, task = task_models["multiclass"]
+    rows = rows.assign(region=rows["region"].where(rows.index % 7 != 0, np.nan))  # missing categories too
+    export = export_twin(model, rows, tolerance)
+    assert export.record.status == "passed" and export.record.scale is None, export.record.reason
+    assert "class probability difference" in export.record.reason
+    twin = OnnxTwin.from_bytes(export.onnx_bytes or b"")
+    assert twin.kind == "classifier"
+    proba = twin.predict_proba(rows)
+    assert proba.shape == (len(rows), 3) and twin.predict_proba(rows.head(0)).shape == (0, 3)
+    assert np.abs(proba - model.predict_proba(rows)).max() == pytest.approx(export.record.max_abs_diff, abs=1e-12)
+    assert list(task.outputs(twin, rows).columns) == task.output_columns  # the task's outputs from the twin
+    with pytest.raises(TwinUnavailable, match="predict needs a regressor twin; this one is a classifier"):
+        twin.predict(rows)
+
+    model, rows, task = task_models["regression"]
+    export = export_twin(model, rows, tolerance)
+    record = export.record
+    assert record.status == "passed" and record.scale == pytest.approx(np.std(model.predict(rows)))
+    assert record.max_abs_diff is not None and record.max_abs_diff / record.scale <= tolerance
+    assert record.allowed_abs_diff == pytest.approx(tolerance * record.scale)
+    twin = OnnxTwin.from_bytes(export.onnx_bytes or b"")
+    assert twin.kind == "regressor" and twin.predict(rows.head(0)).shape == (0,)
+    np.testing.assert_allclose(twin.predict(rows), model.predict(rows), rtol=0, atol=record.allowed_abs_diff)
+    with pytest.raises(TwinUnavailable, match="predict_proba needs a classifier twin"):
+        twin.predict_proba(rows)
+
+
+def test_a_shifted_regression_graph_fails_parity_relative_to_the_target_scale(
+    settings: Settings, task_models: dict[str, tuple[Any, pd.DataFrame, Any]]
+) -> None:
+    model, rows, _ = task_models["regression"]
+    export = export_twin(model, rows, settings.twin.parity_tolerance)
+    graph = onnx.load_from_string(export.onnx_bytes or b"")
+    shifted = 0
+    for node in graph.graph.node:
+        for attribute in node.attribute:
+            if attribute.name == "base_values":
+                attribute.floats[0] += 0.01  # one hundredth of a currency unit on every prediction
+                shifted += 1
+    assert shifted == 1
+    record = check_parity(model, graph.SerializeToString(), rows, settings.twin.parity_tolerance)
+    assert record.status == "failed" and record.max_abs_diff == pytest.approx(0.01, rel=0.05)
+    assert "x the target scale" in record.reason and "ABOVE tolerance" in record.reason
+    # The tolerance is relative: a tolerance of 1.5x the shift over the target scale lets the same graph pass.
+    loose = check_parity(model, graph.SerializeToString(), rows, 0.01 / record.scale * 1.5)  # type: ignore[operator]
+    assert loose.status == "passed"

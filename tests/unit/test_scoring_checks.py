@@ -15,6 +15,7 @@ from configs.settings import Settings, load_settings
 from conveyor.demo.synthetic import Fault, generate_day, inject_fault
 from conveyor.domain.arrow_rules import arrow_rows_pass
 from conveyor.domain.expectations import load_suite
+from conveyor.domain.task_types import ModelTask
 from conveyor.services.row_checks import check_chunk, check_rows
 from conveyor.services.scoring import ShadowComparison, as_of_time
 
@@ -145,10 +146,40 @@ def test_as_of_is_the_end_of_the_scoring_day() -> None:
 def test_shadow_comparison_accumulates_over_chunks() -> None:
     rng = np.random.default_rng(1)
     a, b = rng.random(1000), rng.random(1000)
-    comparison = ShadowComparison("1", "2")
-    comparison.update(a[:400], b[:400], 0.5)
-    comparison.update(a[400:], b[400:], 0.5)
+    binary = ModelTask("binary", ("0", "1"))
+    comparison = ShadowComparison.of("1", "2", binary, binary)
+    outputs_a = binary.outputs_from_proba(np.column_stack([1 - a, a]), 0.5)
+    outputs_b = binary.outputs_from_proba(np.column_stack([1 - b, b]), 0.5)
+    comparison.update(outputs_a.iloc[:400], outputs_b.iloc[:400], binary)
+    comparison.update(outputs_a.iloc[400:], outputs_b.iloc[400:], binary)
     assert comparison.rows == 1000
     assert comparison.agreement == pytest.approx(np.mean((a >= 0.5) == (b >= 0.5)))
     assert comparison.mean_score_shift == pytest.approx(np.mean(b - a))
     assert comparison.max_abs_score_shift == pytest.approx(np.abs(b - a).max())
+    assert comparison.champion_positive_rate == pytest.approx(np.mean(a >= 0.5))
+
+
+def test_shadow_comparison_of_multiclass_outputs() -> None:
+    task = ModelTask("multiclass", ("a", "b", "c"))
+    rng = np.random.default_rng(2)
+    pa_, pb = rng.dirichlet([1, 1, 1], 500), rng.dirichlet([1, 1, 1], 500)
+    comparison = ShadowComparison.of("1", "2", task, task)
+    out_a, out_b = task.outputs_from_proba(pa_), task.outputs_from_proba(pb)
+    comparison.update(out_a.iloc[:200], out_b.iloc[:200], task)
+    comparison.update(out_a.iloc[200:], out_b.iloc[200:], task)
+    assert comparison.agreement == pytest.approx(np.mean(pa_.argmax(1) == pb.argmax(1)))
+    picked = pa_.argmax(1)
+    shift = pb[np.arange(500), picked] - pa_[np.arange(500), picked]
+    assert comparison.mean_score_shift == pytest.approx(shift.mean())
+    assert comparison.max_abs_score_shift == pytest.approx(np.abs(pb - pa_).max())
+    assert comparison.champion_class_shares == {c: pytest.approx(np.mean(picked == i)) for i, c in enumerate("abc")}
+    assert sum(comparison.challenger_class_shares.values()) == pytest.approx(1.0)  # type: ignore[union-attr]
+
+
+def test_shadow_comparison_of_a_challenger_with_another_task_counts_rows_only() -> None:
+    binary, regression = ModelTask("binary", ("0", "1")), ModelTask("regression")
+    comparison = ShadowComparison.of("1", "2", binary, regression)
+    outputs = binary.outputs_from_proba(np.full((10, 2), 0.5), 0.5)
+    comparison.update(outputs, pd.DataFrame({"prediction": np.arange(10.0)}), binary)
+    assert not comparison.comparable and comparison.rows == 10 and comparison.agreement is None
+    assert "differs from the champion's" in comparison.note
