@@ -165,13 +165,7 @@ def register_candidate(
     registry = _registry(settings)
     plots = candidate.plots
     # The held-out rows the drift monitor's performance estimation calibrates on, and their precomputed profile.
-    # Performance estimation (CBPE) is binary-only so far: other tasks register without these files, and the
-    # monitor treats them as versions registered before the files existed.
-    monitoring = (
-        monitoring_reference_files(candidate.test, settings, candidate.reference)
-        if candidate.task.kind == "binary"
-        else {}
-    )
+    monitoring = monitoring_reference_files(candidate.test, settings, candidate.reference, candidate.task)
 
     def files(number: int) -> dict[str, bytes]:
         card_file = {} if card is None else {CARD_FILE: card_html(card, number, plots).encode()}

@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from configs.settings import DatasetConfig, ModelSpec, Settings
 from conveyor.domain.failures import InvalidInput, MissingColumns
+from conveyor.domain.task_outputs import prediction_columns
 from conveyor.domain.task_types import PREDICTION, SCORE, ModelTask
 
 BINARY = ModelTask("binary", ("0", "1"))
@@ -57,7 +58,7 @@ class Candidate:
     split: dict[str, Any]
     # features + the coerced label + the task's output columns (task.output_columns) + `score`
     test: pd.DataFrame = field(repr=False)
-    reference: pd.DataFrame = field(repr=False)  # training sample + `score`
+    reference: pd.DataFrame = field(repr=False)  # training sample + the task's outputs (prediction_columns)
     data_fingerprint: str
     training_rows: int
     fit_seconds: float
@@ -250,11 +251,10 @@ def fit_and_evaluate(frame: pd.DataFrame, settings: Settings, model_config_name:
             outputs[name] = task.outputs(model, _features(part, ds), threshold)
             metrics[name] = task.metrics(part[ds.label_column], outputs[name])
         sample_outputs = task.outputs(model, _features(sample, ds), threshold)
-    reference = (
-        sample[[ds.timestamp_column, *ds.feature_names]]
-        .assign(score=scalar_score(task, sample_outputs))
-        .reset_index(drop=True)
-    )
+    # The drift reference records the task's outputs (the registry refuses a reference without them).
+    reference = pd.concat(
+        [sample[[ds.timestamp_column, *ds.feature_names]], sample_outputs[prediction_columns(task)]], axis=1
+    ).reset_index(drop=True)
     test_outputs = outputs["test"].drop(columns=[SCORE], errors="ignore")
     if task.kind == "binary":
         test_outputs = test_outputs.drop(columns=["decision"])  # the test rows keep `score`, as before tasks
