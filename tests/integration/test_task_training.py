@@ -1,7 +1,9 @@
-"""The training flow for a regression and a multiclass dataset on the real servers (S3, Prefect test server, Feast
-on temp paths): the synthetic generator's mode for the task lands through the validated ingest, and the flow
-trains behind the task's gates into the registry: a linear first champion, then the boosted default, compared
-on the task's primary metric. The registered version records its task; its card and plots are the task's."""
+"""A regression and a multiclass dataset end to end on the real servers (S3, Prefect test server, Feast on temp
+paths): the synthetic generator's mode for the task lands through the validated ingest; the training flow trains
+behind the task's gates into the registry (a linear first champion, then the boosted default, compared on the
+task's primary metric; the version records its task, its card and plots are the task's); the features flow
+materializes; the batch-inference flow publishes the task's output columns for the last day; the drift monitor
+judges that day on the task's outputs."""
 
 from __future__ import annotations
 
@@ -10,16 +12,23 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from configs.settings import Settings, load_settings
 from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.publication import read_published_parquet
 from conveyor.adapters.raw_data import published_days
 from conveyor.adapters.registry import ModelRegistry
 from conveyor.demo.synthetic import Fault, Scenario
+from conveyor.domain.drift import DriftReport
 from conveyor.domain.expectations import write_default_suites
 from conveyor.domain.task_types import ModelTask
 from conveyor.services.ingest import IngestRejected
+from conveyor.services.scoring import predictions_prefix
+from flows.batch_inference import batch_inference
+from flows.drift_monitor import drift_monitor
+from flows.features import refresh_features
 from flows.ingest import ingest
 from flows.training import training
 
@@ -77,6 +86,23 @@ def _check_version(settings: Settings, version: int, plots: set[str]) -> dict:  
     return meta.extra["card"]  # type: ignore[no-any-return]
 
 
+def _score_and_monitor(settings: Settings, columns: list[str]) -> tuple[pd.DataFrame, DriftReport]:
+    """Features, then the champion scores the last landed day (features from the store) and the drift monitor
+    judges it on the task's outputs. (Values equal to the model's own outputs: test_scoring_tasks.py.)"""
+    name = settings.scoring.model_name
+    skew = refresh_features(start_date=START, end_date=END + dt.timedelta(days=1))
+    assert skew.passed, skew
+    result = batch_inference(scoring_date=END, model_name=name)
+    part = result.partitions[0]
+    assert part.rows_in == part.rows_scored + part.rows_quarantined and part.rows_scored > 1000
+    published = read_published_parquet(ObjectStore(settings.storage), predictions_prefix(settings, name, END))
+    assert set(columns) <= set(published.columns) and len(published) == part.rows_scored
+    assert "score" not in columns or "score" in published.columns  # only binary publishes a score
+    report = drift_monitor(model_name=name, scored_day=END)
+    assert report.task == settings.dataset.task and report.prediction is not None
+    return published, report
+
+
 def test_regression_trains_behind_its_gates(task_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _land(
         monkeypatch,
@@ -105,6 +131,10 @@ def test_regression_trains_behind_its_gates(task_env: Path, monkeypatch: pytest.
     assert [m["metric"] for m in card["metrics"]] == ["rmse", "mae", "r2"]
     assert card["fairness"][0]["columns"][:2] == ["rows", "mae"]
     _bad_labels_are_quarantined(settings, "type in [")
+    published, report = _score_and_monitor(settings, ["prediction"])
+    assert "score" not in published.columns and published["prediction"].notna().all()
+    assert report.prediction.name == "prediction"  # type: ignore[union-attr]
+    assert report.estimated is None and report.estimation_note  # regression: not estimated, and says why
 
 
 def test_multiclass_trains_behind_its_gates(task_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,3 +170,8 @@ def test_multiclass_trains_behind_its_gates(task_env: Path, monkeypatch: pytest.
         "macro_f1" in [m["metric"] for m in card["metrics"]] and card["comparison"]["champion_version"] == first.version
     )
     _bad_labels_are_quarantined(settings, "in ['basic', 'standard', 'premium'")
+    probabilities = ["proba_basic", "proba_premium", "proba_standard"]
+    published, report = _score_and_monitor(settings, [*probabilities, "predicted_class"])
+    assert abs(published[probabilities].sum(axis=1) - 1).max() < 1e-6
+    assert set(published["predicted_class"]) <= {"basic", "premium", "standard"}
+    assert report.prediction.name == "predicted_class" and report.estimated is not None  # type: ignore[union-attr]
