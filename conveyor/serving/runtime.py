@@ -68,7 +68,9 @@ class ServedModel:
 
     def outputs(self, features: pd.DataFrame, threshold: float) -> pd.DataFrame:
         """The task's output columns per row: the batch engine's `predict_outputs` over the model's columns."""
-        return predict_outputs(self.runtime, features[list(self.feature_names)], self.task, threshold)
+        columns = list(self.feature_names)
+        model_rows = features if list(features.columns) == columns else features[columns]  # no copy when in order
+        return predict_outputs(self.runtime, model_rows, self.task, threshold)
 
 
 def warmup_tolerance(runtime_name: str, twin_tolerance: float) -> float:

@@ -186,3 +186,32 @@ def test_a_shifted_regression_graph_fails_parity_relative_to_the_target_scale(
     # The tolerance is relative: a tolerance of 1.5x the shift over the target scale lets the same graph pass.
     loose = check_parity(model, graph.SerializeToString(), rows, 0.01 / record.scale * 1.5)  # type: ignore[operator]
     assert loose.status == "passed"
+
+
+def test_a_request_sized_frame_gets_the_same_feeds_as_a_batch(
+    settings: Settings, candidates: dict[str, Candidate]
+) -> None:
+    """Up to SMALL_FRAME_ROWS rows, the feeds are built from Python values (the online service's one-row
+    requests); they must equal the column-wise batch path's, missing values (None, NaN, pd.NA) included, and
+    the twin's answers must not depend on which path a row took."""
+    from conveyor.adapters import onnx_twin
+
+    candidate = candidates["default"]
+    export = export_twin(candidate.model, _test_rows(candidate, settings), settings.twin.parity_tolerance)
+    assert export.onnx_bytes is not None
+    twin = OnnxTwin.from_bytes(export.onnx_bytes)
+    rows = _test_rows(candidate, settings).head(onnx_twin.SMALL_FRAME_ROWS * 2).reset_index(drop=True)
+    rows["region"] = rows["region"].astype(object)
+    rows.loc[0, "region"], rows.loc[1, "region"], rows.loc[2, "age"] = None, pd.NA, None
+    small = rows.head(5)
+    batch_feeds = onnx_twin._feeds(rows, twin._inputs)  # more rows than SMALL_FRAME_ROWS: column-wise
+    small_feeds = onnx_twin._feeds(small, twin._inputs)
+    assert set(small_feeds) == set(batch_feeds)
+    for name, values in small_feeds.items():
+        expected = batch_feeds[name][: len(small)]
+        assert values.dtype == expected.dtype and values.shape == expected.shape, name
+        if values.dtype.kind == "f":
+            assert np.array_equal(values, expected, equal_nan=True), name
+        else:
+            assert (values == expected).all(), (name, values.ravel(), expected.ravel())
+    assert np.array_equal(twin.predict_proba(small), twin.predict_proba(rows)[: len(small)])
