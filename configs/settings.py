@@ -3,8 +3,8 @@
 Load order (later wins): base.yaml -> dataset.yaml (as `dataset`) -> <profile>.yaml -> CONVEYOR_* env vars.
 `CONVEYOR_PROFILE` picks the profile (local | prod); `CONVEYOR_CONFIG_DIR` points at another configs folder.
 Nothing is read at import time: call `load_settings()` once at the edge and pass the result down.
-The sections and every default live in `configs/systems.py` and `configs/stages.py`; this module merges the
-sources, derives the local profile's endpoints from `local_stack`, and checks references across sections.
+The sections and every default live in `configs/dataset.py`, `configs/systems.py` and `configs/stages.py`; this
+module merges the sources, derives the local profile's endpoints from `local_stack`, and checks references across sections.
 """
 
 from __future__ import annotations
@@ -17,6 +17,14 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from configs.dataset import (
+    DatasetConfig,
+    DataSource,
+    DirectionalCheck,
+    FeatureSpec,
+    ModelCardText,
+    SensitiveAttribute,
+)
 from configs.stages import (
     DriftConfig,
     FeatureDriftThresholds,
@@ -33,16 +41,10 @@ from configs.stages import (
     ValidationConfig,
 )
 from configs.systems import (
-    DatasetConfig,
-    DataSource,
-    DirectionalCheck,
     FeaturesConfig,
-    FeatureSpec,
     LocalStackConfig,
-    ModelCardText,
     NotificationsConfig,
     PrefectConfig,
-    SensitiveAttribute,
     SigningConfig,
     StorageConfig,
     StoragePrefixes,
