@@ -4,7 +4,8 @@ Load order (later wins): base.yaml -> dataset.yaml (as `dataset`) -> <profile>.y
 `CONVEYOR_PROFILE` picks the profile (local | prod); `CONVEYOR_CONFIG_DIR` points at another configs folder.
 Nothing is read at import time: call `load_settings()` once at the edge and pass the result down.
 The sections and every default live in `configs/dataset.py`, `configs/systems.py` and `configs/stages.py`; this
-module merges the sources, derives the local profile's endpoints from `local_stack`, and checks references across sections.
+module merges the sources, derives the local profile's endpoints from `local_stack`, and checks references across
+sections.
 """
 
 from __future__ import annotations
