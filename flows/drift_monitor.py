@@ -6,7 +6,7 @@ window drifted or its estimated performance dropped, emit the event that trigger
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 from prefect import flow
 from pydantic import Field
@@ -29,14 +29,29 @@ def drift_monitor(
     scored_day: Annotated[dt.date | None, Field(description="scored day to judge; default the latest")] = None,
     start_day: Annotated[dt.date | None, Field(description="backfill: first scored day to judge")] = None,
     end_day: Annotated[dt.date | None, Field(description="backfill: last scored day; default the latest")] = None,
+    source: Annotated[
+        Literal["batch", "online"],
+        Field(description="batch: the scored day's predictions; online: the online service's answers that day"),
+    ] = "batch",
 ) -> DriftReport:
+    """Judge the scored day (or each day of a backfill) against the champion's reference; emit the retraining
+    event when the latest judgement asks for it.
+
+    Args:
+        model_name: Registry model (default: scoring.model_name).
+        scored_day: Scored day to judge (default: the latest; online: the latest day of the prediction log).
+        start_day: Backfill: first scored day to judge (batch only).
+        end_day: Backfill: last scored day (default: the latest; batch only).
+        source: batch (the day's published predictions and the raw window) or online (the online service's
+            answers of that day and their inputs, from its prediction log).
+    """
     settings = load_settings()
     name = model_name or settings.scoring.model_name
-    reports = [
-        check_drift(settings, name, day) for day in days_to_judge(settings, name, scored_day, start_day, end_day)
-    ]
+    days = days_to_judge(settings, name, scored_day, start_day, end_day, source)
+    reports = [check_drift(settings, name, day, source) for day in days]
     latest = reports[-1]
-    publish_monitoring(settings, name, dt.date.fromisoformat(latest.window_end))
+    if source == "batch":  # the dashboard shows the monitoring table: batch judgements
+        publish_monitoring(settings, name, dt.date.fromisoformat(latest.window_end))
     # A backfill judges history: only the latest window may ask for retraining.
     if latest.needs_retraining:
         emit_drift_detected(settings, latest)

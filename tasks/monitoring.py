@@ -22,6 +22,7 @@ from conveyor.services.monitoring_history import (
     rebuild_dashboard,
     scored_days,
 )
+from conveyor.services.online_traffic import latest_logged_day
 
 # The markdown artifact's table covers this many weeks of judgements.
 RECENT_WEEKS = 6
@@ -33,10 +34,20 @@ def _artifact_key(model_name: str) -> str:
 
 @task(name="days-to-judge", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient)
 def days_to_judge(
-    settings: Settings, model_name: str, scored_day: dt.date | None, start_day: dt.date | None, end_day: dt.date | None
+    settings: Settings,
+    model_name: str,
+    scored_day: dt.date | None,
+    start_day: dt.date | None,
+    end_day: dt.date | None,
+    source: str = "batch",
 ) -> list[dt.date]:
-    """A backfill's scored days in [start_day, end_day], else the one scored day (default: the latest)."""
+    """A backfill's scored days in [start_day, end_day], else the one scored day (default: the latest). Online:
+    the one logged day (default: the latest day of the prediction log)."""
     store = ObjectStore(settings.storage)
+    if source == "online":
+        if start_day is not None or end_day is not None:
+            raise MissingInput("drift monitor (online): judge one logged day (scored_day), not a date range")
+        return [scored_day or latest_logged_day(store, settings, model_name)]
     if start_day is None and end_day is None:
         return [scored_day or latest_scored_day(store, settings, model_name)]
     end = end_day or latest_scored_day(store, settings, model_name)
@@ -48,19 +59,24 @@ def days_to_judge(
 
 
 @task(name="check-drift", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient)
-def check_drift(settings: Settings, model_name: str, scored_day: dt.date | None) -> drift.DriftReport:
+def check_drift(
+    settings: Settings, model_name: str, scored_day: dt.date | None, source: str = "batch"
+) -> drift.DriftReport:
     """Judge the scored day (default: the latest one published), write the reports, append the judgement to the
-    monitoring table, and publish a table artifact with a one-click (presigned) link to the HTML report."""
+    monitoring table, and publish a table artifact with a one-click (presigned) link to the HTML report. Online
+    (the service's prediction log of that day): the reports and artifacts, not the monitoring table, which holds
+    the batch judgements (one per day and model)."""
     logger = get_run_logger()
     store = ObjectStore(settings.storage)
     day = scored_day or latest_scored_day(store, settings, model_name)
-    report, reference, current, outputs = drift_report_for_day(store, settings, model_name, day)
+    report, reference, current, outputs = drift_report_for_day(store, settings, model_name, day, source)
     uris = write_reports(store, settings, report, reference, current, outputs)
-    window = dt.date.fromisoformat(report.window_start), day
-    quarantined = quarantined_batches(store, settings, *window)
-    volume = data_volume(store, settings, report, len(current), len(quarantined))
-    append_judgement(store, settings, report, volume, outputs, current_run_id())
-    key = _artifact_key(model_name)
+    if source == "batch":
+        window = dt.date.fromisoformat(report.window_start), day
+        quarantined = quarantined_batches(store, settings, *window)
+        volume = data_volume(store, settings, report, len(current), len(quarantined))
+        append_judgement(store, settings, report, volume, outputs, current_run_id())
+    key = _artifact_key(model_name) + ("-online" if source == "online" else "")
     create_table_artifact(
         table=drift_report.verdict_table(report),
         key=key,

@@ -95,6 +95,7 @@ class DriftReport:
     # Every prediction column compared (`prediction` is the first: score, predicted_class or prediction).
     predictions: list[FeatureDrift] = field(default_factory=list)
     estimation_note: str | None = None  # why performance was not estimated without labels (None: it was)
+    source: str = "batch"  # batch: raw window + published predictions; online: the service's prediction log
 
     @property
     def drifted(self) -> bool:

@@ -7,6 +7,7 @@ The statistics live in `conveyor/domain/drift.py` (pure). Here: where the data c
 - current features: the raw rows of the `drift.window_days` days up to the scored day;
 - current outputs: the published predictions of the scored day (`predictions/<model>/dt=<day>/`), the task's
   prediction columns (score; proba_<class> + predicted_class; prediction);
+- or, with the online source, the online service's answers of the day and their inputs (its prediction log);
 - performance: the champion's outputs on the labelled raw rows of the window `drift.label_delay_days` earlier,
   judged by the task's primary metric (binary: realized and estimated side by side);
 - estimated performance (no labels): binary, CBPE on the scored day's published scores, calibrated on the
@@ -39,6 +40,7 @@ from conveyor.domain.multiclass_estimation import EstimatedClassPerformance, est
 from conveyor.domain.multivariate_drift import MultivariateDrift, ReconstructionProfile
 from conveyor.domain.task_outputs import prediction_columns
 from conveyor.domain.task_types import SCORE, ModelTask
+from conveyor.services.online_traffic import online_traffic
 from conveyor.services.scoring import predictions_prefix
 
 _BINARY = ModelTask("binary", ("0", "1"))
@@ -241,19 +243,24 @@ def _estimate(
 
 
 def drift_report_for_day(
-    store: ObjectStore, settings: Settings, model_name: str, scored_day: dt.date
+    store: ObjectStore, settings: Settings, model_name: str, scored_day: dt.date, source: str = "batch"
 ) -> tuple[drift.DriftReport, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Everything the verdict needs, loaded and compared; also returns the frames for the HTML histograms (the
-    last: the scored day's published outputs)."""
+    last: the day's outputs). `source` batch: the raw rows of the window and the day's published predictions;
+    online: the online service's answers of that day, from its prediction log (conveyor/services/online_traffic.py)."""
     registry = ModelRegistry(store, settings)
     champion = registry.champion(model_name)
     if champion is None:
         raise MissingInput(f"drift monitor: model {model_name!r} has no champion in the registry; train one first")
     task = champion.model_task
     reference = registry.reference_of(champion)
-    start, end = _window(scored_day, settings.drift.window_days)
-    current = read_raw_window(store, settings, start, end)
-    outputs = published_outputs(store, settings, model_name, scored_day, task)
+    if source == "online":
+        start, end = scored_day, scored_day
+        current, outputs = online_traffic(store, settings, champion, scored_day)
+    else:
+        start, end = _window(scored_day, settings.drift.window_days)
+        current = read_raw_window(store, settings, start, end)
+        outputs = published_outputs(store, settings, model_name, scored_day, task)
     loaded = registry.load_version(champion)
     expected = champion.test_metrics.get(task.primary_metric)
     stored = stored_profile(registry, champion, settings)
@@ -277,7 +284,7 @@ def drift_report_for_day(
         estimation_note=note,
         multivariate=multivariate_drift(reference, current, settings, None if stored is None else stored[0]),
     )
-    return report, reference, current, outputs
+    return dataclasses.replace(report, source=source), reference, current, outputs
 
 
 def write_reports(
@@ -288,8 +295,10 @@ def write_reports(
     current: pd.DataFrame,
     outputs: pd.DataFrame | pd.Series,
 ) -> dict[str, str]:
-    """JSON + HTML report under `reports/drift/<model>/dt=<day>/`; returns their URIs."""
+    """JSON + HTML report under `reports/drift/<model>/dt=<day>/` (an online judgement: `.../dt=<day>/online/`,
+    beside the batch one); returns their URIs."""
     prefix = drift.report_prefix(settings, report.model_name, report.window_end)
+    prefix += "/online" if report.source == "online" else ""
     store.put_json(f"{prefix}/drift.json", report.to_json())
     page = drift_report.render_html(report, reference, current, outputs, settings.drift.histogram_sample)
     store.put_bytes(f"{prefix}/drift.html", page.encode(), content_type="text/html")

@@ -28,6 +28,7 @@ from configs.settings import ConfigError, Settings
 from conveyor.adapters.feast_online_read import OnlineFeatureReader
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.registry import ModelRegistry
+from conveyor.domain.prediction_log_schema import INPUT_PREFIX
 from conveyor.domain.signature import EntityKey
 from conveyor.serving.metrics import ServiceMetrics
 from conveyor.serving.model_pool import ModelPool
@@ -110,6 +111,7 @@ class ServiceState:
             cfg.log_wait_seconds,
             cfg.log_flush_seconds,
             cfg.log_flush_rows,
+            settings.dataset.feature_names,
         )
 
     def online_features(self, entity_ids: Sequence[EntityKey], feature_service: str) -> pd.DataFrame:
@@ -137,8 +139,12 @@ class ServiceState:
 def _log_rows(state: ServiceState, request_id: str, outcome: Outcome, latency_ms: float) -> list[dict[str, Any]]:
     now = time.time()
     rows = []
+    inputs: list[dict[str, Any]] = [{}] * len(outcome.answers)
+    if outcome.inputs is not None:  # the dataset's features the champion was given (its service may hold fewer)
+        features = [c for c in state.settings.dataset.feature_names if c in outcome.inputs.columns]
+        inputs = [{INPUT_PREFIX + k: v for k, v in row.items()} for row in outcome.inputs[features].to_dict("records")]
     for returned, answers in ((True, outcome.answers), (False, outcome.shadow)):
-        for a in answers:
+        for i, a in enumerate(answers):
             rows.append(
                 {
                     "request_id": request_id,
@@ -157,6 +163,7 @@ def _log_rows(state: ServiceState, request_id: str, outcome: Outcome, latency_ms
                     "predicted_class": a.predicted_class,
                     "probabilities": None if a.probabilities is None else json.dumps(a.probabilities),
                     "prediction": a.prediction,
+                    **(inputs[i] if returned else {}),
                 }
             )
     return rows

@@ -21,28 +21,9 @@ import pandas as pd
 
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.publication import Publication
+from conveyor.domain.prediction_log_schema import INPUT_PREFIX, LOG_COLUMNS
 
 log = logging.getLogger(__name__)
-
-# One row per answered (or shadow-scored) row of a request.
-LOG_COLUMNS = (
-    "request_id",
-    "logged_at",
-    "model",
-    "model_version",
-    "arm",
-    "returned",  # False: a shadow answer, never sent to the caller
-    "entity_id",
-    "input_hash",
-    "status",
-    "score",  # binary
-    "decision",  # binary
-    "latency_ms",
-    "task",  # the answering version's task kind
-    "predicted_class",  # multiclass
-    "probabilities",  # multiclass: JSON {class: probability} (one text column whatever the classes)
-    "prediction",  # regression
-)
 
 
 class LogFull(RuntimeError):
@@ -59,8 +40,10 @@ class PredictionLog:
         wait_seconds: float,
         flush_seconds: float,
         flush_rows: int,
+        input_columns: Sequence[str] = (),
     ) -> None:
         self.store = store
+        self.columns = [*LOG_COLUMNS, *(INPUT_PREFIX + c for c in input_columns)]
         self.root = f"{prefix.rstrip('/')}/{model_name}"
         self.capacity = capacity
         self.wait_seconds = wait_seconds
@@ -99,7 +82,7 @@ class PredictionLog:
             if not rows:
                 return 0
             try:
-                self._publish(pd.DataFrame.from_records(rows, columns=list(LOG_COLUMNS)))
+                self._publish(pd.DataFrame.from_records(rows, columns=self.columns))
             except Exception as exc:
                 self.flush_failures += 1
                 with self._room:
@@ -122,7 +105,7 @@ class PredictionLog:
             prefix = f"{self.root}/dt={day}/hour={int(hour):02d}/batch={batch}"
             with Publication(self.store, prefix, batch) as publication:
                 publication.write_parquet("part-00000.parquet", part.reset_index(drop=True))
-                publication.commit({"model": self.root.rsplit("/", 1)[1], "rows": len(part), "columns": LOG_COLUMNS})
+                publication.commit({"model": self.root.rsplit("/", 1)[1], "rows": len(part), "columns": self.columns})
 
     def _run(self) -> None:
         while not self._stop.is_set():

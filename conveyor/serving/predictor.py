@@ -79,6 +79,7 @@ class Answer:
 class Outcome:
     answers: list[Answer]
     shadow: list[Answer] = field(default_factory=list)  # logged, never returned
+    inputs: pd.DataFrame | None = None  # the champion's feature values, one row per answer (the prediction log's)
 
 
 def input_hash(row: Mapping[str, Any]) -> str:
@@ -164,7 +165,7 @@ class Predictor:
             rows = [i for i, key in enumerate(keys) if scorable[i] and shadowed(key, plan, self.model_name)]
             shadow = [Answer(answers[i].status, answers[i].entity_id, answers[i].input_hash) for i in rows]
             self._score(challenger, "shadow", list(range(len(rows))), features(challenger).iloc[rows], shadow)
-        return Outcome(answers, shadow)
+        return Outcome(answers, shadow, frame)
 
     def _score(self, model: ServedModel, arm: str, rows: list[int], frame: pd.DataFrame, answers: list[Answer]) -> None:
         if not rows:

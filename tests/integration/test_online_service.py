@@ -251,3 +251,47 @@ def test_metrics_count_requests_rows_and_versions(service: Service) -> None:
     assert 'outcome="unknown_entity"' in text
     assert 'conveyor_serving_model_version{arm="champion",model="churn"}' in text
     assert "conveyor_serving_request_seconds_bucket" in text
+
+
+def test_the_drift_monitor_judges_online_traffic_from_the_prediction_log(service: Service) -> None:
+    """Every answer is logged with its inputs (the online store's values for an entity); the drift monitor's
+    online source judges the day's champion answers against the champion's reference, like a batch-scored day."""
+    import datetime as dt
+
+    from conveyor.services.monitoring import drift_report_for_day, write_reports
+    from conveyor.services.online_traffic import online_traffic
+
+    settings, frame = service.settings, service.frame
+    ds = settings.dataset
+    store, registry = ObjectStore(settings.storage), ModelRegistry(ObjectStore(settings.storage), settings)
+    champion = registry.champion(MODEL)
+    assert champion is not None
+    ids = frame[ds.entity_column].tolist()[:300]
+    with httpx.Client() as client:
+        answer = service.predict(client, entity_ids=ids).json()
+    root = f"{settings.serving.log_prefix}/{MODEL}/"
+
+    def logged() -> tuple[pd.DataFrame] | None:
+        parts = [read_published_parquet(store, p) for p in published_prefixes(store, root)]
+        log = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        mine = log[log["request_id"] == answer["request_id"]] if len(log) else log
+        return (log,) if len(mine) == len(ids) else None
+
+    (log,) = wait_for(logged, what="the request in the prediction log")
+    mine = log[log["request_id"] == answer["request_id"]].set_index("entity_id").loc[ids]
+    expected = frame.set_index(ds.entity_column).loc[ids, ds.feature_names]
+    for feature in ds.feature_names:  # the inputs logged are the values the answer was computed from
+        got, want = mine[f"input_{feature}"].to_numpy(), expected[feature].to_numpy()
+        assert all(g == w or (pd.isna(g) and pd.isna(w)) for g, w in zip(got, want, strict=True)), feature
+
+    day = dt.datetime.fromtimestamp(float(mine["logged_at"].iloc[0].timestamp()), dt.UTC).date()
+    inputs, outputs = online_traffic(store, settings, champion, day)
+    by_champion = log[log["returned"] & (log["model_version"] == champion.version) & log["status"].eq("scored")]
+    assert len(inputs) == len(outputs) == len(by_champion) >= len(ids)
+    assert list(inputs.columns) == ds.feature_names and list(outputs.columns) == ["score"]
+    report, reference, current, judged_outputs = drift_report_for_day(store, settings, MODEL, day, source="online")
+    assert report.source == "online" and report.window_start == report.window_end == day.isoformat()
+    assert len(current) == len(by_champion) and report.prediction is not None
+    assert {f.name for f in report.features} == set(ds.feature_names)
+    uris = write_reports(store, settings, report, reference, current, judged_outputs)
+    assert uris["html"].endswith(f"dt={day.isoformat()}/online/drift.html")
