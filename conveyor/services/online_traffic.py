@@ -10,6 +10,7 @@ import datetime as dt
 import json
 
 import pandas as pd
+import pyarrow as pa
 
 from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
@@ -37,6 +38,26 @@ def latest_logged_day(store: ObjectStore, settings: Settings, model_name: str) -
     return dt.date.fromisoformat(max(days))
 
 
+def read_prediction_log(store: ObjectStore, prefix: str) -> pd.DataFrame:
+    """Every published log partition under `prefix`, in one frame. Joined as arrow tables: a column that is all
+    null in one batch (a shadow row's inputs, a regression model's classes) takes its type from the others, and
+    ints meet floats as floats (a batch with a refused row has a null version): pandas' concat would guess."""
+    tables = [_typed_by_values(read_published_parquet(store, p)) for p in published_prefixes(store, prefix)]
+    if not tables:
+        return pd.DataFrame()
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+
+def _typed_by_values(frame: pd.DataFrame) -> pa.Table:
+    """A column with no value at all gets arrow's null type, which takes the other batches' type when joined
+    (pandas would have made it float, or text, from nothing)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for i, column in enumerate(table.columns):
+        if len(column) and column.null_count == len(column):
+            table = table.set_column(i, table.field(i).name, pa.nulls(len(column)))
+    return table
+
+
 def online_traffic(
     store: ObjectStore, settings: Settings, champion: ModelVersion, day: dt.date
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -44,12 +65,11 @@ def online_traffic(
     with the dataset's feature columns, outputs with the task's prediction columns. Shadow answers, other
     versions' answers (a canary's challenger, a champion before a swap) and refused rows are left out."""
     prefix = f"{log_root(settings, champion.model_name)}dt={day.isoformat()}/"
-    parts = published_prefixes(store, prefix)
-    if not parts:
+    log = read_prediction_log(store, prefix)
+    if log.empty:
         raise MissingInput(
             f"drift monitor (online): no prediction log for {champion.label} on {day} under {store.uri(prefix)}"
         )
-    log = pd.concat([read_published_parquet(store, p) for p in parts], ignore_index=True)
     answered = log[
         log["returned"].astype(bool)
         & (pd.to_numeric(log["model_version"]) == champion.version)

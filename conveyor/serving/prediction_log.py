@@ -97,7 +97,8 @@ class PredictionLog:
             return len(rows)
 
     def _publish(self, frame: pd.DataFrame) -> None:
-        stamps = pd.to_datetime(frame["logged_at"], utc=True)
+        # Seconds since the epoch (time.time()): without the unit pandas reads them as nanoseconds, 1970-01-01.
+        stamps = pd.to_datetime(frame["logged_at"], unit="s", utc=True)
         frame = frame.assign(logged_at=stamps)
         now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         for (day, hour), part in frame.groupby([stamps.dt.strftime("%Y-%m-%d"), stamps.dt.hour], sort=True):

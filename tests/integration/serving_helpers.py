@@ -9,15 +9,18 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pandas as pd
+import pytest
 
 from configs.settings import Settings, load_settings
 from conveyor.adapters.feature_store import apply_definitions, write_online_rows
-from conveyor.ops.local_stack import free_port
+from conveyor.ops.local_stack import API, LocalStack, free_port
 from tests.integration.scoring_data import population
 
 CONVEYOR = str(Path(sys.executable).parent / "conveyor")
@@ -97,3 +100,20 @@ def wait_for(predicate: Any, timeout: float = 60, what: str = "condition") -> An
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextmanager
+def running_service(env: dict[str, str], settings: Settings) -> Iterator[str]:
+    """The service started by `LocalStack.up(("api",))` (what `conveyor stack up --api` does) with `env`; yields
+    its URL once it is ready (its champion loaded), stops it by PID after."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        stack = LocalStack(settings)
+        stack.up((API,))
+        try:
+            url = stack.api_url
+            wait_for(lambda: httpx.get(f"{url}/ready", timeout=10).json()["ready"], what="the service's champion")
+            yield url
+        finally:
+            assert stack.down((API,)) == [API]

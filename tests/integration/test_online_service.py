@@ -20,12 +20,11 @@ from conveyor.adapters.publication import published_prefixes, read_published_par
 from conveyor.adapters.registry import ModelRegistry
 from conveyor.adapters.rollouts import Rollouts
 from conveyor.domain.rollouts import arm_for
-from conveyor.ops.local_stack import API, LocalStack
 from conveyor.services.batch_inference import ModelRef, load_scoring_model
 from conveyor.services.feature_sources import FrameSource
 from conveyor.services.scoring import predictions_prefix, score_partition
 from tests.integration.scoring_data import DAY, register
-from tests.integration.serving_helpers import online_population, service_env, settings_for, wait_for
+from tests.integration.serving_helpers import online_population, running_service, service_env, settings_for, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL = "churn"
@@ -51,17 +50,8 @@ def service(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     settings = settings_for(env)
     champion = register(settings, MODEL, seed=1, promote=True)
     frame = online_population(settings)
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        stack = LocalStack(settings)
-        stack.up((API,))
-        try:
-            service = Service(settings, stack.api_url, frame, champion)
-            wait_for(lambda: service.ready()["ready"], what="the service to load its champion")
-            yield service
-        finally:
-            assert stack.down((API,)) == [API]
+    with running_service(env, settings) as url:
+        yield Service(settings, url, frame, champion)
 
 
 def batch_scores(settings: Settings, frame: pd.DataFrame, version: int, run_id: str) -> pd.DataFrame:
@@ -256,10 +246,9 @@ def test_metrics_count_requests_rows_and_versions(service: Service) -> None:
 def test_the_drift_monitor_judges_online_traffic_from_the_prediction_log(service: Service) -> None:
     """Every answer is logged with its inputs (the online store's values for an entity); the drift monitor's
     online source judges the day's champion answers against the champion's reference, like a batch-scored day."""
-    import datetime as dt
 
     from conveyor.services.monitoring import drift_report_for_day, write_reports
-    from conveyor.services.online_traffic import online_traffic
+    from conveyor.services.online_traffic import online_traffic, read_prediction_log
 
     settings, frame = service.settings, service.frame
     ds = settings.dataset
@@ -272,8 +261,7 @@ def test_the_drift_monitor_judges_online_traffic_from_the_prediction_log(service
     root = f"{settings.serving.log_prefix}/{MODEL}/"
 
     def logged() -> tuple[pd.DataFrame] | None:
-        parts = [read_published_parquet(store, p) for p in published_prefixes(store, root)]
-        log = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        log = read_prediction_log(store, root)
         mine = log[log["request_id"] == answer["request_id"]] if len(log) else log
         return (log,) if len(mine) == len(ids) else None
 
@@ -284,12 +272,15 @@ def test_the_drift_monitor_judges_online_traffic_from_the_prediction_log(service
         got, want = mine[f"input_{feature}"].to_numpy(), expected[feature].to_numpy()
         assert all(g == w or (pd.isna(g) and pd.isna(w)) for g, w in zip(got, want, strict=True)), feature
 
-    day = dt.datetime.fromtimestamp(float(mine["logged_at"].iloc[0].timestamp()), dt.UTC).date()
+    day = mine["logged_at"].iloc[0].date()
+    assert abs(mine["logged_at"].iloc[0] - pd.Timestamp.now(tz="UTC")) < pd.Timedelta(minutes=10)  # today's
     inputs, outputs = online_traffic(store, settings, champion, day)
     by_champion = log[log["returned"] & (log["model_version"] == champion.version) & log["status"].eq("scored")]
     assert len(inputs) == len(outputs) == len(by_champion) >= len(ids)
     assert list(inputs.columns) == ds.feature_names and list(outputs.columns) == ["score"]
-    report, reference, current, judged_outputs = drift_report_for_day(store, settings, MODEL, day, source="online")
+    # A verdict on a few hundred rows: this test's own traffic may be all the day holds.
+    judge = settings.model_copy(update={"drift": settings.drift.model_copy(update={"min_rows": 100})})
+    report, reference, current, judged_outputs = drift_report_for_day(store, judge, MODEL, day, source="online")
     assert report.source == "online" and report.window_start == report.window_end == day.isoformat()
     assert len(current) == len(by_champion) and report.prediction is not None
     assert {f.name for f in report.features} == set(ds.feature_names)

@@ -19,12 +19,11 @@ from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.publication import published_prefixes, read_published_parquet
 from conveyor.adapters.registry import ModelRegistry
-from conveyor.ops.local_stack import API, LocalStack
 from conveyor.services.batch_inference import ModelRef, load_scoring_model
 from conveyor.services.feature_sources import FrameSource
 from conveyor.services.scoring import predictions_prefix, score_partition
 from tests.integration.scoring_data import DAY, fit_task, register_task_model
-from tests.integration.serving_helpers import online_population, service_env, settings_for, wait_for
+from tests.integration.serving_helpers import online_population, running_service, service_env, settings_for, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL = "churn"  # the service's default model name
@@ -54,17 +53,8 @@ def service(s3_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     champion = register_task_model(registry, MODEL, fit_task(settings, "multiclass"))
     registry.promote(MODEL, champion.version, actor="test", reason="multiclass champion")
     frame = online_population(settings)
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        stack = LocalStack(settings)
-        stack.up((API,))
-        try:
-            service = Service(settings, stack.api_url, frame, registry)
-            wait_for(lambda: service.ready()["ready"], what="the service to load its champion")
-            yield service
-        finally:
-            assert stack.down((API,)) == [API]
+    with running_service(env, settings) as url:
+        yield Service(settings, url, frame, registry)
 
 
 def _batch(service: Service, version: int, run_id: str) -> pd.DataFrame:

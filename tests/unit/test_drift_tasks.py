@@ -4,6 +4,7 @@ and its direction, the report, the monitoring table and the dashboard with the t
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -240,51 +241,28 @@ def test_multiclass_cbpe_matches_the_labels_its_probabilities_imply() -> None:
     assert unsure.decayed and unsure.macro_f1 < 0.5 and "macro F1" in unsure.reasons[0]
 
 
-def test_a_multiclass_report_and_table_carry_the_estimate(
-    settings: Settings, frames: tuple[pd.DataFrame, pd.DataFrame]
-) -> None:
+def _multiclass_report(
+    settings: Settings,
+    frames: tuple[pd.DataFrame, pd.DataFrame],
+    concentration: list[float],
+    replicates: int,
+    with_labels: bool = False,
+) -> tuple[drift.DriftReport, pd.DataFrame, pd.DataFrame, pd.DataFrame, Any]:
+    """A multiclass day judged with its estimate (and, `with_labels`, its realized macro F1): (report, reference,
+    current, outputs, estimate). `concentration` shapes the current probabilities (higher: surer)."""
     from conveyor.domain.multiclass_estimation import estimate_class_performance
 
     reference, current = frames
     reference = pd.concat([reference, _multiclass_outputs(len(reference), [1, 1, 1], 1)], axis=1)
-    outputs = _multiclass_outputs(len(current), [3, 3, 3], 2)  # unsure: the estimate falls below the test value
+    outputs = _multiclass_outputs(len(current), concentration, 2)
     estimated = estimate_class_performance(
-        MULTICLASS.probabilities(outputs), expected_macro_f1=0.9, max_drop=0.05, z=2.0, replicates=50, seed=0
+        MULTICLASS.probabilities(outputs), expected_macro_f1=0.9, max_drop=0.05, z=2.0, replicates=replicates, seed=0
     )
-    report = drift.compare(
-        reference,
-        current,
-        settings.dataset,
-        settings.drift.model_copy(update={"min_rows": 100}),
-        model_name="m",
-        model_version="2",
-        window_start=DAY,
-        window_end=DAY,
-        current_outputs=outputs,
-        task=MULTICLASS,
-        estimated=estimated,
-    )
-    assert estimated.decayed and any("estimated performance decay" in r for r in report.reasons)
-    assert "macro F1" in drift_report.render_html(report, reference, current, outputs, 5000)
-    assert drift_report.estimate_summary(report).startswith("Estimated macro F1 (no labels)")
-    rows = judgement_rows(report, DataVolume(len(current)), outputs)
-    assert series(rows, "model", "estimated_macro_f1").iloc[0] == pytest.approx(estimated.macro_f1)
-    table = recent_table(rows, DAY, weeks=1)
-    assert table[0]["estimated_macro_f1"] == pytest.approx(estimated.macro_f1, abs=1e-3)
-
-
-def test_a_multiclass_judgement_with_estimate_and_labels_reads_back(
-    settings: Settings, frames: tuple[pd.DataFrame, pd.DataFrame]
-) -> None:
-    from conveyor.domain.multiclass_estimation import estimate_class_performance
-
-    reference, current = frames
-    reference = pd.concat([reference, _multiclass_outputs(len(reference), [1, 1, 1], 1)], axis=1)
-    outputs = _multiclass_outputs(len(current), [1, 1, 1], 2)
     labels = outputs["predicted_class"].to_numpy()
-    performance = task_performance_check(MULTICLASS, labels, outputs, 0.9, 0.05, DAY - dt.timedelta(30), DAY)
-    estimated = estimate_class_performance(
-        MULTICLASS.probabilities(outputs), expected_macro_f1=0.9, max_drop=0.05, z=2.0, replicates=20, seed=0
+    performance = (
+        task_performance_check(MULTICLASS, labels, outputs, 0.9, 0.05, DAY - dt.timedelta(30), DAY)
+        if with_labels
+        else None
     )
     report = drift.compare(
         reference,
@@ -300,6 +278,27 @@ def test_a_multiclass_judgement_with_estimate_and_labels_reads_back(
         estimated=estimated,
         performance=performance,
     )
+    return report, reference, current, outputs, estimated
+
+
+def test_a_multiclass_report_and_table_carry_the_estimate(
+    settings: Settings, frames: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    # Unsure probabilities: the estimate falls below the test value.
+    report, reference, current, outputs, estimated = _multiclass_report(settings, frames, [3, 3, 3], 50)
+    assert estimated.decayed and any("estimated performance decay" in r for r in report.reasons)
+    assert "macro F1" in drift_report.render_html(report, reference, current, outputs, 5000)
+    assert drift_report.estimate_summary(report).startswith("Estimated macro F1 (no labels)")
+    rows = judgement_rows(report, DataVolume(len(current)), outputs)
+    assert series(rows, "model", "estimated_macro_f1").iloc[0] == pytest.approx(estimated.macro_f1)
+    table = recent_table(rows, DAY, weeks=1)
+    assert table[0]["estimated_macro_f1"] == pytest.approx(estimated.macro_f1, abs=1e-3)
+
+
+def test_a_multiclass_judgement_with_estimate_and_labels_reads_back(
+    settings: Settings, frames: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    report, _, current, outputs, _ = _multiclass_report(settings, frames, [1, 1, 1], 20, with_labels=True)
     rows = judgement_rows(report, DataVolume(len(current)), outputs)
     assert (rows["metric"] == "expected_macro_f1").sum() == 1  # written once, by the estimate
     history = pd.concat([rows, rows], ignore_index=True)  # the same day judged twice
