@@ -19,7 +19,7 @@ multiclass model keeps its classes and their order even after dataset.yaml chang
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -67,14 +67,6 @@ TASK_METRICS: dict[TaskKind, tuple[str, ...]] = {
 
 SCORE, DECISION, PREDICTED_CLASS, PREDICTION = "score", "decision", "predicted_class", "prediction"
 PROBA_PREFIX = "proba_"
-
-
-class Classifier(Protocol):
-    def predict_proba(self, frame: pd.DataFrame) -> Any: ...
-
-
-class Regressor(Protocol):
-    def predict(self, frame: pd.DataFrame) -> Any: ...
 
 
 @dataclass(frozen=True)
