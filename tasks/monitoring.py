@@ -68,7 +68,8 @@ def check_drift(
     the batch judgements (one per day and model)."""
     logger = get_run_logger()
     store = ObjectStore(settings.storage)
-    day = scored_day or latest_scored_day(store, settings, model_name)
+    latest = latest_logged_day if source == "online" else latest_scored_day
+    day = scored_day or latest(store, settings, model_name)
     report, reference, current, outputs = drift_report_for_day(store, settings, model_name, day, source)
     uris = write_reports(store, settings, report, reference, current, outputs)
     if source == "batch":

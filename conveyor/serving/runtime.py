@@ -22,7 +22,7 @@ from conveyor.adapters.registry_records import ModelVersion
 from conveyor.domain.failures import DeterministicFailure
 from conveyor.domain.task_outputs import numeric_prediction_columns
 from conveyor.domain.task_types import ModelTask
-from conveyor.services.scoring import predict_outputs, predict_scores
+from conveyor.services.scoring import predict_outputs
 
 # Anything with scikit-learn's `predict_proba` (classification) or `predict` (regression) over a frame of the
 # model's feature columns: the Pipeline or its ONNX twin.
@@ -61,10 +61,6 @@ class ServedModel:
     @property
     def label(self) -> str:
         return f"v{self.version}"
-
-    def scores(self, features: pd.DataFrame) -> np.ndarray:
-        """Binary: P(positive class) per row: the batch engine's `predict_scores` over the model's columns."""
-        return predict_scores(self.runtime, features[list(self.feature_names)])
 
     def outputs(self, features: pd.DataFrame, threshold: float) -> pd.DataFrame:
         """The task's output columns per row: the batch engine's `predict_outputs` over the model's columns."""

@@ -49,8 +49,15 @@ def _multiclass_outputs(n: int, weights: list[float], seed: int) -> pd.DataFrame
 
 
 def _compare(
-    settings: Settings, reference: pd.DataFrame, current: pd.DataFrame, task: ModelTask, outputs: pd.DataFrame
-):  # type: ignore[no-untyped-def]
+    settings: Settings,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    task: ModelTask,
+    outputs: pd.DataFrame,
+    estimation_note: str | None = "not estimated: test",
+    **judged: Any,
+) -> drift.DriftReport:
+    """One day of model "m" v2 judged (`judged`: performance, estimated)."""
     return drift.compare(
         reference,
         current,
@@ -62,7 +69,8 @@ def _compare(
         window_end=DAY,
         current_outputs=outputs,
         task=task,
-        estimation_note="not estimated: test",
+        estimation_note=estimation_note,
+        **judged,
     )
 
 
@@ -164,19 +172,14 @@ def test_report_table_and_dashboard_carry_the_tasks_names(
     performance = task_performance_check(
         REGRESSION, truth + 8, pd.DataFrame({"prediction": truth}), 5.0, 0.05, DAY - dt.timedelta(30), DAY
     )
-    report = drift.compare(
+    report = _compare(
+        settings,
         reference,
         current,
-        settings.dataset,
-        settings.drift.model_copy(update={"min_rows": 100}),
-        model_name="m",
-        model_version="2",
-        window_start=DAY,
-        window_end=DAY,
-        current_outputs=outputs,
-        task=REGRESSION,
-        performance=performance,
+        REGRESSION,
+        outputs,
         estimation_note="not estimated: CBPE is for binary",
+        performance=performance,
     )
     assert any(r.startswith("performance decay on") and "rmse" in r for r in report.reasons)
     page = drift_report.render_html(report, reference, current, outputs, 5000)
@@ -264,17 +267,13 @@ def _multiclass_report(
         if with_labels
         else None
     )
-    report = drift.compare(
+    report = _compare(
+        settings,
         reference,
         current,
-        settings.dataset,
-        settings.drift.model_copy(update={"min_rows": 100}),
-        model_name="m",
-        model_version="2",
-        window_start=DAY,
-        window_end=DAY,
-        current_outputs=outputs,
-        task=MULTICLASS,
+        MULTICLASS,
+        outputs,
+        estimation_note=None,
         estimated=estimated,
         performance=performance,
     )
