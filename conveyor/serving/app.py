@@ -29,7 +29,7 @@ from conveyor.adapters.feast_online_read import OnlineFeatureReader
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.registry import ModelRegistry
 from conveyor.domain.prediction_log_schema import INPUT_PREFIX
-from conveyor.domain.signature import EntityKey
+from conveyor.domain.signature import EntityKey, column_lists
 from conveyor.serving.metrics import ServiceMetrics
 from conveyor.serving.model_pool import ModelPool
 from conveyor.serving.prediction_log import LogFull, PredictionLog
@@ -142,7 +142,8 @@ def _log_rows(state: ServiceState, request_id: str, outcome: Outcome, latency_ms
     inputs: list[dict[str, Any]] = [{}] * len(outcome.answers)
     if outcome.inputs is not None:  # the dataset's features the champion was given (its service may hold fewer)
         features = [c for c in state.settings.dataset.feature_names if c in outcome.inputs.columns]
-        inputs = [{INPUT_PREFIX + k: v for k, v in row.items()} for row in outcome.inputs[features].to_dict("records")]
+        values = column_lists(outcome.inputs, features)
+        inputs = [{INPUT_PREFIX + k: v[i] for k, v in values.items()} for i in range(len(outcome.answers))]
     for returned, answers in ((True, outcome.answers), (False, outcome.shadow)):
         for i, a in enumerate(answers):
             rows.append(
