@@ -290,7 +290,7 @@ def _insufficient_data(
     task: ModelTask,
     estimation_note: str | None,
 ) -> DriftReport:
-    """Too few current rows to judge: no statistics, no verdict either way (and so no retraining event)."""
+    """Too few current rows to judge: no statistics, and the verdict `insufficient_data` (no retraining event)."""
     return DriftReport(
         *header,
         "insufficient_data",
