@@ -3,7 +3,7 @@
 For an (entity, timestamp) row, a feature's value is the one of the entity's latest source row at or before that
 timestamp and no older than the feature view's TTL; otherwise null. `as_of_join` does that for many timestamps
 (training sets) with `pd.merge_asof`; `LatestRows` does it for one timestamp over a whole population (batch
-scoring) in two streaming passes, so memory holds one key pair per source row, not the rows themselves.
+scoring) in two streaming passes, so memory holds a few numbers per entity, not the rows themselves.
 """
 
 from __future__ import annotations
