@@ -131,7 +131,7 @@ def child_flow(mode: str) -> None:
         (LatestRows, "finish_keys", "pass 1: latest per entity"),
         (LatestRows, "select", "pass 2: select rows"),
         (scoring, "check_chunk", "row checks"),
-        (scoring, "predict_scores", "predict"),
+        (scoring, "predict_outputs", "predict"),
         (PartitionWriter, "write", "write parquet"),
         (ModelRegistry, "load", "load model"),
         (scoring._PartitionRun, "finish", "publish"),
