@@ -16,6 +16,14 @@ from pydantic import Field, model_validator
 from configs.systems import StrictSection
 
 
+class FeatureDriftThresholds(StrictSection):
+    """A feature's own drift thresholds; a threshold left out is the `drift` section's (psi_threshold,
+    ks_threshold)."""
+
+    psi: float | None = Field(default=None, gt=0)
+    ks: float | None = Field(default=None, gt=0, le=1, description="numeric features only: the KS statistic")
+
+
 class FeatureSpec(StrictSection):
     name: str
     dtype: Literal["int64", "float64", "category", "bool"]
@@ -29,6 +37,10 @@ class FeatureSpec(StrictSection):
         description="share of missing values this feature may have in a batch (a feature that is legitimately "
         "often empty says so here); None: validation.max_null_share",
     )
+    drift: FeatureDriftThresholds | None = Field(
+        default=None,
+        description="this feature's drift thresholds, e.g. {psi: 0.3} (a noisy feature); None: the drift section's",
+    )
     description: str = ""
 
     @model_validator(mode="after")
@@ -39,6 +51,10 @@ class FeatureSpec(StrictSection):
             raise ValueError(f"feature {self.name!r}: 'categories' is only valid with dtype 'category'")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"feature {self.name!r}: min ({self.min}) is greater than max ({self.max})")
+        if self.drift is not None and self.drift.ks is not None and not self.is_numeric:
+            raise ValueError(
+                f"feature {self.name!r}: drift.ks is for numeric features; a {self.dtype} feature is judged by PSI only"
+            )
         return self
 
     @property

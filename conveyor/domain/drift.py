@@ -255,9 +255,11 @@ def compare(
     outputs = _outputs_of(task, reference, current, current_scores, current_outputs)
     bounds = window_bounds(dataset, config, outputs is not None, task)
     features = [
-        numeric_drift(name, reference[name], current[name], config, bounds=bounds)
+        numeric_drift(
+            name, reference[name], current[name], config, bounds=bounds, thresholds=dataset.feature(name).drift
+        )
         if name in dataset.numeric_features
-        else categorical_drift(name, reference[name], current[name], config, bounds)
+        else categorical_drift(name, reference[name], current[name], config, bounds, dataset.feature(name).drift)
         for name in dataset.feature_names
     ]
     predictions = [] if outputs is None else prediction_drift(task, reference, outputs, config, bounds)
