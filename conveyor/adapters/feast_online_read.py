@@ -30,7 +30,7 @@ class OnlineFeatureReader:
     def __init__(self, settings: Settings, feature_service: str | None = None) -> None:
         store = feature_store(settings)
         self.entity_column = settings.dataset.entity_column
-        self.integer_keys = settings.dataset.entity_dtype == "int64"
+        self.integer_keys = settings.dataset.key_dtypes[self.entity_column] == "int64"
         self.numeric = set(settings.dataset.numeric_features)
         projections = service(store, service_name(settings, feature_service)).feature_view_projections
         self.views = [(store.get_feature_view(p.name), [f.name for f in p.features]) for p in projections]

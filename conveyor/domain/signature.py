@@ -41,7 +41,9 @@ EntityKey = int | str  # dataset.entity_dtype: int64 or string
 def key_violations(entity_ids: Sequence[Any], dataset: DatasetConfig) -> list[Violation]:
     """Entity ids of the wrong type for the dataset's key (`entity_dtype`): named by their position."""
     wanted, rule = (
-        (int, "type: an integer id (int64)") if dataset.entity_dtype == "int64" else (str, "type: a string id")
+        (int, "type: an integer id (int64)")
+        if dataset.key_dtypes[dataset.entity_column] == "int64"
+        else (str, "type: a string id")
     )
     return [
         Violation(i, dataset.entity_column, rule, key)

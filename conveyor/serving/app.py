@@ -88,6 +88,12 @@ class ServiceState:
                 f"serving.require_api_key is on (profile {settings.active_profile!r}) but no key is set: "
                 "set CONVEYOR_SERVING__API_KEY (from a secret)"
             )
+        if settings.dataset.composite_key:
+            raise ConfigError(
+                f"the online service takes one-column entity keys; dataset {settings.dataset.name!r} has the "
+                f"composite key {settings.dataset.entity_columns}: score it in batch (batch-inference), see README "
+                "'Known limitations'"
+            )
         self.settings = settings
         self.model_name = cfg.model_name or settings.scoring.model_name
         self.store = store or ObjectStore(settings.storage)

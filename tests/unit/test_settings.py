@@ -98,7 +98,7 @@ def test_label_cannot_be_a_feature(config_dir: Path) -> None:
 
 def test_missing_required_key_is_named(config_dir: Path) -> None:
     _edit(config_dir / "dataset.yaml", lambda d: d.pop("entity_column"))
-    with pytest.raises(ConfigError, match=r"dataset\.entity_column: Field required"):
+    with pytest.raises(ConfigError, match=r"dataset: Value error, entity_column: Field required \(or entity_columns"):
         load_settings("local", config_dir)
 
 
