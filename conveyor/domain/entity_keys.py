@@ -4,7 +4,8 @@ integer or string type (`dataset.key_dtypes`). Pure: pandas and numpy only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,14 @@ def _text(values: pd.Series) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = [str(v) for v in values]
     return out
+
+
+def key_text(dataset: DatasetConfig, key: int | str | Mapping[str, int | str]) -> str:
+    """One entity's key as text: the id of a one-column key, a composite key's values as JSON in key order
+    (`{"store_id":3,"sku":"a"}`): the rollout bucket's and the prediction log's key."""
+    if isinstance(key, Mapping):
+        return json.dumps({c: key[c] for c in dataset.entity_columns}, separators=(",", ":"))
+    return str(key)
 
 
 def key_records(keys: pd.DataFrame) -> list[dict[str, int | str]]:

@@ -3,7 +3,7 @@ servers (S3, Prefect test server, Feast on temp paths): the synthetic source spr
 columns; ingest validates the compound key rule (a repeated key pair quarantines its day); training joins
 features point in time on both columns; the features flow materializes one Feast entity per column and the skew
 check reads the online store by key pairs; batch inference publishes both key columns, one row per pair; the
-drift monitor judges the day."""
+drift monitor judges the day; the online service answers key objects with the batch path's scores."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -22,6 +23,7 @@ from conveyor.adapters.publication import read_published_parquet
 from conveyor.adapters.raw_data import published_days
 from conveyor.demo.synthetic import Fault, Scenario
 from conveyor.domain.expectations import write_default_suites
+from conveyor.ops.local_stack import free_port
 from conveyor.services.ingest import IngestRejected
 from conveyor.services.scoring import predictions_prefix
 from flows.batch_inference import batch_inference
@@ -29,6 +31,7 @@ from flows.drift_monitor import drift_monitor
 from flows.features import refresh_features
 from flows.ingest import ingest
 from flows.training import training
+from tests.integration.serving_helpers import running_service, settings_for
 
 pytestmark = pytest.mark.integration
 START, END = dt.date(2026, 1, 1), dt.date(2026, 2, 9)  # 40 days
@@ -93,3 +96,20 @@ def test_a_composite_key_runs_from_ingest_to_published_predictions(composite_env
 
     report = drift_monitor(model_name=name, scored_day=END)
     assert report.verdict in {"no_drift", "drift", "estimated_decay"} and report.prediction is not None
+
+    # The online service takes key objects, reads the online store by key tuples, and answers each with its key.
+    env = {
+        "CONVEYOR_SERVING__PORT": str(free_port()),
+        "CONVEYOR_SERVING__POLL_SECONDS": "0.3",
+        "CONVEYOR_STORAGE__CREDENTIALS_FILE": str(settings.storage.credentials_file),
+    }
+    some = published.head(5)
+    ids = [{"store_id": int(r.store_id), "sku": str(r.sku)} for r in some.itertuples()]
+    with running_service(env, settings_for(env)) as url:
+        answer = httpx.post(f"{url}/v1/models/{name}/predict", json={"entity_ids": [*ids, {"store_id": 1}]}, timeout=30)
+        assert answer.status_code == 422 and "store_id,sku" in answer.text, answer.text  # not every key column
+        answer = httpx.post(f"{url}/v1/models/{name}/predict", json={"entity_ids": ids}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+    assert [p["entity_id"] for p in predictions] == ids and all(p["status"] == "scored" for p in predictions)
+    assert [p["score"] for p in predictions] == pytest.approx(some["score"].tolist(), abs=1e-6)  # batch's score

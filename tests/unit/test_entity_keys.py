@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from configs.settings import CONFIG_DIR, ConfigError, DatasetConfig, load_settings
-from conveyor.domain.entity_keys import key_frame, key_records
+from conveyor.domain.entity_keys import key_frame, key_records, key_text
 from conveyor.domain.expectations import default_suite
 from conveyor.domain.failures import InvalidInput
 from conveyor.domain.rule_engine import evaluate_fast
+from conveyor.domain.signature import Violation, key_violations
 from conveyor.domain.source_types import declared_columns, numeric_columns
-from conveyor.serving.app import ServiceState
 
 
 @pytest.fixture
@@ -112,8 +112,22 @@ def test_key_frames_are_typed_and_feed_feasts_entity_rows(config_dir: Path) -> N
     assert key_records(key_frame(single, [5, "6"])) == [{"customer_id": 5}, {"customer_id": 6}]
 
 
-def test_the_online_service_refuses_a_composite_key_at_start(config_dir: Path) -> None:
-    _dataset(config_dir, entity_columns=["store_id", "sku"])
-    settings = load_settings("local", config_dir)
-    with pytest.raises(ConfigError, match=r"online service takes one-column entity keys; .* \['store_id', 'sku'\]"):
-        ServiceState(settings)
+def test_a_composite_keys_online_ids_are_objects_of_every_key_column(config_dir: Path) -> None:
+    ds = _dataset(config_dir, entity_columns=["store_id", "sku"], entity_dtype={"store_id": "int64", "sku": "string"})
+    good = {"sku": "a", "store_id": 3}
+    assert key_violations([good], ds) == []
+    found = key_violations([good, {"store_id": 3}, 7, {"store_id": "3", "sku": "a"}, {"store_id": True, "sku": 1}], ds)
+    assert [(v.row, v.field) for v in found] == [
+        (1, "store_id,sku"),
+        (2, "store_id,sku"),
+        (3, "store_id"),
+        (4, "store_id"),
+        (4, "sku"),
+    ]
+    assert key_text(ds, good) == '{"store_id":3,"sku":"a"}'  # key order, whatever the object's order
+    single = load_settings("local").dataset
+    assert key_violations([1, "2", True], single) == [
+        Violation(1, "customer_id", "type: an integer id (int64)", "2"),
+        Violation(2, "customer_id", "type: an integer id (int64)", True),
+    ]
+    assert key_text(single, 17) == "17"
