@@ -3,11 +3,13 @@ servers (S3, Prefect test server, Feast on temp paths): the synthetic source spr
 columns; ingest validates the compound key rule (a repeated key pair quarantines its day); training joins
 features point in time on both columns; the features flow materializes one Feast entity per column and the skew
 check reads the online store by key pairs; batch inference publishes both key columns, one row per pair; the
-drift monitor judges the day; the online service answers key objects with the batch path's scores."""
+drift monitor judges the day; the online service answers key objects with the batch path's scores and logs
+each answer under its key."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -25,13 +27,14 @@ from conveyor.demo.synthetic import Fault, Scenario
 from conveyor.domain.expectations import write_default_suites
 from conveyor.ops.local_stack import free_port
 from conveyor.services.ingest import IngestRejected
+from conveyor.services.online_traffic import read_prediction_log
 from conveyor.services.scoring import predictions_prefix
 from flows.batch_inference import batch_inference
 from flows.drift_monitor import drift_monitor
 from flows.features import refresh_features
 from flows.ingest import ingest
 from flows.training import training
-from tests.integration.serving_helpers import running_service, settings_for
+from tests.integration.serving_helpers import running_service, settings_for, wait_for
 
 pytestmark = pytest.mark.integration
 START, END = dt.date(2026, 1, 1), dt.date(2026, 2, 9)  # 40 days
@@ -110,6 +113,16 @@ def test_a_composite_key_runs_from_ingest_to_published_predictions(composite_env
         assert answer.status_code == 422 and "store_id,sku" in answer.text, answer.text  # not every key column
         answer = httpx.post(f"{url}/v1/models/{name}/predict", json={"entity_ids": ids}, timeout=30)
         assert answer.status_code == 200, answer.text
-        predictions = answer.json()["predictions"]
+        predictions, request_id = answer.json()["predictions"], answer.json()["request_id"]
     assert [p["entity_id"] for p in predictions] == ids and all(p["status"] == "scored" for p in predictions)
     assert [p["score"] for p in predictions] == pytest.approx(some["score"].tolist(), abs=1e-6)  # batch's score
+
+    # The prediction log keys each answer by the key's JSON in key order (one text column, whatever the key).
+    def logged() -> list[str] | None:
+        log = read_prediction_log(store, f"{settings.serving.log_prefix}/{name}/")
+        mine = log[log["request_id"] == request_id] if len(log) else log
+        return sorted(mine["entity_id"]) if len(mine) == len(ids) else None
+
+    assert wait_for(logged, timeout=30, what="the answers in the prediction log") == sorted(
+        json.dumps(key, separators=(",", ":")) for key in ids
+    )
