@@ -275,10 +275,6 @@ class DatasetConfig(StrictSection):
         return self.entity_columns[0]
 
     @property
-    def entity_arrow_type(self) -> pa.DataType:
-        return self.key_arrow_types[self.entity_column]
-
-    @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
