@@ -95,6 +95,13 @@ def _first_per_key(rows: Any, ds: Any) -> Any:
 
 
 STEP_TIMERS: dict[str, float] = defaultdict(float)
+# MB the process's peak RSS (VmHWM) rose during each step's calls: where the peak was reached, as a profile.
+STEP_PEAK_GROWTH: dict[str, float] = defaultdict(float)
+
+
+def _peak_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
 def _timed(owner: Any, name: str, step: str) -> None:
@@ -102,11 +109,12 @@ def _timed(owner: Any, name: str, step: str) -> None:
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        began = time.perf_counter()
+        began, peak = time.perf_counter(), _peak_mb()
         try:
             return original(*args, **kwargs)
         finally:
             STEP_TIMERS[step] += time.perf_counter() - began
+            STEP_PEAK_GROWTH[step] += _peak_mb() - peak
 
     setattr(owner, name, wrapper)
 
@@ -123,19 +131,24 @@ def child_flow(mode: str) -> None:
         (LatestRows, "finish_keys", "pass 1: latest per entity"),
         (LatestRows, "select", "pass 2: select rows"),
         (scoring, "check_chunk", "row checks"),
-        (scoring, "predict_scores", "predict"),
+        (scoring, "predict_outputs", "predict"),
         (PartitionWriter, "write", "write parquet"),
         (ModelRegistry, "load", "load model"),
         (scoring._PartitionRun, "finish", "publish"),
     ]:
         _timed(owner, name, step)
     work = Work()
+    peak_at_start = _peak_mb()
     result = batch_inference(scoring_date=DAY, model_name=MODEL)
     partition = result.partitions[0]
     steps = {k: round(v, 3) for k, v in STEP_TIMERS.items()}
     steps["partition task total"] = round(partition.seconds, 3)
     heavy = sorted(m for m in ("feast", "great_expectations", "ibis") if m in sys.modules)
-    work.report(mode, partition.rows_scored, {"steps": steps, "heavy_imports": heavy})
+    growth = {k: round(v) for k, v in STEP_PEAK_GROWTH.items()}
+    growth["outside the timed steps"] = round(_peak_mb() - peak_at_start - sum(STEP_PEAK_GROWTH.values()))
+    growth["at the start of the work"] = round(peak_at_start)
+    extra = {"steps": steps, "peak_growth_mb": growth, "heavy_imports": heavy}
+    work.report(mode, partition.rows_scored, extra)
 
 
 # ---- parent ---------------------------------------------------------------------------------------------------
@@ -156,6 +169,8 @@ def main() -> int:
     parser.add_argument("--entities", type=int, action="append", help="customers (repeatable); default 1e5, 1e6, 1e7")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of plain/cold/warm below 1e7 (1e7: one)")
     parser.add_argument("--note", default="", help="what else ran on the machine (recorded with the results)")
+    parser.add_argument("--modes", default=",".join(MODES), help="variants to run, in this order (default: all)")
+    parser.add_argument("--tag", default="", help="results go to bench/results/daily_scoring.<tag>.md (default: none)")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -179,11 +194,12 @@ def main() -> int:
             store.delete_prefix(raw_root(settings))
             print(f"landing {DAYS} days for {entities:,} customers: {land(settings, store, entities):.1f}s", flush=True)
             for _ in range(1 if entities >= 10_000_000 else args.repeats):
-                for mode in MODES:  # cold must follow the landing: fixed order
+                for mode in args.modes.split(","):  # cold must follow the landing: fixed order
                     child = run_child([__file__, "--child", mode, "--entities", str(entities)], env)
                     runs.append({**child, "entities": entities})
                     print(json.dumps(runs[-1]), flush=True)
-    write_results("daily_scoring", {"runs": runs}, results_table(runs), args.note or "no note")
+    name = "daily_scoring" + (f".{args.tag}" if args.tag else "")
+    write_results(name, {"runs": runs}, results_table(runs), args.note or "no note")
     return 0
 
 
@@ -205,11 +221,14 @@ def results_table(runs: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (entities, mode), group in sorted(groups.items(), key=lambda kv: (kv[0][0], MODES.index(kv[0][1]))):
-        plain = groups[(entities, "plain")]
+        plain = groups.get((entities, "plain"))
+
+        def ratio(key: str, group: list[dict[str, Any]] = group, plain: list[dict[str, Any]] | None = plain) -> str:
+            return f"{med(group, key) / med(plain, key):.2f}" if plain else "—"
+
         lines.append(
             f"| {entities:,} | {group[0]['rows']:,} | {mode} | {len(group)} | {med(group, 'work_s'):.2f} | "
-            f"{med(group, 'work_s') / med(plain, 'work_s'):.2f} | {med(group, 'wall_s'):.2f} | "
-            f"{med(group, 'wall_s') / med(plain, 'wall_s'):.2f} | {med(group, 'cpu_s'):.2f} | "
+            f"{ratio('work_s')} | {med(group, 'wall_s'):.2f} | {ratio('wall_s')} | {med(group, 'cpu_s'):.2f} | "
             f"{med(group, 'imports_s'):.2f} | {max(x['peak_rss_mb'] for x in group):.0f} | "
             f"{med(group, 'load_1m'):.1f} |"
         )
@@ -220,6 +239,13 @@ def results_table(runs: list[dict[str, Any]]) -> str:
     for step in steps:
         cells = [f"{statistics.median(r['steps'].get(step, 0.0) for r in g):.2f}" for _, g in flows]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    growth_steps = sorted({s for r in runs for s in r.get("peak_growth_mb", {})})
+    if growth_steps:
+        lines += ["", "| peak RSS rise (MB, max) | " + " | ".join(f"{e:,} {m}" for (e, m), _ in flows) + " |"]
+        lines.append("|---|" + "---|" * len(flows))
+        for step in growth_steps:
+            cells = [f"{max(r.get('peak_growth_mb', {}).get(step, 0) for r in g):.0f}" for _, g in flows]
+            lines.append(f"| {step} | " + " | ".join(cells) + " |")
     heavy = sorted({m for r in runs for m in r.get("heavy_imports", [])})
     lines.append(f"\nheavy modules imported by a flow process: {', '.join(heavy) or 'none (no feast, GX, ibis)'}")
     return "\n".join(lines)

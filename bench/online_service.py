@@ -352,7 +352,6 @@ def main() -> None:
         tmp = Path(tmp_name)
         os.environ.update(private_stack_env(tmp / "stack", "bench-online"))
         os.environ["CONVEYOR_SERVING__PORT"] = str(free_port())
-        os.environ["CONVEYOR_SERVING__POLL_SECONDS"] = "1"
         stack = LocalStack(load_settings())
         stack.up(("s3",))
         try:

@@ -3,9 +3,9 @@
 Load order (later wins): base.yaml -> dataset.yaml (as `dataset`) -> <profile>.yaml -> CONVEYOR_* env vars.
 `CONVEYOR_PROFILE` picks the profile (local | prod); `CONVEYOR_CONFIG_DIR` points at another configs folder.
 Nothing is read at import time: call `load_settings()` once at the edge and pass the result down.
-The sections and every default live in `configs/dataset.py`, `configs/systems.py` and `configs/stages.py`; this
-module merges the sources, derives the local profile's endpoints from `local_stack`, and checks references across
-sections.
+The sections and every default live in `configs/dataset.py`, `configs/systems.py`, `configs/stages.py` and
+`configs/monitoring.py`; this module merges the sources, derives the local profile's endpoints from `local_stack`,
+and checks references across sections.
 """
 
 from __future__ import annotations
@@ -27,14 +27,13 @@ from configs.dataset import (
     ModelCardText,
     SensitiveAttribute,
 )
+from configs.monitoring import DriftConfig, RetrainingConfig
 from configs.stages import (
-    DriftConfig,
     GatesConfig,
     GeneratorConfig,
     IngestConfig,
     ModelCardConfig,
     ModelSpec,
-    RetrainingConfig,
     ScoringConfig,
     ServingConfig,
     TrainingConfig,

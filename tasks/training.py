@@ -14,11 +14,8 @@ from conveyor.adapters.notify import notify_gate_refusal
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.prefect_runtime import retry_transient
 from conveyor.adapters.raw_data import RawSnapshot, read_raw_snapshot
-from conveyor.adapters.registry import (
-    ModelVersion,
-    PromotionConflict,
-    code_version,
-)
+from conveyor.adapters.registry import ModelVersion, PromotionConflict
+from conveyor.adapters.registry_records import code_version
 from conveyor.domain import gates as G
 from conveyor.services.card_builder import build_card
 from conveyor.services.model_card import CARD_FILE, ModelCard, card_html, card_markdown

@@ -6,7 +6,7 @@ data, so the scoring flow reads features with the semantics of Feast's point-in-
 5 s import or its generic SQL (which re-reads the whole table per chunk of entities):
 - `training_set`: many (entity, timestamp) rows -> one read of the window they need, then `pd.merge_asof`;
 - `LatestFeatures`: the scoring population (entities with a row in the look-back window) and each one's latest
-  row as of one time, in two streaming scans of the window (keys, then rows), memory bounded by the key pairs.
+  row as of one time, in two streaming scans of the window (keys, then rows), memory bounded by the entities.
 conveyor/adapters/feast_offline.py checks the spec against Feast's registry before using it for training, and
 tests compare both with Feast's own `get_historical_features` on the same data.
 """

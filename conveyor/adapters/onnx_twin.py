@@ -195,7 +195,7 @@ def _feeds(frame: pd.DataFrame, inputs: list[_Input]) -> dict[str, np.ndarray]:
 def _small_feeds(frame: pd.DataFrame, inputs: list[_Input]) -> dict[str, np.ndarray]:
     """The same feeds as the column-wise path (missing: NaN / the input's fill; numbers as float32; categories
     as text), from the frame's values as Python objects."""
-    columns = frame.to_dict("list")
+    columns = {spec.name: frame[spec.name].tolist() for spec in inputs}  # to_dict("list"): ~4x the time
     feeds = {}
     for spec in inputs:
         values = columns[spec.name]

@@ -1,4 +1,5 @@
-"""The model registry on the object store: the only module that knows its layout.
+"""The model registry on the object store. Its layout (conveyor/adapters/registry_versions.py writes and reads
+the versions, conveyor/adapters/registry_log.py the log and the pointer; nothing else knows it):
 
     models/<name>/versions/000007/_claim            version number taken (create-if-absent)
     models/<name>/versions/000007/model.joblib      the fitted sklearn Pipeline
@@ -26,30 +27,18 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 import logging
-import mimetypes
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import asdict
 from typing import Any
 
 import joblib
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from configs.settings import Settings
-from conveyor.adapters.object_store import (
-    ObjectNotFound,
-    ObjectStore,
-    PreconditionFailed,
-    dataframe_to_parquet_bytes,
-    sha256_bytes,
-)
-from conveyor.adapters.onnx_twin import TWIN_FILE, OnnxTwin, TwinRecord, TwinUnavailable, export_twin
+from conveyor.adapters.object_store import ObjectStore
+from conveyor.adapters.onnx_twin import OnnxTwin, TwinRecord, TwinUnavailable
 from conveyor.adapters.registry_log import (
     ANY_CHAMPION,
-    MAX_ATTEMPTS,
     ModelLog,
     NothingToDo,
     promotion,
@@ -65,14 +54,10 @@ from conveyor.adapters.registry_records import (
     PromotionConflict,  # noqa: F401  (re-exported: callers catch it from here, where promote raises it)
     RegistryError,
     RegistryState,
-    TamperedArtifact,
-    UnverifiedVersion,
-    _now,
-    code_version,
     default_actor,
-    library_versions,
 )
-from conveyor.adapters.signing import Keyring, SignatureRefused, Signer, signer, trusted_keyring
+from conveyor.adapters.registry_versions import VersionStore
+from conveyor.adapters.signing import Keyring
 from conveyor.domain.task_outputs import check_registration
 from conveyor.domain.task_types import ModelTask
 
@@ -87,39 +72,13 @@ class ModelRegistry:
         self.settings = settings
         self.root = settings.storage.prefixes.models
         self._conditional_checked = False
-        self._keyring: Keyring | None = None
-        self._signer: Signer | None = None
-
-    # ---- layout ---------------------------------------------------------------------------------------
-    def _model_root(self, model_name: str) -> str:
-        if not model_name or "/" in model_name:
-            raise RegistryError(f"invalid model name {model_name!r}")
-        return f"{self.root}/{model_name}"
-
-    def _version_root(self, model_name: str, version: int) -> str:
-        return f"{self._model_root(model_name)}/versions/{version:06d}"
+        self._versions = VersionStore(store, settings)
 
     def keyring(self) -> Keyring:
-        if self._keyring is None:
-            self._keyring = trusted_keyring(self.settings)
-        return self._keyring
-
-    def _signing_key(self) -> Signer:
-        """The signer, checked to be trusted by this registry's keyring: a version nobody could load is refused
-        before anything is written."""
-        if self._signer is None:
-            candidate = signer(self.settings)
-            if candidate.key_id not in self.keyring().keys:
-                raise RegistryError(
-                    f"signing key {candidate.key_id} (from {candidate.source}) is not in the trusted keyring "
-                    f"({sorted(self.keyring().keys)}): versions it signs could not be loaded; add its public key "
-                    "to signing.trusted_public_keys or <signing.key_dir>/keyring.json (`conveyor keys list`)"
-                )
-            self._signer = candidate
-        return self._signer
+        return self._versions.keyring()
 
     def version_uri(self, model_name: str, version: int) -> str:
-        return self.store.uri(f"{self._version_root(model_name, version)}/metadata.json")
+        return self._versions.version_uri(model_name, version)
 
     def _require_conditional_writes(self) -> None:
         if self._conditional_checked:
@@ -131,28 +90,7 @@ class ModelRegistry:
             )
         self._conditional_checked = True
 
-    # ---- versions -------------------------------------------------------------------------------------
-    def _claim_version(self, model_name: str) -> int:
-        existing = [
-            int(p.rstrip("/").rsplit("/", 1)[1])
-            for p in self.store.list_prefixes(f"{self._model_root(model_name)}/versions/")
-        ]
-        candidate = max(existing, default=0) + 1
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                self.store.put_bytes_conditional(
-                    f"{self._version_root(model_name, candidate)}/_claim",
-                    json.dumps({"at": _now()}).encode(),
-                    if_absent=True,
-                )
-                return candidate
-            except PreconditionFailed:
-                candidate += 1
-        # Lost every race: not a RegistryError (those are deterministic), so a task retry may still win.
-        raise PreconditionFailed(
-            f"{model_name}: could not claim a version number after {MAX_ATTEMPTS} tries (too many concurrent writers?)"
-        )
-
+    # ---- versions (conveyor/adapters/registry_versions.py) ------------------------------------------------
     def register(
         self,
         model_name: str,
@@ -169,41 +107,11 @@ class ModelRegistry:
         them no twin is exported (recorded as `not_exported`)."""
         self._require_conditional_writes()
         check_registration(model, ModelTask.from_json(metadata.task), reference)
-        signing_key = self._signing_key()
-        version = self._claim_version(model_name)
+        signing_key = self._versions.signing_key()  # before the claim: an untrusted key writes nothing
+        version = self._versions.claim(model_name)
         files = files(version) if callable(files) else files
-        root = self._version_root(model_name, version)
-        buffer = io.BytesIO()
-        joblib.dump(model, buffer, compress=3)
-        artifact = buffer.getvalue()
-        sha = self.store.put_bytes(f"{root}/model.joblib", artifact)
-        twin = self._store_twin(root, model, twin_rows)
-        reference_bytes = dataframe_to_parquet_bytes(reference.reset_index(drop=True))
-        reference_sha = self.store.put_bytes(f"{root}/reference.parquet", reference_bytes)
-        stored_files = {}
-        for name, data in (files or {}).items():
-            key = f"{root}/{name}"
-            self.store.put_bytes(key, data, content_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
-            stored_files[name] = key
-        registered = ModelVersion(
-            **asdict(metadata),
-            model_name=model_name,
-            version=version,
-            created_at=_now(),
-            artifact_key=f"{root}/model.joblib",
-            sha256=sha,
-            reference_key=f"{root}/reference.parquet",
-            reference_sha256=reference_sha,
-            files=stored_files,
-            code_version=code_version(self.settings.project_root),
-            library_versions=library_versions(),
-            registered_by=actor or default_actor(),
-            twin=twin.to_json(),
-        )
-        body = json.dumps(registered.to_json(), indent=2, sort_keys=True, default=str).encode()
-        # The signature goes first: metadata.json is the commit, and a committed version is always signed.
-        self.store.put_json(f"{root}/metadata.json.sig", signing_key.sign(body))
-        self.store.put_bytes(f"{root}/metadata.json", body, content_type="application/json")
+        stored = self._versions.store_artifacts(model_name, version, model, reference, files or {}, twin_rows)
+        registered = self._versions.commit(model_name, version, metadata, stored, actor, signing_key)
         self._append(
             model_name,
             lambda state: ("register", version, state.champion),
@@ -211,97 +119,29 @@ class ModelRegistry:
             f"registered (gates {'passed' if registered.gates_passed else 'failed'})",
         )
         log.info(
-            "registered %s (sha256 %s...) at %s", registered.label, sha[:12], self.version_uri(model_name, version)
+            "registered %s (sha256 %s...) at %s",
+            registered.label,
+            registered.sha256[:12],
+            self.version_uri(model_name, version),
         )
         return registered
 
-    def _store_twin(self, root: str, model: Any, rows: pd.DataFrame | None) -> TwinRecord:
-        """Export and parity-check the ONNX twin; store model.onnx only when it passed (a failed twin is never
-        used, so it is not kept: its record says why)."""
-        cfg = self.settings.twin
-        if not cfg.export or rows is None:
-            why = "twin.export is false" if not cfg.export else "no parity rows given at registration"
-            return TwinRecord("not_exported", why, cfg.parity_tolerance)
-        limit = self.settings.training.max_threads
-        # The parity check runs the Pipeline too: capped like training's predict (OpenMP on busy cores crawls).
-        with nullcontext() if limit is None else threadpool_limits(limits=limit):
-            export = export_twin(model, rows.head(cfg.max_parity_rows), cfg.parity_tolerance, cfg.threads)
-        record = export.record
-        if record.status != "passed" or export.onnx_bytes is None:
-            log.warning("ONNX twin of %s not stored: %s", root, record.reason)
-            return record
-        key = f"{root}/{TWIN_FILE}"
-        sha = self.store.put_bytes(key, export.onnx_bytes)
-        return TwinRecord(**{**record.to_json(), "key": key, "sha256": sha})
-
     def get_version(self, model_name: str, version: int) -> ModelVersion:
         """The version's metadata, its signature verified (UnverifiedVersion when unsigned or wrongly signed)."""
-        root = self._version_root(model_name, version)
-        try:
-            body = self.store.get_bytes(f"{root}/metadata.json")
-        except ObjectNotFound:
-            raise RegistryError(
-                f"{model_name} v{version} is not registered (no {self.version_uri(model_name, version)})"
-            ) from None
-        try:
-            signature = self.store.get_json(f"{root}/metadata.json.sig")
-        except ObjectNotFound:
-            signature = None
-        try:
-            self.keyring().verify(body, signature)
-        except SignatureRefused as exc:
-            raise UnverifiedVersion(
-                f"{model_name} v{version}: {exc} ({self.store.uri(root)}/metadata.json and .sig); refusing to use "
-                "it: its checksums cannot be trusted. Train and register it again, or restore the original objects "
-                "(a version registered before signing existed: `conveyor keys adopt` checks and signs it)"
-            ) from None
-        return ModelVersion.from_json(json.loads(body))
+        return self._versions.get_version(model_name, version)
 
     def list_versions(self, model_name: str) -> list[ModelVersion]:
         """Complete versions (those with metadata.json), oldest first. For listing: signatures are not checked
         here (every load and `get_version` checks them)."""
-        keys = self.store.list_keys(f"{self._model_root(model_name)}/versions/")
-        return [ModelVersion.from_json(self.store.get_json(k)) for k in keys if k.endswith("/metadata.json")]
+        return self._versions.list_versions(model_name)
 
     def sign_unsigned(self, model_name: str) -> list[int]:
         """Sign the versions registered before signing existed (no metadata.json.sig), each after checking its
-        stored artifacts against the checksums its metadata records. The operator vouches for the bucket as it
-        is now (`conveyor keys adopt`); a version that has a signature, valid or not, is left alone."""
-        signing_key = self._signing_key()
-        adopted = []
-        for key in self.store.list_keys(f"{self._model_root(model_name)}/versions/"):
-            if not key.endswith("/metadata.json") or self.store.exists(f"{key}.sig"):
-                continue
-            body = self.store.get_bytes(key)
-            meta = ModelVersion.from_json(json.loads(body))
-            for artifact, sha, what in (
-                (meta.artifact_key, meta.sha256, "model"),
-                (meta.reference_key, meta.reference_sha256, "reference sample"),
-            ):
-                if self.store.exists(artifact):  # a pruned version keeps only its metadata
-                    self._verified_bytes(artifact, sha, f"{meta.label} {what}")
-            self.store.put_json(f"{key}.sig", signing_key.sign(body))
-            log.warning("signed %s, registered unsigned, with key %s", meta.label, signing_key.key_id)
-            adopted.append(meta.version)
-        return adopted
+        stored artifacts against the checksums its metadata records (`conveyor keys adopt`); a version that has a
+        signature, valid or not, is left alone."""
+        return self._versions.sign_unsigned(model_name)
 
     # ---- loading --------------------------------------------------------------------------------------
-    def _verified_bytes(self, key: str, expected: str, what: str) -> bytes:
-        try:
-            data = self.store.get_bytes(key)
-        except ObjectNotFound:
-            raise RegistryError(
-                f"{what}: {self.store.uri(key)} is gone (a pruned version? see the audit log: `conveyor models log`)"
-            ) from None
-        actual = sha256_bytes(data)
-        if actual != expected:
-            raise TamperedArtifact(
-                f"{what}: SHA-256 of {self.store.uri(key)} is {actual[:16]}..., but {expected[:16]}... was recorded "
-                "at registration. The artifact changed after it was registered; refusing to load it. "
-                "Re-register the model (train again) or restore the original object."
-            )
-        return data
-
     def load(self, model_name: str, version: int | None = None) -> LoadedModel:
         """The champion (version None) or a given version, checksum verified BEFORE unpickling."""
         if version is None:
@@ -314,7 +154,7 @@ class ModelRegistry:
         """The model of `meta`'s version: signed metadata re-read and verified, then the artifact's checksum,
         BEFORE unpickling."""
         meta = self.get_version(meta.model_name, meta.version)
-        data = self._verified_bytes(meta.artifact_key, meta.sha256, f"{meta.label} model")
+        data = self._versions.verified_bytes(meta.artifact_key, meta.sha256, f"{meta.label} model")
         return LoadedModel(meta, joblib.load(io.BytesIO(data)))
 
     def load_twin(self, meta: ModelVersion) -> OnnxTwin:
@@ -328,7 +168,7 @@ class ModelRegistry:
                 "scoring.runtime=sklearn, or register the model again"
             )
         assert record.key is not None and record.sha256 is not None
-        data = self._verified_bytes(record.key, record.sha256, f"{meta.label} ONNX twin")
+        data = self._versions.verified_bytes(record.key, record.sha256, f"{meta.label} ONNX twin")
         return OnnxTwin.from_bytes(data, self.settings.twin.threads)
 
     def load_reference(self, model_name: str, version: int | None = None) -> pd.DataFrame:
@@ -343,7 +183,9 @@ class ModelRegistry:
     def reference_of(self, meta: ModelVersion) -> pd.DataFrame:
         """The reference sample of `meta`'s version: signed metadata re-read and verified, then the checksum."""
         meta = self.get_version(meta.model_name, meta.version)
-        data = self._verified_bytes(meta.reference_key, meta.reference_sha256, f"{meta.label} reference sample")
+        data = self._versions.verified_bytes(
+            meta.reference_key, meta.reference_sha256, f"{meta.label} reference sample"
+        )
         return pd.read_parquet(io.BytesIO(data))
 
     def get_file(self, model_name: str, version: int, name: str) -> bytes:
@@ -354,7 +196,7 @@ class ModelRegistry:
 
     # ---- champion and the audit log (conveyor/adapters/registry_log.py) -----------------------------------
     def _log(self, model_name: str) -> ModelLog:
-        return ModelLog(self.store, self._model_root(model_name), model_name)
+        return ModelLog(self.store, self._versions.model_root(model_name), model_name)
 
     def state(self, model_name: str) -> RegistryState:
         """The pointer's state, caught up with any event written after it (a writer may have died in between)."""

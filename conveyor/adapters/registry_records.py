@@ -1,7 +1,8 @@
 """What the model registry stores, as values: a version's metadata, the audit-log events and the registry
 state they fold into, and the lineage recorded with each version (code version, library versions, actor).
 
-conveyor/adapters/registry.py reads and writes them on the object store.
+conveyor/adapters/registry.py (through registry_versions.py and registry_log.py) reads and writes them on the object
+store.
 """
 
 from __future__ import annotations

@@ -237,24 +237,37 @@ def compare(
     header = (model_name, model_version, window_start.isoformat(), window_end.isoformat())
     if len(current) < config.min_rows:
         why = f"{len(current)} rows in the current window, fewer than drift.min_rows={config.min_rows}"
-        return DriftReport(
-            *header,
-            "insufficient_data",
-            [],
-            None,
-            performance,
-            0.0,
-            [why],
-            estimated=estimated,
-            task=task.kind,
-            estimation_note=estimation_note,
-        )
+        return _insufficient_data(header, why, performance, estimated, task, estimation_note)
     missing = [c for c in dataset.feature_names if c not in current.columns or c not in reference.columns]
     if missing:
         raise MissingColumns(f"drift: feature column(s) {missing} missing from the reference or the current window")
     outputs = _outputs_of(task, reference, current, current_scores, current_outputs)
     bounds = window_bounds(dataset, config, outputs is not None, task)
-    features = [
+    features = _feature_drift(reference, current, dataset, config, bounds)
+    predictions = [] if outputs is None else prediction_drift(task, reference, outputs, config, bounds)
+    share, reasons = drift_reasons(features, predictions, performance, config, estimated, multivariate)
+    return DriftReport(
+        *header,
+        _verdict(reasons, estimated),
+        features,
+        predictions[0] if predictions else None,
+        performance,
+        share,
+        reasons,
+        multivariate=multivariate,
+        predictions=predictions,
+        estimated=estimated,
+        task=task.kind,
+        estimation_note=estimation_note,
+    )
+
+
+def _feature_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, dataset: DatasetConfig, config: DriftConfig, bounds: Bounds
+) -> list[FeatureDrift]:
+    """Every feature's statistics, in the dataset's feature order: numeric by PSI and KS, categorical by PSI, each
+    against its own thresholds when its dataset.yaml entry has them (`drift: {psi, ks}`)."""
+    return [
         numeric_drift(
             name, reference[name], current[name], config, bounds=bounds, thresholds=dataset.feature(name).drift
         )
@@ -262,23 +275,33 @@ def compare(
         else categorical_drift(name, reference[name], current[name], config, bounds, dataset.feature(name).drift)
         for name in dataset.feature_names
     ]
-    predictions = [] if outputs is None else prediction_drift(task, reference, outputs, config, bounds)
-    share, reasons = drift_reasons(features, predictions, performance, config, estimated, multivariate)
-    verdict: Verdict = "no_drift"
-    if reasons:
-        only_estimated = estimated is not None and estimated.decayed and len(reasons) == len(estimated.reasons)
-        verdict = "estimated_decay" if only_estimated else "drift"
-    first = predictions[0] if predictions else None
+
+
+def _verdict(reasons: list[str], estimated: EstimatedPerformance | EstimatedClassPerformance | None) -> Verdict:
+    """Any reason is a verdict; when the estimated performance drop is the only one, it is `estimated_decay`."""
+    if not reasons:
+        return "no_drift"
+    only_estimated = estimated is not None and estimated.decayed and len(reasons) == len(estimated.reasons)
+    return "estimated_decay" if only_estimated else "drift"
+
+
+def _insufficient_data(
+    header: tuple[str, str, str, str],
+    why: str,
+    performance: PerformanceCheck | None,
+    estimated: EstimatedPerformance | EstimatedClassPerformance | None,
+    task: ModelTask,
+    estimation_note: str | None,
+) -> DriftReport:
+    """Too few current rows to judge: no statistics, and the verdict `insufficient_data` (no retraining event)."""
     return DriftReport(
         *header,
-        verdict,
-        features,
-        first,
+        "insufficient_data",
+        [],
+        None,
         performance,
-        share,
-        reasons,
-        multivariate=multivariate,
-        predictions=predictions,
+        0.0,
+        [why],
         estimated=estimated,
         task=task.kind,
         estimation_note=estimation_note,

@@ -8,25 +8,44 @@ import base64
 import datetime as dt
 import html
 import io
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from conveyor.domain.monitoring_history import realized_metric, recent_table, series
 
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def _dates(index: pd.Index) -> list[dt.date]:
+
+def _dates(index: pd.Index) -> list[Any]:
+    """The index's ISO days as dates, for an x axis. Typed Any: matplotlib plots dates through its unit
+    converters, but its type stubs accept numbers only."""
     return [dt.date.fromisoformat(str(d)) for d in index]
 
 
 def _figure(history: pd.DataFrame) -> str:
+    """The five panels, one above the other, as a base64 PNG."""
     from matplotlib.figure import Figure
 
     # A Figure, not pyplot: no global state (the monitor may run in a thread).
     fig = Figure(figsize=(13, 15))
     axes = fig.subplots(5, 1)
+    _drift_panel(fig, axes[0], history)
+    _performance_panel(axes[1], history)
+    _prediction_panel(axes[2], history)
+    _multivariate_panel(axes[3], history)
+    _volume_panel(axes[4], history)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=72)
+    return base64.b64encode(buffer.getvalue()).decode()
 
-    # 1. per-feature drift: each statistic over its bound (> 1: beyond what the window size explains).
+
+def _drift_panel(fig: Figure, ax: Axes, history: pd.DataFrame) -> None:
+    """Per-column drift by day: each statistic over its bound (> 1: beyond what the window size explains)."""
     features = [s for s in history.loc[history["metric"] == "psi", "subject"].unique()]
     days = sorted(history["day"].unique())
     ratio = np.full((len(features), len(days)), np.nan)
@@ -35,7 +54,6 @@ def _figure(history: pd.DataFrame) -> str:
         ks, ks_bound = series(history, name, "ks"), series(history, name, "ks_bound")
         worst = pd.concat([psi / bound, ks / ks_bound], axis=1).max(axis=1)
         ratio[i] = worst.reindex(days).to_numpy()
-    ax = axes[0]
     image = ax.imshow(ratio, aspect="auto", cmap="RdYlGn_r", vmin=0, vmax=2, interpolation="nearest")
     ax.set_yticks(range(len(features)), features, fontsize=7)
     step = max(1, len(days) // 12)
@@ -43,8 +61,9 @@ def _figure(history: pd.DataFrame) -> str:
     ax.set_title("drift per column: max(PSI / PSI bound, KS / KS bound); above 1 = drifted", fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.02)
 
-    # 2. estimated (band) vs realized performance.
-    ax = axes[1]
+
+def _performance_panel(ax: Axes, history: pd.DataFrame) -> None:
+    """Estimated performance (with its band) vs realized performance, and the test value."""
     metric = realized_metric(history)  # the champion's primary metric (roc_auc, macro_f1, rmse)
     est, se = series(history, "model", f"estimated_{metric}"), series(history, "model", f"estimated_{metric}_se")
     if len(est):
@@ -62,8 +81,10 @@ def _figure(history: pd.DataFrame) -> str:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
 
-    # 3. prediction distribution.
-    ax = axes[2]
+
+def _prediction_panel(ax: Axes, history: pd.DataFrame) -> None:
+    """The prediction distribution: median, p10-p90 and mean of the score (or regression prediction), or the
+    predicted-class mix (multiclass)."""
     subject = "prediction" if len(series(history, "prediction", "p50")) else "score"
     p50 = series(history, subject, "p50")
     if len(p50):
@@ -86,8 +107,9 @@ def _figure(history: pd.DataFrame) -> str:
         ax.legend(fontsize=7)
     ax.set_title("prediction distribution", fontsize=10)
 
-    # 4. multivariate.
-    ax = axes[3]
+
+def _multivariate_panel(ax: Axes, history: pd.DataFrame) -> None:
+    """The mean PCA reconstruction error by day, inside the reference's band."""
     error = series(history, "model", "reconstruction_error")
     if len(error):
         x = _dates(error.index)
@@ -102,8 +124,9 @@ def _figure(history: pd.DataFrame) -> str:
         ax.legend(fontsize=7)
     ax.set_title("multivariate drift", fontsize=10)
 
-    # 5. volume and quarantine.
-    ax = axes[4]
+
+def _volume_panel(ax: Axes, history: pd.DataFrame) -> None:
+    """Rows judged and scored (lines), and rows quarantined by scoring (bars, on their own axis)."""
     for metric, style in (("feature_rows", "o-"), ("rows_scored", "s-")):
         values = series(history, "data", metric).dropna()
         if len(values):
@@ -118,11 +141,6 @@ def _figure(history: pd.DataFrame) -> str:
     ax.set_title("data volume (lines) and rows quarantined by scoring (bars)", fontsize=10)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="upper left")
-
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=72)
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def render_dashboard(history: pd.DataFrame, model_name: str, today: dt.date, weeks: int) -> str:

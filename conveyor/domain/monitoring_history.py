@@ -21,7 +21,10 @@ import numpy as np
 import pandas as pd
 
 from conveyor.domain.drift import DriftReport
+from conveyor.domain.drift_performance import PerformanceCheck
 from conveyor.domain.multiclass_estimation import EstimatedClassPerformance
+from conveyor.domain.multivariate_drift import MultivariateDrift
+from conveyor.domain.performance_estimation import EstimatedPerformance
 from conveyor.domain.task_types import PREDICTED_CLASS, PREDICTION, SCORE
 
 COLUMNS = ["day", "model_name", "model_version", "subject", "metric", "value", "window_end", "verdict"]
@@ -29,6 +32,8 @@ _FEATURE_METRICS = ("psi", "ks", "jensen_shannon", "wasserstein_std", "psi_bound
 _SCORE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 # The primary metrics a realized performance row may carry (binary, multiclass, regression).
 REALIZED_METRICS = ("roc_auc", "macro_f1", "rmse")
+# One row before the judgement's own columns are added: (subject, metric, value, window_end).
+_Row = tuple[str, str, float | None, str]
 
 
 @dataclass(frozen=True)
@@ -65,58 +70,12 @@ def judgement_rows(report: DriftReport, volume: DataVolume, outputs: np.ndarray 
     """The monitoring-table rows of one judgement; `outputs` are the window's published predictions (the task's
     output columns; binary: the scores alone will do)."""
     day = report.window_end
-    rows: list[tuple[str, str, float | None, str]] = []
-    for f in [*report.features, *(report.predictions or ([report.prediction] if report.prediction else []))]:
-        rows += [(f.name, m, getattr(f, m), day) for m in _FEATURE_METRICS]
-        rows.append((f.name, "drifted", float(f.drifted), day))
+    rows = _column_rows(report)
     rows += _distribution_rows(report, outputs)
-    e = report.estimated
-    if isinstance(e, EstimatedClassPerformance):
-        rows += [
-            ("model", f"estimated_{e.metric}", e.macro_f1, day),
-            ("model", f"estimated_{e.metric}_se", e.macro_f1_se, day),
-            ("model", "estimated_accuracy", e.accuracy, day),
-            ("model", f"expected_{e.metric}", e.expected_macro_f1, day),
-            ("model", "estimated_decay", float(e.decayed), day),
-        ]
-    elif e is not None:
-        rows += [
-            ("model", "estimated_roc_auc", e.roc_auc, day),
-            ("model", "estimated_roc_auc_se", e.roc_auc_se, day),
-            ("model", "estimated_accuracy", e.accuracy, day),
-            ("model", "estimated_f1", e.f1, day),
-            ("model", "calibration_error", e.calibration_error, day),
-            ("model", "expected_roc_auc", e.expected_roc_auc, day),
-            ("model", "estimated_decay", float(e.decayed), day),
-        ]
-    p = report.performance
-    if p is not None and p.task == "binary":
-        rows += [
-            ("model", "realized_roc_auc", p.roc_auc, p.window_end),
-            ("model", "realized_accuracy", p.accuracy, p.window_end),
-            ("model", "realized_f1", p.f1, p.window_end),
-            ("model", "estimated_roc_auc_on_labelled", p.estimated_roc_auc, p.window_end),
-        ]
-    elif p is not None:  # every metric of the task on the labelled window, and the primary one's test value
-        rows += [("model", f"realized_{k}", v, p.window_end) for k, v in p.metrics.items() if k != "rows"]
-        if not any(metric == f"expected_{p.metric}" for _, metric, _, _ in rows):  # the estimate may have it
-            rows.append(("model", f"expected_{p.metric}", p.expected, day))
-    m = report.multivariate
-    if m is not None:
-        rows += [
-            ("model", "reconstruction_error", m.reconstruction_error, day),
-            ("model", "reconstruction_lower", m.lower, day),
-            ("model", "reconstruction_upper", m.upper, day),
-            ("model", "multivariate_drift", float(m.drifted), day),
-        ]
-    rows += [
-        ("model", "drifted_share", report.drifted_share, day),
-        ("model", "needs_retraining", float(report.needs_retraining), day),
-        ("data", "feature_rows", float(volume.feature_rows), day),
-        ("data", "rows_scored", volume.rows_scored, day),
-        ("data", "rows_quarantined", volume.rows_quarantined, day),
-        ("data", "quarantined_batches", volume.quarantined_batches, day),
-    ]
+    rows += _estimated_rows(report.estimated, day)
+    rows += _realized_rows(report.performance, day, rows)
+    rows += _multivariate_rows(report.multivariate, day)
+    rows += _verdict_and_volume_rows(report, volume)
     frame = pd.DataFrame(
         [
             (
@@ -134,6 +93,82 @@ def judgement_rows(report: DriftReport, volume: DataVolume, outputs: np.ndarray 
         columns=COLUMNS,
     )
     return frame
+
+
+def _column_rows(report: DriftReport) -> list[_Row]:
+    """Every feature's and prediction column's drift statistics, and whether it drifted."""
+    day = report.window_end
+    rows: list[_Row] = []
+    for f in [*report.features, *(report.predictions or ([report.prediction] if report.prediction else []))]:
+        rows += [(f.name, m, getattr(f, m), day) for m in _FEATURE_METRICS]
+        rows.append((f.name, "drifted", float(f.drifted), day))
+    return rows
+
+
+def _estimated_rows(e: EstimatedPerformance | EstimatedClassPerformance | None, day: str) -> list[_Row]:
+    """The performance estimated without labels (CBPE): multiclass macro F1, binary ROC AUC; none for regression."""
+    if isinstance(e, EstimatedClassPerformance):
+        return [
+            ("model", f"estimated_{e.metric}", e.macro_f1, day),
+            ("model", f"estimated_{e.metric}_se", e.macro_f1_se, day),
+            ("model", "estimated_accuracy", e.accuracy, day),
+            ("model", f"expected_{e.metric}", e.expected_macro_f1, day),
+            ("model", "estimated_decay", float(e.decayed), day),
+        ]
+    if e is not None:
+        return [
+            ("model", "estimated_roc_auc", e.roc_auc, day),
+            ("model", "estimated_roc_auc_se", e.roc_auc_se, day),
+            ("model", "estimated_accuracy", e.accuracy, day),
+            ("model", "estimated_f1", e.f1, day),
+            ("model", "calibration_error", e.calibration_error, day),
+            ("model", "expected_roc_auc", e.expected_roc_auc, day),
+            ("model", "estimated_decay", float(e.decayed), day),
+        ]
+    return []
+
+
+def _realized_rows(p: PerformanceCheck | None, day: str, earlier: list[_Row]) -> list[_Row]:
+    """The metrics on the labelled window (dated by that window's end), when its labels have arrived. `earlier`:
+    the judgement's rows so far, so the primary metric's test value is not written twice."""
+    if p is None:
+        return []
+    if p.task == "binary":
+        return [
+            ("model", "realized_roc_auc", p.roc_auc, p.window_end),
+            ("model", "realized_accuracy", p.accuracy, p.window_end),
+            ("model", "realized_f1", p.f1, p.window_end),
+            ("model", "estimated_roc_auc_on_labelled", p.estimated_roc_auc, p.window_end),
+        ]
+    # every metric of the task on the labelled window, and the primary one's test value
+    rows: list[_Row] = [("model", f"realized_{k}", v, p.window_end) for k, v in p.metrics.items() if k != "rows"]
+    if not any(metric == f"expected_{p.metric}" for _, metric, _, _ in earlier):  # the estimate may have it
+        rows.append(("model", f"expected_{p.metric}", p.expected, day))
+    return rows
+
+
+def _multivariate_rows(m: MultivariateDrift | None, day: str) -> list[_Row]:
+    """The PCA reconstruction error of the window and the reference's band around it."""
+    if m is None:
+        return []
+    return [
+        ("model", "reconstruction_error", m.reconstruction_error, day),
+        ("model", "reconstruction_lower", m.lower, day),
+        ("model", "reconstruction_upper", m.upper, day),
+        ("model", "multivariate_drift", float(m.drifted), day),
+    ]
+
+
+def _verdict_and_volume_rows(report: DriftReport, volume: DataVolume) -> list[_Row]:
+    day = report.window_end
+    return [
+        ("model", "drifted_share", report.drifted_share, day),
+        ("model", "needs_retraining", float(report.needs_retraining), day),
+        ("data", "feature_rows", float(volume.feature_rows), day),
+        ("data", "rows_scored", volume.rows_scored, day),
+        ("data", "rows_quarantined", volume.rows_quarantined, day),
+        ("data", "quarantined_batches", volume.quarantined_batches, day),
+    ]
 
 
 def series(history: pd.DataFrame, subject: str, metric: str, by: str = "day") -> pd.Series:

@@ -4,7 +4,7 @@ An entity is its key columns' values (one column, or several for a composite key
 row, a feature's value is the one of the entity's latest source row at or before that timestamp and no older
 than the feature view's TTL; otherwise null. `as_of_join` does that for many timestamps
 (training sets) with `pd.merge_asof`; `LatestRows` does it for one timestamp over a whole population (batch
-scoring) in two streaming passes, so memory holds one key pair per source row, not the rows themselves.
+scoring) in two streaming passes, so memory holds a few numbers per entity, not the rows themselves.
 """
 
 from __future__ import annotations
@@ -64,59 +64,110 @@ def as_of_join(
 class LatestRows:
     """The latest row per entity at or before one time, from source rows streamed twice in the same order.
 
-    Pass 1 (`add_keys`) sees only the key and timestamp columns and keeps each entity's latest timestamp;
-    pass 2 (`select`) sees every column and keeps, per entity, the first row carrying that timestamp. Rows are
-    returned in source order, so the output is deterministic for a given source (e.g. one Delta table version).
-    An entity is its key columns' values together (`keys`: one column, or several for a composite key).
+    Pass 1 (`add_keys`) sees only the key and timestamp columns and finds, per entity, the position (in
+    stream order) of its latest row; pass 2 (`select`) then only counts rows and takes those positions, with no
+    lookup by entity. Ties (one entity, two rows at its latest timestamp): the first row in stream order wins.
+    Rows come back in stream order, so the output is deterministic for a given source (one Delta table version).
+
+    Memory is bounded by the entities, not the source rows: pass 1 merges each group of `merge_rows` key pairs
+    into sorted arrays (entity, latest timestamp, position: 24 bytes an entity for integer keys), and pass 2
+    holds the sorted positions alone (8 bytes an entity). One hash group-by over all key pairs, which this
+    replaces, peaked at ~1.2 GB above the key pairs themselves for 2e7 pairs of 8.6e6 entities.
+    An entity is its key columns' values together (`keys`: one column, or several for a composite key, whose
+    values are compared as tuples: slower than one integer column, the same bounds).
     """
 
-    def __init__(self, keys: list[str], timestamp: str) -> None:
+    def __init__(self, keys: list[str], timestamp: str, merge_rows: int = 2_000_000) -> None:
         self.keys = list(keys)
         self.timestamp = timestamp
-        self._key_parts: list[pa.Table] = []
-        self._entities: pd.Index | None = None
-        self._latest: np.ndarray | None = None
-        self._taken: np.ndarray | None = None
+        self.merge_rows = merge_rows
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending_rows = 0
+        self._keys_seen = 0
+        self._entities = np.empty(0, dtype=np.int64)  # sorted; the dtype follows the first batch
+        self._latest = np.empty(0, dtype=np.int64)
+        self._position = np.empty(0, dtype=np.int64)
+        self._selected: np.ndarray | None = None  # sorted positions of the latest rows (after finish_keys)
+        self._rows_seen = 0
 
     def add_keys(self, keys: pa.Table) -> None:
-        """Pass 1: a batch of (key columns, timestamp) rows (16 bytes a row for one integer key, reduced in one
-        group-by)."""
-        self._key_parts.append(keys.select([*self.keys, self.timestamp]))
+        """Pass 1: a batch of (key columns, timestamp) rows, in stream order."""
+        positions = np.arange(self._keys_seen, self._keys_seen + keys.num_rows, dtype=np.int64)
+        self._keys_seen += keys.num_rows
+        entities = _entity_values(keys, self.keys)
+        self._pending.append((entities, _as_int64(keys.column(self.timestamp)), positions))
+        self._pending_rows += keys.num_rows
+        if self._pending_rows >= self.merge_rows:
+            self._merge_pending()
+
+    def _merge_pending(self) -> None:
+        if not self._pending:
+            return
+        entities, latest, position = _latest_per_entity(
+            np.concatenate([keys for keys, _, _ in self._pending]),
+            np.concatenate([stamps for _, stamps, _ in self._pending]),
+            np.concatenate([positions for _, _, positions in self._pending]),
+        )
+        self._pending, self._pending_rows = [], 0
+        if len(self._entities) == 0:
+            self._entities, self._latest, self._position = entities, latest, position
+            return
+        at = np.searchsorted(self._entities, entities)
+        known = np.zeros(len(entities), dtype=bool)
+        inside = at < len(self._entities)
+        known[inside] = self._entities[at[inside]] == entities[inside]
+        # A known entity moves to a newer row only if strictly newer: on a tie the earlier position stays.
+        slot, newer = at[known], latest[known] > self._latest[at[known]]
+        self._latest[slot[newer]] = latest[known][newer]
+        self._position[slot[newer]] = position[known][newer]
+        fresh, where = ~known, at[~known]  # new entities, inserted where they sort
+        self._entities = np.insert(self._entities, where, entities[fresh])
+        self._latest = np.insert(self._latest, where, latest[fresh])
+        self._position = np.insert(self._position, where, position[fresh])
 
     def finish_keys(self) -> int:
         """End of pass 1: the number of entities found."""
-        if self._key_parts:
-            grouped = pa.concat_tables(self._key_parts).group_by(self.keys).aggregate([(self.timestamp, "max")])
-            keys = grouped.rename_columns([*self.keys, self.timestamp])
-        else:
-            keys = pa.table({**{k: [] for k in self.keys}, self.timestamp: []})
-        self._key_parts = []
-        # A hash index built once: each pass-2 lookup is O(1), for integer, string and composite keys alike.
-        self._entities = self._index(keys)
-        self._latest = _as_int64(keys.column(self.timestamp))
-        self._taken = np.zeros(len(self._entities), dtype=bool)
-        return len(self._entities)
-
-    def _index(self, table: pa.Table) -> pd.Index:
-        columns = [table.column(k).to_numpy(zero_copy_only=False) for k in self.keys]
-        return pd.Index(columns[0]) if len(columns) == 1 else pd.MultiIndex.from_arrays(columns)
+        self._merge_pending()
+        count = len(self._entities)
+        self._selected = np.sort(self._position)
+        self._entities = self._latest = self._position = np.empty(0, dtype=np.int64)
+        return count
 
     def select(self, batch: pa.Table) -> pa.Table:
-        """Pass 2: the rows of `batch` that are their entity's latest (each entity at most once overall)."""
-        if self._entities is None or self._latest is None or self._taken is None:
+        """Pass 2: the rows of `batch` that are their entity's latest (each entity exactly once overall)."""
+        if self._selected is None:
             raise RuntimeError("select() before finish_keys()")
-        if batch.num_rows == 0 or len(self._entities) == 0:
-            return batch.slice(0, 0)
-        pos = self._entities.get_indexer(self._index(batch))
-        found = pos >= 0  # every entity was seen in pass 1, unless the source changed in between
-        pos = np.where(found, pos, 0)
-        hit = found & (self._latest[pos] == _as_int64(batch.column(self.timestamp))) & ~self._taken[pos]
-        rows = np.flatnonzero(hit)
-        # Two rows of one entity with the same latest timestamp: keep the first.
-        _, first = np.unique(pos[rows], return_index=True)
-        rows = rows[np.sort(first)]
-        self._taken[pos[rows]] = True
-        return batch.take(pa.array(rows))
+        first = self._rows_seen
+        self._rows_seen += batch.num_rows
+        if self._rows_seen > self._keys_seen:
+            raise RuntimeError(f"pass 2 saw {self._rows_seen} rows, pass 1 only {self._keys_seen}: the source changed")
+        low, high = np.searchsorted(self._selected, [first, self._rows_seen])
+        return batch.take(pa.array(self._selected[low:high] - first))
+
+
+def _entity_values(table: pa.Table, keys: list[str]) -> np.ndarray:
+    """One value per row naming its entity: the key column's values, or a composite key's values as tuples."""
+    columns = [table.column(k).to_numpy(zero_copy_only=False) for k in keys]
+    if len(columns) == 1:
+        return columns[0]
+    return pd.MultiIndex.from_arrays(columns).to_numpy()  # an object array of tuples: sortable, comparable
+
+
+def _latest_per_entity(
+    entities: np.ndarray, latest: np.ndarray, position: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per entity (sorted), its latest timestamp and the first position carrying it, from key pairs in any order.
+
+    One unstable argsort by entity and per-group reductions: `np.lexsort` on (entity, timestamp) does the same
+    ~6x slower (450 vs 80 ms per 1e6 pairs here)."""
+    order = np.argsort(entities)
+    ordered, latest, position = entities[order], latest[order], position[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    newest = np.maximum.reduceat(latest, starts)
+    counts = np.diff(np.append(starts, len(ordered)))
+    at_newest = latest == np.repeat(newest, counts)
+    first = np.minimum.reduceat(np.where(at_newest, position, np.iinfo(np.int64).max), starts)
+    return ordered[starts], newest, first
 
 
 def _as_int64(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -119,6 +119,13 @@ def rows_frame(rows: Sequence[Mapping[str, Any]], dataset: DatasetConfig) -> pd.
     return pd.DataFrame(columns, columns=dataset.feature_names)
 
 
+def column_lists(frame: pd.DataFrame, names: Sequence[str] | None = None) -> dict[str, list[Any]]:
+    """`names` (default: all columns) -> that column's values as Python objects. On a request's few rows, one
+    `frame[name].tolist()` per column costs ~5 us where `to_dict("records")` costs ~0.5 ms and `frame[names]`
+    (a take) ~0.2 ms: this is how the serving path reads rows out of a frame."""
+    return {name: frame[name].tolist() for name in (frame.columns if names is None else names)}
+
+
 def frame_violations(frame: pd.DataFrame, dataset: DatasetConfig) -> list[Violation]:
     """The first value per row of a typed frame (values read from a store) outside its feature's [min, max] or
     categories; nulls are the policies' call. Column-wise: what request serving affords per call."""

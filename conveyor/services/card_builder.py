@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from configs.settings import Settings
+from configs.settings import DatasetConfig, Settings
 from conveyor.adapters.registry_records import ModelMetadata, library_versions
 from conveyor.domain import gates as G
 from conveyor.domain.task_gates import bootstrap_inputs
@@ -126,6 +126,8 @@ def build_card(
     flow_run_id: str | None,
     code: str | None,
 ) -> ModelCard:
+    """The card of the version being registered: what training and the gates found, plus the card-only
+    evaluation on the test rows (calibration, permutation importance, fairness)."""
     ds, cfg, seed, task = settings.dataset, settings.card, settings.training.seed, candidate.task
     test = candidate.test
     y, scores = bootstrap_inputs(task, test[ds.label_column], test)
@@ -134,62 +136,91 @@ def build_card(
     fairness = fairness_table(
         y, scores, test, cfg, ds.model_card.sensitive_attributes, settings.scoring.threshold, task
     )
-    metrics = _metrics(candidate, decision)
-    comparison = _comparison(decision, metadata, champion, settings, code)
     slices = _slices(candidate, decision, settings)
-    any_interval = next((i for r in decision.results for i in r.intervals.values()), {})
     return ModelCard(
         model_name=model_name,
         purpose=ds.model_card.purpose,
         owner=ds.model_card.owner,
-        data={
-            **metadata.training_window,
-            "fingerprint": metadata.data_fingerprint,
-            "data_uri": metadata.data_uri,
-            "data_version": metadata.data_version,
-        },
-        features={
-            "numeric": ds.numeric_features,
-            "categorical": ds.categorical_features,
-            "feature_service": metadata.feature_service,
-        },
-        training={
-            "model_config_name": candidate.model_config_name,
-            "estimator": candidate.spec.estimator,
-            "params": {**candidate.spec.params, "scale_numeric": candidate.spec.scale_numeric},
-            "seed": seed,
-            "fit_seconds": candidate.fit_seconds,
-        },
-        metrics=metrics,
-        gates={
-            "passed": decision.passed,
-            "verdict": decision.verdict,
-            "reasons": decision.reasons,
-            "champion_version": decision.champion_version,
-            "resamples": any_interval.get("resamples", settings.gates.bootstrap_resamples),
-            "confidence": settings.gates.confidence,
-        },
-        comparison=comparison,
+        data=_data_section(metadata),
+        features=_features_section(ds, metadata),
+        training=_training_section(candidate, seed),
+        metrics=_metrics(candidate, decision),
+        gates=_gates_section(decision, settings),
+        comparison=_comparison(decision, metadata, champion, settings, code),
         slices=slices,
         calibration=_calibration(task, y, scores, cfg.calibration_bins),
         importance=importance,
         fairness=fairness,
-        behaviour=[
-            {"name": r.name, "passed": r.passed, "metrics": r.metrics, "reasons": r.reasons}
-            for r in decision.results
-            if r.name.startswith("behaviour_")
-        ],
+        behaviour=_behaviour(decision),
         limitations=_limitations(candidate, slices, fairness, settings),
-        lineage={
-            "code_version": code,
-            "flow_run_id": flow_run_id,
-            "data_uri": metadata.data_uri,
-            "data_version": metadata.data_version,
-            "libraries": library_versions(),
-        },
+        lineage=_lineage(metadata, flow_run_id, code),
         plots=[name for name in PLOT_FILES[task.kind] if name in candidate.plots],
         task={**task.to_json(), "label": ds.label_column, "primary_metric": primary_metric(settings, task)},
     )
+
+
+def _data_section(metadata: ModelMetadata) -> dict[str, Any]:
+    """The training window and the data it was read from."""
+    return {
+        **metadata.training_window,
+        "fingerprint": metadata.data_fingerprint,
+        "data_uri": metadata.data_uri,
+        "data_version": metadata.data_version,
+    }
+
+
+def _features_section(ds: DatasetConfig, metadata: ModelMetadata) -> dict[str, Any]:
+    return {
+        "numeric": ds.numeric_features,
+        "categorical": ds.categorical_features,
+        "feature_service": metadata.feature_service,
+    }
+
+
+def _training_section(candidate: Candidate, seed: int) -> dict[str, Any]:
+    """The model entry, estimator and parameters that were fitted, and how long the fit took."""
+    return {
+        "model_config_name": candidate.model_config_name,
+        "estimator": candidate.spec.estimator,
+        "params": {**candidate.spec.params, "scale_numeric": candidate.spec.scale_numeric},
+        "seed": seed,
+        "fit_seconds": candidate.fit_seconds,
+    }
+
+
+def _gates_section(decision: G.GateDecision, settings: Settings) -> dict[str, Any]:
+    """The gate verdict and the bootstrap behind its intervals."""
+    # Every gate's intervals use the same number of resamples: the first one found records it (the setting when
+    # no gate computed an interval).
+    any_interval = next((i for r in decision.results for i in r.intervals.values()), {})
+    return {
+        "passed": decision.passed,
+        "verdict": decision.verdict,
+        "reasons": decision.reasons,
+        "champion_version": decision.champion_version,
+        "resamples": any_interval.get("resamples", settings.gates.bootstrap_resamples),
+        "confidence": settings.gates.confidence,
+    }
+
+
+def _behaviour(decision: G.GateDecision) -> list[dict[str, Any]]:
+    """The behavioural checks' results (the gates named `behaviour_*`)."""
+    return [
+        {"name": r.name, "passed": r.passed, "metrics": r.metrics, "reasons": r.reasons}
+        for r in decision.results
+        if r.name.startswith("behaviour_")
+    ]
+
+
+def _lineage(metadata: ModelMetadata, flow_run_id: str | None, code: str | None) -> dict[str, Any]:
+    """What the version was built from: code, flow run, data and library versions."""
+    return {
+        "code_version": code,
+        "flow_run_id": flow_run_id,
+        "data_uri": metadata.data_uri,
+        "data_version": metadata.data_version,
+        "libraries": library_versions(),
+    }
 
 
 def _calibration(task: ModelTask, y: Any, scores: Any, bins: int) -> dict[str, Any]:

@@ -132,50 +132,63 @@ def fairness_table(
         return [_group_errors(y, scores, frame, cfg, task, attribute) for attribute in attributes]
     labels = np.asarray(y).astype(int)
     decisions = (np.asarray(scores) >= threshold).astype(int)
-    out = []
-    for attribute in attributes:
-        groups = sensitive_groups(frame[attribute.feature].reset_index(drop=True), attribute)
-        metrics: dict[str, Callable[..., Any]] = {
-            "rows": count,
-            "selection_rate": selection_rate,
-            "true_positive_rate": true_positive_rate,
-            "false_positive_rate": false_positive_rate,
+    return [
+        _binary_fairness(labels, decisions, np.asarray(scores), frame, cfg, attribute, threshold)
+        for attribute in attributes
+    ]
+
+
+def _binary_fairness(
+    labels: np.ndarray,
+    decisions: np.ndarray,
+    scores: np.ndarray,
+    frame: pd.DataFrame,
+    cfg: ModelCardConfig,
+    attribute: SensitiveAttribute,
+    threshold: float,
+) -> dict[str, Any]:
+    """Binary fairness of one attribute: the decision's rates and the score's ROC AUC per group (MetricFrame),
+    and the demographic parity and equalized odds differences of the decisions between groups."""
+    groups = sensitive_groups(frame[attribute.feature].reset_index(drop=True), attribute)
+    metrics: dict[str, Callable[..., Any]] = {
+        "rows": count,
+        "selection_rate": selection_rate,
+        "true_positive_rate": true_positive_rate,
+        "false_positive_rate": false_positive_rate,
+    }
+    by_group = MetricFrame(metrics=metrics, y_true=labels, y_pred=decisions, sensitive_features=groups).by_group
+    auc = MetricFrame(metrics=_auc_or_nan, y_true=labels, y_pred=scores, sensitive_features=groups).by_group
+    rows: list[dict[str, Any]] = [
+        {
+            "group": str(group),
+            "rows": int(by_group.loc[group, "rows"]),
+            "positive_rate": _rounded(labels[(groups == group).to_numpy()].mean()),
+            "selection_rate": _rounded(by_group.loc[group, "selection_rate"]),
+            "true_positive_rate": _rounded(by_group.loc[group, "true_positive_rate"]),
+            "false_positive_rate": _rounded(by_group.loc[group, "false_positive_rate"]),
+            "roc_auc": _rounded(auc.loc[group]),
         }
-        by_group = MetricFrame(metrics=metrics, y_true=labels, y_pred=decisions, sensitive_features=groups).by_group
-        auc = MetricFrame(
-            metrics=_auc_or_nan, y_true=labels, y_pred=np.asarray(scores), sensitive_features=groups
-        ).by_group
-        rows: list[dict[str, Any]] = [
-            {
-                "group": str(group),
-                "rows": int(by_group.loc[group, "rows"]),
-                "positive_rate": _rounded(labels[(groups == group).to_numpy()].mean()),
-                "selection_rate": _rounded(by_group.loc[group, "selection_rate"]),
-                "true_positive_rate": _rounded(by_group.loc[group, "true_positive_rate"]),
-                "false_positive_rate": _rounded(by_group.loc[group, "false_positive_rate"]),
-                "roc_auc": _rounded(auc.loc[group]),
-            }
-            for group in by_group.index
-        ]
-        if attribute.bins is not None:  # in bin order, not in the text order of the labels
-            order = bin_labels(attribute.bins)
-            rows.sort(key=lambda r: order.index(r["group"]) if r["group"] in order else len(order))
-        out.append(
-            {
-                "feature": attribute.feature,
-                "bins": attribute.bins,
-                "threshold": threshold,
-                "groups": rows,
-                "demographic_parity_difference": _rounded(
-                    demographic_parity_difference(labels, decisions, sensitive_features=groups)
-                ),
-                "equalized_odds_difference": _rounded(
-                    equalized_odds_difference(labels, decisions, sensitive_features=groups)
-                ),
-                "small_groups": [r["group"] for r in rows if int(r["rows"]) < cfg.min_group_rows],
-            }
-        )
-    return out
+        for group in by_group.index
+    ]
+    _sort_in_bin_order(rows, attribute)
+    return {
+        "feature": attribute.feature,
+        "bins": attribute.bins,
+        "threshold": threshold,
+        "groups": rows,
+        "demographic_parity_difference": _rounded(
+            demographic_parity_difference(labels, decisions, sensitive_features=groups)
+        ),
+        "equalized_odds_difference": _rounded(equalized_odds_difference(labels, decisions, sensitive_features=groups)),
+        "small_groups": [r["group"] for r in rows if int(r["rows"]) < cfg.min_group_rows],
+    }
+
+
+def _sort_in_bin_order(rows: list[dict[str, Any]], attribute: SensitiveAttribute) -> None:
+    """Groups of a binned attribute in bin order, not in the text order of their labels (in place)."""
+    if attribute.bins is not None:
+        order = bin_labels(attribute.bins)
+        rows.sort(key=lambda r: order.index(r["group"]) if r["group"] in order else len(order))
 
 
 def _quietly(metric: Callable[..., Any]) -> Callable[..., float]:
@@ -231,9 +244,7 @@ def _group_errors(
         }
         for group in by_group.index
     ]
-    if attribute.bins is not None:  # in bin order, not in the text order of the labels
-        order = bin_labels(attribute.bins)
-        rows.sort(key=lambda r: order.index(r["group"]) if r["group"] in order else len(order))
+    _sort_in_bin_order(rows, attribute)
     return {
         "feature": attribute.feature,
         "bins": attribute.bins,

@@ -30,9 +30,9 @@ from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.registry import ModelRegistry
 from conveyor.domain.entity_keys import key_text
 from conveyor.domain.prediction_log_schema import INPUT_PREFIX
-from conveyor.domain.signature import EntityKey
+from conveyor.domain.signature import EntityKey, column_lists
 from conveyor.serving.metrics import ServiceMetrics
-from conveyor.serving.model_pool import ModelPool
+from conveyor.serving.model_pool import ModelPool, Snapshot
 from conveyor.serving.prediction_log import LogFull, PredictionLog
 from conveyor.serving.predictor import BadRows, Outcome, Predictor
 from conveyor.serving.runtime import warmup_tolerance
@@ -152,7 +152,8 @@ def _log_rows(state: ServiceState, request_id: str, outcome: Outcome, latency_ms
     inputs: list[dict[str, Any]] = [{}] * len(outcome.answers)
     if outcome.inputs is not None:  # the dataset's features the champion was given (its service may hold fewer)
         features = [c for c in state.settings.dataset.feature_names if c in outcome.inputs.columns]
-        inputs = [{INPUT_PREFIX + k: v for k, v in row.items()} for row in outcome.inputs[features].to_dict("records")]
+        values = column_lists(outcome.inputs, features)
+        inputs = [{INPUT_PREFIX + k: v[i] for k, v in values.items()} for i in range(len(outcome.answers))]
     for returned, answers in ((True, outcome.answers), (False, outcome.shadow)):
         for i, a in enumerate(answers):
             rows.append(
@@ -163,9 +164,7 @@ def _log_rows(state: ServiceState, request_id: str, outcome: Outcome, latency_ms
                     "model_version": a.model_version,
                     "arm": a.arm,
                     "returned": returned,
-                    "entity_id": key_text(state.settings.dataset, a.entity_id)
-                    if isinstance(a.entity_id, dict)
-                    else a.entity_id,
+                    "entity_id": _logged_key(state, a.entity_id),
                     "input_hash": a.input_hash,
                     "status": a.status,
                     "score": a.score,
@@ -233,7 +232,6 @@ def _too_large(limit: int) -> JSONResponse:
 
 def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
     state = ServiceState(settings, store)
-    cfg = settings.serving
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -245,7 +243,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
 
     app = FastAPI(title="Conveyor online inference", lifespan=lifespan)
     app.state.service = state
-    app.add_middleware(BodySizeLimit, limit=cfg.max_request_bytes)
+    app.add_middleware(BodySizeLimit, limit=settings.serving.max_request_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
@@ -253,15 +251,27 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
         state.metrics.errors.labels(state.model_name, "bad_request").inc()
         return await request_validation_exception_handler(request, exc)
 
+    _add_operations_routes(app, state)
+    _add_predict_route(app, state)
+    return app
+
+
+def _api_key_check(state: ServiceState) -> Callable[..., Awaitable[None]]:
+    """The X-API-Key dependency (a no-op without `serving.api_key`)."""
+    expected = state.settings.serving.api_key
+
     # async: a plain `def` dependency costs every request a hop through the thread pool, for a string compare.
     async def api_key(x_api_key: str | None = Header(default=None)) -> None:
-        expected = cfg.api_key
         if expected is None:
             return
         if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected.get_secret_value().encode()):
             state.metrics.errors.labels(state.model_name, "unauthorized").inc()
             raise HTTPException(401, "missing or wrong X-API-Key", headers={"WWW-Authenticate": "X-API-Key"})
 
+    return api_key
+
+
+def _add_operations_routes(app: FastAPI, state: ServiceState) -> None:
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -271,7 +281,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
         snapshot = state.pool.current
         problems = [] if snapshot is not None else [state.pool.last_error or "no model loaded yet"]
         try:
-            service_name = snapshot.champion.feature_service if snapshot else settings.features.feature_service
+            service_name = snapshot.champion.feature_service if snapshot else state.settings.features.feature_service
             state.online_features([state.probe_key], service_name)  # the store opens and answers
         except Exception as exc:
             problems.append(f"online store unreachable: {type(exc).__name__}: {exc}")
@@ -292,43 +302,23 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
         state.metrics.log_written.set(state.log.rows_written)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.post("/v1/models/{name}/predict", response_model=PredictResponse, dependencies=[Depends(api_key)])
+
+_ERROR_KINDS = {404: "unknown_model", 413: "too_large", 422: "bad_rows", 503: "unavailable"}
+
+
+def _add_predict_route(app: FastAPI, state: ServiceState) -> None:
+    @app.post(
+        "/v1/models/{name}/predict", response_model=PredictResponse, dependencies=[Depends(_api_key_check(state))]
+    )
     def predict(name: str, body: PredictRequest, request: Request) -> Response:
         started = time.perf_counter()
         kind = "entities" if body.entity_ids is not None else "rows"
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        m = state.metrics
         status = 500
         try:
-            if name != state.model_name:
-                raise HTTPException(
-                    404, f"model {name!r} is not served here (this service serves {state.model_name!r})"
-                )
-            count = len(body.entity_ids or body.rows or [])
-            if count > cfg.max_rows:
-                raise HTTPException(413, f"{count} {kind} in one request, above serving.max_rows={cfg.max_rows}")
-            snapshot = state.pool.current
-            if snapshot is None:
-                raise HTTPException(503, f"no model loaded: {state.pool.last_error}")
-            try:
-                if body.entity_ids is not None:
-                    outcome = state.predictor.for_entities(snapshot, body.entity_ids)
-                else:
-                    outcome = state.predictor.for_rows(snapshot, body.rows or [])
-            except BadRows as exc:
-                detail = {
-                    "message": f"rows refused by the {name} signature: {exc}",
-                    "errors": [v.to_json() for v in exc.violations],
-                }
-                raise HTTPException(422, detail) from None
+            snapshot, outcome = _answer(state, name, body)
             latency_ms = (time.perf_counter() - started) * 1000
-            try:
-                state.log.append(_log_rows(state, request_id, outcome, latency_ms))
-            except LogFull as exc:
-                raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
-            counts = _count(state, outcome)
-            m.model_version.labels(name, "champion").set(snapshot.champion.version)
-            m.model_version.labels(name, "challenger").set(snapshot.challenger.version if snapshot.challenger else 0)
+            counts = _record(state, request_id, snapshot, outcome, latency_ms)
             status = 200
             log.info(
                 "predict",
@@ -337,35 +327,73 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
                     "model": name,
                     "version": snapshot.champion.version,
                     "kind": kind,
-                    "rows": count,
+                    "rows": len(outcome.answers),
                     "counts": counts,
                     "latency_ms": round(latency_ms, 3),
                 },
             )
-            answer = PredictResponse(
-                request_id=request_id,
-                model=name,
-                model_version=snapshot.champion.version,
-                task=snapshot.champion.task.kind,
-                predictions=[Prediction(**asdict(a)) for a in outcome.answers],
-                counts=counts,
-            )
-            # Serialized here: returned as a model, FastAPI would validate it again against response_model (which
-            # stays for the OpenAPI schema), a second pass over every prediction.
-            return Response(answer.model_dump_json(), media_type="application/json")
+            return _response(request_id, name, snapshot, outcome, counts)
         except HTTPException as exc:
             status = exc.status_code
-            m.errors.labels(
-                state.model_name,
-                {404: "unknown_model", 413: "too_large", 422: "bad_rows", 503: "unavailable"}.get(status, "http"),
-            ).inc()
+            state.metrics.errors.labels(state.model_name, _ERROR_KINDS.get(status, "http")).inc()
             raise
         except Exception:
-            m.errors.labels(state.model_name, "internal").inc()
+            state.metrics.errors.labels(state.model_name, "internal").inc()
             log.exception("predict failed", extra={"request_id": request_id})
             raise
         finally:
-            m.requests.labels(state.model_name, kind, str(status)).inc()
-            m.latency.labels(state.model_name, kind).observe(time.perf_counter() - started)
+            state.metrics.requests.labels(state.model_name, kind, str(status)).inc()
+            state.metrics.latency.labels(state.model_name, kind).observe(time.perf_counter() - started)
 
-    return app
+
+def _answer(state: ServiceState, name: str, body: PredictRequest) -> tuple[Snapshot, Outcome]:
+    """The request's outcome from the snapshot in service when it starts; HTTPException for a refusal."""
+    if name != state.model_name:
+        raise HTTPException(404, f"model {name!r} is not served here (this service serves {state.model_name!r})")
+    count = len(body.entity_ids or body.rows or [])
+    limit = state.settings.serving.max_rows
+    if count > limit:
+        kind = "entities" if body.entity_ids is not None else "rows"
+        raise HTTPException(413, f"{count} {kind} in one request, above serving.max_rows={limit}")
+    snapshot = state.pool.current
+    if snapshot is None:
+        raise HTTPException(503, f"no model loaded: {state.pool.last_error}")
+    try:
+        if body.entity_ids is not None:
+            return snapshot, state.predictor.for_entities(snapshot, body.entity_ids)
+        return snapshot, state.predictor.for_rows(snapshot, body.rows or [])
+    except BadRows as exc:
+        detail = {
+            "message": f"rows refused by the {name} signature: {exc}",
+            "errors": [v.to_json() for v in exc.violations],
+        }
+        raise HTTPException(422, detail) from None
+
+
+def _record(
+    state: ServiceState, request_id: str, snapshot: Snapshot, outcome: Outcome, latency_ms: float
+) -> dict[str, int]:
+    """Log the answered rows (503 when the log stays full) and count them; returns the counts by status."""
+    try:
+        state.log.append(_log_rows(state, request_id, outcome, latency_ms))
+    except LogFull as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
+    counts = _count(state, outcome)
+    m, name = state.metrics, state.model_name
+    m.model_version.labels(name, "champion").set(snapshot.champion.version)
+    m.model_version.labels(name, "challenger").set(snapshot.challenger.version if snapshot.challenger else 0)
+    return counts
+
+
+def _response(request_id: str, name: str, snapshot: Snapshot, outcome: Outcome, counts: dict[str, int]) -> Response:
+    answer = PredictResponse(
+        request_id=request_id,
+        model=name,
+        model_version=snapshot.champion.version,
+        task=snapshot.champion.task.kind,
+        predictions=[Prediction(**asdict(a)) for a in outcome.answers],
+        counts=counts,
+    )
+    # Serialized here: returned as a model, FastAPI would validate it again against response_model (which stays
+    # for the OpenAPI schema), a second pass over every prediction.
+    return Response(answer.model_dump_json(), media_type="application/json")

@@ -11,7 +11,11 @@ LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 
 class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
+        self._request_metrics(self.registry)
+        self._answer_metrics(self.registry)
+        self._model_and_log_metrics(self.registry)
+
+    def _request_metrics(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
             "conveyor_serving_requests",
             "predict requests by input kind and HTTP status",
@@ -28,6 +32,8 @@ class ServiceMetrics:
         self.errors = Counter(
             "conveyor_serving_errors", "refused or failed requests by kind", ["model", "kind"], registry=r
         )
+
+    def _answer_metrics(self, r: CollectorRegistry) -> None:
         self.rows = Counter(
             "conveyor_serving_rows",
             "answered rows by arm, version and outcome (scored, defaulted, unknown_entity, missing_features, invalid)",
@@ -61,6 +67,8 @@ class ServiceMetrics:
             ["model", "arm", "version"],
             registry=r,
         )
+
+    def _model_and_log_metrics(self, r: CollectorRegistry) -> None:
         self.model_version = Gauge(
             "conveyor_serving_model_version",
             "version in service by arm (challenger 0: none)",

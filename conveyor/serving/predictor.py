@@ -26,6 +26,7 @@ from conveyor.domain.rollouts import arm_for, shadowed
 from conveyor.domain.signature import (
     EntityKey,
     Violation,
+    column_lists,
     frame_violations,
     key_violations,
     rows_frame,
@@ -92,7 +93,8 @@ def _statuses(features: pd.DataFrame, settings: Settings) -> tuple[np.ndarray, n
     """(status per row, scorable mask) by the batch policies: no feature value at all is an unknown entity,
     some missing is missing features; each quarantined (not scored) or defaulted, as configured."""
     cfg = settings.scoring
-    nulls = features[settings.dataset.feature_names].isna().to_numpy()
+    names = settings.dataset.feature_names
+    nulls = features.isna().to_numpy()[:, [features.columns.get_loc(name) for name in names]]
     unknown, some = nulls.all(axis=1), nulls.any(axis=1)
     missing = some & ~unknown
     status = np.full(len(features), "scored", dtype=object)
@@ -172,6 +174,6 @@ class Predictor:
         if not rows:
             return
         part = frame if len(rows) == len(frame) else frame.iloc[rows]
-        outputs = model.outputs(_with_defaults(part, self.settings), self.settings.scoring.threshold)
-        for i, output in zip(rows, outputs.to_dict("records"), strict=True):
-            answers[i].fill(model, arm, output)
+        outputs = column_lists(model.outputs(_with_defaults(part, self.settings), self.settings.scoring.threshold))
+        for position, i in enumerate(rows):
+            answers[i].fill(model, arm, {name: values[position] for name, values in outputs.items()})

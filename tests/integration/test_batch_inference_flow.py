@@ -17,7 +17,8 @@ from conveyor.adapters.feature_store import apply_definitions, feast_training_se
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.publication import read_manifest, read_published_parquet
 from conveyor.adapters.raw_data import read_raw_window
-from conveyor.adapters.registry import ModelRegistry, TamperedArtifact
+from conveyor.adapters.registry import ModelRegistry
+from conveyor.adapters.registry_records import TamperedArtifact
 from conveyor.demo.synthetic import Scenario
 from conveyor.services.ingest import land_synthetic
 from conveyor.services.scoring import predictions_prefix, shadow_prefix

@@ -13,7 +13,8 @@ import pytest
 from configs.settings import Settings
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.onnx_twin import TwinUnavailable
-from conveyor.adapters.registry import ModelMetadata, ModelRegistry, TamperedArtifact
+from conveyor.adapters.registry import ModelMetadata, ModelRegistry
+from conveyor.adapters.registry_records import TamperedArtifact
 from conveyor.domain.failures import DeterministicFailure
 from tests.integration.scoring_data import fit_config
 

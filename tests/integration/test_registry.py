@@ -22,8 +22,8 @@ from conveyor.adapters.registry import (
     PromotionConflict,
     RegistryError,
     RegistryState,
-    TamperedArtifact,
 )
+from conveyor.adapters.registry_records import TamperedArtifact
 from conveyor.demo.synthetic import generate_window
 from conveyor.services.training import build_pipeline
 

@@ -22,9 +22,8 @@ from conveyor.adapters.registry import (
     ModelMetadata,
     ModelRegistry,
     RegistryError,
-    TamperedArtifact,
-    UnverifiedVersion,
 )
+from conveyor.adapters.registry_records import TamperedArtifact, UnverifiedVersion
 from conveyor.adapters.signing import Signer, SigningKeyMissing, public_key_text, rotate, signer
 from conveyor.demo.synthetic import generate_window
 from conveyor.domain.failures import DeterministicFailure

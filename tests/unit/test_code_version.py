@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.adapters.registry import code_version
+from conveyor.adapters.registry_records import code_version
 
 
 def _git(repo: Path, *args: str) -> str:

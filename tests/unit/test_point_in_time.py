@@ -4,6 +4,7 @@ local raw Delta table: Feast's own join for training sets, a brute-force pandas 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,42 @@ def test_latest_rows_keeps_one_row_per_entity_on_ties() -> None:
     assert values == ["b", "c", "f"]  # entity 1: first of the two rows at ts 30; entity 2: first of its ties
 
 
+@pytest.mark.parametrize("key_type", ["int", "str"])
+@pytest.mark.parametrize("merge_rows", [1, 7, 1_000_000])
+def test_latest_rows_matches_a_plain_pandas_selection(key_type: str, merge_rows: int) -> None:
+    """Many entities over uneven batches; timestamps drawn from few values so ties span merge groups."""
+    rng = np.random.default_rng(7)
+    n = 500
+    ids = rng.integers(0, 60, n)
+    us = pa.timestamp("us", "UTC")
+    rows = pa.table(
+        {
+            "id": pa.array(ids) if key_type == "int" else pa.array([f"C{i:06d}" for i in ids]),
+            "ts": pa.array(rng.integers(0, 5, n), pa.int64()).cast(us),
+            "row": pa.array(np.arange(n)),
+        }
+    )
+    cuts = [0, 1, 2, 40, 41, 200, 333, n]
+    latest = LatestRows(["id"], "ts", merge_rows=merge_rows)
+    for a, b in itertools.pairwise(cuts):
+        latest.add_keys(rows.slice(a, b - a).select(["id", "ts"]))
+    frame = rows.to_pandas()
+    expected = frame.sort_values(["id", "ts", "row"], ascending=[True, False, True]).drop_duplicates("id")["row"]
+    assert latest.finish_keys() == frame["id"].nunique()
+    picked = [latest.select(rows.slice(a, b - a)) for a, b in itertools.pairwise([0, 250, 251, n])]
+    assert pa.concat_tables(picked).column("row").to_pylist() == sorted(expected)
+
+
+def test_latest_rows_refuses_a_second_pass_longer_than_the_first() -> None:
+    us = pa.timestamp("us", "UTC")
+    rows = pa.table({"id": pa.array([1, 2], pa.int64()), "ts": pa.array([1, 2], pa.int64()).cast(us)})
+    latest = LatestRows(["id"], "ts")
+    latest.add_keys(rows.slice(0, 1))
+    latest.finish_keys()
+    with pytest.raises(RuntimeError, match="pass 2 saw 2 rows, pass 1 only 1: the source changed"):
+        latest.select(rows)
+
+
 def test_rebatch_regroups_without_losing_rows() -> None:
     tables = [pa.table({"x": list(range(n))}) for n in (0, 5, 7, 0, 3)]
     out = list(rebatch(tables, 4))
@@ -146,7 +183,8 @@ def test_rebatch_regroups_without_losing_rows() -> None:
     assert sum((t.column("x").to_pylist() for t in out), []) == [*range(5), *range(7), *range(3)]
 
 
-def test_latest_rows_with_a_composite_key_keeps_one_row_per_key_pair() -> None:
+@pytest.mark.parametrize("merge_rows", [2, 2_000_000])  # merged as key pairs arrive, or once at the end
+def test_latest_rows_with_a_composite_key_keeps_one_row_per_key_pair(merge_rows: int) -> None:
     """(store, sku) is the entity: store 1's sku 'a' and sku 'b' are two entities, sku 'a' of store 2 a third."""
     us = pa.timestamp("us", "UTC")
     rows = pa.table(
@@ -157,7 +195,7 @@ def test_latest_rows_with_a_composite_key_keeps_one_row_per_key_pair() -> None:
             "value": pa.array(["a10", "b20", "2a5", "a30", "b10", "2a5-tie"]),
         }
     )
-    latest = LatestRows(["store", "sku"], "ts")
+    latest = LatestRows(["store", "sku"], "ts", merge_rows=merge_rows)
     for start in (0, 3):
         latest.add_keys(rows.slice(start, 3).select(["store", "sku", "ts"]))
     assert latest.finish_keys() == 3

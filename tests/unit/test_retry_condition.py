@@ -28,7 +28,7 @@ from conveyor.adapters.object_store import (
     StoreUnavailable,
 )
 from conveyor.adapters.prefect_runtime import retry_transient
-from conveyor.adapters.registry import PromotionConflict, RegistryError, TamperedArtifact
+from conveyor.adapters.registry_records import PromotionConflict, RegistryError, TamperedArtifact
 from conveyor.domain.expectations import ValidationResult
 from conveyor.domain.failures import DeterministicFailure, InvalidInput, MissingColumns, MissingFile, MissingInput
 from conveyor.services.scoring import ScoringBatchRejected
