@@ -8,12 +8,24 @@ Each default is written once, here, with what it means (`Field(description=...)`
 from __future__ import annotations
 
 import zoneinfo
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import Field, model_validator
 
 from configs.systems import StrictSection
+
+
+class CompositeKeyUnsupported(ValueError):
+    """A path that handles one key column met a dataset with a composite key."""
+
+
+class FeatureDriftThresholds(StrictSection):
+    """A feature's own drift thresholds; a threshold left out is the `drift` section's (psi_threshold,
+    ks_threshold)."""
+
+    psi: float | None = Field(default=None, gt=0)
+    ks: float | None = Field(default=None, gt=0, le=1, description="numeric features only: the KS statistic")
 
 
 class FeatureSpec(StrictSection):
@@ -29,6 +41,10 @@ class FeatureSpec(StrictSection):
         description="share of missing values this feature may have in a batch (a feature that is legitimately "
         "often empty says so here); None: validation.max_null_share",
     )
+    drift: FeatureDriftThresholds | None = Field(
+        default=None,
+        description="this feature's drift thresholds, e.g. {psi: 0.3} (a noisy feature); None: the drift section's",
+    )
     description: str = ""
 
     @model_validator(mode="after")
@@ -39,6 +55,10 @@ class FeatureSpec(StrictSection):
             raise ValueError(f"feature {self.name!r}: 'categories' is only valid with dtype 'category'")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"feature {self.name!r}: min ({self.min}) is greater than max ({self.max})")
+        if self.drift is not None and self.drift.ks is not None and not self.is_numeric:
+            raise ValueError(
+                f"feature {self.name!r}: drift.ks is for numeric features; a {self.dtype} feature is judged by PSI only"
+            )
         return self
 
     @property
@@ -95,11 +115,20 @@ class ModelCardText(StrictSection):
     )
 
 
+KeyType = Literal["int64", "string"]
+
+
 class DatasetConfig(StrictSection):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    entity_column: str
-    entity_dtype: Literal["int64", "string"] = Field(
-        default="int64", description="type of the entity key: int64, or string for ids such as C000123"
+    entity_columns: list[str] = Field(
+        min_length=1,
+        description="the entity key: one column (written `entity_column: customer_id`) or a composite key of "
+        "several (`entity_columns: [store_id, sku]`); each is a Feast entity of the feature view",
+    )
+    entity_dtype: KeyType | dict[str, KeyType] = Field(
+        default="int64",
+        description="type of the key column(s): int64, or string for ids such as C000123; a composite key may give "
+        "each column its own ({store_id: int64, sku: string})",
     )
     timestamp_column: str
     label_column: str
@@ -139,6 +168,19 @@ class DatasetConfig(StrictSection):
     )
     model_card: ModelCardText = ModelCardText()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_key_spelling(cls, data: Any) -> Any:
+        # `entity_column: x` is the one-column spelling of `entity_columns: [x]`; the model holds the list.
+        if isinstance(data, dict) and "entity_column" in data:
+            if "entity_columns" in data:
+                raise ValueError("set entity_column (one key column) or entity_columns (a composite key), not both")
+            data = {**data, "entity_columns": [data["entity_column"]]}
+            del data["entity_column"]
+        elif isinstance(data, dict) and "entity_columns" not in data:
+            raise ValueError("entity_column: Field required (or entity_columns: [...] for a composite key)")
+        return data
+
     @model_validator(mode="after")
     def _check_columns(self) -> DatasetConfig:
         try:
@@ -153,9 +195,14 @@ class DatasetConfig(StrictSection):
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"features listed more than once: {duplicated}")
-        reserved = {self.entity_column, self.timestamp_column, self.label_column}
-        if len(reserved) != 3:
-            raise ValueError("entity_column, timestamp_column and label_column must be three different columns")
+        reserved = {*self.entity_columns, self.timestamp_column, self.label_column}
+        if len(reserved) != len(self.entity_columns) + 2:
+            raise ValueError("the key column(s), timestamp_column and label_column must all be different columns")
+        if isinstance(self.entity_dtype, dict) and set(self.entity_dtype) != set(self.entity_columns):
+            raise ValueError(
+                f"entity_dtype names {sorted(self.entity_dtype)}: give a type for exactly the key columns "
+                f"{self.entity_columns} (or one type for all)"
+            )
         clash = sorted(reserved.intersection(names))
         if clash:
             raise ValueError(f"{clash} cannot be both a key/label column and a feature")
@@ -197,8 +244,35 @@ class DatasetConfig(StrictSection):
         return problems
 
     @property
-    def entity_arrow_type(self) -> pa.DataType:
-        return pa.int64() if self.entity_dtype == "int64" else pa.string()
+    def key_dtypes(self) -> dict[str, KeyType]:
+        """Each key column's type, in key order."""
+        dtype = self.entity_dtype
+        return {c: dtype[c] if isinstance(dtype, dict) else dtype for c in self.entity_columns}
+
+    @property
+    def key_arrow_types(self) -> dict[str, pa.DataType]:
+        return {c: pa.int64() if t == "int64" else pa.string() for c, t in self.key_dtypes.items()}
+
+    @property
+    def integer_keys(self) -> list[str]:
+        return [c for c, t in self.key_dtypes.items() if t == "int64"]
+
+    @property
+    def string_keys(self) -> list[str]:
+        return [c for c, t in self.key_dtypes.items() if t == "string"]
+
+    @property
+    def composite_key(self) -> bool:
+        return len(self.entity_columns) > 1
+
+    @property
+    def entity_column(self) -> str:
+        """The key column of a one-column key; a composite key raises, naming the key (for paths that take one)."""
+        if self.composite_key:
+            raise CompositeKeyUnsupported(
+                f"dataset {self.name!r} has a composite key {self.entity_columns}: this path takes a one-column key"
+            )
+        return self.entity_columns[0]
 
     @property
     def feature_names(self) -> list[str]:

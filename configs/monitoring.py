@@ -9,14 +9,9 @@ from pydantic import Field
 from configs.systems import StrictSection
 
 
-class FeatureDriftThresholds(StrictSection):
-    psi: float | None = Field(default=None, gt=0)
-    ks: float | None = Field(default=None, gt=0, le=1)
-
-
 class DriftConfig(StrictSection):
     """Drift monitor (conveyor/domain/drift.py, flows/drift_monitor.py). A feature drifts when PSI or KS exceeds
-    its threshold."""
+    its threshold (a feature's own: `drift` on its entry in dataset.yaml)."""
 
     psi_threshold: float = Field(default=0.2, gt=0)
     ks_threshold: float = Field(default=0.1, gt=0, le=1, description="the KS statistic, never its p-value")
@@ -28,9 +23,6 @@ class DriftConfig(StrictSection):
     )
     max_drifted_share: float = Field(
         default=0.0, ge=0, le=1, description="drift verdict when more than this share of features drifted"
-    )
-    per_feature: dict[str, FeatureDriftThresholds] = Field(
-        default_factory=dict, description="overrides of the two thresholds by feature, e.g. {age: {psi: 0.3}}"
     )
     bins: int = Field(default=10, ge=2, le=100, description="reference-quantile bins for numeric PSI")
     min_rows: int = Field(

@@ -22,11 +22,12 @@ from configs.dataset import (
     DatasetConfig,
     DataSource,
     DirectionalCheck,
+    FeatureDriftThresholds,
     FeatureSpec,
     ModelCardText,
     SensitiveAttribute,
 )
-from configs.monitoring import DriftConfig, FeatureDriftThresholds, RetrainingConfig
+from configs.monitoring import DriftConfig, RetrainingConfig
 from configs.stages import (
     GatesConfig,
     GeneratorConfig,
@@ -143,6 +144,13 @@ class Settings(BaseSettings):
         # The merged YAML arrives as init kwargs; environment variables must beat it.
         return (env_settings, init_settings)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (moved := _moved_keys(data)):
+            raise ValueError(_MOVED_KEYS + "\n".join(moved))
+        return data
+
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
         # Relative paths in YAML are relative to the project root, not to the caller's cwd.
@@ -197,22 +205,22 @@ class Settings(BaseSettings):
         self.training.model_config_name = self.training.model_config_name or default_model
         return self
 
-    @model_validator(mode="after")
-    def _feature_references_exist(self) -> Settings:
-        # A gate or drift override naming a feature the dataset does not have would be skipped silently.
-        known = set(self.dataset.feature_names)
-        references = [(f"drift.per_feature.{name}", name) for name in self.drift.per_feature]
-        unknown = [
-            f"{key}: {name!r} is not a feature of dataset {self.dataset.name!r}"
-            for key, name in references
-            if name not in known
-        ]
-        if unknown:
-            raise ValueError(_UNKNOWN_FEATURES + "\n".join(unknown) + f"\n(dataset.yaml features: {sorted(known)})")
-        return self
+
+_MOVED_KEYS = "moved key(s):\n"
+# Keys that moved: a configuration that still sets one fails at load saying where it went, not just "extra input".
+_MOVED = {
+    ("drift", "per_feature"): "moved to configs/dataset.yaml: give the feature's own entry its thresholds, e.g. "
+    "`- {name: age, dtype: int64, min: 18, max: 100, drift: {psi: 0.3, ks: 0.15}}`",
+}
 
 
-_UNKNOWN_FEATURES = "unknown feature(s):\n"
+def _moved_keys(data: dict[str, Any]) -> list[str]:
+    found = []
+    for (section, key), where in _MOVED.items():
+        value = data.get(section)
+        if isinstance(value, dict) and key in value:
+            found.append(f"{section}.{key}: {where}")
+    return found
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -235,14 +243,22 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _describe(exc: ValidationError, files: list[Path]) -> str:
+def _feature_named(loc: tuple[int | str, ...], merged: dict[str, Any]) -> str:
+    # `dataset.features.3.drift.psii` says where; the feature's name says which.
+    if len(loc) < 3 or loc[:2] != ("dataset", "features") or not isinstance(loc[2], int):
+        return ""
+    features = merged.get("dataset", {}).get("features")
+    entry = features[loc[2]] if isinstance(features, list) and loc[2] < len(features) else None
+    return f" (feature {entry['name']!r})" if isinstance(entry, dict) and "name" in entry else ""
+
+
+def _describe(exc: ValidationError, files: list[Path], merged: dict[str, Any]) -> str:
     lines = []
     for err in exc.errors():
         message = str(err.get("ctx", {}).get("error", ""))
-        if not err["loc"] and message.startswith(_UNKNOWN_FEATURES):
+        if not err["loc"] and message.startswith(_MOVED_KEYS):
             # A cross-section check: its message already names each key, one problem a line.
-            *problems, known = message.removeprefix(_UNKNOWN_FEATURES).splitlines()
-            lines += [f"  {problem}" for problem in problems] + [f"  {known}"]
+            lines += [f"  {problem}" for problem in message.removeprefix(_MOVED_KEYS).splitlines()]
             continue
         key = ".".join(str(part) for part in err["loc"]) or "<root>"
         got = (
@@ -250,10 +266,9 @@ def _describe(exc: ValidationError, files: list[Path]) -> str:
             if err["type"] not in ("missing",) and not isinstance(err.get("input"), dict | list)
             else ""
         )
-        lines.append(f"  {key}: {err['msg']}{got}")
+        lines.append(f"  {key}{_feature_named(err['loc'], merged)}: {err['msg']}{got}")
     sources = ", ".join(str(f) for f in files)
-    count = sum(1 for line in lines if not line.startswith("  (dataset.yaml features"))
-    return f"invalid configuration ({count} problem(s)) from {sources} + CONVEYOR_* env:\n" + "\n".join(lines)
+    return f"invalid configuration ({len(lines)} problem(s)) from {sources} + CONVEYOR_* env:\n" + "\n".join(lines)
 
 
 def config_directory(config_dir: Path | str | None = None) -> Path:
@@ -280,4 +295,4 @@ def load_settings(profile: str | None = None, config_dir: Path | str | None = No
     try:
         return Settings(**merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, files)) from None
+        raise ConfigError(_describe(exc, files, merged)) from None

@@ -34,26 +34,32 @@ def feature_services(dataset_name: str) -> dict[str, list[str] | None]:
 
 @dataclass(frozen=True)
 class Declarations:
-    entity: Entity
+    entities: list[Entity]  # one per key column: Feast's Entity takes a single join key
     source: FileSource
     view: FeatureView
     services: list[FeatureService]
 
     def objects(self) -> list[Any]:
-        return [self.entity, self.source, self.view, *self.services]
+        return [*self.entities, self.source, self.view, *self.services]
 
 
 def build(settings: Settings, table_uri: str | None = None) -> Declarations:
     """Every Feast object of the repo for these settings (`table_uri`: another copy of the raw table)."""
     dataset = settings.dataset
     tags = {"owner": settings.features.owner, "dataset": dataset.name, "managed_by": "conveyor"}
-    entity = Entity(
-        name=dataset.entity_column,
-        join_keys=[dataset.entity_column],
-        value_type=ValueType.INT64 if dataset.entity_dtype == "int64" else ValueType.STRING,
-        description=f"the {dataset.name} entity key",
-        tags=tags,
-    )
+    # Feast 0.67's Entity refuses more than one join key ("Multiple join keys will be supported in the future"):
+    # a composite key is one Entity per column, all on the view, and Feast's entity key holds every join key.
+    composite = f" (one column of the composite key {dataset.entity_columns})" if dataset.composite_key else ""
+    entities = [
+        Entity(
+            name=column,
+            join_keys=[column],
+            value_type=ValueType.INT64 if dtype == "int64" else ValueType.STRING,
+            description=f"the {dataset.name} entity key{composite}",
+            tags=tags,
+        )
+        for column, dtype in dataset.key_dtypes.items()
+    ]
     # No s3_endpoint_override and no credentials here: either makes Feast pass storage_options to duckdb's
     # delta_scan, which rejects them. The endpoint and keys are a duckdb secret (conveyor/adapters/duckdb_s3.py).
     source = FileSource(
@@ -66,7 +72,7 @@ def build(settings: Settings, table_uri: str | None = None) -> Declarations:
     )
     view = FeatureView(
         name=f"{dataset.name}_features",
-        entities=[entity],
+        entities=entities,
         ttl=timedelta(days=settings.features.ttl_days),
         # Explicit schema: apply never opens the table to infer one.
         schema=[Field(name=f.name, dtype=FEAST_TYPES[f.dtype], description=f.description) for f in dataset.features],
@@ -84,12 +90,12 @@ def build(settings: Settings, table_uri: str | None = None) -> Declarations:
         )
         for name, names in feature_services(dataset.name).items()
     ]
-    return Declarations(entity, source, view, services)
+    return Declarations(entities, source, view, services)
 
 
 _declared = build(load_settings())
-customer = _declared.entity
 raw_source = _declared.source
 features_view = _declared.view
-# Module-level names, one per service, so Feast's repo scan finds each FeatureService.
+# Module-level names, one per entity and per service, so Feast's repo scan finds each of them.
+globals().update({f"{entity.name}_entity": entity for entity in _declared.entities})
 globals().update({service.name: service for service in _declared.services})

@@ -88,7 +88,7 @@ def score_partition_task(
         prefix = f"{features_prefix.rstrip('/')}/dt={day.isoformat()}"
         ds = settings.dataset
         source: FeatureSource = PublishedParquetSource(
-            store, prefix, [ds.entity_column, ds.timestamp_column, *ds.feature_names]
+            store, prefix, [*ds.entity_columns, ds.timestamp_column, *ds.feature_names]
         )
     else:
         source = feature_store_source(settings, day)

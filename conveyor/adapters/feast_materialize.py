@@ -18,7 +18,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 from feast import FeatureStore, FeatureView
@@ -41,36 +40,39 @@ from conveyor.adapters.feast_repo import (
 )
 from conveyor.adapters.offline_features import latest_rows
 from conveyor.adapters.raw_data import RawTable, table_dataset
+from conveyor.domain.entity_keys import key_frame, key_records
 from conveyor.domain.failures import InvalidInput
 
 ONE_US = dt.timedelta(microseconds=1)
 
 
 def online_features(
-    settings: Settings, entity_ids: Iterable[int | str], feature_service: str | None = None, batch_size: int = 10_000
+    settings: Settings,
+    entities: Iterable[int | str] | pd.DataFrame,
+    feature_service: str | None = None,
+    batch_size: int = 10_000,
 ) -> pd.DataFrame:
-    """Latest materialized feature values for each entity id, in the given order (null where none).
-    Note: online reads ignore TTL (Feast); the skew check covers that gap."""
+    """Latest materialized feature values for each entity, in the given order (null where none): `entities` are
+    the ids of a one-column key, or a frame of the key columns (a composite key). Returns the key columns and
+    the service's features. Note: online reads ignore TTL (Feast); the skew check covers that gap."""
     ds = settings.dataset
     store = feature_store(settings)
     name = service_name(settings, feature_service)
     feature_service_ = service(store, name)
     features = service_features(store, name)
-    key = int if ds.entity_dtype == "int64" else str
-    ids = [key(i) for i in entity_ids]
+    keys = key_frame(ds, entities)
+    rows = key_records(keys)
     parts = []
-    for lo in range(0, len(ids), batch_size):
-        chunk = ids[lo : lo + batch_size]
-        response = store.get_online_features(
-            features=feature_service_, entity_rows=[{ds.entity_column: i} for i in chunk]
-        )
+    for lo in range(0, len(rows), batch_size):
+        response = store.get_online_features(features=feature_service_, entity_rows=rows[lo : lo + batch_size])
         part = response.to_df()
         # Feast can hand INT64 keys back as floats: restore them from the request (order is kept).
-        part[ds.entity_column] = np.asarray(chunk, dtype=np.int64 if key is int else object)
+        for key in ds.entity_columns:
+            part[key] = keys[key].to_numpy()[lo : lo + batch_size]
         parts.append(part)
     if not parts:
-        return pd.DataFrame(columns=[ds.entity_column, *features])
-    return pd.concat(parts, ignore_index=True)[[ds.entity_column, *features]]
+        return pd.DataFrame(columns=[*ds.entity_columns, *features])
+    return pd.concat(parts, ignore_index=True)[[*ds.entity_columns, *features]]
 
 
 def write_online_rows(settings: Settings, frame: pd.DataFrame, feature_view: str | None = None) -> int:

@@ -31,10 +31,10 @@ FEAST_TS = "event_timestamp"  # the entity-frame timestamp column name Feast loo
 def offline_frame(settings: Settings, frame: pd.DataFrame) -> pd.DataFrame:
     """Entity, timestamp (`timestamp[us, UTC]`) and feature columns of raw rows, as Feast's views hold them."""
     ds = settings.dataset
-    missing = [c for c in (ds.entity_column, ds.timestamp_column, *ds.feature_names) if c not in frame.columns]
+    missing = [c for c in (*ds.entity_columns, ds.timestamp_column, *ds.feature_names) if c not in frame.columns]
     if missing:
         raise MissingColumns(f"columns {missing} (from configs/dataset.yaml) are missing from the raw data")
-    out = frame[[ds.entity_column, ds.timestamp_column, *ds.feature_names]].copy()
+    out = frame[[*ds.entity_columns, ds.timestamp_column, *ds.feature_names]].copy()
     out[ds.timestamp_column] = pd.to_datetime(out[ds.timestamp_column], utc=True).astype("datetime64[us, UTC]")
     return out
 
@@ -55,7 +55,7 @@ def _entity_frame(settings: Settings, entity_df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             ROW_ID: np.arange(len(entity_df), dtype=np.int64),
-            ds.entity_column: entity_df[ds.entity_column].to_numpy(),
+            **{key: entity_df[key].to_numpy() for key in ds.entity_columns},
             FEAST_TS: stamps.to_numpy(),
         }
     ).assign(**{FEAST_TS: lambda f: f[FEAST_TS].dt.tz_localize("UTC") if f[FEAST_TS].dt.tz is None else f[FEAST_TS]})
@@ -65,9 +65,9 @@ def _prepare(
     settings: Settings, entity_df: pd.DataFrame, feature_service: str | None
 ) -> tuple[FeatureStore, str, list[str]]:
     ds = settings.dataset
-    missing = [c for c in (ds.entity_column, ds.timestamp_column) if c not in entity_df.columns]
+    missing = [c for c in (*ds.entity_columns, ds.timestamp_column) if c not in entity_df.columns]
     if missing:
-        raise MissingColumns(f"entity_df needs columns {missing} (dataset.entity_column / dataset.timestamp_column)")
+        raise MissingColumns(f"entity_df needs columns {missing} (dataset.entity_columns / dataset.timestamp_column)")
     store = feature_store(settings)
     name = service_name(settings, feature_service)
     features = service_features(store, name)
@@ -87,7 +87,7 @@ def spec_of_view(settings: Settings, view: FeatureView, features: list[str] | No
         and not source.field_mapping
         and str(getattr(source, "path", "")).rstrip("/") == spec.table.uri.rstrip("/")
         and source.timestamp_field == spec.timestamp
-        and view.join_keys == [spec.entity]
+        and sorted(view.join_keys) == sorted(spec.keys)
         and view.ttl == spec.ttl
     )
     return spec if same else None
@@ -156,8 +156,9 @@ def feast_training_set(
     return out
 
 
-def latest_entities(settings: Settings, cutoff: dt.datetime, ttl: dt.timedelta) -> np.ndarray:
-    """Entity ids with a raw row in (cutoff - ttl, cutoff], through the offline store (as materialization reads)."""
+def latest_entities(settings: Settings, cutoff: dt.datetime, ttl: dt.timedelta) -> pd.DataFrame:
+    """The key columns of the entities with a raw row in (cutoff - ttl, cutoff], through the offline store (as
+    materialization reads), one row an entity, in the dataset's key types."""
     store = feature_store(settings)
     view = store.get_feature_view(default_view(store, settings))
     source = view.batch_source
@@ -168,12 +169,14 @@ def latest_entities(settings: Settings, cutoff: dt.datetime, ttl: dt.timedelta) 
         latest = offline.pull_latest_from_table_or_query(
             config=store.config,
             data_source=source,
-            join_key_columns=[settings.dataset.entity_column],
+            join_key_columns=settings.dataset.entity_columns,
             feature_name_columns=[],
             timestamp_field=source.timestamp_field,
             created_timestamp_column=source.created_timestamp_column or None,
             start_date=cutoff - ttl,
             end_date=cutoff,
         ).to_arrow()
-    keys = latest.column(settings.dataset.entity_column).cast(settings.dataset.entity_arrow_type)
-    return np.asarray(keys.to_numpy(zero_copy_only=False))
+    types = settings.dataset.key_arrow_types
+    return pd.DataFrame(
+        {key: np.asarray(latest.column(key).cast(kind).to_numpy(zero_copy_only=False)) for key, kind in types.items()}
+    )

@@ -20,6 +20,7 @@ from conveyor.adapters.feast_repo import (
     service_name,
     utc,
 )
+from conveyor.domain.entity_keys import key_records
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,15 @@ def check_skew(
             raise FeatureStoreError(f"feature view {view.name!r} was never materialized: nothing to compare")
         as_of = until
     cutoff = utc(as_of) - ONE_US  # materialized windows are [start, end)
-    ids = latest_entities(settings, cutoff, dt.timedelta(days=settings.features.ttl_days))
+    keys = latest_entities(settings, cutoff, dt.timedelta(days=settings.features.ttl_days))
     rng = np.random.default_rng(seed)
-    n = min(sample_size or settings.features.skew_sample_size, len(ids))
-    sample = np.sort(rng.choice(ids, size=n, replace=False)) if n else ids[:0]
-    entity_df = pd.DataFrame({ds.entity_column: sample, ds.timestamp_column: pd.Timestamp(cutoff)})
+    n = min(sample_size or settings.features.skew_sample_size, len(keys))
+    picked = rng.choice(len(keys), size=n, replace=False) if n else np.arange(0)
+    sample = keys.iloc[picked].sort_values(ds.entity_columns, kind="stable").reset_index(drop=True)
+    entity_df = sample.assign(**{ds.timestamp_column: pd.Timestamp(cutoff)})
     offline_values = build_training_set(settings, entity_df, name)
-    online_values = online_features(settings, sample.tolist(), name)
+    online_values = online_features(settings, sample, name)
+    named = key_records(sample)
     features = service_features(store, name)
     mismatches: list[dict[str, Any]] = []
     count = 0
@@ -84,7 +87,7 @@ def check_skew(
                 if len(mismatches) < 20:
                     mismatches.append(
                         {
-                            "entity": sample[i].item() if isinstance(sample[i], np.generic) else sample[i],
+                            "entity": named[i] if ds.composite_key else named[i][ds.entity_column],
                             "feature": feature,
                             "online": None if pd.isna(on) else str(on),
                             "offline": None if pd.isna(off) else str(off),

@@ -35,7 +35,7 @@ class FeatureSpec:
     """What a feature view reads: the table, its key and timestamp columns, the features, the TTL."""
 
     table: RawTable
-    entity: str
+    keys: tuple[str, ...]  # the entity's key column(s)
     timestamp: str
     features: tuple[str, ...]
     ttl: dt.timedelta
@@ -46,7 +46,7 @@ def feature_spec(settings: Settings, features: Sequence[str] | None = None) -> F
     ds = settings.dataset
     return FeatureSpec(
         table=raw_data.raw_table(settings.storage, settings),
-        entity=ds.entity_column,
+        keys=tuple(ds.entity_columns),
         timestamp=ds.timestamp_column,
         features=tuple(features or ds.feature_names),
         ttl=dt.timedelta(days=settings.features.ttl_days),
@@ -67,8 +67,8 @@ def training_set(spec: FeatureSpec, entity_df: pd.DataFrame, version: int | None
     stamps = pd.to_datetime(entity_df[spec.timestamp], utc=True)
     dataset, _ = table_dataset(spec.table, version)
     start, end = (stamps.min() - spec.ttl).to_pydatetime(), stamps.max().to_pydatetime()
-    source = dataset.to_table(columns=[spec.entity, spec.timestamp, *spec.features], filter=_window(spec, start, end))
-    return as_of_join(entity_df, source.to_pandas(), spec.entity, spec.timestamp, list(spec.features), spec.ttl)
+    source = dataset.to_table(columns=[*spec.keys, spec.timestamp, *spec.features], filter=_window(spec, start, end))
+    return as_of_join(entity_df, source.to_pandas(), list(spec.keys), spec.timestamp, list(spec.features), spec.ttl)
 
 
 class LatestBatches:
@@ -94,14 +94,14 @@ class LatestBatches:
 
     def _select(self) -> Iterator[pa.Table]:
         spec = self.spec
-        latest = LatestRows(spec.entity, spec.timestamp)
-        for keys in self._scan([spec.entity, spec.timestamp], max(self.rows, 1_000_000)):
+        latest = LatestRows(list(spec.keys), spec.timestamp)
+        for keys in self._scan([*spec.keys, spec.timestamp], max(self.rows, 1_000_000)):
             latest.add_keys(keys)
         self.entities = latest.finish_keys()
         # The keys scan's buffers are freed but kept by arrow's allocator (mimalloc): hand them back before the rows
         # are scored, or the scoring's own memory comes on top of the scan's (1e7 rows: ~0.9 GB more at the peak).
         pa.default_memory_pool().release_unused()
-        for batch in self._scan([spec.entity, spec.timestamp, *spec.features], self.rows):
+        for batch in self._scan([*spec.keys, spec.timestamp, *spec.features], self.rows):
             yield latest.select(batch)
 
     def __iter__(self) -> Iterator[pa.Table]:
@@ -112,7 +112,7 @@ def latest_rows(dataset: pds.Dataset, spec: FeatureSpec, start: dt.datetime, end
     """Each entity's latest row in [start, end) of `dataset` (opened once by the caller: `table_dataset`) as one
     table: a materialization slice, what Feast's `pull_latest_from_table_or_query` returns, in two scans."""
     parts = list(LatestBatches(dataset, spec, start, end, 1_000_000))
-    columns = [spec.entity, spec.timestamp, *spec.features]
+    columns = [*spec.keys, spec.timestamp, *spec.features]
     return pa.concat_tables(parts) if parts else dataset.schema.empty_table().select(columns)
 
 
@@ -133,7 +133,7 @@ class LatestFeatures:
         self.entities = 0
 
     def columns(self) -> list[str]:
-        return [self.spec.entity, self.spec.timestamp, *self.spec.features]
+        return [*self.spec.keys, self.spec.timestamp, *self.spec.features]
 
     def chunks(self, chunk_rows: int) -> Iterator[pa.Table]:
         selected = LatestBatches(self.dataset, self.spec, self.start, self.as_of, chunk_rows)

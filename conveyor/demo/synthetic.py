@@ -189,18 +189,26 @@ def generate_day(
     strength = concept.strength if concept is not None and day >= concept.start else 0.0
     frame["churned"] = synthetic_label(frame, dataset.task, strength, rng)
 
-    frame = frame.rename(
-        columns={
-            "entity_id": dataset.entity_column,
-            "event_timestamp": dataset.timestamp_column,
-            "churned": dataset.label_column,
-        }
+    frame = _with_key_columns(frame, dataset).rename(
+        columns={"event_timestamp": dataset.timestamp_column, "churned": dataset.label_column}
     )
-    keep = [dataset.entity_column, dataset.timestamp_column, *dataset.feature_names, dataset.label_column]
+    keep = [*dataset.entity_columns, dataset.timestamp_column, *dataset.feature_names, dataset.label_column]
     frame = frame[keep].sort_values(dataset.timestamp_column, kind="stable").reset_index(drop=True)
     for fault in scenario.faults:
         if fault.day is None or fault.day == day:
             frame = inject_fault(frame, dataset, fault, rng)
+    return frame
+
+
+def _with_key_columns(frame: pd.DataFrame, dataset: DatasetConfig) -> pd.DataFrame:
+    """The customer id as the dataset's key: its one column, or for a composite key the id's base-1000 digits
+    spread over the columns (the last column the lowest): every customer its own key tuple, on every day."""
+    ids = frame.pop("entity_id").to_numpy()
+    columns = dataset.entity_columns
+    for column in reversed(columns[1:]):
+        frame[column] = ids % 1000
+        ids = ids // 1000
+    frame[columns[0]] = ids
     return frame
 
 

@@ -265,11 +265,14 @@ def compare(
 def _feature_drift(
     reference: pd.DataFrame, current: pd.DataFrame, dataset: DatasetConfig, config: DriftConfig, bounds: Bounds
 ) -> list[FeatureDrift]:
-    """Every feature's statistics, in the dataset's feature order: numeric by PSI and KS, categorical by PSI."""
+    """Every feature's statistics, in the dataset's feature order: numeric by PSI and KS, categorical by PSI, each
+    against its own thresholds when its dataset.yaml entry has them (`drift: {psi, ks}`)."""
     return [
-        numeric_drift(name, reference[name], current[name], config, bounds=bounds)
+        numeric_drift(
+            name, reference[name], current[name], config, bounds=bounds, thresholds=dataset.feature(name).drift
+        )
         if name in dataset.numeric_features
-        else categorical_drift(name, reference[name], current[name], config, bounds)
+        else categorical_drift(name, reference[name], current[name], config, bounds, dataset.feature(name).drift)
         for name in dataset.feature_names
     ]
 

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from configs.settings import DriftConfig
+from configs.settings import DriftConfig, FeatureDriftThresholds
 from conveyor.domain import drift_bounds
 
 UNSEEN = "__unseen__"
@@ -153,8 +153,7 @@ def categorical_counts(reference: pd.Series, current: pd.Series) -> tuple[np.nda
     return r, c, unseen, (unseen_count / total if total else 0.0)
 
 
-def _thresholds(name: str, config: DriftConfig) -> tuple[float, float]:
-    override = config.per_feature.get(name)
+def _thresholds(config: DriftConfig, override: FeatureDriftThresholds | None) -> tuple[float, float]:
     psi = override.psi if override and override.psi is not None else config.psi_threshold
     ks = override.ks if override and override.ks is not None else config.ks_threshold
     return psi, ks
@@ -172,12 +171,14 @@ def numeric_drift(
     config: DriftConfig,
     kind: Literal["numeric", "prediction"] = "numeric",
     bounds: Bounds = FIXED,
+    thresholds: FeatureDriftThresholds | None = None,
 ) -> FeatureDrift:
+    """PSI and KS of a numeric column against `thresholds` (the feature's own, dataset.yaml), else `config`'s."""
     ref, cur = numeric_values(reference), numeric_values(current)
     if kind == "prediction":
         psi_limit, ks_limit = config.prediction_psi_threshold, config.ks_threshold
     else:
-        psi_limit, ks_limit = _thresholds(name, config)
+        psi_limit, ks_limit = _thresholds(config, thresholds)
     ref, cur = np.sort(ref), np.sort(cur)
     edges = _sorted_edges(ref, config.bins)
     ref_counts, cur_counts = _bin_counts(ref, edges), _bin_counts(cur, edges)
@@ -215,9 +216,15 @@ def numeric_drift(
 
 
 def categorical_drift(
-    name: str, reference: pd.Series, current: pd.Series, config: DriftConfig, bounds: Bounds = FIXED
+    name: str,
+    reference: pd.Series,
+    current: pd.Series,
+    config: DriftConfig,
+    bounds: Bounds = FIXED,
+    thresholds: FeatureDriftThresholds | None = None,
 ) -> FeatureDrift:
-    psi_limit, _ = _thresholds(name, config)
+    """PSI of a categorical column against `thresholds.psi` (the feature's own, dataset.yaml), else `config`'s."""
+    psi_limit, _ = _thresholds(config, thresholds)
     ref_counts, cur_counts, unseen, share = categorical_counts(reference, current)
     psi = psi_from_counts(ref_counts, cur_counts)
     rows = int(cur_counts.sum())

@@ -92,20 +92,19 @@ def label_expectations(dataset: DatasetConfig) -> list[dict[str, Any]]:
 
 def default_suite(dataset: DatasetConfig, config: ValidationConfig, name: SuiteName) -> dict[str, Any]:
     """The default suite for `dataset` as GX 1.x suite JSON: training rows ('raw') or scoring inputs."""
-    ent, ts, label = dataset.entity_column, dataset.timestamp_column, dataset.label_column
-    columns = [ent, ts, *dataset.feature_names] + ([label] if name == "raw" else [])
+    keys, ts, label = dataset.entity_columns, dataset.timestamp_column, dataset.label_column
+    columns = [*keys, ts, *dataset.feature_names] + ([label] if name == "raw" else [])
     expectations = [
         _expectation("expect_table_row_count_to_be_between", min_value=config.min_rows, max_value=config.max_rows)
     ]
     expectations += [_expectation("expect_column_to_exist", column=c) for c in columns]
-    if dataset.entity_dtype in _ENTITY_TYPES:
-        expectations.append(
-            _expectation(
-                "expect_column_values_to_be_in_type_list", column=ent, type_list=_ENTITY_TYPES[dataset.entity_dtype]
+    for key, dtype in dataset.key_dtypes.items():
+        if dtype in _ENTITY_TYPES:
+            expectations.append(
+                _expectation("expect_column_values_to_be_in_type_list", column=key, type_list=_ENTITY_TYPES[dtype])
             )
-        )
+    expectations += [_expectation("expect_column_values_to_not_be_null", column=key) for key in keys]
     expectations += [
-        _expectation("expect_column_values_to_not_be_null", column=ent),
         _expectation("expect_column_values_to_be_of_type", column=ts, type_="Timestamp"),
         _expectation("expect_column_values_to_not_be_null", column=ts),
     ]
@@ -114,7 +113,7 @@ def default_suite(dataset: DatasetConfig, config: ValidationConfig, name: SuiteN
     if name == "raw":
         expectations += label_expectations(dataset)
     expectations += [
-        _expectation("expect_compound_columns_to_be_unique", column_list=[ent, ts]),
+        _expectation("expect_compound_columns_to_be_unique", column_list=[*keys, ts]),
         _expectation(
             "expect_column_max_to_be_between",
             meta={"max_age_hours": config.max_age_hours},

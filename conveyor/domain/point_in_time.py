@@ -1,7 +1,8 @@
 """Point-in-time correctness, as Feast defines it, on frames and arrow tables already in memory (pure).
 
-For an (entity, timestamp) row, a feature's value is the one of the entity's latest source row at or before that
-timestamp and no older than the feature view's TTL; otherwise null. `as_of_join` does that for many timestamps
+An entity is its key columns' values (one column, or several for a composite key). For an (entity, timestamp)
+row, a feature's value is the one of the entity's latest source row at or before that timestamp and no older
+than the feature view's TTL; otherwise null. `as_of_join` does that for many timestamps
 (training sets) with `pd.merge_asof`; `LatestRows` does it for one timestamp over a whole population (batch
 scoring) in two streaming passes, so memory holds a few numbers per entity, not the rows themselves.
 """
@@ -27,26 +28,29 @@ def _utc_us(values: pd.Series) -> pd.Series:
 def as_of_join(
     entity_df: pd.DataFrame,
     source: pd.DataFrame,
-    entity: str,
+    keys: list[str],
     timestamp: str,
     features: list[str],
     ttl: dt.timedelta,
 ) -> pd.DataFrame:
     """`entity_df` (any extra columns kept, order and index kept) with `features` appended, point-in-time
-    correct against `source` (entity, timestamp, features). Source rows with the same (entity, timestamp): the
+    correct against `source` (key columns, timestamp, features). Source rows with the same (key, timestamp): the
     last one in `source` order wins."""
     stamps = _utc_us(entity_df[timestamp])
     if stamps.isna().any():
         raise InvalidInput(f"entity_df column {timestamp!r}: {int(stamps.isna().sum())} null timestamps")
-    left = pd.DataFrame({ROW_ORDER: np.arange(len(entity_df)), entity: entity_df[entity].to_numpy(), timestamp: stamps})
-    right = source[[entity, timestamp, *features]].assign(**{timestamp: _utc_us(source[timestamp])})
-    if right[entity].dtype != left[entity].dtype:
-        right[entity] = right[entity].astype(left[entity].dtype)
+    left = pd.DataFrame(
+        {ROW_ORDER: np.arange(len(entity_df)), **{k: entity_df[k].to_numpy() for k in keys}, timestamp: stamps}
+    )
+    right = source[[*keys, timestamp, *features]].assign(**{timestamp: _utc_us(source[timestamp])})
+    for key in keys:
+        if right[key].dtype != left[key].dtype:
+            right[key] = right[key].astype(left[key].dtype)
     joined = pd.merge_asof(
         left.sort_values(timestamp, kind="stable"),
         right.sort_values(timestamp, kind="stable"),
         on=timestamp,
-        by=entity,
+        by=keys,
         direction="backward",
         tolerance=pd.Timedelta(ttl),
         allow_exact_matches=True,
@@ -60,7 +64,7 @@ def as_of_join(
 class LatestRows:
     """The latest row per entity at or before one time, from source rows streamed twice in the same order.
 
-    Pass 1 (`add_keys`) sees only the entity and timestamp columns and finds, per entity, the position (in
+    Pass 1 (`add_keys`) sees only the key and timestamp columns and finds, per entity, the position (in
     stream order) of its latest row; pass 2 (`select`) then only counts rows and takes those positions, with no
     lookup by entity. Ties (one entity, two rows at its latest timestamp): the first row in stream order wins.
     Rows come back in stream order, so the output is deterministic for a given source (one Delta table version).
@@ -69,10 +73,12 @@ class LatestRows:
     into sorted arrays (entity, latest timestamp, position: 24 bytes an entity for integer keys), and pass 2
     holds the sorted positions alone (8 bytes an entity). One hash group-by over all key pairs, which this
     replaces, peaked at ~1.2 GB above the key pairs themselves for 2e7 pairs of 8.6e6 entities.
+    An entity is its key columns' values together (`keys`: one column, or several for a composite key, whose
+    values are compared as tuples: slower than one integer column, the same bounds).
     """
 
-    def __init__(self, entity: str, timestamp: str, merge_rows: int = 2_000_000) -> None:
-        self.entity = entity
+    def __init__(self, keys: list[str], timestamp: str, merge_rows: int = 2_000_000) -> None:
+        self.keys = list(keys)
         self.timestamp = timestamp
         self.merge_rows = merge_rows
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -85,10 +91,10 @@ class LatestRows:
         self._rows_seen = 0
 
     def add_keys(self, keys: pa.Table) -> None:
-        """Pass 1: a batch of (entity, timestamp) rows, in stream order."""
+        """Pass 1: a batch of (key columns, timestamp) rows, in stream order."""
         positions = np.arange(self._keys_seen, self._keys_seen + keys.num_rows, dtype=np.int64)
         self._keys_seen += keys.num_rows
-        entities = keys.column(self.entity).to_numpy(zero_copy_only=False)
+        entities = _entity_values(keys, self.keys)
         self._pending.append((entities, _as_int64(keys.column(self.timestamp)), positions))
         self._pending_rows += keys.num_rows
         if self._pending_rows >= self.merge_rows:
@@ -137,6 +143,14 @@ class LatestRows:
             raise RuntimeError(f"pass 2 saw {self._rows_seen} rows, pass 1 only {self._keys_seen}: the source changed")
         low, high = np.searchsorted(self._selected, [first, self._rows_seen])
         return batch.take(pa.array(self._selected[low:high] - first))
+
+
+def _entity_values(table: pa.Table, keys: list[str]) -> np.ndarray:
+    """One value per row naming its entity: the key column's values, or a composite key's values as tuples."""
+    columns = [table.column(k).to_numpy(zero_copy_only=False) for k in keys]
+    if len(columns) == 1:
+        return columns[0]
+    return pd.MultiIndex.from_arrays(columns).to_numpy()  # an object array of tuples: sortable, comparable
 
 
 def _latest_per_entity(

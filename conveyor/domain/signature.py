@@ -35,19 +35,31 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool) or value is None else repr(value)
 
 
-EntityKey = int | str  # dataset.entity_dtype: int64 or string
+# dataset.entity_dtype: int64 or string; a composite key: an object of every key column, {store_id: 3, sku: "a"}.
+EntityKey = int | str | dict[str, int | str]
+_KEY_RULES: dict[str, tuple[type, str]] = {
+    "int64": (int, "type: an integer id (int64)"),
+    "string": (str, "type: a string id"),
+}
 
 
 def key_violations(entity_ids: Sequence[Any], dataset: DatasetConfig) -> list[Violation]:
-    """Entity ids of the wrong type for the dataset's key (`entity_dtype`): named by their position."""
-    wanted, rule = (
-        (int, "type: an integer id (int64)") if dataset.entity_dtype == "int64" else (str, "type: a string id")
-    )
-    return [
-        Violation(i, dataset.entity_column, rule, key)
-        for i, key in enumerate(entity_ids)
-        if isinstance(key, bool) or not isinstance(key, wanted)
-    ]
+    """Entity ids of the wrong shape or type for the dataset's key (`entity_columns`, `entity_dtype`): named by
+    their position and key column. A composite key's id is an object with exactly the key columns."""
+    found = []
+    for i, key in enumerate(entity_ids):
+        if dataset.composite_key:
+            if not isinstance(key, Mapping) or set(key) != set(dataset.entity_columns):
+                found.append(Violation(i, ",".join(dataset.entity_columns), "an object of the key columns", key))
+                continue
+            values = dict(key)
+        else:
+            values = {dataset.entity_column: key}
+        for column, value in values.items():
+            wanted, rule = _KEY_RULES[dataset.key_dtypes[column]]
+            if isinstance(value, bool) or not isinstance(value, wanted):
+                found.append(Violation(i, column, rule, value))
+    return found
 
 
 def _value_violation(spec: FeatureSpec, value: Any) -> str | None:

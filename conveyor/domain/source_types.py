@@ -22,7 +22,7 @@ TIMESTAMP_DTYPE = "datetime64[us, UTC]"  # what the raw table stores (duckdb/Fea
 
 def declared_columns(dataset: DatasetConfig) -> list[str]:
     """The columns a source file must have, in the order the raw table stores them."""
-    return [dataset.entity_column, dataset.timestamp_column, *dataset.feature_names, dataset.label_column]
+    return [*dataset.entity_columns, dataset.timestamp_column, *dataset.feature_names, dataset.label_column]
 
 
 def _numeric_label(dataset: DatasetConfig) -> bool:
@@ -31,8 +31,8 @@ def _numeric_label(dataset: DatasetConfig) -> bool:
 
 
 def numeric_columns(dataset: DatasetConfig) -> list[str]:
-    """Declared columns that hold numbers: an integer entity key, numeric features and a numeric label."""
-    key = [dataset.entity_column] if dataset.entity_dtype == "int64" else []
+    """Declared columns that hold numbers: integer key columns, numeric features and a numeric label."""
+    key = dataset.integer_keys
     return [*key, *dataset.numeric_features, *([dataset.label_column] if _numeric_label(dataset) else [])]
 
 
@@ -113,7 +113,7 @@ def _bools(values: pd.Series) -> pd.Series:
 
 
 def _integer_columns(dataset: DatasetConfig) -> list[str]:
-    key = [dataset.entity_column] if dataset.entity_dtype == "int64" else []
+    key = dataset.integer_keys
     label = [dataset.label_column] if dataset.task == "binary" and dataset.positive_class is None else []
     return [*key, *label, *(f.name for f in dataset.features if f.dtype == "int64")]
 
@@ -127,7 +127,7 @@ def _label_text(values: pd.Series) -> pd.Series:
 
 
 def _text_key(dataset: DatasetConfig) -> set[str]:
-    return {dataset.entity_column} if dataset.entity_dtype == "string" else set()
+    return set(dataset.string_keys)
 
 
 def conform(frame: pd.DataFrame, dataset: DatasetConfig) -> pd.DataFrame:

@@ -56,10 +56,11 @@ def _limitations(
     ds = settings.dataset
     found = list(settings.dataset.model_card.known_limitations)
     test = candidate.test
-    if ds.entity_column in test.columns and test[ds.entity_column].nunique() < len(test):
+    keys = ds.entity_columns
+    if set(keys) <= set(test.columns) and (entities := len(test[keys].drop_duplicates())) < len(test):
         found.append(
-            f"The test set holds {len(test):,} rows of {test[ds.entity_column].nunique():,} "
-            f"{ds.entity_column} values: the bootstrap resamples rows, not entities, so rows of one entity are "
+            f"The test set holds {len(test):,} rows of {entities:,} "
+            f"{'/'.join(keys)} values: the bootstrap resamples rows, not entities, so rows of one entity are "
             "treated as independent and the intervals may be somewhat too narrow."
         )
     share, since = settings.training.test_fraction, candidate.split["test_start"][:10]

@@ -109,7 +109,7 @@ def check_against_data(settings: Settings, store: ObjectStore | None, max_rows: 
     ds = settings.dataset
     if ds.source.kind != "files" or not ds.source.path:
         return ["dataset.source: kind is not 'files' with a path: nothing to check against (the synthetic data)"]
-    declared = [ds.entity_column, ds.timestamp_column, ds.label_column, *ds.feature_names]
+    declared = [*ds.entity_columns, ds.timestamp_column, ds.label_column, *ds.feature_names]
     sample = sample_rows(ds.source.path, store, max_rows, declared)
     problems = list(sample.problems)
     if sample.frame.empty:

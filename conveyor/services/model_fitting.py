@@ -235,7 +235,7 @@ def fit_and_evaluate(frame: pd.DataFrame, settings: Settings, model_config_name:
     frame = labelled
     spec = cfg.models[model_config_name]
     # A canonical row order makes the fit independent of how the rows arrived (Feast does not keep order).
-    key = [ds.timestamp_column, ds.entity_column] if ds.entity_column in frame.columns else [ds.timestamp_column]
+    key = [ds.timestamp_column, *(c for c in ds.entity_columns if c in frame.columns)]
     frame = frame.sort_values(key, kind="stable").reset_index(drop=True)
     split = time_split(frame, ds.timestamp_column, cfg.validation_fraction, cfg.test_fraction)
     model = build_pipeline(ds, spec, cfg.seed, task, model_config_name)

@@ -28,14 +28,15 @@ _BINARY = ModelTask("binary", ("0", "1"))
 _OUTPUT_TYPES = {DECISION: pa.bool_(), PREDICTED_CLASS: pa.string()}  # every other output column is float64
 
 
-def output_schema(entity_column: str, entity_type: pa.DataType, task: ModelTask = _BINARY) -> pa.Schema:
-    """Entity, the task's output columns (`ModelTask.output_columns`), then the audit columns."""
+def output_schema(keys: dict[str, pa.DataType], task: ModelTask = _BINARY) -> pa.Schema:
+    """The key column(s) (name -> type, in key order), the task's output columns (`ModelTask.output_columns`),
+    then the audit columns."""
     # Constant audit columns are dictionary-encoded in memory (no per-row hashing when written); the parquet
     # file stores plain strings (store_schema=False), so every reader sees `string`, not a categorical.
     text = pa.dictionary(pa.int32(), pa.string())
     return pa.schema(
         [
-            (entity_column, entity_type),
+            *keys.items(),
             *((name, _OUTPUT_TYPES.get(name, pa.float64())) for name in task.output_columns),
             ("model_version", text),
             ("feature_service", text),
@@ -51,23 +52,25 @@ def _constant(value: str, n: int) -> pa.DictionaryArray:
 
 def prediction_table(
     schema: pa.Schema,
-    entities: pd.Series,
+    entities: pd.DataFrame,
     outputs: pd.DataFrame,
     audit: tuple[str, str, str],
     scored_at: dt.datetime,
 ) -> pa.Table:
-    """Prediction rows: entity, the output columns `schema` names (taken from `outputs`, the task's outputs of
-    the same rows) and the audit columns `audit` = (model_version, feature_service, run_id)."""
+    """Prediction rows: the key columns (`entities`, in the schema's order), the output columns `schema` names
+    (taken from `outputs`, the task's outputs of the same rows) and the audit columns `audit` = (model_version,
+    feature_service, run_id)."""
     n = len(outputs)
     if len(entities) != n:
         raise ValueError(f"prediction rows: {len(entities)} entities but {n} output rows")
-    output_fields = [schema.field(i) for i in range(1, len(schema) - len(audit) - 1)]
+    keys = entities.shape[1]
+    output_fields = [schema.field(i) for i in range(keys, len(schema) - len(audit) - 1)]
     missing = [f.name for f in output_fields if f.name not in outputs.columns]
     if missing:
         raise ValueError(f"prediction rows: outputs lack column(s) {missing} of the task's output columns")
     return pa.Table.from_arrays(
         [
-            pa.array(entities.to_numpy(), type=schema.field(0).type),
+            *(pa.array(entities.iloc[:, i].to_numpy(), type=schema.field(i).type) for i in range(keys)),
             *(pa.array(outputs[f.name].to_numpy(), type=f.type) for f in output_fields),
             *(_constant(value, n) for value in audit),
             pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),

@@ -32,7 +32,7 @@ MISSING_FEATURES = "missing features"
 @dataclass
 class CheckedChunk:
     features: pd.DataFrame  # rows to score, defaults applied
-    entities: pd.Series
+    entities: pd.DataFrame  # the key column(s) of the rows to score
     quarantined: pd.DataFrame  # entity, features as text, reason
     counts: Counter[str]
 
@@ -50,7 +50,7 @@ def check_chunk(
         frame = chunk.to_pandas()
         if clean:
             counts: Counter[str] = Counter(rows_in=len(frame), scored=len(frame))
-            return CheckedChunk(frame[dataset.feature_names], frame[dataset.entity_column], pd.DataFrame(), counts)
+            return CheckedChunk(frame[dataset.feature_names], frame[dataset.entity_columns], pd.DataFrame(), counts)
         return check_rows(frame, suite, dataset, cfg, parameters, arrow=chunk)
     return check_rows(chunk, suite, dataset, cfg, parameters)
 
@@ -84,7 +84,7 @@ def check_rows(
 ) -> CheckedChunk:
     """Split a chunk into rows to score (defaults applied per policy) and rows to quarantine (with a reason).
     `arrow`: the table `frame` was converted from, if any (the rule engine reads text columns through it)."""
-    features, entity_col = dataset.feature_names, dataset.entity_column
+    features, keys = dataset.feature_names, dataset.entity_columns
     reason, nulls = _judge(frame, suite, features, parameters or {}, arrow)
     invalid = reason != ""
     any_null = nulls.any(axis=1)
@@ -98,10 +98,10 @@ def check_rows(
     keep = ~quarantine
     defaulted = (unknown | missing) & keep
 
-    scored, entities = repair_numbers(frame[features], suite), frame[entity_col]
+    scored, entities = repair_numbers(frame[features], suite), frame[keys]
     quarantined = pd.DataFrame()
     if not keep.all():
-        quarantined = frame.loc[quarantine, [entity_col, *features]].astype(str)
+        quarantined = frame.loc[quarantine, [*keys, *features]].astype(str)
         quarantined["reason"] = reason[quarantine]
         scored = scored.loc[keep].reset_index(drop=True)
         entities = entities.loc[keep].reset_index(drop=True)

@@ -193,7 +193,7 @@ class _PartitionRun:
     started: float = field(default_factory=time.perf_counter)
     quarantine: QuarantineSink = field(default_factory=QuarantineSink)
     totals: Counter[str] = field(default_factory=Counter)
-    entity_type: pa.DataType | None = None  # of the first chunk's entities (the dataset's type when no rows)
+    key_types: dict[str, pa.DataType] | None = None  # of the first chunk's keys (the dataset's types when no rows)
     comparison: ShadowComparison | None = None
 
     def __post_init__(self) -> None:
@@ -230,10 +230,10 @@ class _PartitionRun:
     def check_columns(self) -> None:
         dataset = self.settings.dataset
         present = set(self.source.columns())
-        absent = [c for c in [dataset.entity_column, *dataset.feature_names] if c not in present]
+        absent = [c for c in [*dataset.entity_columns, *dataset.feature_names] if c not in present]
         if absent:
             raise self.reject(
-                f"input {self.source.description} lacks column(s) {absent} (dataset.features / dataset.entity_column)"
+                f"input {self.source.description} lacks column(s) {absent} (dataset.features / dataset.entity_columns)"
             )
 
     def check_sample(self, chunk: pd.DataFrame | pa.Table, sample_check: Callable[[pd.DataFrame], str | None]) -> None:
@@ -248,8 +248,9 @@ class _PartitionRun:
         """Count the chunk's rows, spool its quarantined ones, score the rest (and shadow-score them)."""
         self.totals.update(checked.counts)
         self.quarantine.write(checked.quarantined)
-        if self.entity_type is None:
-            self.entity_type = pa.array(checked.entities.head(1).to_numpy()).type
+        if self.key_types is None:
+            first = checked.entities.head(1)
+            self.key_types = {c: pa.array(first[c].to_numpy()).type for c in first.columns}
         outputs = self._outputs(checked, self.model)
         shadow = None
         if self.challenger is not None and self.comparison is not None:
@@ -263,9 +264,8 @@ class _PartitionRun:
         return predict_outputs(model.model, features, model.task, self.settings.scoring.threshold)
 
     def schema_of(self, model: ScoringModel) -> pa.Schema:
-        """The prediction rows' schema for `model`: entity, the model's task's output columns, audit columns."""
-        dataset = self.settings.dataset
-        return output_schema(dataset.entity_column, self.entity_type or dataset.entity_arrow_type, model.task)
+        """The prediction rows' schema for `model`: key column(s), the model's task's output columns, audit columns."""
+        return output_schema(self.key_types or self.settings.dataset.key_arrow_types, model.task)
 
     def _predictions(self, checked: CheckedChunk, outputs: pd.DataFrame, model: ScoringModel) -> pa.Table:
         audit = (model.version, model.feature_service, self.run_id)

@@ -261,7 +261,7 @@ def _registry(settings: Settings) -> ModelRegistry:
 def entity_rows(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """The rows to look features up for: entity, event time and label (features come from the store)."""
     ds = settings.dataset
-    return frame[[ds.entity_column, ds.timestamp_column, ds.label_column]]
+    return frame[[*ds.entity_columns, ds.timestamp_column, ds.label_column]]
 
 
 def unchanged_champion(

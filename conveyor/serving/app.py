@@ -28,6 +28,7 @@ from configs.settings import ConfigError, Settings
 from conveyor.adapters.feast_online_read import OnlineFeatureReader
 from conveyor.adapters.object_store import ObjectStore
 from conveyor.adapters.registry import ModelRegistry
+from conveyor.domain.entity_keys import key_text
 from conveyor.domain.prediction_log_schema import INPUT_PREFIX
 from conveyor.domain.signature import EntityKey, column_lists
 from conveyor.serving.metrics import ServiceMetrics
@@ -42,7 +43,8 @@ log = logging.getLogger("conveyor.serving")
 class PredictRequest(BaseModel):
     """Either `entity_ids` (features from the online store) or `rows` of feature values, not both."""
 
-    entity_ids: list[int | str] | None = Field(default=None, min_length=1)  # of dataset.entity_dtype
+    # Of dataset.entity_dtype; a composite key's ids are objects of every key column, {"store_id": 3, "sku": "a"}.
+    entity_ids: list[int | str | dict[str, int | str]] | None = Field(default=None, min_length=1)
     rows: list[dict[str, Any]] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
@@ -56,7 +58,7 @@ class Prediction(BaseModel):
     """One row's answer; the output fields of the answering version's task are set, the others null."""
 
     status: str
-    entity_id: int | str | None = None
+    entity_id: int | str | dict[str, int | str] | None = None
     input_hash: str | None = None
     score: float | None = None  # binary: P(positive)
     decision: bool | None = None  # binary: score >= scoring.threshold
@@ -89,6 +91,9 @@ class ServiceState:
                 "set CONVEYOR_SERVING__API_KEY (from a secret)"
             )
         self.settings = settings
+        # An id of the key's shape that no entity has: /ready asks the online store for it.
+        probe = {c: -1 if t == "int64" else "-1" for c, t in settings.dataset.key_dtypes.items()}
+        self.probe_key: EntityKey = probe if settings.dataset.composite_key else -1
         self.model_name = cfg.model_name or settings.scoring.model_name
         self.store = store or ObjectStore(settings.storage)
         self.metrics = ServiceMetrics()
@@ -136,6 +141,11 @@ class ServiceState:
         log.info("prediction log flushed: %d rows written in all", written)
 
 
+def _logged_key(state: ServiceState, key: EntityKey | None) -> int | str | None:
+    # A composite key is logged as one text column (its JSON in key order), so the log keeps one schema.
+    return key_text(state.settings.dataset, key) if isinstance(key, dict) else key
+
+
 def _log_rows(state: ServiceState, request_id: str, outcome: Outcome, latency_ms: float) -> list[dict[str, Any]]:
     now = time.time()
     rows = []
@@ -154,7 +164,7 @@ def _log_rows(state: ServiceState, request_id: str, outcome: Outcome, latency_ms
                     "model_version": a.model_version,
                     "arm": a.arm,
                     "returned": returned,
-                    "entity_id": a.entity_id,
+                    "entity_id": _logged_key(state, a.entity_id),
                     "input_hash": a.input_hash,
                     "status": a.status,
                     "score": a.score,
@@ -272,7 +282,7 @@ def _add_operations_routes(app: FastAPI, state: ServiceState) -> None:
         problems = [] if snapshot is not None else [state.pool.last_error or "no model loaded yet"]
         try:
             service_name = snapshot.champion.feature_service if snapshot else state.settings.features.feature_service
-            state.online_features([-1], service_name)  # the store opens and answers
+            state.online_features([state.probe_key], service_name)  # the store opens and answers
         except Exception as exc:
             problems.append(f"online store unreachable: {type(exc).__name__}: {exc}")
         body = {

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from configs.settings import Settings
+from conveyor.domain.entity_keys import key_text
 from conveyor.domain.rollouts import arm_for, shadowed
 from conveyor.domain.signature import (
     EntityKey,
@@ -116,7 +117,7 @@ class Predictor:
     def for_entities(self, snapshot: Snapshot, entity_ids: Sequence[EntityKey]) -> Outcome:
         if found := key_violations(entity_ids, self.settings.dataset):
             raise BadRows(found)
-        keys = [str(i) for i in entity_ids]
+        keys = [key_text(self.settings.dataset, i) for i in entity_ids]
         fetched: dict[str, pd.DataFrame] = {}
 
         def features(model: ServedModel) -> pd.DataFrame:

@@ -122,25 +122,35 @@ def test_categorical_drift_is_flagged(settings: Settings) -> None:
     assert report.drifted_features == ["contract_type"]
 
 
-def test_per_feature_threshold_override(settings: Settings) -> None:
+def _with_feature_drift(settings: Settings, name: str, thresholds: FeatureDriftThresholds) -> Settings:
+    features = [f.model_copy(update={"drift": thresholds}) if f.name == name else f for f in settings.dataset.features]
+    return settings.model_copy(update={"dataset": settings.dataset.model_copy(update={"features": features})})
+
+
+def test_a_features_own_threshold_in_the_dataset_changes_the_verdict(settings: Settings) -> None:
+    """dataset.yaml's `drift: {psi, ks}` on a feature's entry is the bound that feature is judged by."""
     reference = _window(settings, TRAIN_START, TRAIN_DAYS)
     start = dt.date(2026, 2, 10)
     scenario = Scenario(covariate_drift=[CovariateDrift(feature="days_since_last_login", start=start, shift=1.0)])
     current = _window(settings, start, 7, scenario)
-    lenient = settings.drift.model_copy(
-        update={"per_feature": {"days_since_last_login": FeatureDriftThresholds(psi=50, ks=1.0)}}
-    )
-    report = drift.compare(
-        reference,
-        current,
-        settings.dataset,
-        lenient,
-        model_name="churn",
-        model_version="1",
-        window_start=start,
-        window_end=start,
-    )
+    assert _compare(settings, reference, current).verdict == "drift"
+    lenient = _with_feature_drift(settings, "days_since_last_login", FeatureDriftThresholds(psi=50, ks=1.0))
+    report = _compare(lenient, reference, current)
     assert report.verdict == "no_drift"
+    judged = next(f for f in report.features if f.name == "days_since_last_login")
+    assert (judged.psi_threshold, judged.ks_threshold) == (50, 1.0)
+
+
+def test_a_strict_feature_threshold_flags_a_window_the_defaults_pass(settings: Settings) -> None:
+    reference = _window(settings, TRAIN_START, TRAIN_DAYS)
+    current = _window(settings, dt.date(2026, 2, 10), 7)
+    fixed = settings.model_copy(update={"drift": settings.drift.model_copy(update={"window_sized_bounds": False})})
+    assert _compare(fixed, reference, current).verdict == "no_drift"
+    strict = _with_feature_drift(fixed, "region", FeatureDriftThresholds(psi=1e-9))
+    report = _compare(strict, reference, current)
+    assert report.verdict == "drift" and "region" in report.drifted_features
+    others = [f for f in report.features if f.name != "region"]
+    assert all(f.psi_threshold == settings.drift.psi_threshold for f in others)  # only that feature's bound moved
 
 
 def test_concept_drift_with_labels_flags_performance_decay(settings: Settings) -> None:

@@ -17,7 +17,7 @@ from conveyor.adapters import feature_store as fsm
 from conveyor.adapters import raw_data
 from conveyor.adapters.offline_features import LatestFeatures, feature_spec
 from conveyor.demo.synthetic import generate_day
-from conveyor.domain.point_in_time import LatestRows, rebatch
+from conveyor.domain.point_in_time import LatestRows, as_of_join, rebatch
 
 START = dt.date(2026, 2, 1)
 DAYS = 12
@@ -131,7 +131,7 @@ def test_latest_rows_keeps_one_row_per_entity_on_ties() -> None:
             "value": pa.array(["a", "b", "c", "d", "e", "f"]),
         }
     )
-    latest = LatestRows("id", "ts")
+    latest = LatestRows(["id"], "ts")
     for start in (0, 3):
         latest.add_keys(rows.slice(start, 3).select(["id", "ts"]))
     assert latest.finish_keys() == 3
@@ -156,7 +156,7 @@ def test_latest_rows_matches_a_plain_pandas_selection(key_type: str, merge_rows:
         }
     )
     cuts = [0, 1, 2, 40, 41, 200, 333, n]
-    latest = LatestRows("id", "ts", merge_rows=merge_rows)
+    latest = LatestRows(["id"], "ts", merge_rows=merge_rows)
     for a, b in itertools.pairwise(cuts):
         latest.add_keys(rows.slice(a, b - a).select(["id", "ts"]))
     frame = rows.to_pandas()
@@ -169,7 +169,7 @@ def test_latest_rows_matches_a_plain_pandas_selection(key_type: str, merge_rows:
 def test_latest_rows_refuses_a_second_pass_longer_than_the_first() -> None:
     us = pa.timestamp("us", "UTC")
     rows = pa.table({"id": pa.array([1, 2], pa.int64()), "ts": pa.array([1, 2], pa.int64()).cast(us)})
-    latest = LatestRows("id", "ts")
+    latest = LatestRows(["id"], "ts")
     latest.add_keys(rows.slice(0, 1))
     latest.finish_keys()
     with pytest.raises(RuntimeError, match="pass 2 saw 2 rows, pass 1 only 1: the source changed"):
@@ -181,3 +181,38 @@ def test_rebatch_regroups_without_losing_rows() -> None:
     out = list(rebatch(tables, 4))
     assert [t.num_rows for t in out] == [4, 4, 4, 3]
     assert sum((t.column("x").to_pylist() for t in out), []) == [*range(5), *range(7), *range(3)]
+
+
+@pytest.mark.parametrize("merge_rows", [2, 2_000_000])  # merged as key pairs arrive, or once at the end
+def test_latest_rows_with_a_composite_key_keeps_one_row_per_key_pair(merge_rows: int) -> None:
+    """(store, sku) is the entity: store 1's sku 'a' and sku 'b' are two entities, sku 'a' of store 2 a third."""
+    us = pa.timestamp("us", "UTC")
+    rows = pa.table(
+        {
+            "store": pa.array([1, 1, 2, 1, 1, 2], pa.int64()),
+            "sku": pa.array(["a", "b", "a", "a", "b", "a"]),
+            "ts": pa.array([10, 20, 5, 30, 10, 5], pa.int64()).cast(us),
+            "value": pa.array(["a10", "b20", "2a5", "a30", "b10", "2a5-tie"]),
+        }
+    )
+    latest = LatestRows(["store", "sku"], "ts", merge_rows=merge_rows)
+    for start in (0, 3):
+        latest.add_keys(rows.slice(start, 3).select(["store", "sku", "ts"]))
+    assert latest.finish_keys() == 3
+    picked = pa.concat_tables([latest.select(rows.slice(start, 3)) for start in (0, 3)])
+    assert sorted(picked.column("value").to_pylist()) == ["2a5", "a30", "b20"]
+
+
+def test_as_of_join_matches_on_every_key_column() -> None:
+    stamp = pd.Timestamp("2026-02-01", tz="UTC")
+    source = pd.DataFrame(
+        {
+            "store": [1, 1, 2],
+            "sku": ["a", "b", "a"],
+            "ts": [stamp - pd.Timedelta(hours=h) for h in (3, 2, 1)],
+            "value": [1.0, 2.0, 3.0],
+        }
+    )
+    entity_df = pd.DataFrame({"store": [2, 1, 1, 2], "sku": ["a", "b", "a", "b"], "ts": [stamp] * 4})
+    joined = as_of_join(entity_df, source, ["store", "sku"], "ts", ["value"], dt.timedelta(days=1))
+    assert joined["value"].tolist()[:3] == [3.0, 2.0, 1.0] and np.isnan(joined["value"].iloc[3])  # (2, b): none

@@ -44,7 +44,7 @@ def test_clean_chunk_takes_the_fast_path_and_scores_every_row(
     checked = check_chunk(table, suite, settings.dataset, settings.scoring)
     assert checked.counts["scored"] == len(frame) and checked.counts["quarantined"] == 0
     assert checked.features.columns.tolist() == settings.dataset.feature_names
-    pd.testing.assert_series_equal(checked.entities, frame["customer_id"])
+    pd.testing.assert_frame_equal(checked.entities, frame[["customer_id"]])  # the key column(s)
 
 
 @pytest.mark.parametrize(

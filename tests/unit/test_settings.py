@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from configs.settings import CONFIG_DIR, ConfigError, Settings, load_settings
+from configs.settings import CONFIG_DIR, ConfigError, FeatureDriftThresholds, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +98,7 @@ def test_label_cannot_be_a_feature(config_dir: Path) -> None:
 
 def test_missing_required_key_is_named(config_dir: Path) -> None:
     _edit(config_dir / "dataset.yaml", lambda d: d.pop("entity_column"))
-    with pytest.raises(ConfigError, match=r"dataset\.entity_column: Field required"):
+    with pytest.raises(ConfigError, match=r"dataset: Value error, entity_column: Field required \(or entity_columns"):
         load_settings("local", config_dir)
 
 
@@ -135,7 +135,7 @@ def _field_default(path: tuple[str, ...]) -> Any:
     value: Any = section.get_default(call_default_factory=True)
     for key in path[1:]:
         if not isinstance(value, BaseModel) or key not in type(value).model_fields:
-            return _NO_DEFAULT  # a free-form mapping (training.models, drift.per_feature): no field default
+            return _NO_DEFAULT  # a free-form mapping (training.models): no field default
         value = getattr(value, key)
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
@@ -227,17 +227,68 @@ def test_port_clash_advice_moves_server_and_clients(monkeypatch: pytest.MonkeyPa
             "dataset.model_card.sensitive_attributes[0].feature",
             lambda d: d["model_card"].update({"sensitive_attributes": [{"feature": "agee"}]}),
         ),
-        ("drift.per_feature.agee", lambda d: d.update({"drift": {"per_feature": {"agee": {"psi": 0.3}}}})),
     ],
 )
 def test_a_feature_name_not_in_the_dataset_fails_at_load(config_dir: Path, key: str, change: Any) -> None:
-    """The choices that name features live in dataset.yaml, beside them (drift overrides: in base.yaml)."""
-    _edit(config_dir / ("base.yaml" if key.startswith("drift.") else "dataset.yaml"), change)
+    """The choices that name features live in dataset.yaml, beside them."""
+    _edit(config_dir / "dataset.yaml", change)
     with pytest.raises(ConfigError) as info:
         load_settings("local", config_dir)
     message = str(info.value)
     assert f"{key.removeprefix('dataset.')}: " in message and "is not a feature of dataset 'churn'" in message, message
     assert "(1 problem(s))" in message and "'days_since_last_login'" in message  # lists what does exist
+
+
+def _feature_entry(name: str, **extra: Any):  # type: ignore[no-untyped-def]
+    def change(data: dict[str, Any]) -> None:
+        next(f for f in data["features"] if f["name"] == name).update(extra)
+
+    return change
+
+
+def test_a_feature_carries_its_own_drift_thresholds(config_dir: Path) -> None:
+    _edit(config_dir / "dataset.yaml", _feature_entry("age", drift={"psi": 0.3, "ks": 0.15}))
+    _edit(config_dir / "dataset.yaml", _feature_entry("region", drift={"psi": 0.5}))
+    dataset = load_settings("local", config_dir).dataset
+    assert dataset.feature("age").drift == FeatureDriftThresholds(psi=0.3, ks=0.15)
+    assert dataset.feature("region").drift == FeatureDriftThresholds(psi=0.5)
+    assert dataset.feature("tenure_months").drift is None  # unset: the drift section's thresholds
+
+
+@pytest.mark.parametrize(
+    ("drift", "expected"),
+    [
+        ({"psii": 0.3}, r"dataset\.features\.0\.drift\.psii \(feature 'age'\): Extra inputs are not permitted"),
+        ({"ks": 1.5}, r"dataset\.features\.0\.drift\.ks \(feature 'age'\): Input should be less than or equal to 1"),
+        ({"psi": 0}, r"dataset\.features\.0\.drift\.psi \(feature 'age'\): Input should be greater than 0"),
+    ],
+)
+def test_a_bad_feature_drift_threshold_names_the_key_and_feature(
+    config_dir: Path, drift: dict[str, float], expected: str
+) -> None:
+    _edit(config_dir / "dataset.yaml", _feature_entry("age", drift=drift))
+    with pytest.raises(ConfigError, match=expected):
+        load_settings("local", config_dir)
+
+
+def test_ks_on_a_categorical_feature_is_refused(config_dir: Path) -> None:
+    _edit(config_dir / "dataset.yaml", _feature_entry("region", drift={"ks": 0.2}))
+    with pytest.raises(ConfigError, match=r"feature 'region': drift\.ks is for numeric features; a category feature"):
+        load_settings("local", config_dir)
+
+
+@pytest.mark.parametrize("where", ["base.yaml", "env"])
+def test_drift_per_feature_says_where_it_moved(config_dir: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """Each setting is written once: per-feature thresholds moved to the feature's entry in dataset.yaml."""
+    if where == "env":
+        monkeypatch.setenv("CONVEYOR_DRIFT__PER_FEATURE", '{"age": {"psi": 0.3}}')
+    else:
+        _edit(config_dir / "base.yaml", lambda d: d.update({"drift": {"per_feature": {"age": {"psi": 0.3}}}}))
+    with pytest.raises(ConfigError) as info:
+        load_settings("local", config_dir)
+    message = str(info.value)
+    assert "(1 problem(s))" in message and "drift.per_feature: moved to configs/dataset.yaml" in message, message
+    assert "drift: {psi: 0.3" in message, message
 
 
 def test_every_unknown_feature_is_named_at_once(config_dir: Path) -> None:
