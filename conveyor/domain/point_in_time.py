@@ -92,6 +92,8 @@ class LatestRows:
 
     def add_keys(self, keys: pa.Table) -> None:
         """Pass 1: a batch of (key columns, timestamp) rows, in stream order."""
+        if keys.num_rows == 0:  # a filtered scan yields empty batches; they hold no position
+            return
         positions = np.arange(self._keys_seen, self._keys_seen + keys.num_rows, dtype=np.int64)
         self._keys_seen += keys.num_rows
         entities = _entity_values(keys, self.keys)

@@ -166,6 +166,18 @@ def test_latest_rows_matches_a_plain_pandas_selection(key_type: str, merge_rows:
     assert pa.concat_tables(picked).column("row").to_pylist() == sorted(expected)
 
 
+def test_latest_rows_passes_over_empty_batches() -> None:
+    """A filtered scan yields empty batches, last ones included: they must not break the merge."""
+    us = pa.timestamp("us", "UTC")
+    rows = pa.table({"id": pa.array([1, 2, 1], pa.int64()), "ts": pa.array([1, 2, 3], pa.int64()).cast(us)})
+    latest = LatestRows(["id"], "ts", merge_rows=1)  # every non-empty batch merges at once: the last pending is empty
+    for batch in (rows.slice(0, 0), rows.slice(0, 2), rows.slice(2, 0), rows.slice(2, 1), rows.slice(3, 0)):
+        latest.add_keys(batch)
+    assert latest.finish_keys() == 2
+    picked = [latest.select(b) for b in (rows.slice(0, 0), rows.slice(0, 2), rows.slice(2, 1), rows.slice(3, 0))]
+    assert pa.concat_tables(picked).column("ts").cast(pa.int64()).to_pylist() == [2, 3]
+
+
 def test_latest_rows_refuses_a_second_pass_longer_than_the_first() -> None:
     us = pa.timestamp("us", "UTC")
     rows = pa.table({"id": pa.array([1, 2], pa.int64()), "ts": pa.array([1, 2], pa.int64()).cast(us)})
