@@ -12,6 +12,7 @@ import pandas as pd
 
 from configs.settings import DatasetConfig
 from conveyor.domain.failures import InvalidInput
+from conveyor.domain.signature import column_lists
 
 
 def key_frame(dataset: DatasetConfig, entities: Iterable[int | str] | pd.DataFrame) -> pd.DataFrame:
@@ -50,12 +51,5 @@ def key_text(dataset: DatasetConfig, key: int | str | Mapping[str, int | str]) -
 
 def key_records(keys: pd.DataFrame) -> list[dict[str, int | str]]:
     """One {key column: value} mapping a row, with Python values (what Feast's `entity_rows` take)."""
-    columns = list(keys.columns)
-    values = [keys[c].tolist() for c in columns]
-    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
-
-
-def duplicated_keys(keys: pd.DataFrame) -> pd.DataFrame:
-    """The key values that occur in more than one row (each once), in first-seen order."""
-    repeated = keys[keys.duplicated(keep=False)]
-    return repeated.drop_duplicates().reset_index(drop=True)
+    columns = column_lists(keys)
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
